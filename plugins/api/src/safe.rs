@@ -1,0 +1,322 @@
+//! The safe side of the ABI: what a plugin author implements and calls.
+
+use crate::abi::{self, BatchView, FeatureKind, FeatureSpec, Modality, OracleVTable, StrRef};
+
+/// An error a plugin reports to the engine; the engine shows it with the plugin's name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginError(pub String);
+
+impl std::fmt::Display for PluginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PluginError {}
+
+impl From<String> for PluginError {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<&str> for PluginError {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+pub type Result<T, E = PluginError> = std::result::Result<T, E>;
+
+/// One attack. Implement this and list the type in [`export_plugin!`](crate::export_plugin).
+pub trait Attack: Sized + Send + 'static {
+    /// Its options: deserialized from the pipeline's `[attack.params]` table.
+    /// Use `#[serde(deny_unknown_fields)]` so a typo in the TOML is an error.
+    type Params: serde::de::DeserializeOwned;
+    /// The name pipelines use in `attack = "..."`.
+    const NAME: &'static str;
+    const DESCRIPTION: &'static str;
+
+    fn new(params: Self::Params) -> Result<Self>;
+
+    /// Perturb every example of `batch`, asking `oracle` about the model as needed.
+    /// Return one example per input example, in order, of the same modality and width.
+    fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed>;
+}
+
+/// A tabular column, as the attack sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feature<'a> {
+    pub name: &'a str,
+    pub kind: FeatureKind,
+    pub mutable: bool,
+    pub lower: f32,
+    pub upper: f32,
+    pub cost: f32,
+    /// Standard deviation of the model's standardisation (raw units per standardised unit).
+    pub scale: f32,
+    /// One-hot group id for categorical columns.
+    pub group: Option<u32>,
+}
+
+impl Feature<'_> {
+    /// Projects `v` onto what this column allows (bounds, then integrality), leaving
+    /// one-hot groups to [`project_row`].
+    pub fn clamp(&self, v: f32) -> f32 {
+        let v = v.clamp(self.lower, self.upper);
+        match self.kind {
+            FeatureKind::Integer => v.round().clamp(self.lower.ceil(), self.upper.floor()),
+            FeatureKind::Binary => {
+                if v >= 0.5 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            _ => v,
+        }
+    }
+}
+
+/// The examples to attack.
+pub struct Batch<'a> {
+    pub modality: Modality,
+    /// True labels, one per example.
+    pub labels: &'a [u32],
+    /// Dense rows (audio, tabular): `labels.len() * width` values.
+    pub data: &'a [f32],
+    pub width: usize,
+    /// Text examples.
+    pub texts: Vec<&'a str>,
+    /// Tabular columns (`width` of them).
+    pub features: Vec<Feature<'a>>,
+    /// Audio sample rate.
+    pub sample_rate: u32,
+    /// Draw all randomness from this, so a seeded run repeats.
+    pub seed: u64,
+}
+
+impl<'a> Batch<'a> {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Row `i` of a dense batch.
+    pub fn row(&self, i: usize) -> &'a [f32] {
+        &self.data[i * self.width..(i + 1) * self.width]
+    }
+
+    /// # Safety
+    /// `view` must be valid as documented on [`BatchView`] for `'a`.
+    pub(crate) unsafe fn from_view(view: &'a BatchView) -> Result<Self> {
+        let modality = Modality::from_u32(view.modality)
+            .ok_or_else(|| PluginError(format!("unknown modality {}", view.modality)))?;
+        let n = view.n;
+        let labels = unsafe { slice(view.labels, n) };
+        let data = unsafe { slice(view.data, n * view.width) };
+        let mut texts = Vec::new();
+        for r in unsafe { slice(view.texts, n) } {
+            let bytes = unsafe { r.as_bytes() };
+            texts.push(std::str::from_utf8(bytes).map_err(|e| PluginError(format!("text is not UTF-8: {e}")))?);
+        }
+        let mut features = Vec::new();
+        for f in unsafe { slice(view.features, if view.features.is_null() { 0 } else { view.width }) } {
+            features.push(Feature {
+                name: std::str::from_utf8(unsafe { f.name.as_bytes() }).unwrap_or("?"),
+                kind: FeatureKind::from_u32(f.kind)
+                    .ok_or_else(|| PluginError(format!("unknown feature kind {}", f.kind)))?,
+                mutable: f.mutable != 0,
+                lower: f.lower,
+                upper: f.upper,
+                cost: f.cost,
+                scale: f.scale,
+                group: u32::try_from(f.group).ok(),
+            });
+        }
+        Ok(Self {
+            modality,
+            labels,
+            data,
+            width: view.width,
+            texts,
+            features,
+            sample_rate: view.sample_rate,
+            seed: view.seed,
+        })
+    }
+}
+
+/// Makes a tabular row satisfy every column constraint: immutable columns restored from
+/// `original`, bounds, integers, binaries, and one-hot groups (the largest value wins).
+pub fn project_row(features: &[Feature<'_>], original: &[f32], row: &mut [f32]) {
+    for (j, f) in features.iter().enumerate() {
+        row[j] = if f.mutable { f.clamp(row[j]) } else { original[j] };
+    }
+    let mut seen: Vec<u32> = Vec::new();
+    for f in features {
+        let Some(g) = f.group else { continue };
+        if seen.contains(&g) {
+            continue;
+        }
+        seen.push(g);
+        let cols: Vec<usize> = (0..features.len()).filter(|&j| features[j].group == Some(g)).collect();
+        if cols.iter().any(|&j| !features[j].mutable) {
+            for &j in &cols {
+                row[j] = original[j];
+            }
+            continue;
+        }
+        let best = cols
+            .iter()
+            .copied()
+            .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+            .expect("a group has at least one column");
+        for &j in &cols {
+            row[j] = if j == best { 1.0 } else { 0.0 };
+        }
+    }
+}
+
+/// What an attack returns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Perturbed {
+    Dense(Vec<f32>),
+    Text(Vec<String>),
+}
+
+/// Examples sent to the oracle.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// Rows of `width` values, as in [`Batch::data`].
+    Dense { data: &'a [f32], width: usize },
+    Text(&'a [&'a str]),
+}
+
+impl Input<'_> {
+    fn rows(&self) -> usize {
+        match self {
+            Input::Dense { data, width } => data.len().checked_div(*width).unwrap_or(0),
+            Input::Text(t) => t.len(),
+        }
+    }
+}
+
+/// The host's model. Each row sent counts as one query against the example it belongs to.
+pub struct Oracle<'a> {
+    vtable: &'a OracleVTable,
+    modality: Modality,
+    sample_rate: u32,
+    features: *const FeatureSpec,
+}
+
+impl<'a> Oracle<'a> {
+    pub(crate) fn new(vtable: &'a OracleVTable, batch: &BatchView) -> Self {
+        Self {
+            vtable,
+            modality: Modality::from_u32(batch.modality).unwrap_or(Modality::Tabular),
+            sample_rate: batch.sample_rate,
+            features: batch.features,
+        }
+    }
+
+    pub fn n_classes(&self) -> usize {
+        self.vtable.n_classes
+    }
+
+    fn view(&self, input: &Input<'_>, labels: &[u32], ids: &[u32], refs: &mut Vec<StrRef>) -> Result<BatchView> {
+        let n = input.rows();
+        if ids.len() != n || (!labels.is_empty() && labels.len() != n) {
+            return Err(PluginError(format!(
+                "oracle call with {n} rows but {} example ids and {} labels",
+                ids.len(),
+                labels.len()
+            )));
+        }
+        let (data, width) = match input {
+            Input::Dense { data, width } => (data.as_ptr(), *width),
+            Input::Text(t) => {
+                refs.extend(t.iter().map(|s| StrRef::new(s)));
+                (std::ptr::null(), 0)
+            }
+        };
+        Ok(BatchView {
+            modality: self.modality as u32,
+            n,
+            width,
+            data,
+            texts: if refs.is_empty() { std::ptr::null() } else { refs.as_ptr() },
+            labels: if labels.is_empty() { std::ptr::null() } else { labels.as_ptr() },
+            example_ids: ids.as_ptr(),
+            sample_rate: self.sample_rate,
+            features: self.features,
+            seed: 0,
+        })
+    }
+
+    fn error(&self) -> PluginError {
+        let msg = unsafe { (self.vtable.last_error)(self.vtable.ctx).to_string_lossy() };
+        PluginError(format!("host: {msg}"))
+    }
+
+    /// Class probabilities, `rows * n_classes` values. `ids[i]` is the example row `i` is for.
+    pub fn predict(&self, input: Input<'_>, ids: &[u32]) -> Result<Vec<f32>> {
+        let mut refs = Vec::new();
+        let view = self.view(&input, &[], ids, &mut refs)?;
+        let mut out = vec![0f32; view.n * self.n_classes()];
+        let status = (self.vtable.predict)(self.vtable.ctx, &view, out.as_mut_ptr(), out.len());
+        if status != abi::STATUS_OK {
+            return Err(self.error());
+        }
+        Ok(out)
+    }
+
+    /// Per-row cross-entropy against `labels`, and its gradient with respect to the input
+    /// (dense: `rows * width` values in raw units; text: per-word saliency, see the ABI).
+    pub fn loss_grad(&self, input: Input<'_>, labels: &[u32], ids: &[u32]) -> Result<(Vec<f32>, Vec<f32>)> {
+        let mut refs = Vec::new();
+        let view = self.view(&input, labels, ids, &mut refs)?;
+        if labels.len() != view.n {
+            return Err(PluginError("loss_grad needs one label per row".into()));
+        }
+        let width = match input {
+            Input::Dense { width, .. } => width,
+            Input::Text(t) => t.iter().map(|s| s.split_whitespace().count()).max().unwrap_or(0),
+        };
+        let mut loss = vec![0f32; view.n];
+        let mut grad = vec![0f32; view.n * width];
+        let status = (self.vtable.loss_grad)(self.vtable.ctx, &view, loss.as_mut_ptr(), grad.as_mut_ptr(), grad.len());
+        if status != abi::STATUS_OK {
+            return Err(self.error());
+        }
+        Ok((loss, grad))
+    }
+
+    /// Cosine similarity of the host's sentence embeddings of `a[i]` and `b[i]`.
+    pub fn similarity(&self, a: &[&str], b: &[&str]) -> Result<Vec<f32>> {
+        if a.len() != b.len() {
+            return Err(PluginError("similarity needs two lists of the same length".into()));
+        }
+        let ra: Vec<StrRef> = a.iter().map(|s| StrRef::new(s)).collect();
+        let rb: Vec<StrRef> = b.iter().map(|s| StrRef::new(s)).collect();
+        let mut out = vec![0f32; a.len()];
+        let status = (self.vtable.similarity)(self.vtable.ctx, ra.as_ptr(), rb.as_ptr(), a.len(), out.as_mut_ptr());
+        if status != abi::STATUS_OK {
+            return Err(self.error());
+        }
+        Ok(out)
+    }
+}
+
+/// # Safety
+/// `ptr` must be null or point to `len` valid `T`s for `'a`.
+unsafe fn slice<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
+    if ptr.is_null() || len == 0 {
+        &[]
+    } else {
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
+}
