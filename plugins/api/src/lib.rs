@@ -36,6 +36,7 @@ pub mod abi;
 pub mod export;
 mod rng;
 mod safe;
+pub mod testing;
 
 pub use rng::Rng;
 pub use abi::{ABI_VERSION, FeatureKind, Modality};

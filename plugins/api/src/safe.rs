@@ -117,9 +117,13 @@ impl<'a> Batch<'a> {
             .ok_or_else(|| PluginError(format!("unknown modality {}", view.modality)))?;
         let n = view.n;
         let labels = unsafe { slice(view.labels, n) };
-        let data = unsafe { slice(view.data, n * view.width) };
+        let (data, text_refs) = if modality == Modality::Text {
+            (&[][..], unsafe { slice(view.texts, n) })
+        } else {
+            (unsafe { slice(view.data, n * view.width) }, &[][..])
+        };
         let mut texts = Vec::new();
-        for r in unsafe { slice(view.texts, n) } {
+        for r in text_refs {
             let bytes = unsafe { r.as_bytes() };
             texts.push(std::str::from_utf8(bytes).map_err(|e| PluginError(format!("text is not UTF-8: {e}")))?);
         }
