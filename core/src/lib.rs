@@ -1,0 +1,14 @@
+//! # tempered-core
+//!
+//! The engine behind `tempered run`: a declarative pipeline (train → attack →
+//! adversarially fine-tune → attack again → report) over candle models and attack plugins
+//! loaded at run time through the `tempered-plugin` C ABI.
+//!
+//! Data flows one way: [`pipeline`] → [`data`] → [`model`] ⇄ attack (through
+//! [`plugin_host`]'s oracle) → [`train`] → [`report`].
+
+pub mod data;
+pub mod error;
+pub mod report;
+
+pub use error::{Error, Result};
