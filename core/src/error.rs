@@ -31,24 +31,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn data(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        Self::Data {
-            path: path.into(),
-            msg: msg.into(),
-        }
+        Self::Data { path: path.into(), msg: msg.into() }
     }
 
     pub fn plugin(plugin: impl Into<String>, msg: impl Into<String>) -> Self {
-        Self::Plugin {
-            plugin: plugin.into(),
-            msg: msg.into(),
-        }
+        Self::Plugin { plugin: plugin.into(), msg: msg.into() }
     }
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.into(),
-            source,
-        }
+        Self::Io { path: path.into(), source }
     }
 
     pub fn msg(msg: impl Into<String>) -> Self {

@@ -52,24 +52,15 @@ pub struct StrRef {
 
 impl StrRef {
     pub const fn from_static(s: &'static str) -> Self {
-        Self {
-            ptr: s.as_ptr(),
-            len: s.len(),
-        }
+        Self { ptr: s.as_ptr(), len: s.len() }
     }
 
     pub fn new(s: &str) -> Self {
-        Self {
-            ptr: s.as_ptr(),
-            len: s.len(),
-        }
+        Self { ptr: s.as_ptr(), len: s.len() }
     }
 
     pub const fn empty() -> Self {
-        Self {
-            ptr: std::ptr::null(),
-            len: 0,
-        }
+        Self { ptr: std::ptr::null(), len: 0 }
     }
 
     /// # Safety

@@ -86,18 +86,10 @@ pub extern "C" fn perturb<A: Attack>(
         let oracle = Oracle::new(unsafe { &*oracle }, view);
         let result = attack.perturb(&batch, &oracle)?;
         let owned = match result {
-            Perturbed::Dense(data) => Owned {
-                _data: data,
-                _texts: Vec::new(),
-                _refs: Vec::new(),
-            },
+            Perturbed::Dense(data) => Owned { _data: data, _texts: Vec::new(), _refs: Vec::new() },
             Perturbed::Text(texts) => {
                 let refs = texts.iter().map(|s| StrRef::new(s)).collect();
-                Owned {
-                    _data: Vec::new(),
-                    _texts: texts,
-                    _refs: refs,
-                }
+                Owned { _data: Vec::new(), _texts: texts, _refs: refs }
             }
         };
         let owned = Box::new(owned);

@@ -38,8 +38,8 @@ mod rng;
 mod safe;
 pub mod testing;
 
-pub use rng::Rng;
 pub use abi::{ABI_VERSION, FeatureKind, Modality};
+pub use rng::Rng;
 pub use safe::{Attack, Batch, Feature, Input, Oracle, Perturbed, PluginError, Result, project_row};
 
 /// Re-exported so `export_plugin!` and plugins agree on one version.

@@ -125,7 +125,9 @@ impl<'a> Batch<'a> {
         let mut texts = Vec::new();
         for r in text_refs {
             let bytes = unsafe { r.as_bytes() };
-            texts.push(std::str::from_utf8(bytes).map_err(|e| PluginError(format!("text is not UTF-8: {e}")))?);
+            texts.push(
+                std::str::from_utf8(bytes).map_err(|e| PluginError(format!("text is not UTF-8: {e}")))?,
+            );
         }
         let mut features = Vec::new();
         for f in unsafe { slice(view.features, if view.features.is_null() { 0 } else { view.width }) } {
@@ -196,7 +198,10 @@ pub enum Perturbed {
 #[derive(Debug, Clone, Copy)]
 pub enum Input<'a> {
     /// Rows of `width` values, as in [`Batch::data`].
-    Dense { data: &'a [f32], width: usize },
+    Dense {
+        data: &'a [f32],
+        width: usize,
+    },
     Text(&'a [&'a str]),
 }
 
@@ -231,7 +236,13 @@ impl<'a> Oracle<'a> {
         self.vtable.n_classes
     }
 
-    fn view(&self, input: &Input<'_>, labels: &[u32], ids: &[u32], refs: &mut Vec<StrRef>) -> Result<BatchView> {
+    fn view(
+        &self,
+        input: &Input<'_>,
+        labels: &[u32],
+        ids: &[u32],
+        refs: &mut Vec<StrRef>,
+    ) -> Result<BatchView> {
         let n = input.rows();
         if ids.len() != n || (!labels.is_empty() && labels.len() != n) {
             return Err(PluginError(format!(
@@ -292,7 +303,8 @@ impl<'a> Oracle<'a> {
         };
         let mut loss = vec![0f32; view.n];
         let mut grad = vec![0f32; view.n * width];
-        let status = (self.vtable.loss_grad)(self.vtable.ctx, &view, loss.as_mut_ptr(), grad.as_mut_ptr(), grad.len());
+        let status =
+            (self.vtable.loss_grad)(self.vtable.ctx, &view, loss.as_mut_ptr(), grad.as_mut_ptr(), grad.len());
         if status != abi::STATUS_OK {
             return Err(self.error());
         }
@@ -307,7 +319,8 @@ impl<'a> Oracle<'a> {
         let ra: Vec<StrRef> = a.iter().map(|s| StrRef::new(s)).collect();
         let rb: Vec<StrRef> = b.iter().map(|s| StrRef::new(s)).collect();
         let mut out = vec![0f32; a.len()];
-        let status = (self.vtable.similarity)(self.vtable.ctx, ra.as_ptr(), rb.as_ptr(), a.len(), out.as_mut_ptr());
+        let status =
+            (self.vtable.similarity)(self.vtable.ctx, ra.as_ptr(), rb.as_ptr(), a.len(), out.as_mut_ptr());
         if status != abi::STATUS_OK {
             return Err(self.error());
         }
@@ -318,9 +331,5 @@ impl<'a> Oracle<'a> {
 /// # Safety
 /// `ptr` must be null or point to `len` valid `T`s for `'a`.
 unsafe fn slice<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
-    if ptr.is_null() || len == 0 {
-        &[]
-    } else {
-        unsafe { std::slice::from_raw_parts(ptr, len) }
-    }
+    if ptr.is_null() || len == 0 { &[] } else { unsafe { std::slice::from_raw_parts(ptr, len) } }
 }

@@ -123,18 +123,19 @@ unsafe fn input_of<'a>(view: &'a BatchView, texts: &'a mut Vec<&'a str>) -> Inpu
 fn count(ctx: &Ctx<'_>, view: &BatchView) {
     let mut q = ctx.queries.borrow_mut();
     for i in 0..view.n {
-        let id = if view.example_ids.is_null() {
-            i
-        } else {
-            unsafe { *view.example_ids.add(i) as usize }
-        };
+        let id = if view.example_ids.is_null() { i } else { unsafe { *view.example_ids.add(i) as usize } };
         if let Some(slot) = q.get_mut(id) {
             *slot += 1;
         }
     }
 }
 
-extern "C" fn predict(ctx: *mut c_void, input: *const BatchView, out: *mut f32, out_len: usize) -> abi::Status {
+extern "C" fn predict(
+    ctx: *mut c_void,
+    input: *const BatchView,
+    out: *mut f32,
+    out_len: usize,
+) -> abi::Status {
     let ctx = unsafe { &*ctx.cast::<Ctx<'_>>() };
     let view = unsafe { &*input };
     count(ctx, view);
@@ -170,7 +171,13 @@ extern "C" fn loss_grad(
     abi::STATUS_OK
 }
 
-extern "C" fn similarity(ctx: *mut c_void, a: *const StrRef, b: *const StrRef, n: usize, out: *mut f32) -> abi::Status {
+extern "C" fn similarity(
+    ctx: *mut c_void,
+    a: *const StrRef,
+    b: *const StrRef,
+    n: usize,
+    out: *mut f32,
+) -> abi::Status {
     let ctx = unsafe { &*ctx.cast::<Ctx<'_>>() };
     for i in 0..n {
         let (sa, sb) = unsafe { ((*a.add(i)).to_string_lossy(), (*b.add(i)).to_string_lossy()) };
@@ -193,7 +200,11 @@ extern "C" fn last_error(ctx: *mut c_void) -> StrRef {
 
 /// Creates attack `A` from JSON `params` and perturbs `batch` against `model`, through the
 /// plugin's C entry points.
-pub fn run<A: Attack>(params: &str, batch: &TestBatch, model: &dyn TestModel) -> Result<TestOutcome, PluginError> {
+pub fn run<A: Attack>(
+    params: &str,
+    batch: &TestBatch,
+    model: &dyn TestModel,
+) -> Result<TestOutcome, PluginError> {
     let decl = attack_decl::<A>();
     let plugin_error = || unsafe { crate::export::last_error().to_string_lossy() };
     let mut state: *mut c_void = std::ptr::null_mut();
@@ -229,11 +240,8 @@ pub fn run<A: Attack>(params: &str, batch: &TestBatch, model: &dyn TestModel) ->
         features: if specs.is_empty() { std::ptr::null() } else { specs.as_ptr() },
         seed: batch.seed,
     };
-    let ctx = Ctx {
-        model,
-        queries: RefCell::new(vec![0; batch.labels.len()]),
-        error: RefCell::new(String::new()),
-    };
+    let ctx =
+        Ctx { model, queries: RefCell::new(vec![0; batch.labels.len()]), error: RefCell::new(String::new()) };
     let oracle = OracleVTable {
         ctx: (&ctx as *const Ctx<'_>).cast_mut().cast(),
         n_classes: model.n_classes(),
@@ -251,10 +259,7 @@ pub fn run<A: Attack>(params: &str, batch: &TestBatch, model: &dyn TestModel) ->
         } else {
             Perturbed::Dense(unsafe { std::slice::from_raw_parts(out.data, out.data_len) }.to_vec())
         };
-        Ok(TestOutcome {
-            perturbed,
-            queries: ctx.queries.into_inner(),
-        })
+        Ok(TestOutcome { perturbed, queries: ctx.queries.into_inner() })
     } else {
         Err(PluginError(plugin_error()))
     };
