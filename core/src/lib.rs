@@ -8,7 +8,14 @@
 //! [`plugin_host`]'s oracle) → [`train`] → [`report`].
 
 pub mod data;
+pub mod engine;
 pub mod error;
+pub mod evaluate;
+pub mod model;
+pub mod pipeline;
+pub mod plugin_host;
+pub mod progress;
 pub mod report;
+pub mod train;
 
 pub use error::{Error, Result};

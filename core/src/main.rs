@@ -1,1 +1,124 @@
-fn main() {}
+//! `tempered`: run, validate and inspect adversarial-training pipelines.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tempered_core::engine::{self, RunOptions};
+use tempered_core::pipeline::Pipeline;
+use tempered_core::plugin_host::{SearchPath, format_abi};
+use tempered_core::report;
+
+#[derive(Parser)]
+#[command(name = "tempered", version, about = "Adversarial training pipelines: train → attack → harden → attack again → report")]
+struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline end to end.
+    Run {
+        pipeline: PathBuf,
+        /// Run directory (default: <out_dir>/<name>/<timestamp>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue the run in --out from its checkpoints.
+        #[arg(long, requires = "out")]
+        resume: bool,
+    },
+    /// Check a pipeline file (and that its plugins load) without running it.
+    Validate { pipeline: PathBuf },
+    /// List the plugins found, their ABI versions and attacks, and where they were looked for.
+    Plugins {
+        /// Also search the folders of this pipeline's `[plugins] search_path`.
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(command: Command) -> Result<(), tempered_core::Error> {
+    match command {
+        Command::Run { pipeline, out, resume } => {
+            let p = Pipeline::load(&pipeline)?;
+            let finished = engine::run(&p, &RunOptions { out, resume })?;
+            println!("{}", report::summary(&finished.metrics));
+            println!("Run saved in {}", finished.dir.display());
+            Ok(())
+        }
+        Command::Validate { pipeline } => {
+            let p = Pipeline::load(&pipeline)?;
+            for a in p.spec.attacks() {
+                let plugin = engine::load_plugin(&p, a)?;
+                let params = serde_json::to_value(&a.params).expect("TOML is JSON");
+                // Creating the attack makes the plugin check its params, too.
+                drop(plugin.create(&a.attack, &params)?);
+            }
+            println!(
+                "{}: ok ({} pipeline `{}`, {} attack(s), seed {})",
+                pipeline.display(),
+                p.spec.modality(),
+                p.name(),
+                p.spec.attacks().len(),
+                p.seed()
+            );
+            Ok(())
+        }
+        Command::Plugins { pipeline } => {
+            let search = match pipeline {
+                Some(f) => engine::search_path(&Pipeline::load(&f)?),
+                None => SearchPath::new(&[]),
+            };
+            list_plugins(&search);
+            Ok(())
+        }
+    }
+}
+
+fn list_plugins(search: &SearchPath) {
+    println!("Searched, in order:");
+    for d in &search.dirs {
+        let mark = if d.is_dir() { "" } else { "  (missing)" };
+        println!("  {}{mark}", d.display());
+    }
+    let found = search.discover();
+    if found.is_empty() {
+        println!("\nNo plugins found. `cargo build --release` at the workspace root builds the first-party ones.");
+        return;
+    }
+    println!();
+    for (path, result) in found {
+        match result {
+            Ok(p) => {
+                println!("{} {} ({}, ABI {})  {}", p.name, p.version, p.modality, format_abi(p.abi_version), path.display());
+                for a in &p.attacks {
+                    println!("    {:<14} {}", a.name, a.description);
+                }
+            }
+            Err(e) => println!("(unusable) {}: {e}", path.display()),
+        }
+    }
+}

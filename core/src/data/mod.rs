@@ -1,1 +1,103 @@
+//! Loaders for each modality, and the modality-neutral shapes the engine moves around.
+
 pub mod tabular;
+
+/// Examples of one split, in the form attacks and models exchange them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Examples {
+    /// Rows of `width` values (tabular rows, raw units; audio waveforms).
+    Dense { data: Vec<f32>, width: usize },
+    Text(Vec<String>),
+}
+
+impl Examples {
+    pub fn len(&self) -> usize {
+        match self {
+            Examples::Dense { data, width } => data.len().checked_div(*width).unwrap_or(0),
+            Examples::Text(t) => t.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn view(&self) -> ExamplesRef<'_> {
+        match self {
+            Examples::Dense { data, width } => ExamplesRef::Dense { data, width: *width },
+            Examples::Text(t) => ExamplesRef::Text(t.iter().map(String::as_str).collect()),
+        }
+    }
+
+    /// The examples at `idx`, in that order.
+    pub fn select(&self, idx: &[usize]) -> Examples {
+        match self {
+            Examples::Dense { data, width } => Examples::Dense {
+                data: idx.iter().flat_map(|&i| &data[i * width..(i + 1) * width]).copied().collect(),
+                width: *width,
+            },
+            Examples::Text(t) => Examples::Text(idx.iter().map(|&i| t[i].clone()).collect()),
+        }
+    }
+
+    /// Appends `other` (same kind and width).
+    pub fn extend(&mut self, other: &Examples) {
+        match (self, other) {
+            (Examples::Dense { data, width }, Examples::Dense { data: d2, width: w2 }) if width == w2 => {
+                data.extend_from_slice(d2)
+            }
+            (Examples::Text(t), Examples::Text(t2)) => t.extend(t2.iter().cloned()),
+            _ => panic!("cannot mix example kinds"),
+        }
+    }
+}
+
+/// Borrowed examples: what the model encodes and the oracle receives from plugins.
+#[derive(Debug, Clone)]
+pub enum ExamplesRef<'a> {
+    Dense { data: &'a [f32], width: usize },
+    Text(Vec<&'a str>),
+}
+
+impl ExamplesRef<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            ExamplesRef::Dense { data, width } => data.len().checked_div(*width).unwrap_or(0),
+            ExamplesRef::Text(t) => t.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A labelled split.
+#[derive(Debug, Clone)]
+pub struct Labelled {
+    pub x: Examples,
+    pub y: Vec<u32>,
+}
+
+impl Labelled {
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+
+    pub fn select(&self, idx: &[usize]) -> Labelled {
+        Labelled { x: self.x.select(idx), y: idx.iter().map(|&i| self.y[i]).collect() }
+    }
+}
+
+/// Train / validation / test, ready for the trainer.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub n_classes: usize,
+    pub train: Labelled,
+    pub validation: Labelled,
+    pub test: Labelled,
+}

@@ -2,6 +2,10 @@
 //! each [`Attack`]: every body runs inside `catch_unwind`, and errors land in a
 //! thread-local the host reads through `last_error`.
 
+// These functions are only ever called through the ABI's function pointers, whose
+// contract (documented on `abi::AttackDecl`) is what makes the pointer arguments valid.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
 use std::any::Any;
 use std::cell::RefCell;
 use std::ffi::c_void;

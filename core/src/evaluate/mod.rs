@@ -1,0 +1,189 @@
+//! Runs one attack over a split and measures what it did: success over the examples the
+//! model got right, robust accuracy, oracle queries (counted by the host), perturbation
+//! size and constraint violations (judged by the host, never taken from the plugin).
+
+pub mod tabular;
+
+use std::time::Instant;
+
+use candle_core::D;
+
+use crate::data::{Examples, Labelled};
+use crate::model::{Classifier, Mode};
+use crate::plugin_host::{AttackHandle, BatchContext};
+use crate::progress::Progress;
+use crate::Result;
+
+/// The host's verdict on one adversarial example.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Measure {
+    /// In the judge's [`Judge::unit`].
+    pub perturbation: f64,
+    /// Broken constraints (schema, budget): must be 0.
+    pub violations: usize,
+    /// Which constraints broke, for the error log.
+    pub notes: Vec<String>,
+    /// Modality-specific figures averaged into the report (e.g. `features_changed`).
+    pub extra: Vec<(&'static str, f64)>,
+}
+
+/// Measures perturbations and checks constraints for one modality.
+pub trait Judge {
+    fn unit(&self) -> &'static str;
+    /// Compares example `i` of `original` with example `i` of `adversarial`, under the
+    /// attack's `params` (where budgets such as `epsilon` are read).
+    fn measure(&self, original: &Examples, adversarial: &Examples, i: usize, params: &serde_json::Value) -> Measure;
+}
+
+/// One adversarial example kept for the report.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Index in the evaluated split.
+    pub index: usize,
+    pub label: u32,
+    pub original: Examples,
+    pub adversarial: Examples,
+    pub original_prob: f32,
+    pub adversarial_prob: f32,
+    pub adversarial_pred: u32,
+    pub success: bool,
+}
+
+/// What an attack did to a split.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub examples: usize,
+    /// Correct before the attack: the denominator of the success rate.
+    pub attacked: usize,
+    pub successes: usize,
+    pub total_queries: u64,
+    pub max_queries: u64,
+    /// Summed over successful examples.
+    pub perturbation_sum: f64,
+    pub violations: usize,
+    pub violation_notes: Vec<String>,
+    pub extra_sums: Vec<(&'static str, f64)>,
+    pub samples: Vec<Sample>,
+    pub seconds: f64,
+}
+
+impl Outcome {
+    pub fn success_rate(&self) -> f64 {
+        if self.attacked == 0 { 0.0 } else { self.successes as f64 / self.attacked as f64 }
+    }
+    pub fn robust_accuracy(&self) -> f64 {
+        if self.examples == 0 { 0.0 } else { (self.attacked - self.successes) as f64 / self.examples as f64 }
+    }
+    pub fn mean_queries(&self) -> f64 {
+        if self.attacked == 0 { 0.0 } else { self.total_queries as f64 / self.attacked as f64 }
+    }
+    /// Mean over successful adversarial examples (as TextAttack reports it).
+    pub fn mean_perturbation(&self) -> f64 {
+        if self.successes == 0 { 0.0 } else { self.perturbation_sum / self.successes as f64 }
+    }
+    pub fn extra_means(&self) -> Vec<(&'static str, f64)> {
+        self.extra_sums.iter().map(|&(k, v)| (k, if self.successes == 0 { 0.0 } else { v / self.successes as f64 })).collect()
+    }
+}
+
+/// Predicted class and its probabilities for every example, in batches.
+pub fn predict(model: &dyn Classifier, x: &Examples, batch: usize) -> Result<(Vec<u32>, Vec<Vec<f32>>)> {
+    let (mut preds, mut probs) = (Vec::new(), Vec::new());
+    let idx: Vec<usize> = (0..x.len()).collect();
+    for chunk in idx.chunks(batch.max(1)) {
+        let part = x.select(chunk);
+        let logits = model.forward(&model.encode(&part.view())?, Mode::EVAL)?;
+        preds.extend(logits.argmax(D::Minus1)?.to_vec1::<u32>()?);
+        probs.extend(candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?);
+    }
+    Ok((preds, probs))
+}
+
+/// Which examples of `data` an attack runs on: those of the given classes, at most `limit`.
+pub fn select(data: &Labelled, classes: Option<&[u32]>, limit: Option<usize>) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..data.len()).filter(|&i| classes.is_none_or(|c| c.contains(&data.y[i]))).collect();
+    if let Some(l) = limit {
+        idx.truncate(l);
+    }
+    idx
+}
+
+/// Settings of one evaluation.
+pub struct Run<'a> {
+    pub batch_size: usize,
+    pub classes: Option<&'a [u32]>,
+    pub limit: Option<usize>,
+    pub seed: u64,
+    pub samples: usize,
+    pub label: &'a str,
+}
+
+/// Attacks the selected examples of `data` with `handle` and judges every result.
+pub fn run(
+    handle: &mut AttackHandle,
+    model: &dyn Classifier,
+    data: &Labelled,
+    ctx: BatchContext<'_>,
+    judge: &dyn Judge,
+    params: &serde_json::Value,
+    run: &Run<'_>,
+) -> Result<Outcome> {
+    let started = Instant::now();
+    let idx = select(data, run.classes, run.limit);
+    let subset = data.select(&idx);
+    let (pred, probs) = predict(model, &subset.x, 1024)?;
+    let correct: Vec<usize> = (0..subset.len()).filter(|&i| pred[i] == subset.y[i]).collect();
+    let mut out = Outcome { examples: subset.len(), attacked: correct.len(), ..Default::default() };
+    let mut progress = Progress::new(run.label, correct.len() as u64);
+    for (b, chunk) in correct.chunks(run.batch_size.max(1)).enumerate() {
+        let part = subset.select(chunk);
+        let batch_ctx = BatchContext { seed: mix(run.seed, b as u64), ..ctx };
+        let result = handle.perturb(model, &part.x, &part.y, batch_ctx)?;
+        let (adv_pred, adv_probs) = predict(model, &result.examples, 1024)?;
+        for (k, &i) in chunk.iter().enumerate() {
+            let success = adv_pred[k] != part.y[k];
+            let q = result.queries[k];
+            out.total_queries += q;
+            out.max_queries = out.max_queries.max(q);
+            let m = judge.measure(&part.x, &result.examples, k, params);
+            out.violations += m.violations;
+            if m.violations > 0 && out.violation_notes.len() < 20 {
+                out.violation_notes.extend(m.notes.iter().map(|n| format!("example {}: {n}", idx[i])));
+            }
+            if success {
+                out.successes += 1;
+                out.perturbation_sum += m.perturbation;
+                for (key, v) in m.extra {
+                    match out.extra_sums.iter_mut().find(|(k2, _)| *k2 == key) {
+                        Some(slot) => slot.1 += v,
+                        None => out.extra_sums.push((key, v)),
+                    }
+                }
+            }
+            if out.samples.len() < run.samples && success {
+                let y = part.y[k] as usize;
+                out.samples.push(Sample {
+                    index: idx[i],
+                    label: part.y[k],
+                    original: part.x.select(&[k]),
+                    adversarial: result.examples.select(&[k]),
+                    original_prob: probs[i][y],
+                    adversarial_prob: adv_probs[k][y],
+                    adversarial_pred: adv_pred[k],
+                    success,
+                });
+            }
+        }
+        progress.inc(chunk.len() as u64);
+    }
+    progress.finish();
+    out.seconds = started.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+/// A per-batch seed: the same for "before" and "after", so both face the same randomness.
+pub fn mix(seed: u64, k: u64) -> u64 {
+    let mut z = seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z ^ (z >> 31)
+}

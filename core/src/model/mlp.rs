@@ -1,0 +1,177 @@
+//! Tabular classifiers: an MLP (ReLU) or logistic regression over standardised features.
+//! The standardisation is part of the model, so attacks and the oracle work in raw units
+//! and input gradients come out in raw units too.
+
+use candle_core::{Device, Tensor, Var};
+use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+
+use super::{Classifier, Mode, init};
+use crate::data::ExamplesRef;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TabularModelKind {
+    #[default]
+    Mlp,
+    Logistic,
+}
+
+/// `[model]` of a tabular pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TabularModelConfig {
+    pub kind: TabularModelKind,
+    /// Hidden layer widths of the MLP (ignored by `logistic`).
+    pub hidden: Vec<usize>,
+}
+
+impl Default for TabularModelConfig {
+    fn default() -> Self {
+        Self { kind: TabularModelKind::Mlp, hidden: vec![64, 64] }
+    }
+}
+
+pub struct Mlp {
+    varmap: VarMap,
+    /// (weight `[in, out]`, bias `[out]`) per layer.
+    layers: Vec<(Var, Var)>,
+    mean: Tensor,
+    inv_std: Tensor,
+    width: usize,
+    n_classes: usize,
+    device: Device,
+}
+
+impl Mlp {
+    /// `mean` and `std` are the train split's per-feature statistics.
+    pub fn new(
+        cfg: &TabularModelConfig,
+        mean: &[f32],
+        std: &[f32],
+        n_classes: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let width = mean.len();
+        let varmap = VarMap::new();
+        let hidden: &[usize] = match cfg.kind {
+            TabularModelKind::Mlp => &cfg.hidden,
+            TabularModelKind::Logistic => &[],
+        };
+        let mut dims = vec![width];
+        dims.extend_from_slice(hidden);
+        dims.push(n_classes);
+        let mut layers = Vec::new();
+        for (i, pair) in dims.windows(2).enumerate() {
+            // PyTorch's default: U(±1/√fan_in) for weights and biases alike.
+            let bound = 1.0 / (pair[0] as f32).sqrt();
+            let w = init::uniform(&varmap, seed, &format!("layer{i}.weight"), &[pair[0], pair[1]], bound, device)?;
+            let b = init::uniform(&varmap, seed, &format!("layer{i}.bias"), &[pair[1]], bound, device)?;
+            layers.push((w, b));
+        }
+        let inv: Vec<f32> = std.iter().map(|&s| if s > 0.0 && s.is_finite() { 1.0 / s } else { 1.0 }).collect();
+        let mean = init::insert(&varmap, "standardize.mean", Tensor::from_slice(mean, (1, width), device)?)?;
+        let inv_std = init::insert(&varmap, "standardize.inv_std", Tensor::from_slice(&inv, (1, width), device)?)?;
+        Ok(Self {
+            varmap,
+            layers,
+            mean: mean.as_tensor().detach(),
+            inv_std: inv_std.as_tensor().detach(),
+            width,
+            n_classes,
+            device: device.clone(),
+        })
+    }
+}
+
+impl Classifier for Mlp {
+    fn n_classes(&self) -> usize {
+        self.n_classes
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn encode(&self, x: &ExamplesRef<'_>) -> Result<Tensor> {
+        match x {
+            ExamplesRef::Dense { data, width } if *width == self.width => {
+                Ok(Tensor::from_slice(data, (data.len() / width, *width), &self.device)?)
+            }
+            ExamplesRef::Dense { width, .. } => {
+                Err(Error::msg(format!("model expects rows of {} features, got {width}", self.width)))
+            }
+            ExamplesRef::Text(_) => Err(Error::msg("a tabular model cannot read text")),
+        }
+    }
+
+    fn forward(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+        let mut h = x.broadcast_sub(&self.mean)?.broadcast_mul(&self.inv_std)?;
+        let last = self.layers.len() - 1;
+        for (i, (w, b)) in self.layers.iter().enumerate() {
+            let (w, b) = if mode.param_grads {
+                (w.as_tensor().clone(), b.as_tensor().clone())
+            } else {
+                (w.as_tensor().detach(), b.as_tensor().detach())
+            };
+            h = h.matmul(&w)?.broadcast_add(&b)?;
+            if i < last {
+                h = h.relu()?;
+            }
+        }
+        Ok(h)
+    }
+
+    fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    fn trainable(&self) -> Vec<Var> {
+        self.layers.iter().flat_map(|(w, b)| [w.clone(), b.clone()]).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::D;
+
+    fn model(seed: u64) -> Mlp {
+        Mlp::new(&TabularModelConfig::default(), &[1.0, 2.0], &[2.0, 0.5], 2, seed, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn same_seed_same_weights_and_logits() {
+        let x = Tensor::new(&[[1.0f32, 2.0], [3.0, -1.0]], &Device::Cpu).unwrap();
+        let a = model(3).forward(&x, Mode::EVAL).unwrap().to_vec2::<f32>().unwrap();
+        let b = model(3).forward(&x, Mode::EVAL).unwrap().to_vec2::<f32>().unwrap();
+        let c = model(4).forward(&x, Mode::EVAL).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn gradients_reach_every_trainable_tensor_and_the_input() {
+        let m = model(1);
+        let x = Var::new(&[[1.0f32, 2.0], [3.0, -1.0]], &Device::Cpu).unwrap();
+        let loss = m.forward(x.as_tensor(), Mode::TRAIN).unwrap().sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        for v in m.trainable() {
+            let g = grads.get(v.as_tensor()).expect("gradient for every trainable tensor");
+            assert!(g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+        }
+        assert!(grads.get(x.as_tensor()).is_some());
+    }
+
+    #[test]
+    fn eval_mode_sends_gradients_to_the_input_only() {
+        let m = model(1);
+        let x = Var::new(&[[1.0f32, 2.0]], &Device::Cpu).unwrap();
+        let loss = m.forward(x.as_tensor(), Mode::EVAL).unwrap().max(D::Minus1).unwrap().sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        assert!(grads.get(x.as_tensor()).is_some());
+        assert!(m.trainable().iter().all(|v| grads.get(v.as_tensor()).is_none()));
+    }
+}

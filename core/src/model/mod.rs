@@ -1,0 +1,96 @@
+//! Models behind one [`Classifier`] trait, so the trainer, the oracle and the evaluator
+//! never name a specific architecture. Weights are initialised from a seeded ChaCha
+//! stream (candle cannot seed CPU `rand`) and saved as safetensors.
+
+pub mod init;
+pub mod mlp;
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor, Var};
+use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+
+use crate::data::ExamplesRef;
+use crate::{Error, Result};
+
+pub use mlp::{Mlp, TabularModelConfig, TabularModelKind};
+
+/// How a forward pass is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mode {
+    /// Dropout and friends on.
+    pub train: bool,
+    /// Whether gradients should reach the weights. Attacks only need the input gradient;
+    /// detaching the weights lets backward skip every parameter.
+    pub param_grads: bool,
+}
+
+impl Mode {
+    pub const TRAIN: Mode = Mode { train: true, param_grads: true };
+    pub const EVAL: Mode = Mode { train: false, param_grads: false };
+}
+
+pub trait Classifier: Send + Sync {
+    fn n_classes(&self) -> usize;
+    fn device(&self) -> &Device;
+    /// Examples → the model's input tensor.
+    fn encode(&self, x: &ExamplesRef<'_>) -> Result<Tensor>;
+    /// Logits, `[n, n_classes]`.
+    fn forward(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor>;
+    /// Every tensor of the model (trainable or not), as saved in a checkpoint.
+    fn varmap(&self) -> &VarMap;
+    /// The tensors the optimiser updates.
+    fn trainable(&self) -> Vec<Var>;
+    /// Whether `encode` is the identity on dense examples, so the input gradient is the
+    /// gradient with respect to the examples themselves.
+    fn dense_input(&self) -> bool {
+        true
+    }
+}
+
+/// Saves every tensor of `model` to `path`.
+pub fn save(model: &dyn Classifier, path: &Path) -> Result<()> {
+    model.varmap().save(path).map_err(|e| Error::msg(format!("cannot save checkpoint {}: {e}", path.display())))
+}
+
+/// Loads a checkpoint written by [`save`] into `model` (same architecture).
+pub fn load(model: &dyn Classifier, path: &Path) -> Result<()> {
+    // VarMap::load needs `&mut`, but only to reach the vars it sets in place.
+    let tensors = candle_core::safetensors::load(path, model.device())
+        .map_err(|e| Error::msg(format!("cannot read checkpoint {}: {e}", path.display())))?;
+    let data = model.varmap().data().lock().expect("varmap lock");
+    for (name, var) in data.iter() {
+        let t = tensors
+            .get(name)
+            .ok_or_else(|| Error::msg(format!("checkpoint {} has no tensor `{name}`", path.display())))?;
+        var.set(t).map_err(|e| Error::msg(format!("checkpoint {}: tensor `{name}`: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// A snapshot of every tensor's values, to restore the best epoch without touching disk.
+pub fn snapshot(model: &dyn Classifier) -> Result<Vec<(String, Tensor)>> {
+    let data = model.varmap().data().lock().expect("varmap lock");
+    data.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?))).collect()
+}
+
+pub fn restore(model: &dyn Classifier, snap: &[(String, Tensor)]) -> Result<()> {
+    let data = model.varmap().data().lock().expect("varmap lock");
+    for (k, t) in snap {
+        if let Some(v) = data.get(k) {
+            v.set(t)?;
+        }
+    }
+    Ok(())
+}
+
+/// Parameter count, for logs and reports.
+pub fn n_params(model: &dyn Classifier) -> usize {
+    model.trainable().iter().map(|v| v.elem_count()).sum()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelSummary {
+    pub params: usize,
+}

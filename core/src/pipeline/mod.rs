@@ -1,0 +1,565 @@
+//! The pipeline file: TOML → a validated [`Pipeline`].
+//!
+//! Defaults live in the structs (`#[serde(default)]`), unknown keys are errors, and every
+//! error — syntax, type, unknown key or a failed validation — names `file:line:col`.
+//! The `[data]` and `[model]` tables depend on `pipeline.modality`, so a file is read in
+//! two passes: the modality first, then the whole file with the matching types, which
+//! keeps the toml crate's exact spans (an internally tagged enum would lose them).
+
+pub mod span;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tempered_plugin::Modality;
+
+use crate::data::tabular::TabularDataConfig;
+use crate::model::TabularModelConfig;
+use crate::{Error, Result};
+use span::Key;
+
+/// A pipeline, parsed and validated: only a `Pipeline` can be run.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The file it came from; relative data paths resolve against its repository root.
+    pub file: PathBuf,
+    pub base_dir: PathBuf,
+    pub spec: Spec,
+}
+
+/// Everything in a pipeline file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecOf<D, M> {
+    pub pipeline: PipelineSection,
+    pub data: D,
+    pub model: M,
+    #[serde(default, rename = "attack")]
+    pub attacks: Vec<AttackConfig>,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub harden: HardenConfig,
+    #[serde(default)]
+    pub evaluate: EvaluateConfig,
+    #[serde(default)]
+    pub report: ReportConfig,
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+}
+
+/// The modality-specific parts, by `pipeline.modality`.
+#[derive(Debug, Clone)]
+pub enum Spec {
+    Tabular(SpecOf<TabularDataConfig, TabularModelConfig>),
+}
+
+macro_rules! common {
+    ($spec:expr, $s:ident => $e:expr) => {
+        match $spec {
+            Spec::Tabular($s) => $e,
+        }
+    };
+}
+
+impl Spec {
+    pub fn modality(&self) -> Modality {
+        match self {
+            Spec::Tabular(_) => Modality::Tabular,
+        }
+    }
+    pub fn pipeline(&self) -> &PipelineSection {
+        common!(self, s => &s.pipeline)
+    }
+    pub fn pipeline_mut(&mut self) -> &mut PipelineSection {
+        common!(self, s => &mut s.pipeline)
+    }
+    pub fn attacks(&self) -> &[AttackConfig] {
+        common!(self, s => &s.attacks)
+    }
+    pub fn train(&self) -> &TrainConfig {
+        common!(self, s => &s.train)
+    }
+    pub fn harden(&self) -> &HardenConfig {
+        common!(self, s => &s.harden)
+    }
+    pub fn evaluate(&self) -> &EvaluateConfig {
+        common!(self, s => &s.evaluate)
+    }
+    pub fn report(&self) -> &ReportConfig {
+        common!(self, s => &s.report)
+    }
+    pub fn plugins(&self) -> &PluginsConfig {
+        common!(self, s => &s.plugins)
+    }
+    /// The resolved configuration, as TOML (saved with every run).
+    pub fn to_toml(&self) -> Result<String> {
+        common!(self, s => toml::to_string_pretty(s)).map_err(|e| Error::msg(format!("cannot write config: {e}")))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSection {
+    pub name: String,
+    pub modality: Modality,
+    /// Seeds splits, initialisation, shuffling and every attack: same seed, same numbers.
+    #[serde(default)]
+    pub seed: u64,
+    /// Runs go to `<out_dir>/<name>/<timestamp>/` unless `--out` is given.
+    #[serde(default = "defaults::out_dir")]
+    pub out_dir: PathBuf,
+    #[serde(default)]
+    pub device: DeviceKind,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    #[default]
+    Cpu,
+    /// Needs a build with `--features cuda`.
+    Cuda,
+}
+
+/// What to do when an attack's plugin fails during evaluation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Stop the run with the plugin's error.
+    #[default]
+    Fail,
+    /// Report the error, leave that attack out, and go on.
+    Skip,
+}
+
+/// One `[[attack]]`: a plugin's attack with its options.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttackConfig {
+    /// How the rest of the file and the report refer to it (default: the attack name).
+    #[serde(default)]
+    pub id: String,
+    /// The plugin's declared name (found on the search path) ...
+    pub plugin: String,
+    /// ... or an explicit path to its shared library.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    pub attack: String,
+    /// Passed to the plugin as JSON; the plugin validates them.
+    #[serde(default)]
+    pub params: toml::Table,
+    /// Only examples of these true classes are attacked (e.g. `[1]`: only frauds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<u32>>,
+    #[serde(default = "defaults::attack_batch")]
+    pub batch_size: usize,
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+/// `[train]`: the clean model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// Stop after this many epochs without a better validation loss (0: never).
+    pub patience: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self { epochs: 20, batch_size: 256, lr: 1e-3, weight_decay: 1e-4, patience: 5 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// More clean epochs: the baseline hardening is measured against.
+    Clean,
+    /// Madry et al.: train on the named attack's examples (mixed with clean ones).
+    #[default]
+    Pgd,
+    /// Fast adversarial training (Wong et al.): the named attack with
+    /// `steps = 1, random_start = true` unless `params` says otherwise.
+    Fgsm,
+    /// A2T-like: each epoch attack a share of the training set and train on clean +
+    /// adversarial examples.
+    AttackInTheLoop,
+}
+
+/// `[harden]`: adversarial fine-tuning of the clean model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HardenConfig {
+    /// Skip hardening (and the "after" attacks) when false.
+    pub enabled: bool,
+    pub strategy: Strategy,
+    /// The `[[attack]]` id whose examples the model trains on.
+    pub attack: Option<String>,
+    /// Overrides of that attack's params while training (e.g. fewer steps).
+    pub params: toml::Table,
+    pub epochs: usize,
+    pub lr: f64,
+    /// Loss = (1 − w) · clean + w · adversarial.
+    pub adversarial_weight: f64,
+    /// Share of each epoch's training examples that are attacked (attack-in-the-loop).
+    pub share: f64,
+    /// Clean epochs before the first adversarial one (attack-in-the-loop).
+    pub clean_epochs: usize,
+    pub patience: usize,
+}
+
+impl Default for HardenConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            strategy: Strategy::Pgd,
+            attack: None,
+            params: toml::Table::new(),
+            epochs: 10,
+            lr: 5e-4,
+            adversarial_weight: 0.5,
+            share: 1.0,
+            clean_epochs: 0,
+            patience: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitName {
+    Validation,
+    #[default]
+    Test,
+}
+
+/// `[evaluate]`: which attacks run before and after hardening, and on what.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvaluateConfig {
+    pub split: SplitName,
+    /// Attack ids to run (default: every `[[attack]]`).
+    pub attacks: Option<Vec<String>>,
+    /// At most this many examples per attack (default: the whole split).
+    pub examples: Option<usize>,
+    #[serde(rename = "sweep")]
+    pub sweeps: Vec<SweepConfig>,
+}
+
+impl Default for EvaluateConfig {
+    fn default() -> Self {
+        Self { split: SplitName::Test, attacks: None, examples: None, sweeps: Vec::new() }
+    }
+}
+
+/// `[[evaluate.sweep]]`: one attack re-run with one param set to each value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepConfig {
+    pub attack: String,
+    pub param: String,
+    pub values: Vec<f64>,
+    /// Unit shown on the plot's x axis (default: the param name).
+    #[serde(default)]
+    pub unit: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportConfig {
+    /// Adversarial examples shown in report.md and saved with the run.
+    pub samples: usize,
+    pub plots: bool,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        Self { samples: 12, plots: true }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Extra folders searched for plugins, before the defaults.
+    pub search_path: Vec<PathBuf>,
+}
+
+mod defaults {
+    use std::path::PathBuf;
+
+    pub fn out_dir() -> PathBuf {
+        PathBuf::from("runs")
+    }
+    pub fn attack_batch() -> usize {
+        256
+    }
+}
+
+#[derive(Deserialize)]
+struct Head {
+    pipeline: HeadSection,
+}
+
+#[derive(Deserialize)]
+struct HeadSection {
+    modality: Modality,
+}
+
+/// A validation failure: the key path it is about, and what is wrong.
+pub struct Invalid {
+    pub path: Vec<Key>,
+    pub msg: String,
+}
+
+impl Invalid {
+    pub fn new(path: Vec<Key>, msg: impl Into<String>) -> Self {
+        Self { path, msg: msg.into() }
+    }
+}
+
+fn keys(names: &[&str]) -> Vec<Key> {
+    names.iter().map(|&n| n.into()).collect()
+}
+
+impl Pipeline {
+    /// Reads, parses and validates a pipeline file.
+    pub fn load(file: &Path) -> Result<Self> {
+        let src = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+        Self::parse(file, &src)
+    }
+
+    /// Parses and validates `src`, naming `file` in errors.
+    pub fn parse(file: &Path, src: &str) -> Result<Self> {
+        let de_err = |e: toml::de::Error| {
+            Error::Config(span::at(file, src, e.span().map(|s| s.start), e.message().trim()))
+        };
+        let head: Head = toml::from_str(src).map_err(|e| {
+            // Report syntax errors as they are; a missing modality deserves its own words.
+            if e.message().contains("missing field `pipeline`") || e.message().contains("missing field `modality`")
+            {
+                Error::Config(span::at(
+                    file,
+                    src,
+                    span::offset_of(src, &keys(&["pipeline"])),
+                    "missing `pipeline.modality` (one of \"tabular\", \"text\", \"audio\")",
+                ))
+            } else {
+                de_err(e)
+            }
+        })?;
+        let spec = match head.pipeline.modality {
+            Modality::Tabular => Spec::Tabular(toml::from_str(src).map_err(de_err)?),
+            other => {
+                return Err(Error::Config(span::at(
+                    file,
+                    src,
+                    span::offset_of(src, &keys(&["pipeline", "modality"])),
+                    &format!("modality `{other}` is not supported by this build"),
+                )));
+            }
+        };
+        let mut spec = spec;
+        fill_attack_ids(&mut spec);
+        if let Err(bad) = validate(&spec) {
+            return Err(Error::Config(span::at(file, src, span::offset_of(src, &bad.path), &bad.msg)));
+        }
+        let base_dir = base_dir_of(file);
+        Ok(Self { file: file.to_owned(), base_dir, spec })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.pipeline().name
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.spec.pipeline().seed
+    }
+
+    /// Resolves a path from the file against the base directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() { p.to_owned() } else { self.base_dir.join(p) }
+    }
+}
+
+/// Paths in a pipeline are relative to the repository it lives in: the parent of a
+/// `pipelines/` folder, else the file's own folder.
+fn base_dir_of(file: &Path) -> PathBuf {
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    if dir.file_name().is_some_and(|n| n == "pipelines") {
+        dir.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or(PathBuf::from("."))
+    } else {
+        dir
+    }
+}
+
+fn fill_attack_ids(spec: &mut Spec) {
+    let attacks = common!(spec, s => &mut s.attacks);
+    for a in attacks.iter_mut() {
+        if a.id.is_empty() {
+            a.id = a.attack.clone();
+        }
+    }
+}
+
+fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
+    let p = spec.pipeline();
+    if p.name.trim().is_empty() || p.name.contains(['/', '\\']) {
+        return Err(Invalid::new(keys(&["pipeline", "name"]), "name must be non-empty and contain no path separator"));
+    }
+    match spec {
+        Spec::Tabular(s) => s.data.validate().map_err(|m| Invalid::new(keys(&["data"]), m))?,
+    }
+    let attacks = spec.attacks();
+    let mut seen = BTreeMap::new();
+    for (i, a) in attacks.iter().enumerate() {
+        let at = |k: &str| vec![Key::from("attack"), Key::Index(i), k.into()];
+        if let Some(j) = seen.insert(a.id.clone(), i) {
+            return Err(Invalid::new(
+                at("id"),
+                format!("attack id `{}` is used by attacks #{} and #{}; give each a unique `id`", a.id, j + 1, i + 1),
+            ));
+        }
+        if a.batch_size == 0 {
+            return Err(Invalid::new(at("batch_size"), "batch_size must be at least 1"));
+        }
+    }
+    let known = |id: &str| attacks.iter().any(|a| a.id == id);
+    let t = spec.train();
+    if t.batch_size == 0 || t.lr <= 0.0 || !t.lr.is_finite() {
+        return Err(Invalid::new(keys(&["train"]), "train.batch_size must be ≥ 1 and train.lr > 0"));
+    }
+    let h = spec.harden();
+    if h.enabled {
+        if !(0.0..=1.0).contains(&h.adversarial_weight) {
+            return Err(Invalid::new(keys(&["harden", "adversarial_weight"]), "adversarial_weight must be in [0, 1]"));
+        }
+        if !(h.share > 0.0 && h.share <= 1.0) {
+            return Err(Invalid::new(keys(&["harden", "share"]), "share must be in (0, 1]"));
+        }
+        if h.lr <= 0.0 || !h.lr.is_finite() {
+            return Err(Invalid::new(keys(&["harden", "lr"]), "lr must be > 0"));
+        }
+        match (&h.attack, h.strategy) {
+            (None, Strategy::Clean) => {}
+            (None, _) => {
+                return Err(Invalid::new(
+                    keys(&["harden", "strategy"]),
+                    "this strategy trains on an attack's examples: set `harden.attack` to an [[attack]] id",
+                ));
+            }
+            (Some(id), _) if !known(id) => {
+                return Err(Invalid::new(keys(&["harden", "attack"]), format!("no [[attack]] has id `{id}`")));
+            }
+            _ => {}
+        }
+    }
+    let e = spec.evaluate();
+    if let Some(ids) = &e.attacks {
+        for (i, id) in ids.iter().enumerate() {
+            if !known(id) {
+                return Err(Invalid::new(
+                    vec!["evaluate".into(), "attacks".into(), Key::Index(i)],
+                    format!("no [[attack]] has id `{id}`"),
+                ));
+            }
+        }
+    }
+    for (i, sw) in e.sweeps.iter().enumerate() {
+        let at = |k: &str| vec![Key::from("evaluate"), "sweep".into(), Key::Index(i), k.into()];
+        if !known(&sw.attack) {
+            return Err(Invalid::new(at("attack"), format!("no [[attack]] has id `{}`", sw.attack)));
+        }
+        if sw.values.is_empty() {
+            return Err(Invalid::new(at("values"), "a sweep needs at least one value"));
+        }
+    }
+    if p.device == DeviceKind::Cuda && !cfg!(feature = "cuda") {
+        return Err(Invalid::new(
+            keys(&["pipeline", "device"]),
+            "device = \"cuda\" needs a build with `--features cuda` (this one is CPU-only)",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[pipeline]
+name = "t"
+modality = "tabular"
+seed = 7
+
+[data]
+path = "x.csv"
+label = "y"
+
+[model]
+kind = "mlp"
+
+[[attack]]
+plugin = "tabular"
+attack = "pgd"
+params = { epsilon = 0.5 }
+
+[harden]
+attack = "pgd"
+"#;
+
+    fn parse(src: &str) -> Result<Pipeline> {
+        Pipeline::parse(Path::new("pipelines/t.toml"), src)
+    }
+
+    fn err(src: &str) -> String {
+        parse(src).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_fill_what_the_file_leaves_out() {
+        let p = parse(GOOD).unwrap();
+        assert_eq!(p.seed(), 7);
+        assert_eq!(p.spec.attacks()[0].id, "pgd");
+        assert_eq!(p.spec.train().batch_size, 256);
+        assert_eq!(p.spec.harden().strategy, Strategy::Pgd);
+        assert_eq!(p.base_dir, PathBuf::from("."));
+        let again = p.spec.to_toml().unwrap();
+        assert!(again.contains("adversarial_weight"), "resolved config lists defaults:\n{again}");
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_column() {
+        let src = GOOD.replace("seed = 7", "seed = 7\nsed = 8");
+        assert_eq!(err(&src), "pipelines/t.toml:6:1: unknown field `sed`, expected one of `name`, `modality`, `seed`, `out_dir`, `device`");
+    }
+
+    #[test]
+    fn syntax_and_type_errors_name_line_and_column() {
+        let e = err(&GOOD.replace("seed = 7", "seed = = 7"));
+        assert!(e.starts_with("pipelines/t.toml:5:8: "), "{e}");
+        let e = err(&GOOD.replace("seed = 7", "seed = \"seven\""));
+        assert!(e.starts_with("pipelines/t.toml:5:8: "), "{e}");
+    }
+
+    #[test]
+    fn validation_errors_point_at_the_offending_key() {
+        let src = GOOD.replace("[harden]\nattack = \"pgd\"", "[harden]\nattack = \"nope\"");
+        assert_eq!(err(&src), "pipelines/t.toml:23:1: no [[attack]] has id `nope`");
+    }
+
+    #[test]
+    fn missing_modality_is_explained() {
+        let e = err("[pipeline]\nname = \"x\"\n");
+        assert!(e.contains("missing `pipeline.modality`"), "{e}");
+    }
+}

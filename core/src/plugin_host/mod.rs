@@ -1,0 +1,334 @@
+//! Finding, loading and calling attack plugins over the `tempered-plugin` C ABI.
+//!
+//! A library is checked in this order, and any failure is an error naming the plugin:
+//! it loads, it exports the entry symbol, the ABI version (read before anything else) is
+//! one this engine speaks, the declaration is well formed. Loaded libraries are never
+//! unloaded (as in polars): attack states and outputs may outlive any one handle.
+
+pub mod oracle;
+mod search;
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use tempered_plugin::abi::{
+    self, ABI_VERSION, AttackDecl, BatchOut, BatchView, ENTRY_SYMBOL, EntryFn, FeatureSpec, Modality, PluginDecl,
+    StrRef, abi_major, abi_minor,
+};
+
+use crate::data::Examples;
+use crate::model::Classifier;
+use crate::{Error, Result};
+
+pub use oracle::QueryCounts;
+pub use search::{SearchPath, library_file_names};
+
+/// A loaded plugin.
+#[derive(Debug, Clone)]
+pub struct Plugin {
+    pub path: PathBuf,
+    pub name: String,
+    pub version: String,
+    pub modality: Modality,
+    pub abi_version: u32,
+    pub attacks: Vec<AttackInfo>,
+    last_error: extern "C" fn() -> StrRef,
+}
+
+#[derive(Debug, Clone)]
+pub struct AttackInfo {
+    pub name: String,
+    pub description: String,
+    decl: AttackDeclCopy,
+}
+
+/// `AttackDecl` holds raw pointers; a copy of its function pointers is all we keep.
+#[derive(Clone, Copy)]
+struct AttackDeclCopy(AttackDecl);
+
+impl std::fmt::Debug for AttackDeclCopy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AttackDecl")
+    }
+}
+
+// Safety: the declaration is immutable static data inside a library that is never unloaded.
+unsafe impl Send for AttackDeclCopy {}
+unsafe impl Sync for AttackDeclCopy {}
+
+pub fn format_abi(v: u32) -> String {
+    format!("{}.{}", abi_major(v), abi_minor(v))
+}
+
+fn loaded() -> &'static Mutex<HashMap<PathBuf, Plugin>> {
+    static LOADED: OnceLock<Mutex<HashMap<PathBuf, Plugin>>> = OnceLock::new();
+    LOADED.get_or_init(Default::default)
+}
+
+impl Plugin {
+    /// Loads the plugin library at `path` (once per process).
+    pub fn load(path: &Path) -> Result<Plugin> {
+        let key = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+        if let Some(p) = loaded().lock().expect("plugin registry").get(&key) {
+            return Ok(p.clone());
+        }
+        let label = path.display().to_string();
+        let fail = |msg: String| Error::plugin(&label, msg);
+        // Safety: loading runs the library's initialisers; plugins are trusted code the user
+        // chose to run, like any dependency.
+        let lib = unsafe { libloading::Library::new(path) }.map_err(|e| fail(format!("cannot load: {e}")))?;
+        let lib: &'static libloading::Library = Box::leak(Box::new(lib));
+        let entry: EntryFn = unsafe {
+            *lib.get::<EntryFn>(ENTRY_SYMBOL).map_err(|_| {
+                fail(format!(
+                    "no `{}` symbol: not a Tempered plugin, or one built for another ABI major \
+                     (this engine speaks {})",
+                    String::from_utf8_lossy(&ENTRY_SYMBOL[..ENTRY_SYMBOL.len() - 1]),
+                    format_abi(ABI_VERSION)
+                ))
+            })?
+        };
+        let decl_ptr = unsafe { entry() };
+        if decl_ptr.is_null() {
+            return Err(fail("the entry symbol returned a null declaration".into()));
+        }
+        // Only the version is read before it is checked: it is the one field whose place
+        // every ABI version promises to keep.
+        let version = unsafe { std::ptr::read(decl_ptr.cast::<u32>()) };
+        if abi_major(version) != abi_major(ABI_VERSION) || abi_minor(version) > abi_minor(ABI_VERSION) {
+            return Err(fail(format!(
+                "ABI version {} is not supported: this engine speaks {} (rebuild the plugin against \
+                 tempered-plugin {}.x)",
+                format_abi(version),
+                format_abi(ABI_VERSION),
+                abi_major(ABI_VERSION)
+            )));
+        }
+        let decl: &PluginDecl = unsafe { &*decl_ptr };
+        let modality = Modality::from_u32(decl.modality)
+            .ok_or_else(|| fail(format!("unknown modality code {}", decl.modality)))?;
+        let text = |s: StrRef| unsafe { s.to_string_lossy() };
+        let name = text(decl.name);
+        if name.is_empty() {
+            return Err(fail("the plugin declares an empty name".into()));
+        }
+        if decl.n_attacks > 0 && decl.attacks.is_null() {
+            return Err(fail("the attack table is null".into()));
+        }
+        let table: &[AttackDecl] =
+            if decl.n_attacks == 0 { &[] } else { unsafe { std::slice::from_raw_parts(decl.attacks, decl.n_attacks) } };
+        let attacks = table
+            .iter()
+            .map(|a| AttackInfo { name: text(a.name), description: text(a.description), decl: AttackDeclCopy(*a) })
+            .collect();
+        let plugin = Plugin {
+            path: key.clone(),
+            name,
+            version: text(decl.version),
+            modality,
+            abi_version: version,
+            attacks,
+            last_error: decl.last_error,
+        };
+        loaded().lock().expect("plugin registry").insert(key, plugin.clone());
+        Ok(plugin)
+    }
+
+    fn last_error(&self) -> String {
+        unsafe { (self.last_error)().to_string_lossy() }
+    }
+
+    pub fn attack(&self, name: &str) -> Result<&AttackInfo> {
+        self.attacks.iter().find(|a| a.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.attacks.iter().map(|a| a.name.as_str()).collect();
+            Error::plugin(&self.name, format!("has no attack `{name}` (it offers: {})", names.join(", ")))
+        })
+    }
+
+    /// Creates attack `name` with JSON `params`.
+    pub fn create(&self, name: &str, params: &serde_json::Value) -> Result<AttackHandle> {
+        let info = self.attack(name)?;
+        let bytes = serde_json::to_vec(params).map_err(|e| Error::plugin(&self.name, e.to_string()))?;
+        let mut state: *mut c_void = std::ptr::null_mut();
+        let status = (info.decl.0.create)(bytes.as_ptr(), bytes.len(), &mut state);
+        if status != abi::STATUS_OK {
+            return Err(Error::plugin(&self.name, format!("attack `{name}`: {}", self.status_message(status))));
+        }
+        Ok(AttackHandle { plugin: self.clone(), attack: name.to_owned(), decl: info.decl, state })
+    }
+
+    fn status_message(&self, status: abi::Status) -> String {
+        let msg = self.last_error();
+        match status {
+            abi::STATUS_PANIC => format!("{msg} (the plugin panicked; the engine caught it)"),
+            _ if msg.is_empty() => format!("failed with status {status} and no message"),
+            _ => msg,
+        }
+    }
+}
+
+/// One created attack. Releases its state when dropped.
+pub struct AttackHandle {
+    pub plugin: Plugin,
+    pub attack: String,
+    decl: AttackDeclCopy,
+    state: *mut c_void,
+}
+
+// Safety: the plugin's state is only touched through `&mut self` (one call at a time), and
+// the `Attack` trait requires `Send`.
+unsafe impl Send for AttackHandle {}
+
+impl Drop for AttackHandle {
+    fn drop(&mut self) {
+        (self.decl.0.release)(self.state);
+    }
+}
+
+/// Owned tabular column descriptions in ABI form.
+pub struct Schema {
+    names: Vec<String>,
+    specs: Vec<FeatureSpec>,
+}
+
+impl Schema {
+    pub fn new(columns: Vec<(String, FeatureSpec)>) -> Self {
+        let (names, mut specs): (Vec<String>, Vec<FeatureSpec>) = columns.into_iter().unzip();
+        for (s, n) in specs.iter_mut().zip(&names) {
+            s.name = StrRef::new(n);
+        }
+        Self { names, specs }
+    }
+
+    pub fn specs(&self) -> &[FeatureSpec] {
+        &self.specs
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+// Safety: the StrRefs point into `names`, owned alongside and never mutated.
+unsafe impl Send for Schema {}
+unsafe impl Sync for Schema {}
+
+/// What a batch carries besides examples and labels.
+#[derive(Clone, Copy)]
+pub struct BatchContext<'a> {
+    pub modality: Modality,
+    pub schema: Option<&'a Schema>,
+    pub sample_rate: u32,
+    pub seed: u64,
+    /// Stop answering an example's oracle calls past this many queries.
+    pub query_budget: Option<u64>,
+}
+
+/// A perturbed batch and the oracle queries spent on each example.
+pub struct PerturbOutcome {
+    pub examples: Examples,
+    pub queries: Vec<u64>,
+}
+
+impl AttackHandle {
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.plugin.name, self.attack)
+    }
+
+    fn fail(&self, msg: impl std::fmt::Display) -> Error {
+        Error::plugin(&self.plugin.name, format!("attack `{}`: {msg}", self.attack))
+    }
+
+    /// Perturbs `x` (true labels `y`) against `model`.
+    pub fn perturb(
+        &mut self,
+        model: &dyn Classifier,
+        x: &Examples,
+        y: &[u32],
+        ctx: BatchContext<'_>,
+    ) -> Result<PerturbOutcome> {
+        let n = y.len();
+        if x.len() != n {
+            return Err(Error::msg(format!("{} examples but {n} labels", x.len())));
+        }
+        let text_refs: Vec<StrRef> = match x {
+            Examples::Text(t) => t.iter().map(|s| StrRef::new(s)).collect(),
+            Examples::Dense { .. } => Vec::new(),
+        };
+        let modality = ctx.modality;
+        let (data, width) = match x {
+            Examples::Dense { data, width } => (data.as_ptr(), *width),
+            Examples::Text(_) => (std::ptr::null(), 0),
+        };
+        if modality != self.plugin.modality {
+            return Err(self.fail(format!(
+                "is a {} attack, but this pipeline's examples are {modality}",
+                self.plugin.modality
+            )));
+        }
+        let view = BatchView {
+            modality: modality as u32,
+            n,
+            width,
+            data,
+            texts: if text_refs.is_empty() { std::ptr::null() } else { text_refs.as_ptr() },
+            labels: y.as_ptr(),
+            example_ids: std::ptr::null(),
+            sample_rate: ctx.sample_rate,
+            features: ctx.schema.map_or(std::ptr::null(), |s| s.specs().as_ptr()),
+            seed: ctx.seed,
+        };
+        let oracle = oracle::Oracle::new(model, n, ctx.query_budget);
+        let vtable = oracle.vtable();
+        let mut out = BatchOut::empty();
+        let status = (self.decl.0.perturb)(self.state, &view, &vtable, &mut out);
+        if status != abi::STATUS_OK {
+            return Err(self.fail(self.plugin.status_message(status)));
+        }
+        let result = self.read_output(&out, x, n);
+        (self.decl.0.release_output)(&mut out);
+        let examples = result?;
+        Ok(PerturbOutcome { examples, queries: oracle.into_counts() })
+    }
+
+    /// Copies the plugin's answer out, refusing a wrong shape or non-finite values.
+    fn read_output(&self, out: &BatchOut, x: &Examples, n: usize) -> Result<Examples> {
+        match x {
+            Examples::Dense { width, .. } => {
+                let want = n * width;
+                if out.data_len != want || (want > 0 && out.data.is_null()) {
+                    return Err(self.fail(format!(
+                        "returned {} values for {n} examples of width {width} (expected {want})",
+                        out.data_len
+                    )));
+                }
+                let data =
+                    if want == 0 { Vec::new() } else { unsafe { std::slice::from_raw_parts(out.data, want) }.to_vec() };
+                if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+                    return Err(self.fail(format!(
+                        "returned a non-finite value ({}) for example {} at position {}",
+                        data[i],
+                        i / width,
+                        i % width
+                    )));
+                }
+                Ok(Examples::Dense { data, width: *width })
+            }
+            Examples::Text(_) => {
+                if out.n_texts != n || (n > 0 && out.texts.is_null()) {
+                    return Err(self.fail(format!("returned {} texts for {n} examples", out.n_texts)));
+                }
+                let refs = if n == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(out.texts, n) } };
+                let mut texts = Vec::with_capacity(n);
+                for (i, r) in refs.iter().enumerate() {
+                    let s = std::str::from_utf8(unsafe { r.as_bytes() })
+                        .map_err(|e| self.fail(format!("returned invalid UTF-8 for example {i}: {e}")))?;
+                    texts.push(s.to_owned());
+                }
+                Ok(Examples::Text(texts))
+            }
+        }
+    }
+}

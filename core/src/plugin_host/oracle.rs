@@ -1,0 +1,196 @@
+//! The host's side of the oracle: a plugin's `predict` and `loss_grad` calls land here,
+//! run on the pipeline's model, and are counted per example.
+
+use std::ffi::c_void;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
+
+use candle_core::{D, Tensor, Var};
+use tempered_plugin::abi::{self, BatchView, Modality, OracleVTable, Status, StrRef};
+
+use crate::data::ExamplesRef;
+use crate::model::{Classifier, Mode};
+
+/// Oracle queries per example of one perturb call.
+pub type QueryCounts = Vec<u64>;
+
+pub(super) struct Oracle<'m> {
+    model: &'m dyn Classifier,
+    counts: Mutex<QueryCounts>,
+    budget: Option<u64>,
+    error: Mutex<String>,
+}
+
+impl<'m> Oracle<'m> {
+    pub fn new(model: &'m dyn Classifier, n: usize, budget: Option<u64>) -> Self {
+        Self { model, counts: Mutex::new(vec![0; n]), budget, error: Mutex::new(String::new()) }
+    }
+
+    pub fn vtable(&self) -> OracleVTable {
+        OracleVTable {
+            ctx: (self as *const Self).cast_mut().cast(),
+            n_classes: self.model.n_classes(),
+            predict,
+            loss_grad,
+            similarity,
+            last_error,
+        }
+    }
+
+    pub fn into_counts(self) -> QueryCounts {
+        self.counts.into_inner().expect("query counts")
+    }
+
+    /// Counts one query per row against the example it names, refusing rows past the budget.
+    fn count(&self, view: &BatchView) -> Result<(), String> {
+        let mut counts = self.counts.lock().expect("query counts");
+        let n_examples = counts.len();
+        for i in 0..view.n {
+            let id = if view.example_ids.is_null() { i } else { unsafe { *view.example_ids.add(i) as usize } };
+            let slot = counts
+                .get_mut(id)
+                .ok_or_else(|| format!("row {i} names example {id}, but the batch has {n_examples}"))?;
+            *slot += 1;
+            if let Some(b) = self.budget
+                && *slot > b
+            {
+                return Err(format!("example {id} has used its query budget of {b}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(&self, msg: String) -> Status {
+        *self.error.lock().expect("oracle error") = msg;
+        abi::STATUS_ERROR
+    }
+}
+
+/// # Safety
+/// `view` must be a valid [`BatchView`] for the duration of the call.
+unsafe fn examples<'a>(view: &'a BatchView) -> Result<ExamplesRef<'a>, String> {
+    if view.modality == Modality::Text as u32 {
+        if view.n > 0 && view.texts.is_null() {
+            return Err("text rows without texts".into());
+        }
+        let refs = if view.n == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(view.texts, view.n) } };
+        let mut texts = Vec::with_capacity(view.n);
+        for (i, r) in refs.iter().enumerate() {
+            texts.push(std::str::from_utf8(unsafe { r.as_bytes() }).map_err(|e| format!("row {i}: {e}"))?);
+        }
+        Ok(ExamplesRef::Text(texts))
+    } else {
+        if view.n > 0 && (view.data.is_null() || view.width == 0) {
+            return Err("dense rows without data".into());
+        }
+        let data =
+            if view.n == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(view.data, view.n * view.width) } };
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(format!("row {} holds a non-finite value", i / view.width));
+        }
+        Ok(ExamplesRef::Dense { data, width: view.width })
+    }
+}
+
+/// Runs `f` on the oracle behind `ctx`, turning errors and panics into a status.
+fn guarded(ctx: *mut c_void, f: impl FnOnce(&Oracle<'_>) -> Result<(), String>) -> Status {
+    let oracle = unsafe { &*ctx.cast::<Oracle<'_>>() };
+    match catch_unwind(AssertUnwindSafe(|| f(oracle))) {
+        Ok(Ok(())) => abi::STATUS_OK,
+        Ok(Err(msg)) => oracle.fail(msg),
+        Err(_) => oracle.fail("the host panicked while answering".into()),
+    }
+}
+
+extern "C" fn predict(ctx: *mut c_void, input: *const BatchView, out: *mut f32, out_len: usize) -> Status {
+    guarded(ctx, |o| {
+        let view = unsafe { input.as_ref() }.ok_or("null batch")?;
+        let want = view.n * o.model.n_classes();
+        if out.is_null() || out_len != want {
+            return Err(format!("predict needs an output of {want} values, got {out_len}"));
+        }
+        o.count(view)?;
+        let x = unsafe { examples(view) }?;
+        let probs = probabilities(o.model, &x).map_err(|e| e.to_string())?;
+        unsafe { std::slice::from_raw_parts_mut(out, out_len) }.copy_from_slice(&probs);
+        Ok(())
+    })
+}
+
+/// Softmax probabilities, row-major.
+pub fn probabilities(model: &dyn Classifier, x: &ExamplesRef<'_>) -> crate::Result<Vec<f32>> {
+    if x.is_empty() {
+        return Ok(Vec::new());
+    }
+    let t = model.encode(x)?;
+    let logits = model.forward(&t, Mode::EVAL)?;
+    let p = candle_nn::ops::softmax_last_dim(&logits)?;
+    Ok(p.flatten_all()?.to_vec1::<f32>()?)
+}
+
+extern "C" fn loss_grad(
+    ctx: *mut c_void,
+    input: *const BatchView,
+    loss: *mut f32,
+    grad: *mut f32,
+    grad_len: usize,
+) -> Status {
+    guarded(ctx, |o| {
+        let view = unsafe { input.as_ref() }.ok_or("null batch")?;
+        if view.modality == Modality::Text as u32 || !o.model.dense_input() {
+            return Err("this model offers no input gradient for text; use predict-based saliency".into());
+        }
+        if view.n > 0 && view.labels.is_null() {
+            return Err("loss_grad needs labels".into());
+        }
+        if grad_len != view.n * view.width || loss.is_null() || (grad_len > 0 && grad.is_null()) {
+            return Err(format!("loss_grad needs a gradient buffer of {} values", view.n * view.width));
+        }
+        o.count(view)?;
+        if view.n == 0 {
+            return Ok(());
+        }
+        let x = unsafe { examples(view) }?;
+        let labels = unsafe { std::slice::from_raw_parts(view.labels, view.n) };
+        let classes = o.model.n_classes() as u32;
+        if let Some(l) = labels.iter().find(|&&l| l >= classes) {
+            return Err(format!("label {l} is not a class of this {classes}-class model"));
+        }
+        let (l, g) = input_loss_grad(o.model, &x, labels).map_err(|e| e.to_string())?;
+        unsafe { std::slice::from_raw_parts_mut(loss, view.n) }.copy_from_slice(&l);
+        unsafe { std::slice::from_raw_parts_mut(grad, grad_len) }.copy_from_slice(&g);
+        Ok(())
+    })
+}
+
+/// Per-row cross-entropy and its gradient with respect to the (dense) input. The weights
+/// are detached, so backward visits the input path only.
+pub fn input_loss_grad(
+    model: &dyn Classifier,
+    x: &ExamplesRef<'_>,
+    labels: &[u32],
+) -> crate::Result<(Vec<f32>, Vec<f32>)> {
+    let input = Var::from_tensor(&model.encode(x)?)?;
+    let logits = model.forward(input.as_tensor(), Mode::EVAL)?;
+    let y = Tensor::from_slice(labels, labels.len(), model.device())?;
+    let per_row = candle_nn::ops::log_softmax(&logits, D::Minus1)?
+        .gather(&y.unsqueeze(1)?, 1)?
+        .squeeze(1)?
+        .neg()?;
+    let grads = per_row.sum_all()?.backward()?;
+    let g = grads.get(input.as_tensor()).ok_or_else(|| crate::Error::msg("no gradient reached the input"))?;
+    Ok((per_row.to_vec1::<f32>()?, g.flatten_all()?.to_vec1::<f32>()?))
+}
+
+extern "C" fn similarity(ctx: *mut c_void, _a: *const StrRef, _b: *const StrRef, _n: usize, _out: *mut f32) -> Status {
+    guarded(ctx, |_| Err("this pipeline names no sentence encoder".into()))
+}
+
+extern "C" fn last_error(ctx: *mut c_void) -> StrRef {
+    let oracle = unsafe { &*ctx.cast::<Oracle<'_>>() };
+    match oracle.error.lock() {
+        // The String is only replaced by the next failing call, after the plugin has read it.
+        Ok(e) => StrRef { ptr: e.as_ptr(), len: e.len() },
+        Err(_) => StrRef::from_static("oracle error unavailable"),
+    }
+}

@@ -1,0 +1,115 @@
+//! Where plugins are looked for, in order, and what a plugin's library file is called.
+
+use std::path::{Path, PathBuf};
+
+use super::Plugin;
+use crate::{Error, Result};
+
+/// The folders searched for plugins, in order:
+/// 1. `[plugins] search_path` of the pipeline,
+/// 2. `TEMPERED_PLUGIN_PATH` (separated like `PATH`),
+/// 3. the folder of the running executable, its `deps/` and its parent (so test binaries
+///    in `target/<profile>/deps` find plugins in `target/<profile>`),
+/// 4. `target/release` and `target/debug` under the current directory.
+#[derive(Debug, Clone)]
+pub struct SearchPath {
+    pub dirs: Vec<PathBuf>,
+}
+
+impl SearchPath {
+    pub fn new(extra: &[PathBuf]) -> Self {
+        let mut dirs: Vec<PathBuf> = extra.to_vec();
+        if let Some(v) = std::env::var_os("TEMPERED_PLUGIN_PATH") {
+            dirs.extend(std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()));
+        }
+        if let Ok(exe) = std::env::current_exe()
+            && let Some(dir) = exe.parent()
+        {
+            dirs.push(dir.to_owned());
+            dirs.push(dir.join("deps"));
+            if let Some(parent) = dir.parent() {
+                dirs.push(parent.to_owned());
+            }
+        }
+        dirs.push(PathBuf::from("target/release"));
+        dirs.push(PathBuf::from("target/debug"));
+        let mut unique = Vec::new();
+        for d in dirs {
+            if !unique.contains(&d) {
+                unique.push(d);
+            }
+        }
+        Self { dirs: unique }
+    }
+
+    /// Finds and loads the plugin that declares `name`.
+    pub fn find(&self, name: &str) -> Result<Plugin> {
+        let mut tried = Vec::new();
+        for dir in &self.dirs {
+            for file in library_file_names(name) {
+                let path = dir.join(&file);
+                if path.is_file() {
+                    let plugin = Plugin::load(&path)?;
+                    if plugin.name != name {
+                        return Err(Error::plugin(
+                            name,
+                            format!("{} declares the name `{}`, not `{name}`", path.display(), plugin.name),
+                        ));
+                    }
+                    return Ok(plugin);
+                }
+                tried.push(path);
+            }
+        }
+        let looked: Vec<String> = self.dirs.iter().map(|d| format!("  {}", d.display())).collect();
+        Err(Error::plugin(
+            name,
+            format!(
+                "not found. Looked for {} in:\n{}\nBuild it (`cargo build --release` at the workspace root builds \
+                 every first-party plugin), set TEMPERED_PLUGIN_PATH, or give `path = \"...\"` in the [[attack]].",
+                library_file_names(name).join(" / "),
+                looked.join("\n")
+            ),
+        ))
+    }
+
+    /// Every plugin library in the search path, loaded, with failures kept for the listing.
+    pub fn discover(&self) -> Vec<(PathBuf, Result<Plugin>)> {
+        let mut found: Vec<(PathBuf, Result<Plugin>)> = Vec::new();
+        for dir in &self.dirs {
+            let Ok(entries) = std::fs::read_dir(dir) else { continue };
+            let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            paths.sort();
+            for path in paths {
+                if !is_candidate(dir, &path) {
+                    continue;
+                }
+                let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
+                let same_file = |p: &PathBuf| p.canonicalize().unwrap_or_else(|_| p.clone()) == canonical;
+                if found.iter().any(|(p, _)| same_file(p)) {
+                    continue;
+                }
+                let loaded = Plugin::load(&path);
+                found.push((path, loaded));
+            }
+        }
+        found
+    }
+}
+
+/// Candidate file names for a plugin called `name`: first-party crates are named
+/// `tempered-<name>`, third-party ones anything; `-` becomes `_` in library names.
+pub fn library_file_names(name: &str) -> Vec<String> {
+    let stem = name.replace('-', "_");
+    let (prefix, ext) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_EXTENSION);
+    vec![format!("{prefix}tempered_{stem}.{ext}"), format!("{prefix}{stem}.{ext}")]
+}
+
+/// In `deps/` folders only our own libraries are opened (they hold every dependency's
+/// build products); elsewhere any shared library is a candidate.
+fn is_candidate(dir: &Path, path: &Path) -> bool {
+    let is_lib = path.extension().is_some_and(|e| e == std::env::consts::DLL_EXTENSION);
+    let file = path.file_name().and_then(|f| f.to_str()).unwrap_or("");
+    let in_deps = dir.file_name().is_some_and(|d| d == "deps");
+    is_lib && path.is_file() && (!in_deps || file.starts_with(&format!("{}tempered_", std::env::consts::DLL_PREFIX)))
+}

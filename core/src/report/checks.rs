@@ -1,0 +1,144 @@
+//! The verdicts a reader should not have to work out from the tables: results voided by
+//! constraint violations, a gain that may be gradient masking, a "robust" model that got
+//! there by flagging everything.
+
+use super::format::{pct, pp_change};
+use super::metrics::{Metrics, Phase};
+
+/// A false-positive rate rising by more than this after fine-tuning is flagged.
+const FPR_RISE: f64 = 0.05;
+/// Clean accuracy falling by more than this after fine-tuning is flagged.
+const ACCURACY_DROP: f64 = 0.05;
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Check {
+    pub ok: bool,
+    pub text: String,
+}
+
+fn warn(text: String) -> Check {
+    Check { ok: false, text }
+}
+
+fn ok(text: String) -> Check {
+    Check { ok: true, text }
+}
+
+pub(crate) fn checks(m: &Metrics) -> Vec<Check> {
+    let mut out = Vec::new();
+    let violations: usize = m.attacks.iter().map(|a| a.constraint_violations).sum();
+    if violations > 0 {
+        out.push(warn(format!(
+            "{violations} adversarial example(s) broke the domain constraints: \
+             the rows with violations are not valid results."
+        )));
+    } else if !m.attacks.is_empty() {
+        out.push(ok("No adversarial example broke the domain constraints.".into()));
+    }
+    out.extend(held_out_checks(m));
+    if let Some(after) = &m.clean.after {
+        let before = &m.clean.before;
+        let fpr = before.false_positive_rate.zip(after.false_positive_rate);
+        if let Some((b, a)) = fpr.filter(|(b, a)| a - b > FPR_RISE) {
+            out.push(warn(format!(
+                "The clean false-positive rate rose from {} to {} after fine-tuning: \
+                 the model may buy robustness by flagging everything.",
+                pct(b),
+                pct(a)
+            )));
+        }
+        if before.accuracy - after.accuracy > ACCURACY_DROP {
+            out.push(warn(format!(
+                "Clean accuracy fell from {} to {} ({}) after fine-tuning.",
+                pct(before.accuracy),
+                pct(after.accuracy),
+                pp_change(before.accuracy, after.accuracy)
+            )));
+        }
+    }
+    out
+}
+
+/// Robust-accuracy change of every attack id measured in both phases:
+/// `(id, trained_against, before, after)`.
+fn robust_changes(m: &Metrics) -> Vec<(&str, bool, f64, f64)> {
+    m.attack_ids()
+        .into_iter()
+        .filter_map(|id| {
+            let b = m.attack(id, Phase::Before)?;
+            let a = m.attack(id, Phase::After)?;
+            Some((id, b.trained_against || a.trained_against, b.robust_accuracy, a.robust_accuracy))
+        })
+        .collect()
+}
+
+fn held_out_checks(m: &Metrics) -> Vec<Check> {
+    let changes = robust_changes(m);
+    if changes.is_empty() {
+        return Vec::new();
+    }
+    let held_out: Vec<_> = changes.iter().filter(|c| !c.1).collect();
+    if held_out.is_empty() {
+        return vec![warn(
+            "Every attack was used in fine-tuning: with no held-out attack, a robustness gain \
+             cannot be told apart from gradient masking."
+                .into(),
+        )];
+    }
+    let trained_gain = changes.iter().any(|c| c.1 && c.3 > c.2);
+    held_out
+        .into_iter()
+        .map(|&(id, _, before, after)| {
+            let change = format!("{} → {}, {}", pct(before), pct(after), pp_change(before, after));
+            if after > before {
+                ok(format!(
+                    "Held-out attack `{id}`: robust accuracy {change}: \
+                     the gain carries over to an attack the model was never trained against."
+                ))
+            } else if trained_gain {
+                warn(format!(
+                    "Held-out attack `{id}`: robust accuracy {change} while trained-against \
+                     attacks improved: suspect gradient masking."
+                ))
+            } else {
+                warn(format!("Held-out attack `{id}`: robust accuracy {change}: no gain."))
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::metrics::tests::sample;
+
+    #[test]
+    fn sample_run_passes() {
+        let c = checks(&sample());
+        assert!(c.iter().all(|c| c.ok), "{c:?}");
+        assert!(c.iter().any(|c| c.text.contains("`hopskip-l2`")));
+    }
+
+    #[test]
+    fn flags_masking_violations_and_flag_everything() {
+        let mut m = sample();
+        m.attacks[3].robust_accuracy = 0.2; // held-out attack, after: worse than before
+        m.attacks[2].constraint_violations = 3;
+        m.clean.after.as_mut().unwrap().false_positive_rate = Some(0.9);
+        m.clean.after.as_mut().unwrap().accuracy = 0.5;
+        let c = checks(&m);
+        let warnings: Vec<_> = c.iter().filter(|c| !c.ok).map(|c| c.text.as_str()).collect();
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        assert!(warnings[0].starts_with("3 adversarial"));
+        assert!(warnings[1].contains("gradient masking"));
+        assert!(warnings[2].contains("flagging everything"));
+        assert!(warnings[3].contains("-47.1 pp"));
+    }
+
+    #[test]
+    fn no_held_out_attack_is_flagged() {
+        let mut m = sample();
+        m.attacks.iter_mut().for_each(|a| a.trained_against = true);
+        assert!(checks(&m).iter().any(|c| !c.ok && c.text.contains("no held-out attack")));
+    }
+}

@@ -1,0 +1,248 @@
+//! The shared trainer: one short loop for clean training and every adversarial strategy.
+//!
+//! Each batch: loss = (1 − w) · CE(clean) + w · CE(adversarial), where the adversarial
+//! examples come from an [`Adversary`] (an attack plugin through the oracle) and w = 0
+//! for clean epochs. AdamW; early stopping on the validation objective (the same mix, so
+//! hardening is not stopped for losing a little clean loss); the best epoch's weights are
+//! restored at the end. Every epoch leaves a checkpoint and a state file, and a run
+//! resumes from them.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{D, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Dataset, Examples, Labelled};
+use crate::model::{self, Classifier, Mode};
+use crate::progress::Progress;
+use crate::{Error, Result};
+
+/// Makes adversarial versions of training examples against the current model.
+pub trait Adversary {
+    fn generate(&mut self, model: &dyn Classifier, x: &Examples, y: &[u32], seed: u64) -> Result<Examples>;
+}
+
+/// How one training phase runs.
+#[derive(Debug, Clone)]
+pub struct Fit {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// 0: never stop early.
+    pub patience: usize,
+    pub adversarial_weight: f64,
+    /// Share of each batch that is attacked.
+    pub share: f64,
+    /// Epochs without adversarial examples first.
+    pub clean_epochs: usize,
+    /// Examples of the validation split attacked to score the objective (caps the cost).
+    pub validation_attack_examples: usize,
+}
+
+/// Per-epoch record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub validation_loss: f64,
+    pub validation_accuracy: f64,
+    /// The early-stopping objective: clean and adversarial validation loss, mixed.
+    pub objective: f64,
+    pub seconds: f64,
+}
+
+/// What survives a restart: written after every epoch.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct TrainState {
+    pub phase: String,
+    pub epochs_done: usize,
+    pub best_epoch: usize,
+    pub best_objective: Option<f64>,
+    pub bad_epochs: usize,
+    pub finished: bool,
+    pub log: Vec<EpochLog>,
+}
+
+/// Where a phase keeps its checkpoints.
+pub struct Checkpoints {
+    pub dir: PathBuf,
+    pub phase: String,
+}
+
+impl Checkpoints {
+    fn last(&self) -> PathBuf {
+        self.dir.join(format!("{}-last.safetensors", self.phase))
+    }
+    pub fn best(&self) -> PathBuf {
+        self.dir.join(format!("{}.safetensors", self.phase))
+    }
+    fn state(&self) -> PathBuf {
+        self.dir.join(format!("{}-state.json", self.phase))
+    }
+
+    pub fn read_state(&self) -> Result<Option<TrainState>> {
+        let path = self.state();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_str(&text).map(Some).map_err(|e| Error::data(&path, e.to_string()))
+    }
+
+    fn write_state(&self, s: &TrainState) -> Result<()> {
+        let path = self.state();
+        let text = serde_json::to_string_pretty(s).expect("state serializes");
+        write_atomically(&path, text.as_bytes())
+    }
+}
+
+/// Writes via a temporary file and a rename, so a crash never leaves half a file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+fn save_atomically(model: &dyn Classifier, path: &Path) -> Result<()> {
+    let tmp = path.with_extension("tmp.safetensors");
+    model::save(model, &tmp)?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Mean cross-entropy of `logits` against `y`.
+fn cross_entropy(logits: &Tensor, y: &[u32]) -> candle_core::Result<Tensor> {
+    let y = Tensor::from_slice(y, y.len(), logits.device())?;
+    candle_nn::loss::cross_entropy(logits, &y)
+}
+
+/// Mean loss and accuracy of `model` on `data`, in eval mode.
+pub fn evaluate_loss(model: &dyn Classifier, data: &Labelled, batch_size: usize) -> Result<(f64, f64)> {
+    let (mut loss, mut correct) = (0.0f64, 0usize);
+    let idx: Vec<usize> = (0..data.len()).collect();
+    for chunk in idx.chunks(batch_size.max(1)) {
+        let part = data.select(chunk);
+        let logits = model.forward(&model.encode(&part.x.view())?, Mode::EVAL)?;
+        loss += cross_entropy(&logits, &part.y)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+        let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+        correct += pred.iter().zip(&part.y).filter(|(p, y)| p == y).count();
+    }
+    let n = data.len().max(1) as f64;
+    Ok((loss / n, correct as f64 / n))
+}
+
+/// Trains `model` on `data` for one phase. Returns the epoch log.
+pub fn fit(
+    model: &dyn Classifier,
+    data: &Dataset,
+    fit: &Fit,
+    mut adversary: Option<&mut dyn Adversary>,
+    seed: u64,
+    checkpoints: &Checkpoints,
+) -> Result<TrainState> {
+    let mut state = match checkpoints.read_state()? {
+        Some(s) if s.finished => {
+            model::load(model, &checkpoints.best())?;
+            tracing::info!("{}: already trained, loaded {}", s.phase, checkpoints.best().display());
+            return Ok(s);
+        }
+        Some(s) => {
+            model::load(model, &checkpoints.last())?;
+            tracing::info!("{}: resuming after epoch {}", s.phase, s.epochs_done);
+            s
+        }
+        None => TrainState { phase: checkpoints.phase.clone(), ..Default::default() },
+    };
+    let params = ParamsAdamW { lr: fit.lr, weight_decay: fit.weight_decay, ..Default::default() };
+    let mut opt = AdamW::new(model.trainable(), params)?;
+    let mut best = if state.best_objective.is_some() && checkpoints.best().exists() {
+        let current = model::snapshot(model)?;
+        model::load(model, &checkpoints.best())?;
+        let best = model::snapshot(model)?;
+        model::restore(model, &current)?;
+        Some(best)
+    } else {
+        None
+    };
+    let n = data.train.len();
+    let batches = n.div_ceil(fit.batch_size.max(1));
+    let val_adv: Vec<usize> = (0..data.validation.len().min(fit.validation_attack_examples)).collect();
+    while state.epochs_done < fit.epochs {
+        let epoch = state.epochs_done + 1;
+        let adversarial = adversary.is_some() && epoch > fit.clean_epochs && fit.adversarial_weight > 0.0;
+        let w = if adversarial { fit.adversarial_weight } else { 0.0 };
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9));
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rng);
+        let mut progress = Progress::new(&format!("{} epoch {epoch}/{}", state.phase, fit.epochs), batches as u64);
+        let mut total = 0.0f64;
+        for (b, chunk) in order.chunks(fit.batch_size.max(1)).enumerate() {
+            let batch = data.train.select(chunk);
+            let clean = cross_entropy(&model.forward(&model.encode(&batch.x.view())?, Mode::TRAIN)?, &batch.y)?;
+            let loss = match adversary.as_deref_mut() {
+                Some(adv) if adversarial => {
+                    let k = ((chunk.len() as f64 * fit.share).ceil() as usize).clamp(1, chunk.len());
+                    let part = batch.select(&(0..k).collect::<Vec<_>>());
+                    let batch_seed = seed ^ ((epoch as u64) << 32) ^ b as u64;
+                    let x_adv = adv.generate(model, &part.x, &part.y, batch_seed)?;
+                    let adv_loss = cross_entropy(&model.forward(&model.encode(&x_adv.view())?, Mode::TRAIN)?, &part.y)?;
+                    ((clean * (1.0 - w))? + (adv_loss * w)?)?
+                }
+                _ => clean,
+            };
+            opt.backward_step(&loss)?;
+            total += loss.to_scalar::<f32>()? as f64;
+            progress.inc(1);
+        }
+        let seconds = progress.finish().as_secs_f64();
+        let (val_loss, val_acc) = evaluate_loss(model, &data.validation, 1024)?;
+        let objective = match adversary.as_deref_mut() {
+            Some(adv) if adversarial && !val_adv.is_empty() => {
+                let part = data.validation.select(&val_adv);
+                let x_adv = adv.generate(model, &part.x, &part.y, seed ^ 0xA11CE)?;
+                let adv_part = Labelled { x: x_adv, y: part.y };
+                let (adv_loss, _) = evaluate_loss(model, &adv_part, 1024)?;
+                (1.0 - w) * val_loss + w * adv_loss
+            }
+            _ => val_loss,
+        };
+        let entry =
+            EpochLog { epoch, train_loss: total / batches.max(1) as f64, validation_loss: val_loss, validation_accuracy: val_acc, objective, seconds };
+        tracing::info!(
+            "{} epoch {epoch}: train loss {:.4}, validation loss {val_loss:.4}, accuracy {:.2}%, objective {objective:.4} ({seconds:.1} s)",
+            state.phase,
+            entry.train_loss,
+            val_acc * 100.0
+        );
+        state.log.push(entry);
+        state.epochs_done = epoch;
+        // A new adversarial phase changes the objective's meaning: compare within it only.
+        let comparable = !(adversarial && epoch == fit.clean_epochs + 1);
+        if state.best_objective.is_none_or(|b| objective < b) || !comparable {
+            state.best_objective = Some(objective);
+            state.best_epoch = epoch;
+            state.bad_epochs = 0;
+            best = Some(model::snapshot(model)?);
+            save_atomically(model, &checkpoints.best())?;
+        } else {
+            state.bad_epochs += 1;
+        }
+        save_atomically(model, &checkpoints.last())?;
+        if fit.patience > 0 && state.bad_epochs >= fit.patience {
+            tracing::info!("{}: no better validation objective for {} epochs, stopping", state.phase, fit.patience);
+            break;
+        }
+        checkpoints.write_state(&state)?;
+    }
+    if let Some(best) = &best {
+        model::restore(model, best)?;
+    }
+    state.finished = true;
+    checkpoints.write_state(&state)?;
+    let _ = std::fs::remove_file(checkpoints.last());
+    Ok(state)
+}
