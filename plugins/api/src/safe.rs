@@ -63,9 +63,10 @@ impl Feature<'_> {
     /// Projects `v` onto what this column allows (bounds, then integrality), leaving
     /// one-hot groups to [`project_row`].
     pub fn clamp(&self, v: f32) -> f32 {
-        let v = v.clamp(self.lower, self.upper);
+        // max/min rather than f32::clamp: a malformed schema must not panic inside a plugin.
+        let v = v.max(self.lower).min(self.upper);
         match self.kind {
-            FeatureKind::Integer => v.round().clamp(self.lower.ceil(), self.upper.floor()),
+            FeatureKind::Integer => v.round().max(self.lower.ceil()).min(self.upper.floor()),
             FeatureKind::Binary => {
                 if v >= 0.5 {
                     1.0
@@ -160,7 +161,7 @@ impl<'a> Batch<'a> {
 /// `original`, bounds, integers, binaries, and one-hot groups (the largest value wins).
 pub fn project_row(features: &[Feature<'_>], original: &[f32], row: &mut [f32]) {
     for (j, f) in features.iter().enumerate() {
-        row[j] = if f.mutable { f.clamp(row[j]) } else { original[j] };
+        row[j] = if f.mutable && row[j].is_finite() { f.clamp(row[j]) } else { original[j] };
     }
     let mut seen: Vec<u32> = Vec::new();
     for f in features {

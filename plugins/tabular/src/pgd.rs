@@ -1,0 +1,350 @@
+//! `pgd`: projected gradient ascent on the true label's cross-entropy (Madry et al. 2018),
+//! inside an L∞ or L2 ball in standardised units and the schema's constraints.
+//!
+//! Integer columns are optimised as reals and rounded (inside the ball and bounds) before
+//! every oracle call, so the model only ever sees valid rows yet small steps still add up.
+
+use serde::Deserialize;
+use tempered_plugin::{Attack, Batch, Feature, Input, Oracle, Perturbed, Result, Rng};
+
+use crate::budget::{boxes, clamp, fit_l2, materialize};
+use crate::shared::{Columns, check_batch, finish, hot, non_negative};
+
+/// The ball PGD stays in, measured in standardised units (raw change / `scale`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Norm {
+    /// Each moving column changes by at most `epsilon * scale` raw units.
+    #[default]
+    Linf,
+    /// The standardised change vector has Euclidean length at most `epsilon`.
+    L2,
+}
+
+/// `[attack.params]` of `pgd`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgdParams {
+    /// `"linf"` (default) or `"l2"`.
+    #[serde(default)]
+    pub norm: Norm,
+    /// Radius of the ball in standardised units. Required, finite, >= 0.
+    pub epsilon: f32,
+    /// Gradient steps per restart. Default 10.
+    #[serde(default = "default_steps")]
+    pub steps: u32,
+    /// Step length in standardised units. Default `2.5 * epsilon / steps`.
+    #[serde(default)]
+    pub step_size: Option<f32>,
+    /// Independent runs; each example keeps the run that misclassifies it, else the one
+    /// with the highest loss. Later runs only attack examples not yet misclassified.
+    /// Default 1.
+    #[serde(default = "default_restarts")]
+    pub restarts: u32,
+    /// Start each run at a uniform random point of the ball (default true).
+    #[serde(default = "default_true")]
+    pub random_start: bool,
+    /// false (default): binary and one-hot columns stay untouched. true: after the
+    /// continuous steps, flip each binary column and switch each one-hot group at most once,
+    /// where the gradient says it raises the loss; these flips are not counted in the norm,
+    /// and are undone when the model says they lowered the loss.
+    #[serde(default)]
+    pub discrete: bool,
+}
+
+fn default_steps() -> u32 {
+    10
+}
+
+fn default_restarts() -> u32 {
+    1
+}
+
+fn default_true() -> bool {
+    true
+}
+
+pub struct Pgd {
+    p: PgdParams,
+    step_size: f32,
+}
+
+impl Attack for Pgd {
+    type Params = PgdParams;
+    const NAME: &'static str = "pgd";
+    const DESCRIPTION: &'static str = "constrained PGD (L-inf or L2 in standardised units) on the true label's loss; \
+         immutable, bounded, integer, binary and one-hot columns respected";
+
+    fn new(p: PgdParams) -> Result<Self> {
+        non_negative("pgd", "epsilon", p.epsilon)?;
+        if p.restarts == 0 {
+            return Err("pgd: restarts must be >= 1".into());
+        }
+        let step_size = match p.step_size {
+            Some(s) => {
+                non_negative("pgd", "step_size", s)?;
+                s
+            }
+            None => 2.5 * p.epsilon / p.steps.max(1) as f32,
+        };
+        Ok(Self { p, step_size })
+    }
+
+    fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
+        check_batch(batch)?;
+        let mut out = batch.data.to_vec();
+        if !batch.is_empty() && batch.width > 0 {
+            Run::new(self, batch).attack(oracle, &mut out)?;
+        }
+        finish(batch, &mut out);
+        Ok(Perturbed::Dense(out))
+    }
+}
+
+/// How good a candidate row is for the attacker: misclassified first, then higher loss.
+type Score = (bool, f32);
+
+fn better(a: Score, b: Option<Score>) -> bool {
+    match b {
+        None => true,
+        Some(b) => (a.0 && !b.0) || (a.0 == b.0 && a.1 > b.1),
+    }
+}
+
+/// Misclassified? (another class strictly more likely) and the true label's
+/// cross-entropy, from a probability row.
+fn score(p: &[f32], y: u32) -> Score {
+    let py = p[y as usize];
+    (p.iter().any(|&v| v > py), -py.max(1e-30).ln())
+}
+
+fn sign(v: f32) -> f32 {
+    if v > 0.0 {
+        1.0
+    } else if v < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
+/// One `perturb` call: the schema worked out once, and buffers reused across steps.
+struct Run<'a, 'b> {
+    p: &'a PgdParams,
+    alpha: f32,
+    batch: &'a Batch<'b>,
+    cols: Columns,
+    /// `boxes` of every row: bounds, and the L∞ ball where there is one.
+    bx: Vec<[f32; 2]>,
+    /// Rows under attack this restart (batch indices), their ids and labels.
+    active: Vec<usize>,
+    ids: Vec<u32>,
+    labels: Vec<u32>,
+    /// Current valid rows (`active.len() * width`) and relaxed moving values.
+    x: Vec<f32>,
+    z: Vec<f32>,
+    scratch: Vec<f32>,
+}
+
+impl<'a, 'b> Run<'a, 'b> {
+    fn new(pgd: &'a Pgd, batch: &'a Batch<'b>) -> Self {
+        let cols = Columns::new(&batch.features, false);
+        let radius = (pgd.p.norm == Norm::Linf).then_some(pgd.p.epsilon);
+        let bx = boxes(batch, &cols, radius);
+        let (n, w, m) = (batch.len(), batch.width, cols.moving.len());
+        Self {
+            p: &pgd.p,
+            alpha: pgd.step_size,
+            batch,
+            bx,
+            active: (0..n).collect(),
+            ids: Vec::with_capacity(n),
+            labels: Vec::with_capacity(n),
+            x: vec![0.0; n * w],
+            z: vec![0.0; n * m],
+            scratch: vec![0.0; m],
+            cols,
+        }
+    }
+
+    fn attack(mut self, oracle: &Oracle<'_>, out: &mut [f32]) -> Result<()> {
+        let w = self.batch.width;
+        let mut rng = Rng::new(self.batch.seed);
+        let mut best: Vec<Option<Score>> = vec![None; self.batch.len()];
+        for _ in 0..self.p.restarts {
+            if self.active.is_empty() {
+                break;
+            }
+            let a = self.active.len();
+            self.ids.clear();
+            self.ids.extend(self.active.iter().map(|&i| i as u32));
+            self.labels.clear();
+            self.labels.extend(self.active.iter().map(|&i| self.batch.labels[i]));
+            for k in 0..a {
+                self.start(k, &mut rng);
+            }
+            for _ in 0..self.p.steps {
+                let input = Input::Dense { data: &self.x[..a * w], width: w };
+                let (_, g) = oracle.loss_grad(input, &self.labels, &self.ids)?;
+                for k in 0..a {
+                    self.step(k, &g[k * w..(k + 1) * w]);
+                }
+            }
+            let scores = if self.p.discrete {
+                Some(self.flip(oracle)?)
+            } else if self.p.restarts > 1 {
+                let p = oracle.predict(Input::Dense { data: &self.x[..a * w], width: w }, &self.ids)?;
+                let c = oracle.n_classes();
+                Some((0..a).map(|k| score(&p[k * c..(k + 1) * c], self.labels[k])).collect())
+            } else {
+                None
+            };
+            for (k, &i) in self.active.iter().enumerate() {
+                let s = scores.as_ref().map(|s: &Vec<Score>| s[k]);
+                if s.is_none_or(|s| better(s, best[i])) {
+                    best[i] = s;
+                    out[i * w..(i + 1) * w].copy_from_slice(&self.x[k * w..(k + 1) * w]);
+                }
+            }
+            self.active.retain(|&i| !best[i].is_some_and(|s| s.0));
+        }
+        Ok(())
+    }
+
+    /// Sets row `k` to its starting point: the original, or uniform in the ball.
+    fn start(&mut self, k: usize, rng: &mut Rng) {
+        let (w, m, i) = (self.batch.width, self.cols.moving.len(), self.active[k]);
+        let o = self.batch.row(i);
+        let f = &self.batch.features;
+        let bx = &self.bx[i * m..(i + 1) * m];
+        let z = &mut self.z[k * m..(k + 1) * m];
+        let eps = self.p.epsilon;
+        for (q, &j) in self.cols.moving.iter().enumerate() {
+            z[q] = o[j];
+        }
+        if self.p.random_start && m > 0 && eps > 0.0 {
+            match self.p.norm {
+                Norm::Linf => {
+                    for (q, &j) in self.cols.moving.iter().enumerate() {
+                        z[q] = clamp(o[j] + rng.uniform(-eps, eps) * f[j].scale, bx[q]);
+                    }
+                }
+                Norm::L2 => {
+                    let d = &mut self.scratch;
+                    d.iter_mut().for_each(|v| *v = rng.normal());
+                    let norm = d.iter().map(|v| v * v).sum::<f32>().sqrt();
+                    let radius = eps * rng.next_f32().powf(1.0 / m as f32);
+                    if norm > 0.0 {
+                        for (q, &j) in self.cols.moving.iter().enumerate() {
+                            z[q] = clamp(o[j] + d[q] * radius / norm * f[j].scale, bx[q]);
+                        }
+                    }
+                }
+            }
+        }
+        let x = &mut self.x[k * w..(k + 1) * w];
+        x.copy_from_slice(o);
+        self.place(i, k);
+    }
+
+    /// Materializes row `k` (batch row `i`) from its relaxed values, inside the ball.
+    fn place(&mut self, i: usize, k: usize) {
+        let (w, m) = (self.batch.width, self.cols.moving.len());
+        let bx = &self.bx[i * m..(i + 1) * m];
+        let z = &self.z[k * m..(k + 1) * m];
+        let x = &mut self.x[k * w..(k + 1) * w];
+        materialize(&self.cols, bx, z, x);
+        if self.p.norm == Norm::L2 {
+            let o = self.batch.row(i);
+            fit_l2(&self.batch.features, &self.cols, bx, z, o, x, self.p.epsilon as f64);
+        }
+    }
+
+    /// One ascent step of row `k` along raw-unit gradient `g`, then projection.
+    fn step(&mut self, k: usize, g: &[f32]) {
+        let (m, i) = (self.cols.moving.len(), self.active[k]);
+        let o = self.batch.row(i);
+        let f: &[Feature<'_>] = &self.batch.features;
+        let bx = &self.bx[i * m..(i + 1) * m];
+        let z = &mut self.z[k * m..(k + 1) * m];
+        let grad = |j: usize| if g[j].is_finite() { g[j] } else { 0.0 };
+        match self.p.norm {
+            // In standardised units the gradient is g * scale, which has g's sign.
+            Norm::Linf => {
+                for (q, &j) in self.cols.moving.iter().enumerate() {
+                    z[q] = clamp(z[q] + self.alpha * f[j].scale * sign(grad(j)), bx[q]);
+                }
+            }
+            Norm::L2 => {
+                let gn = self.cols.moving.iter().map(|&j| (grad(j) * f[j].scale).powi(2)).sum::<f32>().sqrt();
+                if !(gn > 0.0 && gn.is_finite()) {
+                    return self.place(i, k);
+                }
+                let d = &mut self.scratch;
+                for (q, &j) in self.cols.moving.iter().enumerate() {
+                    let s = f[j].scale;
+                    d[q] = (z[q] - o[j]) / s + self.alpha * grad(j) * s / gn;
+                }
+                let dn = d.iter().map(|v| v * v).sum::<f32>().sqrt();
+                let shrink = if dn > self.p.epsilon { self.p.epsilon / dn } else { 1.0 };
+                for (q, &j) in self.cols.moving.iter().enumerate() {
+                    z[q] = clamp(o[j] + d[q] * shrink * f[j].scale, bx[q]);
+                }
+            }
+        }
+        self.place(i, k);
+    }
+
+    /// The discrete move: at most one flip per binary column and one switch per one-hot
+    /// group, chosen by the gradient at the end of the continuous steps, then kept only if
+    /// the model agrees it helps. Returns each row's score.
+    fn flip(&mut self, oracle: &Oracle<'_>) -> Result<Vec<Score>> {
+        let (w, a) = (self.batch.width, self.active.len());
+        let f = &self.batch.features;
+        let input = Input::Dense { data: &self.x[..a * w], width: w };
+        let (loss, g) = oracle.loss_grad(input, &self.labels, &self.ids)?;
+        let mut flipped = self.x[..a * w].to_vec();
+        for k in 0..a {
+            let (row, g) = (&mut flipped[k * w..(k + 1) * w], &g[k * w..(k + 1) * w]);
+            for &j in &self.cols.binaries {
+                let new = 1.0 - row[j];
+                let valid = (row[j] == 0.0 || row[j] == 1.0) && (f[j].lower..=f[j].upper).contains(&new);
+                if valid && g[j] * (new - row[j]) > 0.0 {
+                    row[j] = new;
+                }
+            }
+            for cols in &self.cols.groups {
+                let Some(cur) = hot(cols, row) else { continue };
+                if f[cur].lower > 0.0 {
+                    continue;
+                }
+                let gain = |b: usize| g[b] - g[cur];
+                let pick = cols
+                    .iter()
+                    .copied()
+                    .filter(|&b| b != cur && f[b].upper >= 1.0 && gain(b) > 0.0)
+                    .max_by(|&a, &b| gain(a).total_cmp(&gain(b)));
+                if let Some(b) = pick {
+                    row[cur] = 0.0;
+                    row[b] = 1.0;
+                }
+            }
+        }
+        let p = oracle.predict(Input::Dense { data: &flipped, width: w }, &self.ids)?;
+        let c = oracle.n_classes();
+        let mut scores = Vec::with_capacity(a);
+        for k in 0..a {
+            let s = score(&p[k * c..(k + 1) * c], self.labels[k]);
+            let l = if loss[k].is_finite() { loss[k] } else { f32::NEG_INFINITY };
+            if s.0 || s.1 >= l {
+                self.x[k * w..(k + 1) * w].copy_from_slice(&flipped[k * w..(k + 1) * w]);
+                scores.push(s);
+            } else {
+                // Only a two-class loss says for sure whether the unflipped row fools the
+                // model; elsewhere "not known to" just means later restarts still try it.
+                scores.push((c == 2 && l > std::f32::consts::LN_2, l));
+            }
+        }
+        Ok(scores)
+    }
+}
