@@ -60,7 +60,6 @@
 //! rows in file order. Standardisation (`mean`, `std`) is fitted on the train split only.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -850,26 +849,23 @@ fn check_one_hot(
     columns: &[Vec<f32>],
     groups: &[String],
 ) -> Result<()> {
+    let n = columns.first().map_or(0, Vec::len);
     for (g, name) in groups.iter().enumerate() {
         let members: Vec<usize> =
             (0..features.len()).filter(|&j| features[j].group == Some(g as u32)).collect();
-        let n = columns.first().map_or(0, Vec::len);
-        for i in 0..n {
-            let ones = members.iter().filter(|&&j| columns[j][i] == 1.0).count();
-            if ones != 1 {
-                let mut cells = String::new();
-                for (k, &j) in members.iter().enumerate() {
-                    let sep = if k == 0 { "" } else { ", " };
-                    let _ = write!(cells, "{sep}{} = {}", features[j].name, columns[j][i]);
-                }
-                return Err(Error::data(
-                    &table.path,
-                    format!(
-                        "one-hot group {name:?}, {}: expected exactly one 1 among its columns, found {ones} ({cells})",
-                        table.at(i)
-                    ),
-                ));
-            }
+        let ones = |i: usize| members.iter().filter(|&&j| columns[j][i] == 1.0).count();
+        if let Some(i) = (0..n).find(|&i| ones(i) != 1) {
+            let cells: Vec<String> =
+                members.iter().map(|&j| format!("{} = {}", features[j].name, columns[j][i])).collect();
+            return Err(Error::data(
+                &table.path,
+                format!(
+                    "one-hot group {name:?}, {}: expected exactly one 1 among its columns, found {} ({})",
+                    table.at(i),
+                    ones(i),
+                    cells.join(", ")
+                ),
+            ));
         }
     }
     Ok(())
@@ -879,6 +875,7 @@ fn check_one_hot(
 mod tests {
     use super::*;
     use polars::prelude::{Column, ParquetWriter};
+    use std::fmt::Write as _;
     use std::time::Instant;
 
     fn ulb_dir() -> PathBuf {
@@ -964,11 +961,13 @@ mod tests {
         let mut all: Vec<usize> = tr.rows.iter().chain(&va.rows).chain(&te.rows).copied().collect();
         all.sort_unstable();
         assert_eq!(all, (1..=6645).collect::<Vec<_>>());
-        // Row 1 of the file: Time 4.0, V1 1.22965763450793.
-        if let Some(i) = tr.rows.iter().position(|&r| r == 1) {
-            assert_eq!(tr.row(i)[0], 4.0);
-            assert!((tr.row(i)[1] - 1.229_657_6).abs() < 1e-6);
-        }
+        // Row 1 of the file: Time 4.0, V1 1.22965763450793, whichever split has it.
+        let (split, i) = [tr, va, te]
+            .into_iter()
+            .find_map(|s| s.rows.iter().position(|&r| r == 1).map(|i| (s, i)))
+            .unwrap();
+        assert_eq!(split.row(i)[0], 4.0);
+        assert!((split.row(i)[1] - 1.229_657_6).abs() < 1e-6);
         let time = &data.features[0];
         assert_eq!((time.lower, time.upper), (4.0, 172_756.0));
         assert!(

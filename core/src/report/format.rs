@@ -1,7 +1,58 @@
 //! Numbers for humans, shared by report.md and the terminal summary. A value that could not
 //! be computed (`NaN`, `None`) prints as a dash rather than as "NaN%".
 
+use super::metrics::CleanMetrics;
+
 pub(crate) const MISSING: &str = "–";
+
+/// One clean-set metric as the tables show it.
+pub(crate) struct CleanRow {
+    /// For report.md.
+    pub label: &'static str,
+    /// For the terminal summary; `None` leaves the row out there.
+    pub short: Option<&'static str>,
+    pub get: fn(&CleanMetrics) -> Option<f64>,
+    /// A rate changes in percentage points; a score (PR-AUC) by its difference.
+    pub is_rate: bool,
+}
+
+impl CleanRow {
+    pub fn show(&self, x: Option<f64>) -> String {
+        if self.is_rate { pct_opt(x) } else { score_opt(x) }
+    }
+
+    pub fn change(&self, before: Option<f64>, after: Option<f64>) -> String {
+        match (before, after) {
+            (Some(b), Some(a)) if self.is_rate => pp_change(b, a),
+            (Some(b), Some(a)) if (a - b).is_finite() => format!("{:+.3}", a - b),
+            _ => MISSING.into(),
+        }
+    }
+}
+
+pub(crate) const CLEAN_ROWS: [CleanRow; 6] = [
+    CleanRow { label: "accuracy", short: Some("accuracy"), get: |c| Some(c.accuracy), is_rate: true },
+    CleanRow {
+        label: "PR-AUC (average precision)",
+        short: Some("PR-AUC"),
+        get: |c| c.pr_auc,
+        is_rate: false,
+    },
+    CleanRow {
+        label: "recall at 1% false positives",
+        short: Some("recall @ 1% FPR"),
+        get: |c| c.recall_at_1pct_fpr,
+        is_rate: true,
+    },
+    CleanRow {
+        label: "false-positive rate (threshold 0.5)",
+        short: Some("false-positive rate"),
+        get: |c| c.false_positive_rate,
+        is_rate: true,
+    },
+    CleanRow { label: "precision (threshold 0.5)", short: None, get: |c| c.precision, is_rate: true },
+    CleanRow { label: "recall (threshold 0.5)", short: None, get: |c| c.recall, is_rate: true },
+];
 
 /// A fraction as a percentage with one decimal: `0.1234` → `12.3%`.
 pub(crate) fn pct(x: f64) -> String {

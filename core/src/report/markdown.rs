@@ -4,9 +4,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use super::checks::checks;
-use super::format::{
-    MISSING, arrow, duration, num, pct, pct_opt, phase_rank, pp_change, score_opt, with_unit,
-};
+use super::format::{CLEAN_ROWS, MISSING, arrow, duration, num, pct, phase_rank, with_unit};
 use super::metrics::{AttackMetrics, CleanMetrics, Metrics, Phase};
 
 /// A modality-specific part of the report (adversarial examples, plots…), rendered as a
@@ -78,33 +76,17 @@ fn render_checks(out: &mut String, m: &Metrics) {
 
 fn render_clean(out: &mut String, before: &CleanMetrics, after: Option<&CleanMetrics>) {
     out.push_str("## Clean test set\n\n");
-    type Field = fn(&CleanMetrics) -> Option<f64>;
-    let rows: [(&str, Field, fn(Option<f64>) -> String); 6] = [
-        ("accuracy", |c| Some(c.accuracy), pct_opt),
-        ("PR-AUC (average precision)", |c| c.pr_auc, score_opt),
-        ("recall at 1% false positives", |c| c.recall_at_1pct_fpr, pct_opt),
-        ("false-positive rate (threshold 0.5)", |c| c.false_positive_rate, pct_opt),
-        ("precision (threshold 0.5)", |c| c.precision, pct_opt),
-        ("recall (threshold 0.5)", |c| c.recall, pct_opt),
-    ];
     let mut table_rows = Vec::new();
-    for (name, field, show) in rows {
-        let (b, a) = (field(before), after.and_then(field));
+    for row in &CLEAN_ROWS {
+        let (b, a) = ((row.get)(before), after.and_then(row.get));
         if b.is_none() && a.is_none() {
             continue;
         }
-        let mut row = vec![name.to_string(), show(b)];
+        let mut cells = vec![row.label.to_string(), row.show(b)];
         if after.is_some() {
-            row.push(show(a));
-            // Percentage points mean nothing for PR-AUC, a score.
-            let is_rate = name != "PR-AUC (average precision)";
-            row.push(match (b, a) {
-                (Some(b), Some(a)) if is_rate => pp_change(b, a),
-                (Some(b), Some(a)) => format!("{:+.3}", a - b),
-                _ => MISSING.into(),
-            });
+            cells.extend([row.show(a), row.change(b, a)]);
         }
-        table_rows.push(row);
+        table_rows.push(cells);
     }
     let mut examples = vec!["examples".to_string(), before.examples.to_string()];
     if let Some(a) = after {
@@ -133,7 +115,12 @@ fn render_attacks(out: &mut String, m: &Metrics) {
     if ids.is_empty() {
         return;
     }
-    out.push_str("## Attacks: before → after adversarial fine-tuning\n\n");
+    let has_after = m.attacks.iter().any(|a| a.phase == Phase::After);
+    out.push_str(if has_after {
+        "## Attacks: before → after adversarial fine-tuning\n\n"
+    } else {
+        "## Attacks\n\n"
+    });
     let rows: Vec<Vec<String>> = ids
         .iter()
         .map(|id| {
@@ -297,6 +284,7 @@ mod tests {
         m.attacks[0].id = "a|b".into();
         let md = render(&m, &[]);
         assert!(md.contains("| metric | value |\n"), "{md}");
+        assert!(md.contains("## Attacks\n"), "{md}");
         assert!(md.contains("| `a\\|b` | yes | 85.0% | 14.0% |"), "{md}");
         assert!(md.contains("| **2** ⚠️ |"), "{md}");
         assert!(md.contains("⚠️ **Warning:** 2 adversarial"), "{md}");

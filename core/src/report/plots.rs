@@ -13,6 +13,9 @@ use crate::{Error, Result};
 
 const FONT: &str = "sans-serif";
 const SIZE: (u32, u32) = (800, 500);
+/// The axis range for a rate: 0..1 plus a sliver so that a line or marker at exactly 1 is
+/// not cut in half by the plot's edge.
+const RATE: (f64, f64) = (0.0, 1.025);
 
 /// Colour-blind-safe and told apart in greyscale too (Okabe–Ito); the first two are the
 /// usual "before" and "after".
@@ -36,7 +39,7 @@ fn ensure_font() -> Result<()> {
 /// One curve per `(label, (recall, precision) points)`, e.g. from
 /// [`super::scores::pr_curve`] before and after fine-tuning.
 pub fn pr_curves(path: impl AsRef<Path>, curves: &[(&str, &[(f64, f64)])]) -> Result<()> {
-    let axes = Axes { x: (0.0, 1.0), y: (0.0, 1.0), x_label: "Recall", y_label: "Precision" };
+    let axes = Axes { x: RATE, y: RATE, x_label: "Recall", y_label: "Precision" };
     draw(path.as_ref(), "Precision–recall (clean test set)", &axes, curves, false)
 }
 
@@ -51,11 +54,8 @@ pub fn sweep(
     series: &[(&str, &[(f64, f64)])],
 ) -> Result<()> {
     let points = || series.iter().flat_map(|(_, p)| p.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
-    let y = if points().all(|&(_, y)| (0.0..=1.0).contains(&y)) {
-        (0.0, 1.0)
-    } else {
-        padded(points().map(|p| p.1))
-    };
+    let y =
+        if points().all(|&(_, y)| (0.0..=1.0).contains(&y)) { RATE } else { padded(points().map(|p| p.1)) };
     let axes = Axes { x: padded(points().map(|p| p.0)), y, x_label, y_label };
     draw(path.as_ref(), title, &axes, series, true)
 }
@@ -79,6 +79,13 @@ fn padded(values: impl Iterator<Item = f64>) -> (f64, f64) {
     }
     let pad = (hi - lo) * 0.05;
     (lo - pad, hi + pad)
+}
+
+/// `0.25`, `1`, `80`, not `1.0` or `80.0`.
+fn tick(v: f64) -> String {
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".into() } else { s.into() }
 }
 
 /// The legend goes in the corner the data leaves emptiest.
@@ -126,8 +133,10 @@ fn draw(
         .y_desc(axes.y_label)
         .label_style((FONT, 15))
         .axis_desc_style((FONT, 17))
-        .light_line_style(RGBColor(235, 235, 235))
-        .bold_line_style(RGBColor(210, 210, 210))
+        .x_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&|v| tick(*v))
+        .light_line_style(RGBColor(242, 242, 242))
+        .bold_line_style(RGBColor(215, 215, 215))
         .draw()
         .map_err(|e| fail(&e))?;
     for (i, (label, points)) in series.iter().enumerate() {
@@ -232,6 +241,11 @@ mod tests {
         let path = dir.join("empty.png");
         sweep(&path, "nothing", "x", "y", &[("nan", &[(f64::NAN, 0.5)])]).unwrap();
         assert_png(&path);
+    }
+
+    #[test]
+    fn ticks_are_short() {
+        assert_eq!([0.0, 0.25, 1.0, 80.0, -5.0, -0.0001].map(tick), ["0", "0.25", "1", "80", "-5", "0"]);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::checks::checks;
-use super::format::{MISSING, duration, pct, pct_opt, phase_rank, score_opt, with_unit};
+use super::format::{CLEAN_ROWS, CleanRow, MISSING, duration, pct, phase_rank, with_unit};
 use super::metrics::{AttackMetrics, CleanMetrics, Metrics, Phase};
 
 /// Attack rows shown before "… and N more"; keeps the summary on one screen.
@@ -41,9 +41,8 @@ fn aligned(out: &mut String, align: &[Align], rows: &[Vec<String>]) {
 /// One column of `before → after` cells, each side right-aligned so the arrows line up;
 /// just `before` where no value has an after.
 fn before_after(pairs: Vec<(String, Option<String>)>) -> Vec<String> {
-    let width = |side: &dyn Fn(&(String, Option<String>)) -> usize| pairs.iter().map(side).max().unwrap_or(0);
-    let wb = width(&|p| p.0.chars().count());
-    let wa = width(&|p| p.1.as_ref().map_or(0, |a| a.chars().count()));
+    let wb = pairs.iter().map(|(b, _)| b.chars().count()).max().unwrap_or(0);
+    let wa = pairs.iter().filter_map(|(_, a)| a.as_ref()).map(|a| a.chars().count()).max().unwrap_or(0);
     pairs
         .into_iter()
         .map(|(b, a)| match a {
@@ -86,21 +85,20 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 }
 
 fn clean(out: &mut String, before: &CleanMetrics, after: Option<&CleanMetrics>) {
-    type Field = fn(&CleanMetrics) -> Option<f64>;
-    let fields: [(&str, Field, fn(Option<f64>) -> String); 4] = [
-        ("accuracy", |c| Some(c.accuracy), pct_opt),
-        ("PR-AUC", |c| c.pr_auc, score_opt),
-        ("recall @ 1% FPR", |c| c.recall_at_1pct_fpr, pct_opt),
-        ("false-positive rate", |c| c.false_positive_rate, pct_opt),
-    ];
-    let shown =
-        fields.iter().filter(|(_, field, _)| field(before).is_some() || after.and_then(field).is_some());
-    let labels: Vec<&str> = shown.clone().map(|f| f.0).collect();
+    let shown: Vec<(&str, &CleanRow)> = CLEAN_ROWS
+        .iter()
+        .filter_map(|row| row.short.map(|label| (label, row)))
+        .filter(|(_, row)| (row.get)(before).is_some() || after.and_then(row.get).is_some())
+        .collect();
     let values = before_after(
-        shown.map(|(_, field, show)| (show(field(before)), after.map(|a| show(field(a))))).collect(),
+        shown
+            .iter()
+            .map(|(_, row)| (row.show((row.get)(before)), after.map(|a| row.show((row.get)(a)))))
+            .collect(),
     );
+    let labels = shown.iter().map(|(label, _)| label);
     let mut rows = vec![vec!["clean".into(), if after.is_some() { "before → after" } else { "" }.into()]];
-    rows.extend(labels.iter().zip(values).map(|(l, v)| vec![format!("  {l}"), v]));
+    rows.extend(labels.zip(values).map(|(l, v)| vec![format!("  {l}"), v]));
     aligned(out, &[Align::Left, Align::Right], &rows);
     out.push('\n');
 }

@@ -1,0 +1,102 @@
+//! `pipelines/fraud-small.toml` end to end, through the real `tempered-tabular` cdylib.
+
+use tempered_core::engine::{self, RunOptions};
+use tempered_core::pipeline::Pipeline;
+use tempered_tests::{pipeline_file, read_json, repo, repo_pipeline, scratch, without_timings};
+
+fn run_small(out: &std::path::Path) -> engine::Finished {
+    let p = Pipeline::load(&repo().join("pipelines/fraud-small.toml")).expect("valid pipeline");
+    engine::run(&p, &RunOptions { out: Some(out.to_owned()), resume: false }).expect("run succeeds")
+}
+
+#[test]
+fn fraud_small_trains_attacks_hardens_and_reports() {
+    let out = scratch("fraud-e2e").join("run");
+    let finished = run_small(&out);
+    for file in ["config.toml", "metrics.json", "report.md", "plots/pr_curve.png", "plots/sweep-pgd.png"] {
+        assert!(out.join(file).is_file(), "{file} missing from the run directory");
+    }
+    let png = std::fs::read(out.join("plots/pr_curve.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+
+    let m = read_json(&out.join("metrics.json"));
+    assert_eq!(m["pipeline"], "fraud-small");
+    assert_eq!(m["modality"], "tabular");
+    assert_eq!(m["seed"], 7);
+    for phase in ["before", "after"] {
+        let clean = &m["clean"][phase];
+        for key in ["accuracy", "pr_auc", "recall_at_1pct_fpr", "false_positive_rate"] {
+            let v = clean[key].as_f64().unwrap_or_else(|| panic!("clean.{phase}.{key} missing"));
+            assert!((0.0..=1.0).contains(&v), "clean.{phase}.{key} = {v}");
+        }
+    }
+    assert!(m["clean"]["before"]["pr_auc"].as_f64().unwrap() > 0.5, "the clean model learned something");
+
+    let attacks = m["attacks"].as_array().unwrap();
+    assert_eq!(attacks.len(), 4, "two attacks, before and after");
+    for a in attacks {
+        let id = a["id"].as_str().unwrap();
+        assert_eq!(a["plugin"], "tabular");
+        assert_eq!(a["constraint_violations"], 0, "{id}: every adversarial row satisfies the schema");
+        assert_eq!(a["trained_against"], id == "pgd", "{id}");
+        for key in ["success_rate", "robust_accuracy"] {
+            let v = a[key].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{id}.{key} = {v}");
+        }
+        assert!(a["examples"].as_u64().unwrap() > 0);
+        assert!(a["mean_queries"].as_f64().unwrap() > 0.0, "{id}: queries are counted by the host");
+        assert_eq!(a["perturbation_unit"], "cost");
+    }
+    let pgd_before = attacks.iter().find(|a| a["id"] == "pgd" && a["phase"] == "before").unwrap();
+    assert_eq!(pgd_before["mean_queries"].as_f64().unwrap(), 5.0, "PGD-5: one loss_grad per step");
+    assert!(pgd_before["success_rate"].as_f64().unwrap() > 0.0, "epsilon 0.5 fools some frauds");
+    assert_eq!(m["sweeps"].as_array().unwrap().len(), 4, "two budgets, before and after");
+    for phase in ["train", "attack_before", "harden", "attack_after"] {
+        assert!(m["seconds"][phase].as_f64().is_some(), "seconds.{phase} missing");
+    }
+
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("| `fraudster` | **no (held out)**"), "{report}");
+    assert!(report.contains("![Precision-recall"), "report links its plots");
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("adversarial_weight = 0.5"), "the resolved config spells out defaults");
+    assert_eq!(finished.metrics.attacks.len(), 4);
+}
+
+#[test]
+fn same_seed_gives_identical_metrics() {
+    let dir = scratch("fraud-seed");
+    run_small(&dir.join("a"));
+    run_small(&dir.join("b"));
+    let a = without_timings(read_json(&dir.join("a/metrics.json")));
+    let b = without_timings(read_json(&dir.join("b/metrics.json")));
+    assert_eq!(a, b);
+}
+
+#[test]
+fn another_seed_gives_other_numbers() {
+    let src = repo_pipeline("fraud-small.toml").replace("seed = 7", "seed = 8");
+    let p = Pipeline::load(&pipeline_file("fraud-seed8", &src)).unwrap();
+    let out = scratch("fraud-seed8-run").join("run");
+    engine::run(&p, &RunOptions { out: Some(out.clone()), resume: false }).unwrap();
+    let other = without_timings(read_json(&out.join("metrics.json")));
+    let base_out = scratch("fraud-seed7-run").join("run");
+    run_small(&base_out);
+    let base = without_timings(read_json(&base_out.join("metrics.json")));
+    assert_ne!(other["clean"], base["clean"]);
+}
+
+#[test]
+fn a_finished_run_refuses_to_be_overwritten_and_resumes_from_its_checkpoints() {
+    let out = scratch("fraud-resume").join("run");
+    let first = run_small(&out);
+    let p = Pipeline::load(&repo().join("pipelines/fraud-small.toml")).unwrap();
+    let err = engine::run(&p, &RunOptions { out: Some(out.clone()), resume: false }).err().expect("refused");
+    assert!(err.to_string().contains("--resume"), "{err}");
+    // Resuming a finished run re-evaluates from the saved weights: same numbers.
+    let again = engine::run(&p, &RunOptions { out: Some(out.clone()), resume: true }).unwrap();
+    assert_eq!(
+        without_timings(serde_json::to_value(&first.metrics).unwrap()),
+        without_timings(serde_json::to_value(&again.metrics).unwrap())
+    );
+}
