@@ -40,6 +40,24 @@ impl Examples {
         }
     }
 
+    /// Overwrites the examples at `idx` with those of `other`, in order.
+    pub fn replace(&mut self, idx: &[usize], other: &Examples) {
+        match (self, other) {
+            (Examples::Dense { data, width }, Examples::Dense { data: d2, width: w2 }) if width == w2 => {
+                let w = *width;
+                for (k, &i) in idx.iter().enumerate() {
+                    data[i * w..(i + 1) * w].copy_from_slice(&d2[k * w..(k + 1) * w]);
+                }
+            }
+            (Examples::Text(t), Examples::Text(t2)) => {
+                for (k, &i) in idx.iter().enumerate() {
+                    t[i] = t2[k].clone();
+                }
+            }
+            _ => panic!("cannot mix example kinds"),
+        }
+    }
+
     /// Appends `other` (same kind and width).
     pub fn extend(&mut self, other: &Examples) {
         match (self, other) {

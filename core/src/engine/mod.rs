@@ -131,10 +131,14 @@ fn with_overrides(params: &serde_json::Value, overrides: &serde_json::Map<String
     p
 }
 
-/// Trains on a plugin attack's examples.
+/// Trains on a plugin attack's examples. Only examples of the attack's `classes` are
+/// attacked: hardening against a threat model (frauds posing as genuine) must not also
+/// teach the model to resist attacks nobody makes (genuine rows posing as fraud), which
+/// would move its boundary in the attacker's favour.
 struct PluginAdversary<'a> {
     handle: AttackHandle,
     ctx: BatchContext<'a>,
+    classes: Option<Vec<u32>>,
 }
 
 impl Adversary for PluginAdversary<'_> {
@@ -146,7 +150,18 @@ impl Adversary for PluginAdversary<'_> {
         seed: u64,
     ) -> Result<crate::data::Examples> {
         let ctx = BatchContext { seed, ..self.ctx };
-        Ok(self.handle.perturb(model, x, y, ctx)?.examples)
+        let Some(classes) = &self.classes else {
+            return Ok(self.handle.perturb(model, x, y, ctx)?.examples);
+        };
+        let idx: Vec<usize> = (0..y.len()).filter(|&i| classes.contains(&y[i])).collect();
+        let mut out = x.clone();
+        if idx.is_empty() {
+            return Ok(out);
+        }
+        let part_y: Vec<u32> = idx.iter().map(|&i| y[i]).collect();
+        let adv = self.handle.perturb(model, &x.select(&idx), &part_y, ctx)?.examples;
+        out.replace(&idx, &adv);
+        Ok(out)
     }
 }
 
@@ -230,7 +245,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
                 let params = with_overrides(&source.params, &overrides);
                 let plugin = source.handle.plugin.clone();
                 let handle = plugin.create(&source.config.attack, &params)?;
-                Some(PluginAdversary { handle, ctx: task.context(modality, seed) })
+                Some(PluginAdversary { handle, ctx: task.context(modality, seed), classes: source.config.classes.clone() })
             }
         };
         let fit = Fit {
