@@ -7,6 +7,7 @@
 //! Data flows one way: [`pipeline`] → [`data`] → [`model`] ⇄ attack (through
 //! [`plugin_host`]'s oracle) → [`train`] → [`report`].
 
+pub mod bench;
 pub mod data;
 pub mod engine;
 pub mod error;

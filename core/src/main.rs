@@ -33,6 +33,21 @@ enum Command {
     },
     /// Check a pipeline file (and that its plugins load) without running it.
     Validate { pipeline: PathBuf },
+    /// Measure training throughput: clean epochs vs adversarial (PGD) epochs, in one run.
+    Bench {
+        /// A tabular pipeline whose data and attack are used.
+        #[arg(long, default_value = "pipelines/fraud.toml")]
+        pipeline: PathBuf,
+        /// The [[attack]] id that makes the adversarial examples.
+        #[arg(long, default_value = "pgd")]
+        attack: String,
+        #[arg(long, default_value_t = 10)]
+        steps: u32,
+        #[arg(long, default_value_t = 0.1)]
+        epsilon: f64,
+        #[arg(long, default_value_t = 3)]
+        epochs: usize,
+    },
     /// List the plugins found, their ABI versions and attacks, and where they were looked for.
     Plugins {
         /// Also search the folders of this pipeline's `[plugins] search_path`.
@@ -85,6 +100,20 @@ fn execute(command: Command) -> Result<(), tempered_core::Error> {
                 p.spec.attacks().len(),
                 p.seed()
             );
+            Ok(())
+        }
+        Command::Bench { pipeline, attack, steps, epsilon, epochs } => {
+            let p = Pipeline::load(&pipeline)?;
+            let mut overrides = serde_json::Map::new();
+            overrides.insert("steps".into(), steps.into());
+            overrides.insert("epsilon".into(), epsilon.into());
+            let r = tempered_core::bench::tabular(&p, &attack, &overrides, epochs)?;
+            println!("tempered bench · {} · MLP 30-64-64-2 · batch 256 · {} train rows · {} thread(s)", pipeline.display(), r.train_examples, r.threads);
+            println!("  adversarial examples: {}", r.attack);
+            println!("  clean epoch        {:>10.0} samples/s", r.clean_samples_per_sec);
+            println!("  PGD-{steps} epoch       {:>10.0} samples/s", r.adversarial_samples_per_sec);
+            println!("  ratio clean/PGD    {:>10.2}", r.ratio());
+            println!("  test PR-AUC        {:>10.3}  (after {epochs} clean epochs)", r.test_pr_auc);
             Ok(())
         }
         Command::Plugins { pipeline } => {

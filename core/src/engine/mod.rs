@@ -23,6 +23,7 @@ use crate::train::{self, Adversary, Checkpoints, Fit};
 use crate::{Error, Result};
 
 pub use rundir::{RunDir, timestamp};
+pub use tabular::schema as tabular_schema;
 
 /// How `tempered run` was asked to run.
 #[derive(Debug, Clone, Default)]

@@ -39,8 +39,22 @@ pub(super) fn prepare(
     let mean: Vec<f32> = data.features.iter().map(|f| f.mean).collect();
     let std: Vec<f32> = data.features.iter().map(|f| f.std).collect();
     let model = Mlp::new(&spec.model, &mean, &std, data.n_classes, pipeline.seed(), device)?;
-    let schema = Schema::new(
-        data.features
+    let schema = schema(&data.features);
+    Ok(Task {
+        dataset,
+        model: Box::new(model),
+        judge: Box::new(TabularJudge { features: data.features.clone() }),
+        schema: Some(schema),
+        sample_rate: 0,
+        positive_class: (data.n_classes == 2).then_some(1),
+        render_samples,
+    })
+}
+
+/// The columns as plugins see them: raw units, with the standardisation scale.
+pub fn schema(features: &[tabular::FeatureInfo]) -> Schema {
+    Schema::new(
+        features
             .iter()
             .map(|f| {
                 let spec = FeatureSpec {
@@ -56,16 +70,7 @@ pub(super) fn prepare(
                 (f.name.clone(), spec)
             })
             .collect(),
-    );
-    Ok(Task {
-        dataset,
-        model: Box::new(model),
-        judge: Box::new(TabularJudge { features: data.features.clone() }),
-        schema: Some(schema),
-        sample_rate: 0,
-        positive_class: (data.n_classes == 2).then_some(1),
-        render_samples,
-    })
+    )
 }
 
 /// A table per example: only the cells the attack changed.

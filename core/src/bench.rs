@@ -1,0 +1,140 @@
+//! `tempered bench`: training throughput of the shared trainer, clean and adversarial,
+//! measured in one process so the ratio between them is meaningful.
+//!
+//! The adversarial epoch uses a real plugin attack through the C ABI (every PGD step is an
+//! FFI round trip into the plugin and back into the host's oracle), exactly as
+//! `tempered run` does.
+
+use std::time::Instant;
+
+use crate::data::Dataset;
+use crate::engine;
+use crate::model::{Mlp, TabularModelConfig};
+use crate::pipeline::{Pipeline, Spec};
+use crate::plugin_host::BatchContext;
+use crate::report::CleanMetrics;
+use crate::train::{self, Adversary, Checkpoints, Fit};
+use crate::{Error, Result, evaluate};
+
+/// What was measured.
+#[derive(Debug, Clone)]
+pub struct BenchResult {
+    pub threads: usize,
+    pub train_examples: usize,
+    pub clean_samples_per_sec: f64,
+    pub adversarial_samples_per_sec: f64,
+    pub test_pr_auc: f64,
+    pub attack: String,
+}
+
+impl BenchResult {
+    pub fn ratio(&self) -> f64 {
+        self.clean_samples_per_sec / self.adversarial_samples_per_sec
+    }
+}
+
+/// Times `epochs` clean epochs, then `epochs` adversarial epochs against the pipeline's
+/// `attack_id` with `overrides` applied to its params (e.g. `steps = 10, epsilon = 0.1`).
+pub fn tabular(
+    pipeline: &Pipeline,
+    attack_id: &str,
+    overrides: &serde_json::Map<String, serde_json::Value>,
+    epochs: usize,
+) -> Result<BenchResult> {
+    let Spec::Tabular(spec) = &pipeline.spec;
+    let data = crate::data::tabular::load(&spec.data, &pipeline.base_dir, pipeline.seed())?;
+    let width = data.features.len();
+    let split = |s: &crate::data::tabular::Split| crate::data::Labelled {
+        x: crate::data::Examples::Dense { data: s.x.clone(), width },
+        y: s.y.clone(),
+    };
+    let dataset = Dataset {
+        n_classes: data.n_classes,
+        train: split(&data.train),
+        validation: split(&data.validation),
+        test: split(&data.test),
+    };
+    let mean: Vec<f32> = data.features.iter().map(|f| f.mean).collect();
+    let std: Vec<f32> = data.features.iter().map(|f| f.std).collect();
+    let cfg = TabularModelConfig { hidden: vec![64, 64], ..Default::default() };
+    let device = engine::device(spec.pipeline.device)?;
+    let model = Mlp::new(&cfg, &mean, &std, data.n_classes, pipeline.seed(), &device)?;
+    let tmp = std::env::temp_dir().join(format!("tempered-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let fit = |adversarial_weight: f64| Fit {
+        epochs,
+        batch_size: 256,
+        lr: 1e-3,
+        weight_decay: 1e-4,
+        patience: 0,
+        adversarial_weight,
+        share: 1.0,
+        clean_epochs: 0,
+        validation_attack_examples: 0,
+    };
+    let epoch_seconds = |s: &train::TrainState| s.log.iter().map(|e| e.seconds).sum::<f64>();
+    let n = dataset.train.len() as f64;
+
+    let ck = Checkpoints { dir: tmp.clone(), phase: "bench-clean".into() };
+    let clean = train::fit(&model, &dataset, &fit(0.0), None, pipeline.seed(), &ck)?;
+    let clean_rate = n * epochs as f64 / epoch_seconds(&clean);
+
+    let (_, probs) = evaluate::predict(&model, &dataset.test.x, 1024)?;
+    let scores: Vec<f32> = probs.iter().map(|p| p[1]).collect();
+    let labels: Vec<bool> = dataset.test.y.iter().map(|&y| y == 1).collect();
+    let pr_auc = CleanMetrics::from_binary_scores(&scores, &labels, 0.5).pr_auc.unwrap_or(f64::NAN);
+
+    let config = spec
+        .attacks
+        .iter()
+        .find(|a| a.id == attack_id)
+        .ok_or_else(|| Error::msg(format!("the pipeline has no [[attack]] `{attack_id}`")))?;
+    let mut params = serde_json::to_value(&config.params).expect("TOML is JSON");
+    if let Some(p) = params.as_object_mut() {
+        p.extend(overrides.clone());
+    }
+    let plugin = engine::load_plugin(pipeline, config)?;
+    let handle = plugin.create(&config.attack, &params)?;
+    let schema = engine::tabular_schema(&data.features);
+    let mut adversary = BenchAdversary {
+        handle,
+        ctx: BatchContext {
+            modality: tempered_plugin::Modality::Tabular,
+            schema: Some(&schema),
+            sample_rate: 0,
+            seed: 0,
+            query_budget: None,
+        },
+    };
+    let ck = Checkpoints { dir: tmp.clone(), phase: "bench-adversarial".into() };
+    let started = Instant::now();
+    let adv = train::fit(&model, &dataset, &fit(0.5), Some(&mut adversary), pipeline.seed(), &ck)?;
+    tracing::debug!("adversarial phase took {:.2} s in all", started.elapsed().as_secs_f64());
+    let adv_rate = n * epochs as f64 / epoch_seconds(&adv);
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(BenchResult {
+        threads: candle_core::utils::get_num_threads(),
+        train_examples: dataset.train.len(),
+        clean_samples_per_sec: clean_rate,
+        adversarial_samples_per_sec: adv_rate,
+        test_pr_auc: pr_auc,
+        attack: format!("{}/{} {}", config.plugin, config.attack, params),
+    })
+}
+
+struct BenchAdversary<'a> {
+    handle: crate::plugin_host::AttackHandle,
+    ctx: BatchContext<'a>,
+}
+
+impl Adversary for BenchAdversary<'_> {
+    fn generate(
+        &mut self,
+        model: &dyn crate::model::Classifier,
+        x: &crate::data::Examples,
+        y: &[u32],
+        seed: u64,
+    ) -> Result<crate::data::Examples> {
+        Ok(self.handle.perturb(model, x, y, BatchContext { seed, ..self.ctx })?.examples)
+    }
+}
