@@ -41,7 +41,9 @@ pub fn tabular(
     overrides: &serde_json::Map<String, serde_json::Value>,
     epochs: usize,
 ) -> Result<BenchResult> {
-    let Spec::Tabular(spec) = &pipeline.spec;
+    let Spec::Tabular(spec) = &pipeline.spec else {
+        return Err(Error::msg("tempered bench measures tabular pipelines"));
+    };
     let data = crate::data::tabular::load(&spec.data, &pipeline.base_dir, pipeline.seed())?;
     let width = data.features.len();
     let split = |s: &crate::data::tabular::Split| crate::data::Labelled {
@@ -104,6 +106,7 @@ pub fn tabular(
             sample_rate: 0,
             seed: 0,
             query_budget: None,
+            encoder: None,
         },
     };
     let ck = Checkpoints { dir: tmp.clone(), phase: "bench-adversarial".into() };

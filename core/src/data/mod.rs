@@ -1,6 +1,8 @@
 //! Loaders for each modality, and the modality-neutral shapes the engine moves around.
 
+pub mod audio;
 pub mod tabular;
+pub mod text;
 
 /// Examples of one split, in the form attacks and models exchange them.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,8 +3,10 @@
 //! the run directory as soon as the phase ends, so a failure later loses nothing and
 //! `--resume` continues where the run stopped.
 
+mod audio;
 mod rundir;
 mod tabular;
+mod text;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,6 +49,11 @@ pub(crate) struct Task {
     pub judge: Box<dyn Judge>,
     pub schema: Option<Schema>,
     pub sample_rate: u32,
+    /// Text pipelines that name a sentence encoder.
+    pub encoder: Option<Box<dyn crate::model::SentenceEncoder>>,
+    /// Writes adversarial samples into the run directory (`samples/`), in the modality's
+    /// own form (CSV rows, text pairs, wav files one can listen to).
+    pub save_samples: fn(&Task, &Path, &str, &[evaluate::Sample]) -> Result<()>,
     /// Binary tasks with a "positive" class get PR-AUC and recall at 1 % FPR.
     pub positive_class: Option<u32>,
     /// Renders adversarial samples for report.md.
@@ -55,7 +62,14 @@ pub(crate) struct Task {
 
 impl Task {
     fn context(&self, modality: Modality, seed: u64) -> BatchContext<'_> {
-        BatchContext { modality, schema: self.schema.as_ref(), sample_rate: self.sample_rate, seed, query_budget: None }
+        BatchContext {
+            modality,
+            schema: self.schema.as_ref(),
+            sample_rate: self.sample_rate,
+            seed,
+            query_budget: None,
+            encoder: self.encoder.as_deref(),
+        }
     }
 }
 
@@ -177,6 +191,8 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
     let device = device(pipeline.spec.pipeline().device)?;
     let task = match &pipeline.spec {
         crate::pipeline::Spec::Tabular(spec) => tabular::prepare(pipeline, spec, &device)?,
+        crate::pipeline::Spec::Text(spec) => text::prepare(pipeline, spec, &device)?,
+        crate::pipeline::Spec::Audio(spec) => audio::prepare(pipeline, spec, &device)?,
     };
     seconds.insert("load".to_owned(), t.elapsed().as_secs_f64());
     let modality = pipeline.spec.modality();
@@ -314,6 +330,9 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
     }
     for (label, s) in &samples {
         if !s.is_empty() {
+            let dir_samples = dir.path.join("samples");
+            std::fs::create_dir_all(&dir_samples).map_err(|e| Error::io(&dir_samples, e))?;
+            (task.save_samples)(&task, &dir_samples, label, s)?;
             sections.push(Section::new(format!("Adversarial examples: {label}"), (task.render_samples)(&task, label, s)));
         }
     }

@@ -46,6 +46,8 @@ pub(super) fn prepare(
         judge: Box::new(TabularJudge { features: data.features.clone() }),
         schema: Some(schema),
         sample_rate: 0,
+        encoder: None,
+        save_samples,
         positive_class: (data.n_classes == 2).then_some(1),
         render_samples,
     })
@@ -71,6 +73,26 @@ pub fn schema(features: &[tabular::FeatureInfo]) -> Schema {
             })
             .collect(),
     )
+}
+
+/// `samples/<label>.csv`: one line per changed cell.
+fn save_samples(task: &Task, dir: &std::path::Path, label: &str, samples: &[Sample]) -> Result<()> {
+    let names = task.schema.as_ref().map(Schema::names).unwrap_or(&[]);
+    let mut csv = String::from("example,class,p_class_before,p_class_after,column,before,after\n");
+    for s in samples {
+        let (Examples::Dense { data: a, .. }, Examples::Dense { data: b, .. }) = (&s.original, &s.adversarial) else {
+            continue;
+        };
+        for (j, (x, z)) in a.iter().zip(b).enumerate().filter(|(_, (x, z))| x != z) {
+            let name = names.get(j).map_or("?", String::as_str);
+            csv.push_str(&format!(
+                "{},{},{},{},{name},{x},{z}\n",
+                s.index, s.label, s.original_prob, s.adversarial_prob
+            ));
+        }
+    }
+    let path = dir.join(format!("{}.csv", super::sanitize(label)));
+    std::fs::write(&path, csv).map_err(|e| crate::Error::io(&path, e))
 }
 
 /// A table per example: only the cells the attack changed.

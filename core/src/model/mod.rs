@@ -2,8 +2,10 @@
 //! never name a specific architecture. Weights are initialised from a seeded ChaCha
 //! stream (candle cannot seed CPU `rand`) and saved as safetensors.
 
+pub mod audio;
 pub mod init;
 pub mod mlp;
+pub mod text;
 
 use std::path::Path;
 
@@ -47,6 +49,18 @@ pub trait Classifier: Send + Sync {
     fn dense_input(&self) -> bool {
         true
     }
+    /// Text models: per-word saliency of the loss against `labels` (e.g. the norm of the
+    /// gradient at each word's embedding), `texts.len() × max words` values, where words
+    /// are whitespace-separated and shorter rows are padded with 0.
+    fn word_saliency(&self, _texts: &[&str], _labels: &[u32]) -> Result<Vec<f32>> {
+        Err(Error::msg("this model offers no word saliency"))
+    }
+}
+
+/// A sentence encoder offered to text attacks through the oracle's `similarity`.
+pub trait SentenceEncoder: Send + Sync {
+    /// Cosine similarity of the embeddings of `a[i]` and `b[i]`.
+    fn similarity(&self, a: &[&str], b: &[&str]) -> Result<Vec<f32>>;
 }
 
 /// Saves every tensor of `model` to `path`.

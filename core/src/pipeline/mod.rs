@@ -14,8 +14,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tempered_plugin::Modality;
 
+use crate::data::audio::AudioDataConfig;
 use crate::data::tabular::TabularDataConfig;
+use crate::data::text::TextDataConfig;
 use crate::model::TabularModelConfig;
+use crate::model::audio::AudioModelConfig;
+use crate::model::text::TextModelConfig;
 use crate::{Error, Result};
 use span::Key;
 
@@ -53,12 +57,16 @@ pub struct SpecOf<D, M> {
 #[derive(Debug, Clone)]
 pub enum Spec {
     Tabular(SpecOf<TabularDataConfig, TabularModelConfig>),
+    Text(SpecOf<TextDataConfig, TextModelConfig>),
+    Audio(SpecOf<AudioDataConfig, AudioModelConfig>),
 }
 
 macro_rules! common {
     ($spec:expr, $s:ident => $e:expr) => {
         match $spec {
             Spec::Tabular($s) => $e,
+            Spec::Text($s) => $e,
+            Spec::Audio($s) => $e,
         }
     };
 }
@@ -67,6 +75,8 @@ impl Spec {
     pub fn modality(&self) -> Modality {
         match self {
             Spec::Tabular(_) => Modality::Tabular,
+            Spec::Text(_) => Modality::Text,
+            Spec::Audio(_) => Modality::Audio,
         }
     }
     pub fn pipeline(&self) -> &PipelineSection {
@@ -357,14 +367,8 @@ impl Pipeline {
         })?;
         let spec = match head.pipeline.modality {
             Modality::Tabular => Spec::Tabular(toml::from_str(src).map_err(de_err)?),
-            other => {
-                return Err(Error::Config(span::at(
-                    file,
-                    src,
-                    span::offset_of(src, &keys(&["pipeline", "modality"])),
-                    &format!("modality `{other}` is not supported by this build"),
-                )));
-            }
+            Modality::Text => Spec::Text(toml::from_str(src).map_err(de_err)?),
+            Modality::Audio => Spec::Audio(toml::from_str(src).map_err(de_err)?),
         };
         let mut spec = spec;
         fill_attack_ids(&mut spec);
@@ -417,6 +421,8 @@ fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
     }
     match spec {
         Spec::Tabular(s) => s.data.validate().map_err(|m| Invalid::new(keys(&["data"]), m))?,
+        Spec::Text(s) => s.data.validate().map_err(|m| Invalid::new(keys(&["data"]), m))?,
+        Spec::Audio(s) => s.data.validate().map_err(|m| Invalid::new(keys(&["data"]), m))?,
     }
     let attacks = spec.attacks();
     let mut seen = BTreeMap::new();

@@ -224,6 +224,8 @@ pub struct BatchContext<'a> {
     pub seed: u64,
     /// Stop answering an example's oracle calls past this many queries.
     pub query_budget: Option<u64>,
+    /// Answers the oracle's `similarity` (text pipelines that name an encoder).
+    pub encoder: Option<&'a dyn crate::model::SentenceEncoder>,
 }
 
 /// A perturbed batch and the oracle queries spent on each example.
@@ -280,7 +282,7 @@ impl AttackHandle {
             features: ctx.schema.map_or(std::ptr::null(), |s| s.specs().as_ptr()),
             seed: ctx.seed,
         };
-        let oracle = oracle::Oracle::new(model, n, ctx.query_budget);
+        let oracle = oracle::Oracle::new(model, ctx.encoder, n, ctx.query_budget);
         let vtable = oracle.vtable();
         let mut out = BatchOut::empty();
         let status = (self.decl.0.perturb)(self.state, &view, &vtable, &mut out);

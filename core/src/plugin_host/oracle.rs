@@ -9,21 +9,27 @@ use candle_core::{D, Tensor, Var};
 use tempered_plugin::abi::{self, BatchView, Modality, OracleVTable, Status, StrRef};
 
 use crate::data::ExamplesRef;
-use crate::model::{Classifier, Mode};
+use crate::model::{Classifier, Mode, SentenceEncoder};
 
 /// Oracle queries per example of one perturb call.
 pub type QueryCounts = Vec<u64>;
 
 pub(super) struct Oracle<'m> {
     model: &'m dyn Classifier,
+    encoder: Option<&'m dyn SentenceEncoder>,
     counts: Mutex<QueryCounts>,
     budget: Option<u64>,
     error: Mutex<String>,
 }
 
 impl<'m> Oracle<'m> {
-    pub fn new(model: &'m dyn Classifier, n: usize, budget: Option<u64>) -> Self {
-        Self { model, counts: Mutex::new(vec![0; n]), budget, error: Mutex::new(String::new()) }
+    pub fn new(
+        model: &'m dyn Classifier,
+        encoder: Option<&'m dyn SentenceEncoder>,
+        n: usize,
+        budget: Option<u64>,
+    ) -> Self {
+        Self { model, encoder, counts: Mutex::new(vec![0; n]), budget, error: Mutex::new(String::new()) }
     }
 
     pub fn vtable(&self) -> OracleVTable {
@@ -137,11 +143,14 @@ extern "C" fn loss_grad(
 ) -> Status {
     guarded(ctx, |o| {
         let view = unsafe { input.as_ref() }.ok_or("null batch")?;
-        if view.modality == Modality::Text as u32 || !o.model.dense_input() {
-            return Err("this model offers no input gradient for text; use predict-based saliency".into());
-        }
         if view.n > 0 && view.labels.is_null() {
             return Err("loss_grad needs labels".into());
+        }
+        if view.modality == Modality::Text as u32 {
+            return text_saliency(o, view, loss, grad, grad_len);
+        }
+        if !o.model.dense_input() {
+            return Err("this model offers no input gradient".into());
         }
         if grad_len != view.n * view.width || loss.is_null() || (grad_len > 0 && grad.is_null()) {
             return Err(format!("loss_grad needs a gradient buffer of {} values", view.n * view.width));
@@ -182,8 +191,57 @@ pub fn input_loss_grad(
     Ok((per_row.to_vec1::<f32>()?, g.flatten_all()?.to_vec1::<f32>()?))
 }
 
-extern "C" fn similarity(ctx: *mut c_void, _a: *const StrRef, _b: *const StrRef, _n: usize, _out: *mut f32) -> Status {
-    guarded(ctx, |_| Err("this pipeline names no sentence encoder".into()))
+/// Text: per-row loss (from `predict`) and the model's per-word saliency.
+fn text_saliency(o: &Oracle<'_>, view: &BatchView, loss: *mut f32, grad: *mut f32, grad_len: usize) -> Result<(), String> {
+    let ExamplesRef::Text(texts) = (unsafe { examples(view) })? else { unreachable!("text view") };
+    let width = texts.iter().map(|t| t.split_whitespace().count()).max().unwrap_or(0);
+    if grad_len != view.n * width || (view.n > 0 && loss.is_null()) {
+        return Err(format!("loss_grad needs a saliency buffer of {} values", view.n * width));
+    }
+    o.count(view)?;
+    if view.n == 0 {
+        return Ok(());
+    }
+    let labels = unsafe { std::slice::from_raw_parts(view.labels, view.n) };
+    let saliency = o.model.word_saliency(&texts, labels).map_err(|e| e.to_string())?;
+    if saliency.len() != grad_len {
+        return Err(format!("the model gave {} saliencies, wanted {grad_len}", saliency.len()));
+    }
+    let probs = probabilities(o.model, &ExamplesRef::Text(texts)).map_err(|e| e.to_string())?;
+    let k = o.model.n_classes();
+    let out = unsafe { std::slice::from_raw_parts_mut(loss, view.n) };
+    for (i, l) in out.iter_mut().enumerate() {
+        *l = -probs[i * k + labels[i] as usize].max(f32::MIN_POSITIVE).ln();
+    }
+    if grad_len > 0 {
+        unsafe { std::slice::from_raw_parts_mut(grad, grad_len) }.copy_from_slice(&saliency);
+    }
+    Ok(())
+}
+
+extern "C" fn similarity(ctx: *mut c_void, a: *const StrRef, b: *const StrRef, n: usize, out: *mut f32) -> Status {
+    guarded(ctx, |o| {
+        let encoder = o.encoder.ok_or("this pipeline names no sentence encoder ([model] encoder = \"...\")")?;
+        if n == 0 {
+            return Ok(());
+        }
+        if a.is_null() || b.is_null() || out.is_null() {
+            return Err("similarity called with a null pointer".into());
+        }
+        let read = |p: *const StrRef| -> Result<Vec<&str>, String> {
+            unsafe { std::slice::from_raw_parts(p, n) }
+                .iter()
+                .map(|r| std::str::from_utf8(unsafe { r.as_bytes() }).map_err(|e| e.to_string()))
+                .collect()
+        };
+        let (a, b) = (read(a)?, read(b)?);
+        let sims = encoder.similarity(&a, &b).map_err(|e| e.to_string())?;
+        if sims.len() != n {
+            return Err(format!("the encoder gave {} similarities for {n} pairs", sims.len()));
+        }
+        unsafe { std::slice::from_raw_parts_mut(out, n) }.copy_from_slice(&sims);
+        Ok(())
+    })
 }
 
 extern "C" fn last_error(ctx: *mut c_void) -> StrRef {
