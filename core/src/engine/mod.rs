@@ -344,8 +344,17 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
     Ok(Finished { dir: dir.path, metrics })
 }
 
+/// A file-name-safe form of a label: `pgd (before)` → `pgd-before`.
 fn sanitize(id: &str) -> String {
-    id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect()
+    let mut out = String::new();
+    for c in id.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_owned()
 }
 
 fn report_modality(m: Modality) -> report::Modality {
