@@ -1,0 +1,123 @@
+//! TextFooler (Jin et al., AAAI 2020), with synonym tables in place of counter-fitted
+//! embedding neighbours.
+//!
+//! Word importance is measured by deleting the word: the drop in true-class probability,
+//! plus, when the deletion alone changes the prediction to ȳ, the rise of ȳ (the paper's
+//! rule). Words are then visited in descending importance; for each, all its candidates
+//! (top `max_candidates` of WordNet ∪ PPDB) go to the model in one call. A candidate that
+//! flips the label ends the search (the most similar one if several flip and the host has
+//! an encoder, else the one with the lowest true-class probability); otherwise the one
+//! that lowers the true-class probability most is kept, if it lowers it at all.
+//!
+//! Queries: 1 for the clean text, one deletion probe per swappable word (stop words and
+//! words without candidates are never probed; the probes of the whole batch share one
+//! oracle call), then the candidates of each visited word. Candidates under
+//! `min_similarity` are dropped before they are sent.
+
+use std::path::PathBuf;
+
+use tempered_plugin::{Attack, Batch, Oracle, Perturbed, Result};
+
+use crate::constraints::{Constraints, attack_params};
+use crate::lexicon::LexiconFiles;
+use crate::search::{Example, Scored, Search, Sub, deletion_importance, expand, flipped, order_by};
+
+pub(crate) fn default_max_candidates() -> usize {
+    30
+}
+
+attack_params! {
+    /// Parameters of [`TextFooler`]; see the crate docs for a pipeline example.
+    pub struct TextFoolerParams {
+        /// PPDB synonym pairs (`ppdb_synonyms.txt`), added to the WordNet candidates.
+        /// Default: none (WordNet only).
+        #[serde(default)]
+        pub ppdb_synonyms: Option<PathBuf>,
+        /// Candidates tried per word, K in the paper: PPDB ones first, then WordNet ones.
+        /// Default 30.
+        #[serde(default = "default_max_candidates")]
+        pub max_candidates: usize,
+    }
+}
+
+/// TextFooler: greedy synonym swaps in order of deletion importance.
+#[derive(Debug)]
+pub struct TextFooler {
+    c: Constraints,
+}
+
+impl Attack for TextFooler {
+    type Params = TextFoolerParams;
+    const NAME: &'static str = "textfooler";
+    const DESCRIPTION: &'static str =
+        "TextFooler (Jin et al. 2020): greedy WordNet/PPDB synonym swaps in order of deletion importance";
+
+    fn new(p: TextFoolerParams) -> Result<Self> {
+        let files = LexiconFiles {
+            synonyms: p.synonyms,
+            ppdb_synonyms: p.ppdb_synonyms,
+            antonyms: p.antonyms,
+            stopwords: p.stopwords,
+            max_candidates: Some(p.max_candidates),
+            inflections: p.inflections,
+        };
+        Ok(Self { c: Constraints::new(&files, p.max_change_ratio, p.query_budget, p.min_similarity)? })
+    }
+
+    fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
+        let mut s = Search::new(Self::NAME, &self.c, batch, oracle)?;
+        let examples = s.prepare(batch)?;
+        let orders = importance_orders(&mut s, &examples)?;
+        let mut out = Vec::with_capacity(examples.len());
+        for (ex, order) in examples.iter().zip(orders) {
+            out.push(if ex.attackable() { greedy(&mut s, ex, &order)? } else { ex.text.to_owned() });
+            s.q.forget(ex.id);
+        }
+        Ok(Perturbed::Text(out))
+    }
+}
+
+/// Each example's slots in descending deletion importance (one batched probe call).
+pub(crate) fn importance_orders(
+    s: &mut Search<'_, '_, '_>,
+    examples: &[Example<'_>],
+) -> Result<Vec<Vec<usize>>> {
+    let probes = s.probe(examples, |ex, slot| ex.tokens.without(slot.pos))?;
+    Ok(examples
+        .iter()
+        .zip(probes)
+        .map(|(ex, probe)| {
+            let scores: Vec<Option<f32>> =
+                probe.iter().map(|p| p.as_ref().map(|p| deletion_importance(&ex.p0, p, ex.y))).collect();
+            order_by(&scores)
+        })
+        .collect())
+}
+
+fn greedy(s: &mut Search<'_, '_, '_>, ex: &Example<'_>, order: &[usize]) -> Result<String> {
+    let y = ex.y;
+    let mut subs: Vec<Sub> = Vec::new();
+    let mut text = ex.text.to_owned();
+    let mut p_y = ex.p0[y];
+    for &k in order {
+        if subs.len() == ex.max_changes || s.q.left(ex.id) == 0 {
+            break;
+        }
+        let scored = s.score(ex, expand(&ex.tokens, &subs, &ex.slots[k]))?;
+        let (flips, rest): (Vec<Scored>, Vec<Scored>) =
+            scored.into_iter().partition(|c| flipped(&c.probs, y));
+        if !flips.is_empty() {
+            return Ok(s.pick_flip(ex, flips)?.text);
+        }
+        let lowest = rest.into_iter().fold(None::<Scored>, |b, c| match b {
+            Some(b) if b.probs[y] <= c.probs[y] => Some(b),
+            _ => Some(c),
+        });
+        if let Some(c) = lowest.filter(|c| c.probs[y] < p_y) {
+            p_y = c.probs[y];
+            subs = c.subs;
+            text = c.text;
+        }
+    }
+    Ok(text)
+}
