@@ -25,6 +25,8 @@ pub struct BenchResult {
     pub adversarial_samples_per_sec: f64,
     pub test_pr_auc: f64,
     pub attack: String,
+    /// One input-gradient call on a 256-row batch: (autograd, hand-written) microseconds.
+    pub input_grad_micros: (f64, f64),
 }
 
 impl BenchResult {
@@ -86,6 +88,8 @@ pub fn tabular(
     let labels: Vec<bool> = dataset.test.y.iter().map(|&y| y == 1).collect();
     let pr_auc = CleanMetrics::from_binary_scores(&scores, &labels, 0.5).pr_auc.unwrap_or(f64::NAN);
 
+    let input_grad_micros = input_grad_timings(&model, &dataset)?;
+
     let config = spec
         .attacks
         .iter()
@@ -122,7 +126,29 @@ pub fn tabular(
         adversarial_samples_per_sec: adv_rate,
         test_pr_auc: pr_auc,
         attack: format!("{}/{} {}", config.plugin, config.attack, params),
+        input_grad_micros,
     })
+}
+
+/// Times the oracle's two input-gradient paths on the same batch, interleaved so that
+/// machine load hits both alike.
+fn input_grad_timings(model: &Mlp, data: &Dataset) -> Result<(f64, f64)> {
+    use crate::model::Classifier;
+    let idx: Vec<usize> = (0..256.min(data.train.len())).collect();
+    let part = data.train.select(&idx);
+    let crate::data::Examples::Dense { data: x, .. } = &part.x else { unreachable!("tabular rows") };
+    let (mut loss, mut grad) = (vec![0f32; idx.len()], vec![0f32; x.len()]);
+    let (mut autograd, mut manual) = (0f64, 0f64);
+    let rounds = 200;
+    for _ in 0..rounds {
+        let t = Instant::now();
+        crate::plugin_host::oracle::input_loss_grad_autograd(model, &part.x.view(), &part.y)?;
+        autograd += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        model.input_loss_grad(x, &part.y, &mut loss, &mut grad).expect("the MLP has a CPU fast path")?;
+        manual += t.elapsed().as_secs_f64();
+    }
+    Ok((autograd / rounds as f64 * 1e6, manual / rounds as f64 * 1e6))
 }
 
 struct BenchAdversary<'a> {

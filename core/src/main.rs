@@ -114,6 +114,8 @@ fn execute(command: Command) -> Result<(), tempered_core::Error> {
             println!("  PGD-{steps} epoch       {:>10.0} samples/s", r.adversarial_samples_per_sec);
             println!("  ratio clean/PGD    {:>10.2}", r.ratio());
             println!("  test PR-AUC        {:>10.3}  (after {epochs} clean epochs)", r.test_pr_auc);
+            let (auto, manual) = r.input_grad_micros;
+            println!("  input gradient, 256 rows: autograd {auto:.0} µs, hand-written {manual:.0} µs ({:.1}×)", auto / manual);
             Ok(())
         }
         Command::Plugins { pipeline } => {
@@ -128,26 +130,32 @@ fn execute(command: Command) -> Result<(), tempered_core::Error> {
 }
 
 fn list_plugins(search: &SearchPath) {
-    println!("Searched, in order:");
+    use std::fmt::Write as _;
+    let mut s = String::from("Searched, in order:\n");
     for d in &search.dirs {
         let mark = if d.is_dir() { "" } else { "  (missing)" };
-        println!("  {}{mark}", d.display());
+        let _ = writeln!(s, "  {}{mark}", d.display());
     }
     let found = search.discover();
     if found.is_empty() {
-        println!("\nNo plugins found. `cargo build --release` at the workspace root builds the first-party ones.");
-        return;
+        s.push_str("\nNo plugins found. `cargo build --release` at the workspace root builds the first-party ones.\n");
+    } else {
+        s.push('\n');
     }
-    println!();
     for (path, result) in found {
         match result {
             Ok(p) => {
-                println!("{} {} ({}, ABI {})  {}", p.name, p.version, p.modality, format_abi(p.abi_version), path.display());
+                let abi = format_abi(p.abi_version);
+                let _ = writeln!(s, "{} {} ({}, ABI {abi})  {}", p.name, p.version, p.modality, path.display());
                 for a in &p.attacks {
-                    println!("    {:<14} {}", a.name, a.description);
+                    let _ = writeln!(s, "    {:<14} {}", a.name, a.description);
                 }
             }
-            Err(e) => println!("(unusable) {}: {e}", path.display()),
+            Err(e) => {
+                let _ = writeln!(s, "(unusable) {}: {e}", path.display());
+            }
         }
     }
+    // A closed pipe (`tempered plugins | head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), s.as_bytes());
 }

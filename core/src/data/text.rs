@@ -1,18 +1,544 @@
-//! Text data (scaffolding: filled in by the text pipeline work).
+//! Text data: a CSV or TSV file with a label column and a text column → a train /
+//! validation / test split of sentences.
+//!
+//! # The `[data]` section of a text pipeline
+//!
+//! ```toml
+//! [data]
+//! path = "data/mr/mr.csv"        # .csv (comma) or .tsv (tab), by extension; relative to the repository
+//! label = "label"                # the label column (default "label")
+//! text = "text"                  # the text column (default "text")
+//! classes = ["0", "1"]           # label values, in class order (default: the values found, sorted)
+//! split = { test_last_per_class = 533, validation = 0.1 }
+//! # limit = { train = 600, validation = 150, test = 200 }   # seeded subsample of each split
+//! ```
+//!
+//! # Reading
+//!
+//! The file is RFC 4180: a header row, one record per line (LF or CRLF), a field may be
+//! double-quoted and then holds separators, quotes (written `""`) and line breaks. It must
+//! be UTF-8. Every row must have as many fields as the header. A row whose text is empty
+//! (or only whitespace), whose label is empty or not one of `classes`, or that is not valid
+//! UTF-8 is an error naming the file, the data row (row 1 is the first row after the
+//! header) and its line. The text is kept as it is; models and attacks split it into words
+//! at whitespace.
+//!
+//! # Split
+//!
+//! - `test_last_per_class = N`: the last `N` rows of each class, in file order, are the
+//!   test set: a fixed split that does not depend on the seed (MR's README suggests the
+//!   last 533 sentences of each class). Without it, `test` (default 0.1) is the seeded
+//!   share of each class.
+//! - `validation` (default 0.1): the seeded share of each class's remaining rows.
+//! - The rest is train. Shuffles use ChaCha8 seeded by the pipeline seed; each split lists
+//!   its rows in file order, and class shares are kept within one row.
+//! - `limit`: keeps a seeded subsample of each split (stratified by class), for small test
+//!   pipelines; the test rows still come from the fixed test split.
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-/// `[data]` of a text pipeline.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+use crate::{Error, Result};
+
+/// `[data]` of a text pipeline. See the [module docs](self).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TextDataConfig {
+    /// A `.csv` or `.tsv` file, relative to the pipeline's base dir.
     pub path: PathBuf,
+    /// The label column.
+    #[serde(default = "defaults::label")]
+    pub label: String,
+    /// The text column.
+    #[serde(default = "defaults::text")]
+    pub text: String,
+    /// The label values in class order (class `i` is `classes[i]`). Default: the values
+    /// found in the file, sorted (numerically when all are integers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<String>>,
+    /// The field separator: `","` or `"\t"`. Default: by extension (`.tsv`: tab).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<String>,
+    #[serde(default)]
+    pub split: TextSplit,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<SplitLimit>,
+}
+
+/// How rows are split.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TextSplit {
+    /// The seeded share of each class's non-test rows held out for validation.
+    pub validation: f64,
+    /// The seeded share of each class held out for test (unless `test_last_per_class`).
+    pub test: f64,
+    /// A fixed test split: the last `N` rows of each class, in file order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_last_per_class: Option<usize>,
+}
+
+impl Default for TextSplit {
+    fn default() -> Self {
+        Self { validation: 0.1, test: 0.1, test_last_per_class: None }
+    }
+}
+
+/// At most this many rows of each split (a seeded, stratified subsample).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SplitLimit {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test: Option<usize>,
+}
+
+mod defaults {
+    pub fn label() -> String {
+        "label".into()
+    }
+    pub fn text() -> String {
+        "text".into()
+    }
 }
 
 impl TextDataConfig {
     pub fn validate(&self) -> Result<(), String> {
+        let s = &self.split;
+        for (name, v) in [("split.validation", s.validation), ("split.test", s.test)] {
+            if !(0.0..1.0).contains(&v) {
+                return Err(format!("{name} must be in [0, 1), got {v}"));
+            }
+        }
+        if s.test_last_per_class.is_none() && s.validation + s.test >= 1.0 {
+            return Err("split.validation + split.test must leave rows for train".into());
+        }
+        if s.test_last_per_class == Some(0) {
+            return Err("split.test_last_per_class must be at least 1".into());
+        }
+        if self.label == self.text {
+            return Err(format!("label and text name the same column `{}`", self.label));
+        }
+        if let Some(d) = &self.delimiter
+            && d != ","
+            && d != "\t"
+        {
+            return Err(format!("delimiter must be \",\" or \"\\t\", got {d:?}"));
+        }
+        if let Some(c) = &self.classes {
+            if c.len() < 2 {
+                return Err("classes needs at least two label values".into());
+            }
+            let distinct: BTreeSet<&String> = c.iter().collect();
+            if distinct.len() != c.len() {
+                return Err("classes lists a label value twice".into());
+            }
+        }
+        if let Some(l) = &self.limit
+            && [l.train, l.validation, l.test].contains(&Some(0))
+        {
+            return Err("a limit must be at least 1".into());
+        }
         Ok(())
+    }
+
+    fn delimiter_byte(&self) -> u8 {
+        match self.delimiter.as_deref() {
+            Some("\t") => b'\t',
+            Some(_) => b',',
+            None if self.path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv")) => b'\t',
+            None => b',',
+        }
+    }
+}
+
+/// One split's sentences and classes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    pub texts: Vec<String>,
+    pub y: Vec<u32>,
+    /// 1-based data row of each example in the file, for reports.
+    pub rows: Vec<usize>,
+}
+
+/// A loaded, split text data set.
+#[derive(Debug, Clone)]
+pub struct TextData {
+    pub path: PathBuf,
+    /// Label values in class order.
+    pub classes: Vec<String>,
+    pub train: Split,
+    pub validation: Split,
+    pub test: Split,
+}
+
+/// One record of the file: its fields and the line it starts on.
+struct Record {
+    fields: Vec<Vec<u8>>,
+    line: usize,
+}
+
+/// Splits RFC 4180 bytes into records. Errors name the line.
+fn records(bytes: &[u8], delim: u8) -> std::result::Result<Vec<Record>, String> {
+    let mut out = Vec::new();
+    let (mut i, mut line) = (0usize, 1usize);
+    let n = bytes.len();
+    while i < n {
+        let start_line = line;
+        let mut fields = Vec::new();
+        loop {
+            let mut field = Vec::new();
+            if i < n && bytes[i] == b'"' {
+                i += 1;
+                loop {
+                    if i >= n {
+                        return Err(format!("line {start_line}: a quoted field is never closed"));
+                    }
+                    match bytes[i] {
+                        b'"' if bytes.get(i + 1) == Some(&b'"') => {
+                            field.push(b'"');
+                            i += 2;
+                        }
+                        b'"' => {
+                            i += 1;
+                            break;
+                        }
+                        b => {
+                            if b == b'\n' {
+                                line += 1;
+                            }
+                            field.push(b);
+                            i += 1;
+                        }
+                    }
+                }
+                if i < n && !matches!(bytes[i], b'\n' | b'\r') && bytes[i] != delim {
+                    return Err(format!("line {line}: unexpected text after a closing quote"));
+                }
+            } else {
+                while i < n && bytes[i] != delim && bytes[i] != b'\n' {
+                    field.push(bytes[i]);
+                    i += 1;
+                }
+                if field.last() == Some(&b'\r') && (i >= n || bytes[i] == b'\n') {
+                    field.pop();
+                }
+            }
+            fields.push(field);
+            if i < n && bytes[i] == delim {
+                i += 1;
+                continue;
+            }
+            if i < n && bytes[i] == b'\r' {
+                i += 1;
+            }
+            if i < n && bytes[i] == b'\n' {
+                i += 1;
+                line += 1;
+            }
+            break;
+        }
+        // A blank line (one empty field) is not a record.
+        if !(fields.len() == 1 && fields[0].is_empty()) {
+            out.push(Record { fields, line: start_line });
+        }
+    }
+    Ok(out)
+}
+
+/// Integers sort as numbers, anything else as text.
+fn sort_labels(labels: &mut [String]) {
+    if labels.iter().all(|l| l.parse::<i64>().is_ok()) {
+        labels.sort_by_key(|l| l.parse::<i64>().unwrap_or(0));
+    } else {
+        labels.sort();
+    }
+}
+
+/// Reads and splits the data set. `seed` makes the split reproducible.
+pub fn load(cfg: &TextDataConfig, base_dir: &Path, seed: u64) -> Result<TextData> {
+    let path = if cfg.path.is_absolute() { cfg.path.clone() } else { base_dir.join(&cfg.path) };
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let bad = |msg: String| Error::data(&path, msg);
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    let mut recs = records(bytes, cfg.delimiter_byte()).map_err(bad)?.into_iter();
+    let header = recs.next().ok_or_else(|| bad("the file is empty (no header row)".into()))?;
+    let names: Vec<String> = header.fields.iter().map(|f| String::from_utf8_lossy(f).trim().to_owned()).collect();
+    let col = |name: &str| {
+        names.iter().position(|n| n == name).ok_or_else(|| {
+            bad(format!("no column `{name}`; the header has {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")))
+        })
+    };
+    let (label_col, text_col) = (col(&cfg.label)?, col(&cfg.text)?);
+
+    let mut rows: Vec<(String, String, usize)> = Vec::new();
+    for (k, rec) in recs.enumerate() {
+        let row = k + 1;
+        let at = format!("row {row} (line {})", rec.line);
+        if rec.fields.len() != names.len() {
+            return Err(bad(format!("{at}: {} fields, but the header has {}", rec.fields.len(), names.len())));
+        }
+        let field = |c: usize, name: &str| {
+            String::from_utf8(rec.fields[c].clone())
+                .map_err(|e| bad(format!("{at}: column `{name}` is not valid UTF-8 (byte {})", e.utf8_error().valid_up_to())))
+        };
+        let label = field(label_col, &cfg.label)?.trim().to_owned();
+        let text = field(text_col, &cfg.text)?;
+        if label.is_empty() {
+            return Err(bad(format!("{at}: the label (`{}`) is empty", cfg.label)));
+        }
+        if text.trim().is_empty() {
+            return Err(bad(format!("{at}: the text (`{}`) is missing", cfg.text)));
+        }
+        rows.push((label, text, row));
+    }
+    if rows.is_empty() {
+        return Err(bad("the file has a header but no rows".into()));
+    }
+
+    let classes = match &cfg.classes {
+        Some(c) => c.clone(),
+        None => {
+            let mut found: Vec<String> = rows.iter().map(|r| r.0.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+            sort_labels(&mut found);
+            found
+        }
+    };
+    if classes.len() < 2 {
+        return Err(bad(format!("a classifier needs two classes; every row has the label `{}`", classes[0])));
+    }
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes.len()];
+    let mut y_all = Vec::with_capacity(rows.len());
+    for (i, (label, _, row)) in rows.iter().enumerate() {
+        let c = classes.iter().position(|c| c == label).ok_or_else(|| {
+            bad(format!(
+                "row {row}: unknown label `{label}` in column `{}` (classes: {})",
+                cfg.label,
+                classes.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        by_class[c].push(i);
+        y_all.push(c as u32);
+    }
+    if let Some(c) = by_class.iter().position(Vec::is_empty) {
+        return Err(bad(format!("no row has the label `{}`", classes[c])));
+    }
+
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7E47_DA7A);
+    let mut parts: [Vec<usize>; 3] = Default::default();
+    for (c, members) in by_class.iter().enumerate() {
+        let n = members.len();
+        let (rest, test): (Vec<usize>, Vec<usize>) = match cfg.split.test_last_per_class {
+            Some(k) => {
+                if k >= n {
+                    return Err(bad(format!(
+                        "split.test_last_per_class = {k}, but class `{}` has only {n} rows",
+                        classes[c]
+                    )));
+                }
+                (members[..n - k].to_vec(), members[n - k..].to_vec())
+            }
+            None => {
+                let mut m = members.clone();
+                m.shuffle(&mut rng);
+                let k = ((n as f64 * cfg.split.test).round() as usize).min(n.saturating_sub(1));
+                let test = m.split_off(n - k);
+                (m, test)
+            }
+        };
+        let mut rest = rest;
+        rest.shuffle(&mut rng);
+        let nv = ((rest.len() as f64 * cfg.split.validation).round() as usize).min(rest.len().saturating_sub(1));
+        let validation = rest.split_off(rest.len() - nv);
+        if rest.is_empty() {
+            return Err(bad(format!("class `{}` has no rows left for train", classes[c])));
+        }
+        parts[0].extend(rest);
+        parts[1].extend(validation);
+        parts[2].extend(test);
+    }
+    let limits = cfg.limit.unwrap_or_default();
+    for (part, limit) in parts.iter_mut().zip([limits.train, limits.validation, limits.test]) {
+        if let Some(l) = limit {
+            subsample(part, &y_all, classes.len(), l, &mut rng);
+        }
+        part.sort_unstable();
+    }
+    let make = |idx: &[usize]| Split {
+        texts: idx.iter().map(|&i| rows[i].1.clone()).collect(),
+        y: idx.iter().map(|&i| y_all[i]).collect(),
+        rows: idx.iter().map(|&i| rows[i].2).collect(),
+    };
+    let [train, validation, test] = &parts;
+    if validation.is_empty() || test.is_empty() {
+        return Err(bad("the split leaves the validation or test set empty: give the data more rows".into()));
+    }
+    Ok(TextData { path, classes, train: make(train), validation: make(validation), test: make(test) })
+}
+
+/// Keeps `limit` of `idx`, each class in proportion (largest remainder), chosen at random.
+fn subsample(idx: &mut Vec<usize>, y: &[u32], n_classes: usize, limit: usize, rng: &mut ChaCha8Rng) {
+    if idx.len() <= limit {
+        return;
+    }
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); n_classes];
+    for &i in idx.iter() {
+        by_class[y[i] as usize].push(i);
+    }
+    let total = idx.len() as f64;
+    let exact: Vec<f64> = by_class.iter().map(|m| m.len() as f64 * limit as f64 / total).collect();
+    let mut take: Vec<usize> = exact.iter().map(|e| e.floor() as usize).collect();
+    let mut order: Vec<usize> = (0..n_classes).collect();
+    order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())).then(a.cmp(&b)));
+    let mut left = limit - take.iter().sum::<usize>();
+    for &c in order.iter().cycle().take(n_classes * 2) {
+        if left == 0 {
+            break;
+        }
+        if take[c] < by_class[c].len() {
+            take[c] += 1;
+            left -= 1;
+        }
+    }
+    idx.clear();
+    for (members, k) in by_class.iter_mut().zip(take) {
+        members.shuffle(rng);
+        idx.extend_from_slice(&members[..k]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tempered-text-data-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn cfg(path: &Path) -> TextDataConfig {
+        TextDataConfig {
+            path: path.to_owned(),
+            label: "label".into(),
+            text: "text".into(),
+            classes: None,
+            delimiter: None,
+            split: TextSplit::default(),
+            limit: None,
+        }
+    }
+
+    fn csv(rows: usize) -> String {
+        let mut s = String::from("label,text\n");
+        for r in 0..rows {
+            s += &format!("{},\"sentence number {r} , with a comma\"\n", r % 2);
+        }
+        s
+    }
+
+    fn err(name: &str, body: &[u8], edit: impl Fn(&mut TextDataConfig)) -> String {
+        let d = dir(name);
+        let p = d.join("bad.csv");
+        std::fs::write(&p, body).unwrap();
+        let mut c = cfg(&p);
+        edit(&mut c);
+        let e = load(&c, Path::new("/"), 1).unwrap_err().to_string();
+        assert!(e.contains("bad.csv"), "the error names the file: {e}");
+        e
+    }
+
+    #[test]
+    fn quoted_fields_crlf_and_tsv_are_read() {
+        let recs = records(b"a,b\r\n1,\"x, \"\"y\"\"\nz\"\r\n\n2,w\n", b',').unwrap();
+        assert_eq!(recs.len(), 3);
+        assert_eq!(recs[1].fields, [b"1".to_vec(), b"x, \"y\"\nz".to_vec()]);
+        assert_eq!((recs[1].line, recs[2].line), (2, 5));
+        let recs = records(b"label\ttext\n1\ta , b\n", b'\t').unwrap();
+        assert_eq!(recs[1].fields[1], b"a , b");
+    }
+
+    #[test]
+    fn fixed_test_split_is_the_last_rows_of_each_class() {
+        let d = dir("fixed");
+        let p = d.join("d.csv");
+        // 20 negatives then 20 positives, like MR's file order.
+        let mut s = String::from("text,label\n");
+        for r in 0..40 {
+            s += &format!("row {r},{}\n", r / 20);
+        }
+        std::fs::write(&p, s).unwrap();
+        let mut c = cfg(&p);
+        c.split = TextSplit { validation: 0.25, test: 0.0, test_last_per_class: Some(5) };
+        let a = load(&c, Path::new("/"), 1).unwrap();
+        assert_eq!(a.classes, ["0", "1"]);
+        assert_eq!(a.test.rows, [16, 17, 18, 19, 20, 36, 37, 38, 39, 40]);
+        assert_eq!(a.test.y, [0, 0, 0, 0, 0, 1, 1, 1, 1, 1]);
+        assert_eq!((a.train.texts.len(), a.validation.texts.len()), (22, 8));
+        let b = load(&c, Path::new("/"), 2).unwrap();
+        assert_eq!(a.test, b.test, "the fixed test split does not depend on the seed");
+        assert_ne!(a.validation, b.validation, "the validation split does");
+        assert_eq!(load(&c, Path::new("/"), 1).unwrap().validation, a.validation, "seeded");
+        c.limit = Some(SplitLimit { train: Some(6), validation: None, test: Some(4) });
+        let l = load(&c, Path::new("/"), 1).unwrap();
+        assert_eq!((l.train.y.iter().filter(|&&y| y == 1).count(), l.train.y.len()), (3, 6));
+        assert_eq!(l.test.y, [0, 0, 1, 1]);
+    }
+
+    #[test]
+    fn seeded_shares_and_sorted_numeric_classes() {
+        let d = dir("shares");
+        let p = d.join("d.csv");
+        std::fs::write(&p, csv(100).replace("\n1,", "\n10,").replace("\n0,", "\n9,")).unwrap();
+        let a = load(&cfg(&p), Path::new("/"), 3).unwrap();
+        assert_eq!(a.classes, ["9", "10"], "integers sort as numbers");
+        assert_eq!((a.train.y.len(), a.validation.y.len(), a.test.y.len()), (80, 10, 10));
+        assert!(a.train.texts[0].contains(", with a comma"));
+    }
+
+    #[test]
+    fn bad_rows_are_errors_naming_the_row() {
+        let e = err("unknown", b"label,text\n0,fine\n1,ok\n2,what\n", |c| c.classes = Some(vec!["0".into(), "1".into()]));
+        assert!(e.contains("row 3 (line 4)") || e.contains("row 3"), "{e}");
+        assert!(e.contains("unknown label `2`"), "{e}");
+        let e = err("missing", b"label,text\n0,fine\n1,\n", |_| {});
+        assert!(e.contains("row 2 (line 3): the text (`text`) is missing"), "{e}");
+        let e = err("blank", b"label,text\n0,fine\n1,\"  \"\n", |_| {});
+        assert!(e.contains("row 2 (line 3)"), "{e}");
+        let e = err("utf8", b"label,text\n0,fine\n1,caf\xe9 au lait\n", |_| {});
+        assert!(e.contains("row 2 (line 3): column `text` is not valid UTF-8"), "{e}");
+        let e = err("fields", b"label,text\n0,fine\n1,a,b\n", |_| {});
+        assert!(e.contains("row 2 (line 3): 3 fields, but the header has 2"), "{e}");
+        let e = err("nolabel", b"label,text\n0,fine\n,text\n", |_| {});
+        assert!(e.contains("row 2 (line 3): the label (`label`) is empty"), "{e}");
+        let e = err("column", b"y,sentence\n0,fine\n", |_| {});
+        assert!(e.contains("no column `label`; the header has `y`, `sentence`"), "{e}");
+        let e = err("quote", b"label,text\n0,\"never closed\n", |_| {});
+        assert!(e.contains("line 2: a quoted field is never closed"), "{e}");
+        let e = err("one-class", b"label,text\n0,a\n0,b\n", |_| {});
+        assert!(e.contains("two classes"), "{e}");
+        let e = err("empty", b"", |_| {});
+        assert!(e.contains("empty"), "{e}");
+    }
+
+    #[test]
+    fn validation_catches_impossible_splits() {
+        let mut c = cfg(Path::new("x.csv"));
+        assert!(c.validate().is_ok());
+        c.split.validation = 1.5;
+        assert!(c.validate().unwrap_err().contains("split.validation"));
+        c.split = TextSplit { validation: 0.5, test: 0.5, test_last_per_class: None };
+        assert!(c.validate().is_err());
+        c.split = TextSplit::default();
+        c.classes = Some(vec!["a".into(), "a".into()]);
+        assert!(c.validate().unwrap_err().contains("twice"));
     }
 }

@@ -61,13 +61,13 @@ pub(crate) struct Task {
 }
 
 impl Task {
-    fn context(&self, modality: Modality, seed: u64) -> BatchContext<'_> {
+    fn context(&self, modality: Modality, seed: u64, query_budget: Option<u64>) -> BatchContext<'_> {
         BatchContext {
             modality,
             schema: self.schema.as_ref(),
             sample_rate: self.sample_rate,
             seed,
-            query_budget: None,
+            query_budget,
             encoder: self.encoder.as_deref(),
         }
     }
@@ -99,7 +99,14 @@ pub fn load_plugin(pipeline: &Pipeline, config: &AttackConfig) -> Result<Plugin>
             if !path.is_file() {
                 return Err(Error::plugin(&config.plugin, format!("no plugin library at {}", path.display())));
             }
-            Plugin::load(&path)?
+            let plugin = Plugin::load(&path)?;
+            if plugin.name != config.plugin {
+                return Err(Error::plugin(
+                    &config.plugin,
+                    format!("{} declares the name `{}`: set `plugin = \"{}\"`", path.display(), plugin.name, plugin.name),
+                ));
+            }
+            plugin
         }
         None => search_path(pipeline).find(&config.plugin)?,
     };
@@ -154,6 +161,8 @@ struct PluginAdversary<'a> {
     handle: AttackHandle,
     ctx: BatchContext<'a>,
     classes: Option<Vec<u32>>,
+    /// Text: saves the generated examples into the run directory.
+    record: Option<text::Recorder>,
 }
 
 impl Adversary for PluginAdversary<'_> {
@@ -165,17 +174,22 @@ impl Adversary for PluginAdversary<'_> {
         seed: u64,
     ) -> Result<crate::data::Examples> {
         let ctx = BatchContext { seed, ..self.ctx };
-        let Some(classes) = &self.classes else {
-            return Ok(self.handle.perturb(model, x, y, ctx)?.examples);
+        let out = match &self.classes {
+            None => self.handle.perturb(model, x, y, ctx)?.examples,
+            Some(classes) => {
+                let idx: Vec<usize> = (0..y.len()).filter(|&i| classes.contains(&y[i])).collect();
+                let mut out = x.clone();
+                if !idx.is_empty() {
+                    let part_y: Vec<u32> = idx.iter().map(|&i| y[i]).collect();
+                    let adv = self.handle.perturb(model, &x.select(&idx), &part_y, ctx)?.examples;
+                    out.replace(&idx, &adv);
+                }
+                out
+            }
         };
-        let idx: Vec<usize> = (0..y.len()).filter(|&i| classes.contains(&y[i])).collect();
-        let mut out = x.clone();
-        if idx.is_empty() {
-            return Ok(out);
+        if let Some(r) = &mut self.record {
+            r.record(seed, x, y, &out)?;
         }
-        let part_y: Vec<u32> = idx.iter().map(|&i| y[i]).collect();
-        let adv = self.handle.perturb(model, &x.select(&idx), &part_y, ctx)?.examples;
-        out.replace(&idx, &adv);
         Ok(out)
     }
 }
@@ -191,7 +205,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
     let device = device(pipeline.spec.pipeline().device)?;
     let task = match &pipeline.spec {
         crate::pipeline::Spec::Tabular(spec) => tabular::prepare(pipeline, spec, &device)?,
-        crate::pipeline::Spec::Text(spec) => text::prepare(pipeline, spec, &device)?,
+        crate::pipeline::Spec::Text(spec) => text::prepare(pipeline, spec, &device, &dir.checkpoints())?,
         crate::pipeline::Spec::Audio(spec) => audio::prepare(pipeline, spec, &device)?,
     };
     seconds.insert("load".to_owned(), t.elapsed().as_secs_f64());
@@ -242,6 +256,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
 
     let mut pr_after = None;
     let mut harden_log = None;
+    let harden_seed = seed ^ 0x4A12_D3E7;
     if harden.enabled {
         let t = Instant::now();
         let mut adversary = match (&harden.attack, harden.strategy) {
@@ -262,7 +277,16 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
                 let params = with_overrides(&source.params, &overrides);
                 let plugin = source.handle.plugin.clone();
                 let handle = plugin.create(&source.config.attack, &params)?;
-                Some(PluginAdversary { handle, ctx: task.context(modality, seed), classes: source.config.classes.clone() })
+                let record = match modality {
+                    Modality::Text => Some(text::Recorder::new(&dir.path, harden_seed)?),
+                    _ => None,
+                };
+                Some(PluginAdversary {
+                    handle,
+                    ctx: task.context(modality, seed, None),
+                    classes: source.config.classes.clone(),
+                    record,
+                })
             }
         };
         let fit = Fit {
@@ -277,7 +301,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
             validation_attack_examples: 2048,
         };
         let adv = adversary.as_mut().map(|a| a as &mut dyn Adversary);
-        harden_log = Some(train::fit(task.model.as_ref(), &task.dataset, &fit, adv, seed ^ 0x4A12_D3E7, &ckpt("hardened"))?);
+        harden_log = Some(train::fit(task.model.as_ref(), &task.dataset, &fit, adv, harden_seed, &ckpt("hardened"))?);
         seconds.insert("harden".to_owned(), t.elapsed().as_secs_f64());
 
         let (after, pr) = clean_metrics(&task, eval_split)?;
@@ -327,6 +351,9 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
     if !plots.is_empty() {
         let refs: Vec<(&str, &str)> = plots.iter().map(|(t, f)| (*t, f.as_str())).collect();
         sections.push(Section::plots(&refs));
+    }
+    if modality == Modality::Text {
+        sections.push(text::summary(pipeline, &mut metrics, eval_split));
     }
     for (label, s) in &samples {
         if !s.is_empty() {
@@ -412,7 +439,7 @@ fn attack_phase(
             samples: n_samples,
             label: &label,
         };
-        let ctx = task.context(modality, seed);
+        let ctx = task.context(modality, seed, loaded.config.query_budget);
         let outcome =
             evaluate::run(&mut loaded.handle, task.model.as_ref(), split, ctx, task.judge.as_ref(), &loaded.params, &run);
         let outcome = match outcome {
@@ -443,9 +470,9 @@ fn attack_phase(
         let plugin = loaded.handle.plugin.clone();
         for &value in &sweep.values {
             let mut o = serde_json::Map::new();
-            o.insert(sweep.param.clone(), serde_json::json!(value));
+            o.insert(sweep.param.clone(), sweep_value(value));
             let params = with_overrides(&loaded.params, &o);
-            let mut handle = plugin.create(&loaded.config.attack, &params)?;
+            let skip = loaded.config.on_error == OnError::Skip;
             let label = format!("{} {}={value} ({phase})", sweep.attack, sweep.param);
             let run = evaluate::Run {
                 batch_size: loaded.config.batch_size,
@@ -455,8 +482,18 @@ fn attack_phase(
                 samples: 0,
                 label: &label,
             };
-            let ctx = task.context(modality, seed);
-            let outcome = evaluate::run(&mut handle, task.model.as_ref(), split, ctx, task.judge.as_ref(), &params, &run)?;
+            let ctx = task.context(modality, seed, loaded.config.query_budget);
+            let outcome = plugin.create(&loaded.config.attack, &params).and_then(|mut handle| {
+                evaluate::run(&mut handle, task.model.as_ref(), split, ctx, task.judge.as_ref(), &params, &run)
+            });
+            let outcome = match outcome {
+                Ok(o) => o,
+                Err(e) if skip => {
+                    tracing::warn!("sweep point {label} failed and is skipped: {e}");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             metrics.sweeps.push(SweepPoint {
                 attack_id: sweep.attack.clone(),
                 budget: value,
@@ -468,6 +505,12 @@ fn attack_phase(
         }
     }
     Ok(())
+}
+
+/// A sweep value as JSON: whole numbers become integers, so an integer param (`steps`)
+/// can be swept too.
+fn sweep_value(v: f64) -> serde_json::Value {
+    if v.fract() == 0.0 && v.abs() < 9.0e15 { serde_json::json!(v as i64) } else { serde_json::json!(v) }
 }
 
 fn attack_metrics(task: &Task, config: &AttackConfig, o: &Outcome, phase: Phase, trained_against: bool) -> AttackMetrics {

@@ -2,7 +2,9 @@
 //! model got right, robust accuracy, oracle queries (counted by the host), perturbation
 //! size and constraint violations (judged by the host, never taken from the plugin).
 
+pub mod audio;
 pub mod tabular;
+pub mod text;
 
 use std::time::Instant;
 
@@ -141,11 +143,12 @@ pub fn run(
         let result = handle.perturb(model, &part.x, &part.y, batch_ctx)?;
         let (adv_pred, adv_probs) = predict(model, &result.examples, 1024)?;
         for (k, &i) in chunk.iter().enumerate() {
-            let success = adv_pred[k] != part.y[k];
             let q = result.queries[k];
             out.total_queries += q;
             out.max_queries = out.max_queries.max(q);
             let m = judge.measure(&part.x, &result.examples, k, params);
+            // An example that breaks the rules of the threat model fools nobody who enforces them.
+            let success = adv_pred[k] != part.y[k] && m.violations == 0;
             out.violations += m.violations;
             if m.violations > 0 && out.violation_notes.len() < 20 {
                 out.violation_notes.extend(m.notes.iter().map(|n| format!("example {}: {n}", idx[i])));

@@ -6,7 +6,7 @@ use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
-use super::{Classifier, Mode, init};
+use super::{Classifier, Mode, init, mlp_grad};
 use crate::data::ExamplesRef;
 use crate::{Error, Result};
 
@@ -131,6 +131,38 @@ impl Classifier for Mlp {
     fn trainable(&self) -> Vec<Var> {
         self.layers.iter().flat_map(|(w, b)| [w.clone(), b.clone()]).collect()
     }
+
+    fn input_loss_grad(&self, x: &[f32], labels: &[u32], loss: &mut [f32], grad: &mut [f32]) -> Option<Result<()>> {
+        if !self.device.is_cpu() {
+            return None;
+        }
+        let mut tensors: Vec<&Tensor> = vec![&self.mean, &self.inv_std];
+        for (w, b) in &self.layers {
+            tensors.push(w.as_tensor());
+            tensors.push(b.as_tensor());
+        }
+        let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
+        let mut slices: Vec<&[f32]> = Vec::with_capacity(guards.len());
+        for (storage, layout) in &guards {
+            let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((start, end))) =
+                (&**storage, layout.contiguous_offsets())
+            else {
+                return None;
+            };
+            slices.push(&v[start..end]);
+        }
+        let layers: Vec<mlp_grad::Layer<'_>> = self
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, (w, _))| {
+                let (inputs, outputs) = w.as_tensor().dims2().expect("2-d weight");
+                mlp_grad::Layer { weight: slices[2 + 2 * i], bias: slices[3 + 2 * i], inputs, outputs }
+            })
+            .collect();
+        mlp_grad::input_loss_grad(&layers, slices[0], slices[1], x, labels, loss, grad);
+        Some(Ok(()))
+    }
 }
 
 #[cfg(test)]
@@ -163,6 +195,20 @@ mod tests {
             assert!(g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
         }
         assert!(grads.get(x.as_tensor()).is_some());
+    }
+
+    #[test]
+    fn the_hand_written_input_gradient_matches_autograd() {
+        let m = model(5);
+        let x = [1.5f32, -2.0, 0.25, 3.0, -0.5, 0.0];
+        let labels = [1u32, 0, 1];
+        let (mut loss, mut grad) = (vec![0f32; 3], vec![0f32; 6]);
+        m.input_loss_grad(&x, &labels, &mut loss, &mut grad).unwrap().unwrap();
+        let view = crate::data::ExamplesRef::Dense { data: &x, width: 2 };
+        let (l2, g2) = crate::plugin_host::oracle::input_loss_grad_autograd(&m, &view, &labels).unwrap();
+        for (a, b) in loss.iter().zip(&l2).chain(grad.iter().zip(&g2)) {
+            assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+        }
     }
 
     #[test]

@@ -3,9 +3,12 @@
 //! stream (candle cannot seed CPU `rand`) and saved as safetensors.
 
 pub mod audio;
+pub mod bert;
 pub mod init;
 pub mod mlp;
+mod mlp_grad;
 pub mod text;
+pub mod word_cnn;
 
 use std::path::Path;
 
@@ -48,6 +51,12 @@ pub trait Classifier: Send + Sync {
     /// gradient with respect to the examples themselves.
     fn dense_input(&self) -> bool {
         true
+    }
+    /// A hand-written input gradient for the oracle's dense `loss_grad`, when the model
+    /// has one: per-row cross-entropy of `labels` into `loss` and ∂loss/∂x into `grad`.
+    /// `None`: the oracle uses autograd.
+    fn input_loss_grad(&self, _x: &[f32], _labels: &[u32], _loss: &mut [f32], _grad: &mut [f32]) -> Option<Result<()>> {
+        None
     }
     /// Text models: per-word saliency of the loss against `labels` (e.g. the norm of the
     /// gradient at each word's embedding), `texts.len() × max words` values, where words

@@ -165,6 +165,9 @@ pub struct AttackConfig {
     pub classes: Option<Vec<u32>>,
     #[serde(default = "defaults::attack_batch")]
     pub batch_size: usize,
+    /// Oracle queries one example may use; the host refuses more (and counts them either way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_budget: Option<u64>,
     #[serde(default)]
     pub on_error: OnError,
 }

@@ -165,16 +165,22 @@ extern "C" fn loss_grad(
         if let Some(l) = labels.iter().find(|&&l| l >= classes) {
             return Err(format!("label {l} is not a class of this {classes}-class model"));
         }
-        let (l, g) = input_loss_grad(o.model, &x, labels).map_err(|e| e.to_string())?;
-        unsafe { std::slice::from_raw_parts_mut(loss, view.n) }.copy_from_slice(&l);
-        unsafe { std::slice::from_raw_parts_mut(grad, grad_len) }.copy_from_slice(&g);
+        let loss = unsafe { std::slice::from_raw_parts_mut(loss, view.n) };
+        let grad = unsafe { std::slice::from_raw_parts_mut(grad, grad_len) };
+        let ExamplesRef::Dense { data, .. } = &x else { unreachable!("dense view") };
+        if let Some(done) = o.model.input_loss_grad(data, labels, loss, grad) {
+            return done.map_err(|e| e.to_string());
+        }
+        let (l, g) = input_loss_grad_autograd(o.model, &x, labels).map_err(|e| e.to_string())?;
+        loss.copy_from_slice(&l);
+        grad.copy_from_slice(&g);
         Ok(())
     })
 }
 
-/// Per-row cross-entropy and its gradient with respect to the (dense) input. The weights
-/// are detached, so backward visits the input path only.
-pub fn input_loss_grad(
+/// Per-row cross-entropy and its gradient with respect to the (dense) input, through
+/// autograd. The weights are detached, so backward visits the input path only.
+pub fn input_loss_grad_autograd(
     model: &dyn Classifier,
     x: &ExamplesRef<'_>,
     labels: &[u32],

@@ -33,9 +33,10 @@ impl SearchPath {
         }
         dirs.push(PathBuf::from("target/release"));
         dirs.push(PathBuf::from("target/debug"));
-        let mut unique = Vec::new();
+        let mut unique: Vec<PathBuf> = Vec::new();
         for d in dirs {
-            if !unique.contains(&d) {
+            let same = |u: &PathBuf| u == &d || (u.canonicalize().ok().is_some() && u.canonicalize().ok() == d.canonicalize().ok());
+            if !unique.iter().any(same) {
                 unique.push(d);
             }
         }
@@ -74,9 +75,11 @@ impl SearchPath {
     }
 
     /// Every plugin library in the search path, loaded, with failures kept for the listing.
+    /// `deps/` folders are left out: they only hold copies of what cargo also puts one
+    /// level up, plus test fixtures.
     pub fn discover(&self) -> Vec<(PathBuf, Result<Plugin>)> {
         let mut found: Vec<(PathBuf, Result<Plugin>)> = Vec::new();
-        for dir in &self.dirs {
+        for dir in self.dirs.iter().filter(|d| !d.ends_with("deps")) {
             let Ok(entries) = std::fs::read_dir(dir) else { continue };
             let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
             paths.sort();
@@ -84,9 +87,7 @@ impl SearchPath {
                 if !is_candidate(dir, &path) {
                     continue;
                 }
-                let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
-                let same_file = |p: &PathBuf| p.canonicalize().unwrap_or_else(|_| p.clone()) == canonical;
-                if found.iter().any(|(p, _)| same_file(p)) {
+                if found.iter().any(|(p, _)| same_file(p, &path)) {
                     continue;
                 }
                 let loaded = Plugin::load(&path);
@@ -95,6 +96,18 @@ impl SearchPath {
         }
         found
     }
+}
+
+/// The same file under two names (cargo hard-links build products).
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(ma), Ok(mb)) = (a.metadata(), b.metadata()) {
+            return ma.dev() == mb.dev() && ma.ino() == mb.ino();
+        }
+    }
+    a.canonicalize().ok() == b.canonicalize().ok()
 }
 
 /// Candidate file names for a plugin called `name`: first-party crates are named

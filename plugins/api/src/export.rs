@@ -66,8 +66,12 @@ pub extern "C" fn create<A: Attack>(params: *const u8, params_len: usize, state:
         } else {
             unsafe { std::slice::from_raw_parts(params, params_len) }
         };
-        let params: A::Params = serde_json::from_slice(bytes)
-            .map_err(|e| PluginError(format!("bad params for attack `{}`: {e}", A::NAME)))?;
+        let params: A::Params = serde_json::from_slice(bytes).map_err(|e| {
+            // serde_json's "at line 1 column 10" points into JSON the user never wrote.
+            let msg = e.to_string();
+            let msg = msg.rsplit_once(" at line ").map_or(msg.as_str(), |(m, _)| m).to_owned();
+            PluginError(format!("bad params for attack `{}`: {msg}", A::NAME))
+        })?;
         let attack = A::new(params)?;
         unsafe { *state = Box::into_raw(Box::new(attack)).cast() };
         Ok(())

@@ -1,0 +1,418 @@
+//! Kim (2014)'s word-CNN ("CNN-rand"): word embeddings trained from a seeded random start,
+//! one convolution per width (3, 4, 5 words by default) with `filters` outputs, max-pool
+//! over time, ReLU, dropout, a linear layer.
+//!
+//! Words are whitespace tokens — what the MR data holds (lower-cased, pre-tokenised) and
+//! what the text attacks swap. The vocabulary is built from the train split with the
+//! `tokenizers` crate (a `WordLevel` model over a whitespace pre-tokenizer, `[PAD]` = 0,
+//! `[UNK]` = 1) and saved with the run as a standard `tokenizer.json`.
+//!
+//! A convolution is an im2col and one matmul: the window rows are gathered straight from
+//! the embedding table by word id (`index_select`, which has a backward), so no padded
+//! copy of the embedded batch is made. Only windows that start inside the text count for
+//! the max-pool (texts shorter than a width get the one window at 0, padded with `[PAD]`),
+//! so a text's logits do not depend on how long the other texts of its batch are. The
+//! bias and ReLU come after the max (they commute with it), on `[batch, filters]` only.
+//! Dropout masks come from a seeded ChaCha stream, so training repeats exactly.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use candle_core::{D, DType, Device, Tensor, Var};
+use candle_nn::VarMap;
+use rand::Rng;
+use tokenizers::models::wordlevel::{WordLevel, WordLevelTrainer};
+use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
+use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, Tokenizer, TokenizerImpl};
+
+use super::text::TextModelConfig;
+use super::{Classifier, Mode, init};
+use crate::data::ExamplesRef;
+use crate::{Error, Result};
+
+pub const PAD: u32 = 0;
+pub const UNK: u32 = 1;
+
+/// Below this, a masked-out window can never win the max-pool.
+const MASKED: f32 = -1e30;
+
+/// The word vocabulary: a `tokenizers` WordLevel tokenizer and, for the hot path, its
+/// word → id table (the same ids the tokenizer gives: a test checks it).
+pub struct Vocab {
+    tokenizer: Tokenizer,
+    ids: HashMap<String, u32>,
+}
+
+fn tk_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::msg(format!("{what}: {e}"))
+}
+
+impl Vocab {
+    /// Every whitespace word of `texts` seen at least `min_count` times, most frequent
+    /// first (ties in byte order), after `[PAD]` and `[UNK]`.
+    pub fn build<S: AsRef<str> + Send>(texts: impl Iterator<Item = S> + Send, min_count: usize) -> Result<Self> {
+        let model = WordLevel::builder().unk_token("[UNK]".into()).build().map_err(|e| tk_err("vocabulary", e))?;
+        let mut tk: TokenizerImpl<WordLevel, NormalizerWrapper, PreTokenizerWrapper, PostProcessorWrapper, DecoderWrapper> =
+            TokenizerImpl::new(model);
+        tk.with_pre_tokenizer(Some(WhitespaceSplit));
+        let mut trainer = WordLevelTrainer::builder()
+            .min_frequency(min_count as u64)
+            .vocab_size(usize::MAX)
+            .show_progress(false)
+            .special_tokens(vec![AddedToken::from("[PAD]", true), AddedToken::from("[UNK]", true)])
+            .build()
+            .map_err(|e| tk_err("vocabulary", e))?;
+        tk.train(&mut trainer, texts).map_err(|e| tk_err("vocabulary", e))?;
+        Self::from_tokenizer(tk.into())
+    }
+
+    fn from_tokenizer(tokenizer: Tokenizer) -> Result<Self> {
+        let ids = tokenizer.get_vocab(true);
+        if ids.get("[PAD]") != Some(&PAD) || ids.get("[UNK]") != Some(&UNK) {
+            return Err(Error::msg("a word-CNN vocabulary needs [PAD] = 0 and [UNK] = 1"));
+        }
+        Ok(Self { tokenizer, ids })
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let tokenizer = Tokenizer::from_file(path).map_err(|e| tk_err(&format!("cannot read {}", path.display()), e))?;
+        Self::from_tokenizer(tokenizer)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let json = self.tokenizer.to_string(false).map_err(|e| tk_err("vocabulary", e))?;
+        crate::train::write_atomically(path, json.as_bytes())
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub fn id(&self, word: &str) -> u32 {
+        self.ids.get(word).copied().unwrap_or(UNK)
+    }
+
+    /// The ids through the `tokenizers` pipeline itself (slow; for tests).
+    pub fn encode_with_tokenizer(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self.tokenizer.encode(text, false).map_err(|e| tk_err("tokenize", e))?.get_ids().to_vec())
+    }
+}
+
+pub struct WordCnn {
+    varmap: VarMap,
+    emb: Var,
+    /// (width, weight `[width · dim, filters]`, bias `[filters]`).
+    convs: Vec<(usize, Var, Var)>,
+    out_w: Var,
+    out_b: Var,
+    vocab: Vocab,
+    dim: usize,
+    max_words: usize,
+    min_len: usize,
+    dropout: f32,
+    n_classes: usize,
+    device: Device,
+    rng: Mutex<rand_chacha::ChaCha8Rng>,
+}
+
+impl WordCnn {
+    pub fn new(cfg: &TextModelConfig, vocab: Vocab, n_classes: usize, seed: u64, device: &Device) -> Result<Self> {
+        cfg.check_word_cnn().map_err(Error::msg)?;
+        let varmap = VarMap::new();
+        let (v, d, f) = (vocab.len(), cfg.embedding_dim, cfg.filters);
+        // Kim's CNN-rand: U(±0.25); [PAD] and [UNK] start at zero (no information).
+        let mut rng = init::rng_for(seed, "embedding.weight");
+        let table: Vec<f32> =
+            (0..v * d).map(|i| if i < 2 * d { 0.0 } else { rng.random_range(-0.25f32..=0.25) }).collect();
+        let emb = init::insert(&varmap, "embedding.weight", Tensor::from_vec(table, (v, d), device)?)?;
+        let mut convs = Vec::new();
+        for &k in &cfg.widths {
+            let bound = 1.0 / ((k * d) as f32).sqrt();
+            let w = init::uniform(&varmap, seed, &format!("conv{k}.weight"), &[k * d, f], bound, device)?;
+            let b = init::uniform(&varmap, seed, &format!("conv{k}.bias"), &[f], bound, device)?;
+            convs.push((k, w, b));
+        }
+        let features = f * cfg.widths.len();
+        let bound = 1.0 / (features as f32).sqrt();
+        let out_w = init::uniform(&varmap, seed, "out.weight", &[features, n_classes], bound, device)?;
+        let out_b = init::uniform(&varmap, seed, "out.bias", &[n_classes], bound, device)?;
+        Ok(Self {
+            varmap,
+            emb,
+            convs,
+            out_w,
+            out_b,
+            vocab,
+            dim: d,
+            max_words: cfg.max_words,
+            min_len: cfg.widths.iter().copied().max().unwrap_or(1),
+            dropout: cfg.dropout as f32,
+            n_classes,
+            device: device.clone(),
+            rng: Mutex::new(init::rng_for(seed, "dropout")),
+        })
+    }
+
+    pub fn vocab(&self) -> &Vocab {
+        &self.vocab
+    }
+
+    /// Word ids `[n, len]`, `[PAD]`-filled, and each text's word count (cut at `max_words`).
+    fn ids(&self, texts: &[&str]) -> (Vec<u32>, Vec<usize>, usize) {
+        let mut words: Vec<Vec<u32>> = Vec::with_capacity(texts.len());
+        for t in texts {
+            // A literal "[PAD]" in a text reads as unknown: PAD marks the end of the words.
+            let id = |w: &str| match self.vocab.id(w) {
+                PAD => UNK,
+                id => id,
+            };
+            words.push(t.split_whitespace().take(self.max_words).map(id).collect());
+        }
+        let len = words.iter().map(Vec::len).max().unwrap_or(0).max(self.min_len);
+        let mut ids = vec![PAD; texts.len() * len];
+        let mut lens = Vec::with_capacity(texts.len());
+        for (i, w) in words.iter().enumerate() {
+            ids[i * len..i * len + w.len()].copy_from_slice(w);
+            lens.push(w.len());
+        }
+        (ids, lens, len)
+    }
+
+    /// Per width: the rows of `src` each window position reads (`[n·windows·k]`, row
+    /// `row_of(i, j)` for word `j` of text `i`), and the window mask (0 or [`MASKED`]).
+    fn windows(
+        &self,
+        n: usize,
+        len: usize,
+        lens: &[usize],
+        row_of: impl Fn(usize, usize) -> u32,
+    ) -> Result<Vec<(Tensor, Tensor)>> {
+        let mut out = Vec::with_capacity(self.convs.len());
+        for &(k, ..) in &self.convs {
+            let t = len + 1 - k;
+            let mut idx = Vec::with_capacity(n * t * k);
+            let mut mask = Vec::with_capacity(n * t);
+            for i in 0..n {
+                let valid = lens[i].saturating_sub(k) + 1;
+                for s in 0..t {
+                    for j in 0..k {
+                        idx.push(row_of(i, s + j));
+                    }
+                    mask.push(if s < valid { 0.0f32 } else { MASKED });
+                }
+            }
+            out.push((
+                Tensor::from_vec(idx, n * t * k, &self.device)?,
+                Tensor::from_vec(mask, (n, t, 1), &self.device)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Logits from `src` (the embedding table, or embedded words) through the gathers.
+    fn head(&self, src: &Tensor, windows: &[(Tensor, Tensor)], n: usize, mode: Mode) -> candle_core::Result<Tensor> {
+        let p = |v: &Var| if mode.param_grads { v.as_tensor().clone() } else { v.as_tensor().detach() };
+        let mut pooled = Vec::with_capacity(self.convs.len());
+        for ((k, w, b), (idx, mask)) in self.convs.iter().zip(windows) {
+            let t = mask.dim(1)?;
+            let x = src.index_select(idx, 0)?.reshape((n * t, k * self.dim))?;
+            let h = x.matmul(&p(w))?.reshape((n, t, w.dim(1)?))?.broadcast_add(mask)?;
+            pooled.push(h.max(1)?.broadcast_add(&p(b))?.relu()?);
+        }
+        let mut h = Tensor::cat(&pooled, 1)?;
+        if mode.train && self.dropout > 0.0 {
+            let keep = 1.0 - self.dropout;
+            let mut rng = self.rng.lock().expect("dropout rng");
+            let m: Vec<f32> =
+                (0..h.elem_count()).map(|_| if rng.random::<f32>() < keep { 1.0 / keep } else { 0.0 }).collect();
+            h = h.mul(&Tensor::from_vec(m, h.shape(), &self.device)?)?;
+        }
+        h.matmul(&p(&self.out_w))?.broadcast_add(&p(&self.out_b))
+    }
+}
+
+impl Classifier for WordCnn {
+    fn n_classes(&self) -> usize {
+        self.n_classes
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Word ids `[n, len]` (u32); `len` is the longest text of the batch (at most
+    /// `max_words`, at least the widest convolution).
+    fn encode(&self, x: &ExamplesRef<'_>) -> Result<Tensor> {
+        let ExamplesRef::Text(texts) = x else {
+            return Err(Error::msg("a word-CNN reads text"));
+        };
+        let (ids, _, len) = self.ids(texts);
+        Ok(Tensor::from_vec(ids, (texts.len(), len), &self.device)?)
+    }
+
+    fn forward(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+        let (n, len) = x.dims2()?;
+        let ids = x.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?;
+        let lens: Vec<usize> =
+            ids.chunks(len.max(1)).map(|r| r.iter().rposition(|&w| w != PAD).map_or(0, |p| p + 1)).collect();
+        let windows = self.windows(n, len, &lens, |i, j| ids[i * len + j]).map_err(candle_core::Error::wrap)?;
+        let p = if mode.param_grads { self.emb.as_tensor().clone() } else { self.emb.as_tensor().detach() };
+        self.head(&p, &windows, n, mode)
+    }
+
+    fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    fn trainable(&self) -> Vec<Var> {
+        let mut v = vec![self.emb.clone()];
+        for (_, w, b) in &self.convs {
+            v.extend([w.clone(), b.clone()]);
+        }
+        v.extend([self.out_w.clone(), self.out_b.clone()]);
+        v
+    }
+
+    fn dense_input(&self) -> bool {
+        false
+    }
+
+    /// The norm of the loss gradient at each word's embedding.
+    fn word_saliency(&self, texts: &[&str], labels: &[u32]) -> Result<Vec<f32>> {
+        let n = texts.len();
+        let width = texts.iter().map(|t| t.split_whitespace().count()).max().unwrap_or(0);
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let (ids, lens, len) = self.ids(texts);
+        let words = Tensor::from_vec(ids, n * len, &self.device)?;
+        let embedded = Var::from_tensor(&self.emb.as_tensor().detach().embedding(&words)?)?;
+        let windows = self.windows(n, len, &lens, |i, j| (i * len + j) as u32)?;
+        let logits = self.head(embedded.as_tensor(), &windows, n, Mode::EVAL)?;
+        let y = Tensor::from_slice(labels, n, &self.device)?;
+        let loss = candle_nn::ops::log_softmax(&logits, D::Minus1)?.gather(&y.unsqueeze(1)?, 1)?.neg()?.sum_all()?;
+        let grads = loss.backward()?;
+        let g = grads.get(embedded.as_tensor()).ok_or_else(|| Error::msg("no gradient reached the embeddings"))?;
+        let norms = g.sqr()?.sum(1)?.sqrt()?.to_vec1::<f32>()?;
+        let mut out = vec![0.0f32; n * width];
+        for i in 0..n {
+            for j in 0..lens[i].min(width) {
+                out[i * width + j] = norms[i * len + j];
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXTS: [&str; 4] = [
+        "a gripping , funny film",
+        "dull and tedious",
+        "the best film of the year , funny and moving",
+        "tedious",
+    ];
+
+    fn model(seed: u64) -> WordCnn {
+        let vocab = Vocab::build(TEXTS.iter(), 1).unwrap();
+        let cfg = TextModelConfig { embedding_dim: 8, filters: 4, ..Default::default() };
+        WordCnn::new(&cfg, vocab, 2, seed, &Device::Cpu).unwrap()
+    }
+
+    fn logits(m: &WordCnn, texts: &[&str], mode: Mode) -> Vec<Vec<f32>> {
+        let x = m.encode(&ExamplesRef::Text(texts.to_vec())).unwrap();
+        m.forward(&x, mode).unwrap().to_vec2::<f32>().unwrap()
+    }
+
+    #[test]
+    fn vocabulary_matches_the_tokenizers_pipeline_and_round_trips() {
+        let m = model(1);
+        let v = m.vocab();
+        assert_eq!((v.id("[PAD]"), v.id("[UNK]")), (PAD, UNK));
+        assert_eq!(v.len(), 2 + 14, "every distinct train word");
+        // Most frequent first: "," "film" "funny" "tedious" "and" "the" appear twice.
+        assert!(v.id(",") < v.id("gripping"));
+        for text in ["a funny  film\tof unseen words", "[UNK] tedious", ""] {
+            let fast: Vec<u32> = text.split_whitespace().map(|w| v.id(w)).collect();
+            assert_eq!(fast, v.encode_with_tokenizer(text).unwrap(), "{text:?}");
+        }
+        let path = std::env::temp_dir().join(format!("tempered-vocab-{}.json", std::process::id()));
+        v.save(&path).unwrap();
+        let back = Vocab::load(&path).unwrap();
+        assert_eq!(back.ids, v.ids);
+        let twice = Vocab::build(TEXTS.iter(), 2).unwrap();
+        assert_eq!(twice.len(), 2 + 6);
+    }
+
+    #[test]
+    fn logits_do_not_depend_on_the_batch_and_seeds_repeat() {
+        let m = model(3);
+        let alone = logits(&m, &[TEXTS[3]], Mode::EVAL);
+        let batch = logits(&m, &TEXTS, Mode::EVAL);
+        for (a, b) in alone[0].iter().zip(&batch[3]) {
+            assert!((a - b).abs() < 1e-5, "{alone:?} vs {batch:?}");
+        }
+        assert_eq!(batch, logits(&model(3), &TEXTS, Mode::EVAL));
+        assert_ne!(batch, logits(&model(4), &TEXTS, Mode::EVAL));
+        // Dropout draws from the model's seeded stream: two fresh models agree.
+        let (a, b) = (model(5), model(5));
+        assert_eq!(logits(&a, &TEXTS, Mode::TRAIN), logits(&b, &TEXTS, Mode::TRAIN));
+    }
+
+    #[test]
+    fn gradients_reach_every_trainable_tensor() {
+        let m = model(1);
+        let x = m.encode(&ExamplesRef::Text(TEXTS.to_vec())).unwrap();
+        let y = Tensor::new(&[1u32, 0, 1, 0], &Device::Cpu).unwrap();
+        let logits = m.forward(&x, Mode { train: false, param_grads: true }).unwrap();
+        let loss = candle_nn::loss::cross_entropy(&logits, &y).unwrap();
+        let grads = loss.backward().unwrap();
+        for v in m.trainable() {
+            let g = grads.get(v.as_tensor()).expect("gradient for every trainable tensor");
+            assert!(g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+        }
+        let frozen = m.forward(&x, Mode::EVAL).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(m.trainable().iter().all(|v| frozen.get(v.as_tensor()).is_none()));
+    }
+
+    #[test]
+    fn training_steps_lower_the_loss() {
+        use candle_nn::Optimizer;
+        let m = model(2);
+        let x = m.encode(&ExamplesRef::Text(TEXTS.to_vec())).unwrap();
+        let y = Tensor::new(&[1u32, 0, 1, 0], &Device::Cpu).unwrap();
+        let mut opt = candle_nn::AdamW::new(m.trainable(), candle_nn::ParamsAdamW { lr: 0.01, ..Default::default() }).unwrap();
+        let loss = |m: &WordCnn| {
+            candle_nn::loss::cross_entropy(&m.forward(&x, Mode::EVAL).unwrap(), &y).unwrap().to_scalar::<f32>().unwrap()
+        };
+        let before = loss(&m);
+        for _ in 0..30 {
+            let l = candle_nn::loss::cross_entropy(&m.forward(&x, Mode::TRAIN).unwrap(), &y).unwrap();
+            opt.backward_step(&l).unwrap();
+        }
+        assert!(loss(&m) < before * 0.5, "{before} → {}", loss(&m));
+    }
+
+    #[test]
+    fn saliency_has_one_value_per_word() {
+        let m = model(1);
+        let texts = ["dull and tedious", "a gripping , funny film"];
+        let s = m.word_saliency(&texts, &[0, 1]).unwrap();
+        assert_eq!(s.len(), 2 * 5);
+        assert!(s[..3].iter().all(|&v| v > 0.0), "{s:?}");
+        assert_eq!(&s[3..5], &[0.0, 0.0], "padding past the words");
+        assert!(s[5..].iter().all(|&v| v > 0.0), "{s:?}");
+        // A text longer than max_words: the words past the cut have no saliency.
+        let long = vec!["film"; 70].join(" ");
+        let s = m.word_saliency(&[&long], &[1]).unwrap();
+        assert_eq!(s.len(), 70);
+        assert!(s[..64].iter().any(|&v| v > 0.0) && s[64..].iter().all(|&v| v == 0.0));
+    }
+}
