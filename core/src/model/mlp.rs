@@ -2,7 +2,7 @@
 //! The standardisation is part of the model, so attacks and the oracle work in raw units
 //! and input gradients come out in raw units too.
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
@@ -116,7 +116,10 @@ impl Classifier for Mlp {
             } else {
                 (w.as_tensor().detach(), b.as_tensor().detach())
             };
-            h = h.matmul(&w)?.broadcast_add(&b)?;
+            // The bias enters through a matmul with a ones column: its gradient is then a
+            // gemm instead of candle's slow reduction over the batch dimension.
+            let ones = Tensor::ones((h.dim(0)?, 1), DType::F32, h.device())?;
+            h = (h.matmul(&w)? + ones.matmul(&b.unsqueeze(0)?)?)?;
             if i < last {
                 h = h.relu()?;
             }
