@@ -68,8 +68,8 @@ pub fn input_loss_grad(
         let z0 = &mut acts[0];
         z0.resize(n * width, 0.0);
         for (row, xr) in z0.chunks_exact_mut(width).zip(x.chunks_exact(width)) {
-            for j in 0..width {
-                row[j] = (xr[j] - mean[j]) * inv_std[j];
+            for (((z, &v), &m), &s) in row.iter_mut().zip(xr).zip(mean).zip(inv_std) {
+                *z = (v - m) * s;
             }
         }
         let last = layers.len() - 1;
@@ -78,12 +78,12 @@ pub fn input_loss_grad(
             let (input, out) = (&before[l], &mut after[0]);
             out.resize(n * layer.outputs, 0.0);
             matmul(out, input, layer.weight, (n, layer.inputs, layer.outputs), layer.outputs, 1);
+            // Branch-free loops, so they vectorise.
             for row in out.chunks_exact_mut(layer.outputs) {
-                for (v, b) in row.iter_mut().zip(layer.bias) {
-                    *v += b;
-                    if l < last && *v < 0.0 {
-                        *v = 0.0;
-                    }
+                if l < last {
+                    row.iter_mut().zip(layer.bias).for_each(|(v, b)| *v = (*v + b).max(0.0));
+                } else {
+                    row.iter_mut().zip(layer.bias).for_each(|(v, b)| *v += b);
                 }
             }
         }
@@ -92,12 +92,15 @@ pub fn input_loss_grad(
         g.resize(n * k, 0.0);
         for (i, (logits, gi)) in acts[last + 1].chunks_exact(k).zip(g.chunks_exact_mut(k)).enumerate() {
             let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let sum: f32 = logits.iter().map(|&z| (z - max).exp()).sum();
+            let mut sum = 0.0;
+            for (gc, &z) in gi.iter_mut().zip(logits) {
+                *gc = (z - max).exp();
+                sum += *gc;
+            }
             let y = labels[i] as usize;
             loss[i] = max + sum.ln() - logits[y];
-            for (c, (gc, &z)) in gi.iter_mut().zip(logits).enumerate() {
-                *gc = (z - max).exp() / sum - if c == y { 1.0 } else { 0.0 };
-            }
+            gi.iter_mut().for_each(|gc| *gc /= sum);
+            gi[y] -= 1.0;
         }
         for l in (0..layers.len()).rev() {
             let layer = &layers[l];
@@ -105,18 +108,12 @@ pub fn input_loss_grad(
             // g_in = g · Wᵀ: element (o, i) of Wᵀ is weight[i·outputs + o].
             matmul(g_in, g, layer.weight, (n, layer.outputs, layer.inputs), 1, layer.outputs);
             if l > 0 {
-                for (gv, &h) in g_in.iter_mut().zip(&acts[l]) {
-                    if h <= 0.0 {
-                        *gv = 0.0;
-                    }
-                }
+                g_in.iter_mut().zip(&acts[l]).for_each(|(gv, &h)| *gv = if h > 0.0 { *gv } else { 0.0 });
             }
             std::mem::swap(g, g_in);
         }
         for (row, gr) in grad.chunks_exact_mut(width).zip(g.chunks_exact(width)) {
-            for j in 0..width {
-                row[j] = gr[j] * inv_std[j];
-            }
+            row.iter_mut().zip(gr).zip(inv_std).for_each(|((o, &gv), &s)| *o = gv * s);
         }
     });
 }
