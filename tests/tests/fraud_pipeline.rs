@@ -100,3 +100,33 @@ fn a_finished_run_refuses_to_be_overwritten_and_resumes_from_its_checkpoints() {
         without_timings(serde_json::to_value(&again.metrics).unwrap())
     );
 }
+
+/// Runs fraud-small with `edit` applied to its text and returns metrics.json.
+fn run_variant(name: &str, edit: impl Fn(String) -> String) -> serde_json::Value {
+    let src = edit(repo_pipeline("fraud-small.toml"));
+    let p = Pipeline::load(&pipeline_file(name, &src)).expect("valid pipeline");
+    let out = scratch(name).join("run");
+    engine::run(&p, &RunOptions { out: Some(out.clone()), resume: false }).expect("run succeeds");
+    read_json(&out.join("metrics.json"))
+}
+
+#[test]
+fn logistic_regression_with_fast_fgsm_training_runs_end_to_end() {
+    let m = run_variant("fraud-logistic-fgsm", |s| {
+        s.replace("kind = \"mlp\"\nhidden = [32, 32]", "kind = \"logistic\"")
+            .replace("strategy = \"pgd\"", "strategy = \"fgsm\"")
+    });
+    assert!(m["clean"]["after"]["accuracy"].as_f64().unwrap() > 0.8);
+    let trained: Vec<_> = m["attacks"].as_array().unwrap().iter().filter(|a| a["trained_against"] == true).collect();
+    assert_eq!(trained.len(), 2, "pgd before and after");
+    assert!(m["attacks"].as_array().unwrap().iter().all(|a| a["constraint_violations"] == 0));
+}
+
+#[test]
+fn clean_fine_tuning_trains_against_no_attack() {
+    let m = run_variant("fraud-clean-strategy", |s| {
+        s.replace("strategy = \"pgd\"\nattack = \"pgd\"", "strategy = \"clean\"")
+    });
+    assert!(m["attacks"].as_array().unwrap().iter().all(|a| a["trained_against"] == false));
+    assert!(m["clean"]["after"].is_object());
+}
