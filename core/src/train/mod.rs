@@ -246,3 +246,76 @@ pub fn fit(
     let _ = std::fs::remove_file(checkpoints.last());
     Ok(state)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Mlp, TabularModelConfig};
+    use candle_core::Device;
+
+    fn data() -> Dataset {
+        // Two Gaussian-ish blobs from a fixed formula: class = sign of x0 + x1.
+        let make = |n: usize, off: usize| {
+            let mut x = Vec::new();
+            let mut y = Vec::new();
+            for i in 0..n {
+                let a = (((i + off) * 37) % 101) as f32 / 50.0 - 1.0;
+                let b = (((i + off) * 53) % 97) as f32 / 48.0 - 1.0;
+                x.extend([a, b]);
+                y.push(u32::from(a + b > 0.0));
+            }
+            Labelled { x: Examples::Dense { data: x, width: 2 }, y }
+        };
+        Dataset { n_classes: 2, train: make(200, 0), validation: make(50, 1000), test: make(50, 2000) }
+    }
+
+    fn fit_cfg(epochs: usize) -> Fit {
+        Fit {
+            epochs,
+            batch_size: 32,
+            lr: 1e-2,
+            weight_decay: 0.0,
+            patience: 0,
+            adversarial_weight: 0.0,
+            share: 1.0,
+            clean_epochs: 0,
+            validation_attack_examples: 0,
+        }
+    }
+
+    fn model() -> Mlp {
+        Mlp::new(&TabularModelConfig::default(), &[0.0, 0.0], &[1.0, 1.0], 2, 3, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn training_learns_and_resumes_after_the_last_finished_epoch() {
+        let dir = std::env::temp_dir().join(format!("tempered-train-resume-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ck = Checkpoints { dir: dir.clone(), phase: "clean".into() };
+        let data = data();
+
+        // An uninterrupted 4-epoch run, for reference.
+        let full_dir = dir.join("full");
+        std::fs::create_dir_all(&full_dir).unwrap();
+        let full = fit(&model(), &data, &fit_cfg(4), None, 9, &Checkpoints { dir: full_dir, phase: "clean".into() })
+            .unwrap();
+        assert!(full.log.last().unwrap().validation_accuracy > 0.9, "{:?}", full.log);
+
+        // The same run, "killed" after epoch 2: its state says unfinished, its last
+        // checkpoint holds epoch 2's weights.
+        let m = model();
+        let two = fit(&m, &data, &fit_cfg(2), None, 9, &ck).unwrap();
+        std::fs::copy(ck.best(), ck.last()).unwrap();
+        ck.write_state(&TrainState { finished: false, ..two }).unwrap();
+
+        let resumed = fit(&model(), &data, &fit_cfg(4), None, 9, &ck).unwrap();
+        let epochs: Vec<usize> = resumed.log.iter().map(|e| e.epoch).collect();
+        assert_eq!(epochs, [1, 2, 3, 4], "epochs 3 and 4 were added to the log of 1 and 2");
+        assert!(resumed.finished);
+        // Same seed, same shuffles; only AdamW's moments restart, so numbers are close.
+        let (a, b) = (resumed.log[3].validation_loss, full.log[3].validation_loss);
+        assert!((a - b).abs() < 0.1, "resumed {a} vs uninterrupted {b}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
