@@ -50,7 +50,11 @@ impl Progress {
         } else if !self.quiet && self.last_log.elapsed() >= LOG_EVERY {
             self.last_log = Instant::now();
             let secs = self.started.elapsed().as_secs_f64();
-            let eta = if self.done > 0 { secs / self.done as f64 * (self.total - self.done.min(self.total)) as f64 } else { 0.0 };
+            let eta = if self.done > 0 {
+                secs / self.done as f64 * (self.total - self.done.min(self.total)) as f64
+            } else {
+                0.0
+            };
             tracing::info!("{}: {}/{} ({secs:.0} s, ETA {eta:.0} s)", self.label, self.done, self.total);
         }
     }

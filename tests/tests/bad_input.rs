@@ -7,7 +7,7 @@ use tempered_tests::{pipeline_file, repo_pipeline, scratch};
 
 fn load_err(name: &str, src: &str) -> String {
     let file = pipeline_file(name, src);
-    let e = Pipeline::load(&file).err().expect("refused").to_string();
+    let e = Pipeline::load(&file).expect_err("refused").to_string();
     let shown = file.display().to_string();
     assert!(e.starts_with(&shown), "error names the file: {e}");
     e[shown.len()..].to_owned()
@@ -34,7 +34,8 @@ fn a_wrong_type_and_a_dangling_reference_point_at_their_keys() {
     let src = repo_pipeline("fraud-small.toml").replace("lr = 3e-3", "lr = \"fast\"");
     let line = src.lines().position(|l| l == "lr = \"fast\"").unwrap() + 1;
     assert!(load_err("type", &src).starts_with(&format!(":{line}:6: ")));
-    let src = repo_pipeline("fraud-small.toml").replace("[harden]\nstrategy = \"pgd\"\nattack = \"pgd\"", "[harden]\nattack = \"pgd-typo\"");
+    let src = repo_pipeline("fraud-small.toml")
+        .replace("[harden]\nstrategy = \"pgd\"\nattack = \"pgd\"", "[harden]\nattack = \"pgd-typo\"");
     let e = load_err("dangling", &src);
     assert!(e.contains("no [[attack]] has id `pgd-typo`"), "{e}");
 }
@@ -48,7 +49,7 @@ fn data_err(name: &str, csv: &str) -> String {
         .replace("data/creditcard-ulb/creditcard_ulb_sample.csv", &data.display().to_string())
         .replace("limit = 900\n", "");
     let p = Pipeline::load(&pipeline_file(name, &src)).unwrap();
-    let e = engine::run(&p, &RunOptions { out: Some(dir.join("run")), resume: false }).err().expect("refused");
+    let e = engine::run(&p, &RunOptions { out: Some(dir.join("run")), resume: false }).expect_err("refused");
     let e = e.to_string();
     assert!(e.contains("bad.csv"), "error names the file: {e}");
     e
@@ -73,15 +74,36 @@ fn table(rows: usize, edit: impl Fn(usize, &mut Vec<String>)) -> String {
 
 #[test]
 fn a_string_in_a_numeric_column_names_column_and_row() {
-    let e = data_err("string", &table(40, |r, c| if r == 17 { c[29] = "abc".into() }));
+    let e = data_err(
+        "string",
+        &table(40, |r, c| {
+            if r == 17 {
+                c[29] = "abc".into()
+            }
+        }),
+    );
     assert!(e.contains("Amount") && e.contains("row 17") && e.contains("abc"), "{e}");
 }
 
 #[test]
 fn nan_and_empty_cells_name_column_and_row() {
-    let e = data_err("nan", &table(40, |r, c| if r == 5 { c[3] = "NaN".into() }));
+    let e = data_err(
+        "nan",
+        &table(40, |r, c| {
+            if r == 5 {
+                c[3] = "NaN".into()
+            }
+        }),
+    );
     assert!(e.contains("V3") && e.contains("row 5"), "{e}");
-    let e = data_err("empty-cell", &table(40, |r, c| if r == 9 { c[1] = String::new() }));
+    let e = data_err(
+        "empty-cell",
+        &table(40, |r, c| {
+            if r == 9 {
+                c[1] = String::new()
+            }
+        }),
+    );
     assert!(e.contains("V1") && e.contains("row 9"), "{e}");
 }
 

@@ -91,7 +91,7 @@ fn a_finished_run_refuses_to_be_overwritten_and_resumes_from_its_checkpoints() {
     let out = scratch("fraud-resume").join("run");
     let first = run_small(&out);
     let p = Pipeline::load(&repo().join("pipelines/fraud-small.toml")).unwrap();
-    let err = engine::run(&p, &RunOptions { out: Some(out.clone()), resume: false }).err().expect("refused");
+    let err = engine::run(&p, &RunOptions { out: Some(out.clone()), resume: false }).expect_err("refused");
     assert!(err.to_string().contains("--resume"), "{err}");
     // Resuming a finished run re-evaluates from the saved weights: same numbers.
     let again = engine::run(&p, &RunOptions { out: Some(out.clone()), resume: true }).unwrap();
@@ -117,7 +117,8 @@ fn logistic_regression_with_fast_fgsm_training_runs_end_to_end() {
             .replace("strategy = \"pgd\"", "strategy = \"fgsm\"")
     });
     assert!(m["clean"]["after"]["accuracy"].as_f64().unwrap() > 0.8);
-    let trained: Vec<_> = m["attacks"].as_array().unwrap().iter().filter(|a| a["trained_against"] == true).collect();
+    let trained: Vec<_> =
+        m["attacks"].as_array().unwrap().iter().filter(|a| a["trained_against"] == true).collect();
     assert_eq!(trained.len(), 2, "pgd before and after");
     assert!(m["attacks"].as_array().unwrap().iter().all(|a| a["constraint_violations"] == 0));
 }

@@ -67,7 +67,7 @@ fn misbehaving(attack: &str, on_error: &str) -> String {
 
 fn run_error(attack: &str) -> String {
     let p = pipeline_with(&format!("bad-{attack}"), &misbehaving(attack, "fail"));
-    run(&p, &format!("bad-{attack}")).err().expect("the run fails cleanly").to_string()
+    run(&p, &format!("bad-{attack}")).expect_err("the run fails cleanly").to_string()
 }
 
 #[test]
@@ -102,7 +102,7 @@ fn on_error_skip_leaves_the_attack_out_and_finishes_the_run() {
 
 #[test]
 fn a_plugin_with_another_abi_major_is_refused_before_anything_else_is_read() {
-    let e = Plugin::load(&lib("tempered_fixture_future_abi")).err().expect("refused").to_string();
+    let e = Plugin::load(&lib("tempered_fixture_future_abi")).expect_err("refused").to_string();
     assert!(e.contains("ABI version 2.0 is not supported: this engine speaks 1.0"), "{e}");
 }
 
@@ -117,18 +117,18 @@ fn a_library_without_the_entry_symbol_is_not_a_plugin() {
     if !ok.is_ok_and(|s| s.success()) {
         panic!("cc is needed to build the fixture library");
     }
-    let e = Plugin::load(&so).err().expect("refused").to_string();
+    let e = Plugin::load(&so).expect_err("refused").to_string();
     assert!(e.contains("no `tempered_plugin_v1` symbol"), "{e}");
     let garbage = dir.join("libgarbage.so");
     std::fs::write(&garbage, b"not a library").unwrap();
-    let e = Plugin::load(&garbage).err().expect("refused").to_string();
+    let e = Plugin::load(&garbage).expect_err("refused").to_string();
     assert!(e.contains("cannot load"), "{e}");
 }
 
 #[test]
 fn a_missing_plugin_names_every_place_it_looked() {
     let search = SearchPath { dirs: vec![PathBuf::from("/nonexistent/a"), PathBuf::from("/nonexistent/b")] };
-    let e = search.find("nope").err().expect("not found").to_string();
+    let e = search.find("nope").expect_err("not found").to_string();
     assert!(e.contains("plugin `nope`: not found"), "{e}");
     assert!(e.contains("/nonexistent/a") && e.contains("/nonexistent/b"), "{e}");
     assert!(e.contains("libtempered_nope.so"), "{e}");

@@ -76,7 +76,9 @@ impl Task {
 pub fn device(kind: DeviceKind) -> Result<Device> {
     match kind {
         DeviceKind::Cpu => Ok(Device::Cpu),
-        DeviceKind::Cuda => Device::new_cuda(0).map_err(|e| Error::msg(format!("cannot open CUDA device 0: {e}"))),
+        DeviceKind::Cuda => {
+            Device::new_cuda(0).map_err(|e| Error::msg(format!("cannot open CUDA device 0: {e}")))
+        }
     }
 }
 
@@ -97,13 +99,21 @@ pub fn load_plugin(pipeline: &Pipeline, config: &AttackConfig) -> Result<Plugin>
         Some(p) => {
             let path = pipeline.resolve(p);
             if !path.is_file() {
-                return Err(Error::plugin(&config.plugin, format!("no plugin library at {}", path.display())));
+                return Err(Error::plugin(
+                    &config.plugin,
+                    format!("no plugin library at {}", path.display()),
+                ));
             }
             let plugin = Plugin::load(&path)?;
             if plugin.name != config.plugin {
                 return Err(Error::plugin(
                     &config.plugin,
-                    format!("{} declares the name `{}`: set `plugin = \"{}\"`", path.display(), plugin.name, plugin.name),
+                    format!(
+                        "{} declares the name `{}`: set `plugin = \"{}\"`",
+                        path.display(),
+                        plugin.name,
+                        plugin.name
+                    ),
                 ));
             }
             plugin
@@ -120,7 +130,8 @@ pub fn load_plugin(pipeline: &Pipeline, config: &AttackConfig) -> Result<Plugin>
 }
 
 pub fn search_path(pipeline: &Pipeline) -> SearchPath {
-    let extra: Vec<PathBuf> = pipeline.spec.plugins().search_path.iter().map(|p| pipeline.resolve(p)).collect();
+    let extra: Vec<PathBuf> =
+        pipeline.spec.plugins().search_path.iter().map(|p| pipeline.resolve(p)).collect();
     SearchPath::new(&extra)
 }
 
@@ -143,7 +154,10 @@ fn load_attacks(pipeline: &Pipeline) -> Result<Vec<Loaded>> {
 }
 
 /// Merges `overrides` into a copy of `params`.
-fn with_overrides(params: &serde_json::Value, overrides: &serde_json::Map<String, serde_json::Value>) -> serde_json::Value {
+fn with_overrides(
+    params: &serde_json::Value,
+    overrides: &serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Value {
     let mut p = params.clone();
     if let Some(obj) = p.as_object_mut() {
         for (k, v) in overrides {
@@ -246,10 +260,21 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
     let mut attacks = attacks;
     let mut samples: Vec<(String, Vec<evaluate::Sample>)> = Vec::new();
     let harden = pipeline.spec.harden();
-    let trained_against = |id: &str| harden.enabled && harden.strategy != Strategy::Clean && harden.attack.as_deref() == Some(id);
+    let trained_against = |id: &str| {
+        harden.enabled && harden.strategy != Strategy::Clean && harden.attack.as_deref() == Some(id)
+    };
 
     let t = Instant::now();
-    attack_phase(pipeline, &task, &mut attacks, eval_split, Phase::Before, &trained_against, &mut metrics, &mut samples)?;
+    attack_phase(
+        pipeline,
+        &task,
+        &mut attacks,
+        eval_split,
+        Phase::Before,
+        &trained_against,
+        &mut metrics,
+        &mut samples,
+    )?;
     seconds.insert("attack_before".to_owned(), t.elapsed().as_secs_f64());
     metrics.seconds = seconds.clone();
     metrics.write(dir.path.join("metrics.json"))?;
@@ -301,14 +326,24 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
             validation_attack_examples: 2048,
         };
         let adv = adversary.as_mut().map(|a| a as &mut dyn Adversary);
-        harden_log = Some(train::fit(task.model.as_ref(), &task.dataset, &fit, adv, harden_seed, &ckpt("hardened"))?);
+        harden_log =
+            Some(train::fit(task.model.as_ref(), &task.dataset, &fit, adv, harden_seed, &ckpt("hardened"))?);
         seconds.insert("harden".to_owned(), t.elapsed().as_secs_f64());
 
         let (after, pr) = clean_metrics(&task, eval_split)?;
         metrics.clean.after = Some(after);
         pr_after = Some(pr);
         let t = Instant::now();
-        attack_phase(pipeline, &task, &mut attacks, eval_split, Phase::After, &trained_against, &mut metrics, &mut samples)?;
+        attack_phase(
+            pipeline,
+            &task,
+            &mut attacks,
+            eval_split,
+            Phase::After,
+            &trained_against,
+            &mut metrics,
+            &mut samples,
+        )?;
         seconds.insert("attack_after".to_owned(), t.elapsed().as_secs_f64());
     }
 
@@ -328,7 +363,12 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
             plots.push(("Precision-recall, clean test split", "plots/pr_curve.png".to_owned()));
         }
         for id in metrics.sweep_ids().into_iter().map(str::to_owned).collect::<Vec<_>>() {
-            let unit = metrics.sweeps.iter().find(|s| s.attack_id == id).map(|s| s.budget_unit.clone()).unwrap_or_default();
+            let unit = metrics
+                .sweeps
+                .iter()
+                .find(|s| s.attack_id == id)
+                .map(|s| s.budget_unit.clone())
+                .unwrap_or_default();
             let mut series = Vec::new();
             for phase in [Phase::Before, Phase::After] {
                 let points = metrics.sweep_series(&id, phase, |s| s.success_rate);
@@ -336,7 +376,8 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
                     series.push((format!("{phase}"), points));
                 }
             }
-            let refs: Vec<(&str, &[(f64, f64)])> = series.iter().map(|(l, p)| (l.as_str(), p.as_slice())).collect();
+            let refs: Vec<(&str, &[(f64, f64)])> =
+                series.iter().map(|(l, p)| (l.as_str(), p.as_slice())).collect();
             let file = format!("plots/sweep-{}.png", sanitize(&id));
             report::plots::sweep(
                 dir.path.join(&file),
@@ -360,7 +401,10 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
             let dir_samples = dir.path.join("samples");
             std::fs::create_dir_all(&dir_samples).map_err(|e| Error::io(&dir_samples, e))?;
             (task.save_samples)(&task, &dir_samples, label, s)?;
-            sections.push(Section::new(format!("Adversarial examples: {label}"), (task.render_samples)(&task, label, s)));
+            sections.push(Section::new(
+                format!("Adversarial examples: {label}"),
+                (task.render_samples)(&task, label, s),
+            ));
         }
     }
     sections.push(Section::new("Training", training_table(&clean_log, harden_log.as_ref())));
@@ -394,13 +438,19 @@ fn report_modality(m: Modality) -> report::Modality {
 
 /// Clean metrics on `split`, and the precision-recall curve when the task is binary.
 #[allow(clippy::type_complexity)]
-fn clean_metrics(task: &Task, split: &crate::data::Labelled) -> Result<(CleanMetrics, Option<Vec<(f64, f64)>>)> {
+fn clean_metrics(
+    task: &Task,
+    split: &crate::data::Labelled,
+) -> Result<(CleanMetrics, Option<Vec<(f64, f64)>>)> {
     let (pred, probs) = evaluate::predict(task.model.as_ref(), &split.x, 1024)?;
     match task.positive_class {
         Some(pos) => {
             let scores: Vec<f32> = probs.iter().map(|p| p[pos as usize]).collect();
             let labels: Vec<bool> = split.y.iter().map(|&y| y == pos).collect();
-            Ok((CleanMetrics::from_binary_scores(&scores, &labels, 0.5), Some(report::scores::pr_curve(&scores, &labels))))
+            Ok((
+                CleanMetrics::from_binary_scores(&scores, &labels, 0.5),
+                Some(report::scores::pr_curve(&scores, &labels)),
+            ))
         }
         None => {
             let p: Vec<usize> = pred.iter().map(|&p| p as usize).collect();
@@ -440,8 +490,15 @@ fn attack_phase(
             label: &label,
         };
         let ctx = task.context(modality, seed, loaded.config.query_budget);
-        let outcome =
-            evaluate::run(&mut loaded.handle, task.model.as_ref(), split, ctx, task.judge.as_ref(), &loaded.params, &run);
+        let outcome = evaluate::run(
+            &mut loaded.handle,
+            task.model.as_ref(),
+            split,
+            ctx,
+            task.judge.as_ref(),
+            &loaded.params,
+            &run,
+        );
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) if loaded.config.on_error == OnError::Skip => {
@@ -484,7 +541,15 @@ fn attack_phase(
             };
             let ctx = task.context(modality, seed, loaded.config.query_budget);
             let outcome = plugin.create(&loaded.config.attack, &params).and_then(|mut handle| {
-                evaluate::run(&mut handle, task.model.as_ref(), split, ctx, task.judge.as_ref(), &params, &run)
+                evaluate::run(
+                    &mut handle,
+                    task.model.as_ref(),
+                    split,
+                    ctx,
+                    task.judge.as_ref(),
+                    &params,
+                    &run,
+                )
             });
             let outcome = match outcome {
                 Ok(o) => o,
@@ -513,8 +578,15 @@ fn sweep_value(v: f64) -> serde_json::Value {
     if v.fract() == 0.0 && v.abs() < 9.0e15 { serde_json::json!(v as i64) } else { serde_json::json!(v) }
 }
 
-fn attack_metrics(task: &Task, config: &AttackConfig, o: &Outcome, phase: Phase, trained_against: bool) -> AttackMetrics {
-    let mut extra: BTreeMap<String, f64> = o.extra_means().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+fn attack_metrics(
+    task: &Task,
+    config: &AttackConfig,
+    o: &Outcome,
+    phase: Phase,
+    trained_against: bool,
+) -> AttackMetrics {
+    let mut extra: BTreeMap<String, f64> =
+        o.extra_means().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     extra.insert("max_queries".into(), o.max_queries as f64);
     AttackMetrics {
         id: config.id.clone(),
@@ -537,7 +609,9 @@ fn attack_metrics(task: &Task, config: &AttackConfig, o: &Outcome, phase: Phase,
 }
 
 fn training_table(clean: &train::TrainState, harden: Option<&train::TrainState>) -> String {
-    let mut s = String::from("| phase | epoch | train loss | validation loss | validation accuracy | objective | seconds |\n|---|---|---|---|---|---|---|\n");
+    let mut s = String::from(
+        "| phase | epoch | train loss | validation loss | validation accuracy | objective | seconds |\n|---|---|---|---|---|---|---|\n",
+    );
     for state in std::iter::once(clean).chain(harden) {
         for e in &state.log {
             let best = if e.epoch == state.best_epoch { " (kept)" } else { "" };

@@ -4,6 +4,7 @@ use candle_core::Device;
 use tempered_plugin::abi::{FeatureSpec, StrRef};
 
 use super::Task;
+use crate::Result;
 use crate::data::tabular::{self, TabularDataConfig};
 use crate::data::{Dataset, Examples, Labelled};
 use crate::evaluate::Sample;
@@ -11,7 +12,6 @@ use crate::evaluate::tabular::TabularJudge;
 use crate::model::{Mlp, TabularModelConfig};
 use crate::pipeline::{Pipeline, SpecOf};
 use crate::plugin_host::Schema;
-use crate::Result;
 
 pub(super) fn prepare(
     pipeline: &Pipeline,
@@ -20,7 +20,8 @@ pub(super) fn prepare(
 ) -> Result<Task> {
     let data = tabular::load(&spec.data, &pipeline.base_dir, pipeline.seed())?;
     let width = data.features.len();
-    let split = |s: &tabular::Split| Labelled { x: Examples::Dense { data: s.x.clone(), width }, y: s.y.clone() };
+    let split =
+        |s: &tabular::Split| Labelled { x: Examples::Dense { data: s.x.clone(), width }, y: s.y.clone() };
     let dataset = Dataset {
         n_classes: data.n_classes,
         train: split(&data.train),
@@ -80,7 +81,9 @@ fn save_samples(task: &Task, dir: &std::path::Path, label: &str, samples: &[Samp
     let names = task.schema.as_ref().map(Schema::names).unwrap_or(&[]);
     let mut csv = String::from("example,class,p_class_before,p_class_after,column,before,after\n");
     for s in samples {
-        let (Examples::Dense { data: a, .. }, Examples::Dense { data: b, .. }) = (&s.original, &s.adversarial) else {
+        let (Examples::Dense { data: a, .. }, Examples::Dense { data: b, .. }) =
+            (&s.original, &s.adversarial)
+        else {
             continue;
         };
         for (j, (x, z)) in a.iter().zip(b).enumerate().filter(|(_, (x, z))| x != z) {
@@ -98,9 +101,12 @@ fn save_samples(task: &Task, dir: &std::path::Path, label: &str, samples: &[Samp
 /// A table per example: only the cells the attack changed.
 fn render_samples(task: &Task, _label: &str, samples: &[Sample]) -> String {
     let names = task.schema.as_ref().map(Schema::names).unwrap_or(&[]);
-    let mut s = String::from("| example | class | p(class) before → after | changed cells (before → after) |\n|---|---|---|---|\n");
+    let mut s = String::from(
+        "| example | class | p(class) before → after | changed cells (before → after) |\n|---|---|---|---|\n",
+    );
     for sample in samples {
-        let (Examples::Dense { data: a, .. }, Examples::Dense { data: b, .. }) = (&sample.original, &sample.adversarial)
+        let (Examples::Dense { data: a, .. }, Examples::Dense { data: b, .. }) =
+            (&sample.original, &sample.adversarial)
         else {
             continue;
         };
@@ -109,7 +115,9 @@ fn render_samples(task: &Task, _label: &str, samples: &[Sample]) -> String {
             .zip(b)
             .enumerate()
             .filter(|(_, (x, z))| x != z)
-            .map(|(j, (x, z))| format!("{}: {} → {}", names.get(j).map_or("?", String::as_str), fmt(*x), fmt(*z)))
+            .map(|(j, (x, z))| {
+                format!("{}: {} → {}", names.get(j).map_or("?", String::as_str), fmt(*x), fmt(*z))
+            })
             .collect();
         s.push_str(&format!(
             "| {} | {} | {:.3} → {:.3} | {} |\n",

@@ -10,11 +10,11 @@ use std::time::Instant;
 
 use candle_core::D;
 
+use crate::Result;
 use crate::data::{Examples, Labelled};
 use crate::model::{Classifier, Mode};
 use crate::plugin_host::{AttackHandle, BatchContext};
 use crate::progress::Progress;
-use crate::Result;
 
 /// The host's verdict on one adversarial example.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -34,7 +34,13 @@ pub trait Judge {
     fn unit(&self) -> &'static str;
     /// Compares example `i` of `original` with example `i` of `adversarial`, under the
     /// attack's `params` (where budgets such as `epsilon` are read).
-    fn measure(&self, original: &Examples, adversarial: &Examples, i: usize, params: &serde_json::Value) -> Measure;
+    fn measure(
+        &self,
+        original: &Examples,
+        adversarial: &Examples,
+        i: usize,
+        params: &serde_json::Value,
+    ) -> Measure;
 }
 
 /// One adversarial example kept for the report.
@@ -84,7 +90,10 @@ impl Outcome {
         if self.successes == 0 { 0.0 } else { self.perturbation_sum / self.successes as f64 }
     }
     pub fn extra_means(&self) -> Vec<(&'static str, f64)> {
-        self.extra_sums.iter().map(|&(k, v)| (k, if self.successes == 0 { 0.0 } else { v / self.successes as f64 })).collect()
+        self.extra_sums
+            .iter()
+            .map(|&(k, v)| (k, if self.successes == 0 { 0.0 } else { v / self.successes as f64 }))
+            .collect()
     }
 }
 
@@ -103,7 +112,8 @@ pub fn predict(model: &dyn Classifier, x: &Examples, batch: usize) -> Result<(Ve
 
 /// Which examples of `data` an attack runs on: those of the given classes, at most `limit`.
 pub fn select(data: &Labelled, classes: Option<&[u32]>, limit: Option<usize>) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..data.len()).filter(|&i| classes.is_none_or(|c| c.contains(&data.y[i]))).collect();
+    let mut idx: Vec<usize> =
+        (0..data.len()).filter(|&i| classes.is_none_or(|c| c.contains(&data.y[i]))).collect();
     if let Some(l) = limit {
         idx.truncate(l);
     }

@@ -21,8 +21,15 @@ impl Judge for TabularJudge {
         "cost"
     }
 
-    fn measure(&self, original: &Examples, adversarial: &Examples, i: usize, params: &serde_json::Value) -> Measure {
-        let (Examples::Dense { data: a, width }, Examples::Dense { data: b, .. }) = (original, adversarial) else {
+    fn measure(
+        &self,
+        original: &Examples,
+        adversarial: &Examples,
+        i: usize,
+        params: &serde_json::Value,
+    ) -> Measure {
+        let (Examples::Dense { data: a, width }, Examples::Dense { data: b, .. }) = (original, adversarial)
+        else {
             return Measure { violations: 1, notes: vec!["not a table row".into()], ..Default::default() };
         };
         let (x, z) = (&a[i * width..(i + 1) * width], &b[i * width..(i + 1) * width]);
@@ -47,7 +54,8 @@ impl Judge for TabularJudge {
                 fail(&mut m, format!("immutable `{}` changed from {} to {}", f.name, x[j], z[j]));
             }
             let slack = TOL * (1.0 + (f.upper - f.lower).abs().min(1e6) as f64);
-            if d != 0.0 && ((z[j] as f64) < f.lower as f64 - slack || (z[j] as f64) > f.upper as f64 + slack) {
+            if d != 0.0 && ((z[j] as f64) < f.lower as f64 - slack || (z[j] as f64) > f.upper as f64 + slack)
+            {
                 fail(&mut m, format!("`{}` = {} is outside [{}, {}]", f.name, z[j], f.lower, f.upper));
             }
             match f.kind {
@@ -64,7 +72,8 @@ impl Judge for TabularJudge {
         groups.sort_unstable();
         groups.dedup();
         for g in groups {
-            let ones: f32 = self.features.iter().enumerate().filter(|(_, f)| f.group == Some(g)).map(|(j, _)| z[j]).sum();
+            let ones: f32 =
+                self.features.iter().enumerate().filter(|(_, f)| f.group == Some(g)).map(|(j, _)| z[j]).sum();
             if ones != 1.0 {
                 fail(&mut m, format!("one-hot group {g} holds {ones} ones"));
             }

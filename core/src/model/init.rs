@@ -18,7 +18,14 @@ pub fn rng_for(seed: u64, name: &str) -> ChaCha8Rng {
 }
 
 /// Registers a var under `name` with values uniform in `[-bound, bound]`.
-pub fn uniform(map: &VarMap, seed: u64, name: &str, shape: &[usize], bound: f32, dev: &Device) -> Result<Var> {
+pub fn uniform(
+    map: &VarMap,
+    seed: u64,
+    name: &str,
+    shape: &[usize],
+    bound: f32,
+    dev: &Device,
+) -> Result<Var> {
     let mut rng = rng_for(seed, name);
     let n: usize = shape.iter().product();
     let data: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..=bound)).collect();

@@ -67,13 +67,22 @@ impl Mlp {
         for (i, pair) in dims.windows(2).enumerate() {
             // PyTorch's default: U(±1/√fan_in) for weights and biases alike.
             let bound = 1.0 / (pair[0] as f32).sqrt();
-            let w = init::uniform(&varmap, seed, &format!("layer{i}.weight"), &[pair[0], pair[1]], bound, device)?;
+            let w = init::uniform(
+                &varmap,
+                seed,
+                &format!("layer{i}.weight"),
+                &[pair[0], pair[1]],
+                bound,
+                device,
+            )?;
             let b = init::uniform(&varmap, seed, &format!("layer{i}.bias"), &[pair[1]], bound, device)?;
             layers.push((w, b));
         }
-        let inv: Vec<f32> = std.iter().map(|&s| if s > 0.0 && s.is_finite() { 1.0 / s } else { 1.0 }).collect();
+        let inv: Vec<f32> =
+            std.iter().map(|&s| if s > 0.0 && s.is_finite() { 1.0 / s } else { 1.0 }).collect();
         let mean = init::insert(&varmap, "standardize.mean", Tensor::from_slice(mean, (1, width), device)?)?;
-        let inv_std = init::insert(&varmap, "standardize.inv_std", Tensor::from_slice(&inv, (1, width), device)?)?;
+        let inv_std =
+            init::insert(&varmap, "standardize.inv_std", Tensor::from_slice(&inv, (1, width), device)?)?;
         Ok(Self {
             varmap,
             layers,
@@ -135,7 +144,13 @@ impl Classifier for Mlp {
         self.layers.iter().flat_map(|(w, b)| [w.clone(), b.clone()]).collect()
     }
 
-    fn input_loss_grad(&self, x: &[f32], labels: &[u32], loss: &mut [f32], grad: &mut [f32]) -> Option<Result<()>> {
+    fn input_loss_grad(
+        &self,
+        x: &[f32],
+        labels: &[u32],
+        loss: &mut [f32],
+        grad: &mut [f32],
+    ) -> Option<Result<()>> {
         if !self.device.is_cpu() {
             return None;
         }

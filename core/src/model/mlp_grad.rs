@@ -15,13 +15,23 @@ pub struct Layer<'a> {
     pub outputs: usize,
 }
 
+/// Activations per layer, and two gradient buffers.
+type Scratch = (Vec<Vec<f32>>, Vec<f32>, Vec<f32>);
+
 thread_local! {
-    /// Activations per layer and two gradient buffers, grown once and reused.
-    static SCRATCH: RefCell<(Vec<Vec<f32>>, Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+    /// Grown once per thread and reused by every call.
+    static SCRATCH: RefCell<Scratch> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
 /// `dst[m×n] = lhs[m×k] · rhs`, where `rhs(r, c)` is at `rhs[r·rhs_rs + c·rhs_cs]`.
-fn matmul(dst: &mut [f32], lhs: &[f32], rhs: &[f32], (m, k, n): (usize, usize, usize), rhs_rs: usize, rhs_cs: usize) {
+fn matmul(
+    dst: &mut [f32],
+    lhs: &[f32],
+    rhs: &[f32],
+    (m, k, n): (usize, usize, usize),
+    rhs_rs: usize,
+    rhs_cs: usize,
+) {
     debug_assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
     // Safety: the slices hold at least the m×k, k×n and m×n elements the strides address.
     unsafe {

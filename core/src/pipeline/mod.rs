@@ -105,7 +105,8 @@ impl Spec {
     }
     /// The resolved configuration, as TOML (saved with every run).
     pub fn to_toml(&self) -> Result<String> {
-        common!(self, s => toml::to_string_pretty(s)).map_err(|e| Error::msg(format!("cannot write config: {e}")))
+        common!(self, s => toml::to_string_pretty(s))
+            .map_err(|e| Error::msg(format!("cannot write config: {e}")))
     }
 }
 
@@ -356,7 +357,8 @@ impl Pipeline {
         };
         let head: Head = toml::from_str(src).map_err(|e| {
             // Report syntax errors as they are; a missing modality deserves its own words.
-            if e.message().contains("missing field `pipeline`") || e.message().contains("missing field `modality`")
+            if e.message().contains("missing field `pipeline`")
+                || e.message().contains("missing field `modality`")
             {
                 Error::Config(span::at(
                     file,
@@ -402,7 +404,10 @@ fn base_dir_of(file: &Path) -> PathBuf {
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
     if dir.file_name().is_some_and(|n| n == "pipelines") {
-        dir.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or(PathBuf::from("."))
+        dir.parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(PathBuf::from("."))
     } else {
         dir
     }
@@ -420,7 +425,10 @@ fn fill_attack_ids(spec: &mut Spec) {
 fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
     let p = spec.pipeline();
     if p.name.trim().is_empty() || p.name.contains(['/', '\\']) {
-        return Err(Invalid::new(keys(&["pipeline", "name"]), "name must be non-empty and contain no path separator"));
+        return Err(Invalid::new(
+            keys(&["pipeline", "name"]),
+            "name must be non-empty and contain no path separator",
+        ));
     }
     match spec {
         Spec::Tabular(s) => s.data.validate().map_err(|m| Invalid::new(keys(&["data"]), m))?,
@@ -434,7 +442,12 @@ fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
         if let Some(j) = seen.insert(a.id.clone(), i) {
             return Err(Invalid::new(
                 at("id"),
-                format!("attack id `{}` is used by attacks #{} and #{}; give each a unique `id`", a.id, j + 1, i + 1),
+                format!(
+                    "attack id `{}` is used by attacks #{} and #{}; give each a unique `id`",
+                    a.id,
+                    j + 1,
+                    i + 1
+                ),
             ));
         }
         if a.batch_size == 0 {
@@ -449,7 +462,10 @@ fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
     let h = spec.harden();
     if h.enabled {
         if !(0.0..=1.0).contains(&h.adversarial_weight) {
-            return Err(Invalid::new(keys(&["harden", "adversarial_weight"]), "adversarial_weight must be in [0, 1]"));
+            return Err(Invalid::new(
+                keys(&["harden", "adversarial_weight"]),
+                "adversarial_weight must be in [0, 1]",
+            ));
         }
         if !(h.share > 0.0 && h.share <= 1.0) {
             return Err(Invalid::new(keys(&["harden", "share"]), "share must be in (0, 1]"));
@@ -466,7 +482,10 @@ fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
                 ));
             }
             (Some(id), _) if !known(id) => {
-                return Err(Invalid::new(keys(&["harden", "attack"]), format!("no [[attack]] has id `{id}`")));
+                return Err(Invalid::new(
+                    keys(&["harden", "attack"]),
+                    format!("no [[attack]] has id `{id}`"),
+                ));
             }
             _ => {}
         }
@@ -549,7 +568,10 @@ attack = "pgd"
     #[test]
     fn unknown_key_names_file_line_and_column() {
         let src = GOOD.replace("seed = 7", "seed = 7\nsed = 8");
-        assert_eq!(err(&src), "pipelines/t.toml:6:1: unknown field `sed`, expected one of `name`, `modality`, `seed`, `out_dir`, `device`");
+        assert_eq!(
+            err(&src),
+            "pipelines/t.toml:6:1: unknown field `sed`, expected one of `name`, `modality`, `seed`, `out_dir`, `device`"
+        );
     }
 
     #[test]

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use tempered_plugin::abi::{
-    self, ABI_VERSION, AttackDecl, BatchOut, BatchView, ENTRY_SYMBOL, EntryFn, FeatureSpec, Modality, PluginDecl,
-    StrRef, abi_major, abi_minor,
+    self, ABI_VERSION, AttackDecl, BatchOut, BatchView, ENTRY_SYMBOL, EntryFn, FeatureSpec, Modality,
+    PluginDecl, StrRef, abi_major, abi_minor,
 };
 
 use crate::data::Examples;
@@ -117,11 +117,18 @@ impl Plugin {
         if decl.n_attacks > 0 && decl.attacks.is_null() {
             return Err(fail("the attack table is null".into()));
         }
-        let table: &[AttackDecl] =
-            if decl.n_attacks == 0 { &[] } else { unsafe { std::slice::from_raw_parts(decl.attacks, decl.n_attacks) } };
+        let table: &[AttackDecl] = if decl.n_attacks == 0 {
+            &[]
+        } else {
+            unsafe { std::slice::from_raw_parts(decl.attacks, decl.n_attacks) }
+        };
         let attacks = table
             .iter()
-            .map(|a| AttackInfo { name: text(a.name), description: text(a.description), decl: AttackDeclCopy(*a) })
+            .map(|a| AttackInfo {
+                name: text(a.name),
+                description: text(a.description),
+                decl: AttackDeclCopy(*a),
+            })
             .collect();
         let plugin = Plugin {
             path: key.clone(),
@@ -154,7 +161,10 @@ impl Plugin {
         let mut state: *mut c_void = std::ptr::null_mut();
         let status = (info.decl.0.create)(bytes.as_ptr(), bytes.len(), &mut state);
         if status != abi::STATUS_OK {
-            return Err(Error::plugin(&self.name, format!("attack `{name}`: {}", self.status_message(status))));
+            return Err(Error::plugin(
+                &self.name,
+                format!("attack `{name}`: {}", self.status_message(status)),
+            ));
         }
         Ok(AttackHandle { plugin: self.clone(), attack: name.to_owned(), decl: info.decl, state })
     }
@@ -306,8 +316,11 @@ impl AttackHandle {
                         out.data_len
                     )));
                 }
-                let data =
-                    if want == 0 { Vec::new() } else { unsafe { std::slice::from_raw_parts(out.data, want) }.to_vec() };
+                let data = if want == 0 {
+                    Vec::new()
+                } else {
+                    unsafe { std::slice::from_raw_parts(out.data, want) }.to_vec()
+                };
                 if let Some(i) = data.iter().position(|v| !v.is_finite()) {
                     return Err(self.fail(format!(
                         "returned a non-finite value ({}) for example {} at position {}",

@@ -52,7 +52,8 @@ impl<'m> Oracle<'m> {
         let mut counts = self.counts.lock().expect("query counts");
         let n_examples = counts.len();
         for i in 0..view.n {
-            let id = if view.example_ids.is_null() { i } else { unsafe { *view.example_ids.add(i) as usize } };
+            let id =
+                if view.example_ids.is_null() { i } else { unsafe { *view.example_ids.add(i) as usize } };
             let slot = counts
                 .get_mut(id)
                 .ok_or_else(|| format!("row {i} names example {id}, but the batch has {n_examples}"))?;
@@ -79,7 +80,8 @@ unsafe fn examples<'a>(view: &'a BatchView) -> Result<ExamplesRef<'a>, String> {
         if view.n > 0 && view.texts.is_null() {
             return Err("text rows without texts".into());
         }
-        let refs = if view.n == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(view.texts, view.n) } };
+        let refs =
+            if view.n == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(view.texts, view.n) } };
         let mut texts = Vec::with_capacity(view.n);
         for (i, r) in refs.iter().enumerate() {
             texts.push(std::str::from_utf8(unsafe { r.as_bytes() }).map_err(|e| format!("row {i}: {e}"))?);
@@ -89,8 +91,11 @@ unsafe fn examples<'a>(view: &'a BatchView) -> Result<ExamplesRef<'a>, String> {
         if view.n > 0 && (view.data.is_null() || view.width == 0) {
             return Err("dense rows without data".into());
         }
-        let data =
-            if view.n == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(view.data, view.n * view.width) } };
+        let data = if view.n == 0 {
+            &[][..]
+        } else {
+            unsafe { std::slice::from_raw_parts(view.data, view.n * view.width) }
+        };
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
             return Err(format!("row {} holds a non-finite value", i / view.width));
         }
@@ -188,17 +193,21 @@ pub fn input_loss_grad_autograd(
     let input = Var::from_tensor(&model.encode(x)?)?;
     let logits = model.forward(input.as_tensor(), Mode::EVAL)?;
     let y = Tensor::from_slice(labels, labels.len(), model.device())?;
-    let per_row = candle_nn::ops::log_softmax(&logits, D::Minus1)?
-        .gather(&y.unsqueeze(1)?, 1)?
-        .squeeze(1)?
-        .neg()?;
+    let per_row =
+        candle_nn::ops::log_softmax(&logits, D::Minus1)?.gather(&y.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
     let grads = per_row.sum_all()?.backward()?;
     let g = grads.get(input.as_tensor()).ok_or_else(|| crate::Error::msg("no gradient reached the input"))?;
     Ok((per_row.to_vec1::<f32>()?, g.flatten_all()?.to_vec1::<f32>()?))
 }
 
 /// Text: per-row loss (from `predict`) and the model's per-word saliency.
-fn text_saliency(o: &Oracle<'_>, view: &BatchView, loss: *mut f32, grad: *mut f32, grad_len: usize) -> Result<(), String> {
+fn text_saliency(
+    o: &Oracle<'_>,
+    view: &BatchView,
+    loss: *mut f32,
+    grad: *mut f32,
+    grad_len: usize,
+) -> Result<(), String> {
     let ExamplesRef::Text(texts) = (unsafe { examples(view) })? else { unreachable!("text view") };
     let width = texts.iter().map(|t| t.split_whitespace().count()).max().unwrap_or(0);
     if grad_len != view.n * width || (view.n > 0 && loss.is_null()) {
@@ -225,9 +234,16 @@ fn text_saliency(o: &Oracle<'_>, view: &BatchView, loss: *mut f32, grad: *mut f3
     Ok(())
 }
 
-extern "C" fn similarity(ctx: *mut c_void, a: *const StrRef, b: *const StrRef, n: usize, out: *mut f32) -> Status {
+extern "C" fn similarity(
+    ctx: *mut c_void,
+    a: *const StrRef,
+    b: *const StrRef,
+    n: usize,
+    out: *mut f32,
+) -> Status {
     guarded(ctx, |o| {
-        let encoder = o.encoder.ok_or("this pipeline names no sentence encoder ([model] encoder = \"...\")")?;
+        let encoder =
+            o.encoder.ok_or("this pipeline names no sentence encoder ([model] encoder = \"...\")")?;
         if n == 0 {
             return Ok(());
         }

@@ -35,7 +35,9 @@ impl SearchPath {
         dirs.push(PathBuf::from("target/debug"));
         let mut unique: Vec<PathBuf> = Vec::new();
         for d in dirs {
-            let same = |u: &PathBuf| u == &d || (u.canonicalize().ok().is_some() && u.canonicalize().ok() == d.canonicalize().ok());
+            let same = |u: &PathBuf| {
+                u == &d || (u.canonicalize().ok().is_some() && u.canonicalize().ok() == d.canonicalize().ok())
+            };
             if !unique.iter().any(same) {
                 unique.push(d);
             }
@@ -124,5 +126,7 @@ fn is_candidate(dir: &Path, path: &Path) -> bool {
     let is_lib = path.extension().is_some_and(|e| e == std::env::consts::DLL_EXTENSION);
     let file = path.file_name().and_then(|f| f.to_str()).unwrap_or("");
     let in_deps = dir.file_name().is_some_and(|d| d == "deps");
-    is_lib && path.is_file() && (!in_deps || file.starts_with(&format!("{}tempered_", std::env::consts::DLL_PREFIX)))
+    is_lib
+        && path.is_file()
+        && (!in_deps || file.starts_with(&format!("{}tempered_", std::env::consts::DLL_PREFIX)))
 }

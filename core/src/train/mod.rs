@@ -178,18 +178,21 @@ pub fn fit(
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9));
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut rng);
-        let mut progress = Progress::new(&format!("{} epoch {epoch}/{}", state.phase, fit.epochs), batches as u64);
+        let mut progress =
+            Progress::new(&format!("{} epoch {epoch}/{}", state.phase, fit.epochs), batches as u64);
         let mut total = 0.0f64;
         for (b, chunk) in order.chunks(fit.batch_size.max(1)).enumerate() {
             let batch = data.train.select(chunk);
-            let clean = cross_entropy(&model.forward(&model.encode(&batch.x.view())?, Mode::TRAIN)?, &batch.y)?;
+            let clean =
+                cross_entropy(&model.forward(&model.encode(&batch.x.view())?, Mode::TRAIN)?, &batch.y)?;
             let loss = match adversary.as_deref_mut() {
                 Some(adv) if adversarial => {
                     let k = ((chunk.len() as f64 * fit.share).ceil() as usize).clamp(1, chunk.len());
                     let part = batch.select(&(0..k).collect::<Vec<_>>());
                     let batch_seed = seed ^ ((epoch as u64) << 32) ^ b as u64;
                     let x_adv = adv.generate(model, &part.x, &part.y, batch_seed)?;
-                    let adv_loss = cross_entropy(&model.forward(&model.encode(&x_adv.view())?, Mode::TRAIN)?, &part.y)?;
+                    let adv_loss =
+                        cross_entropy(&model.forward(&model.encode(&x_adv.view())?, Mode::TRAIN)?, &part.y)?;
                     ((clean * (1.0 - w))? + (adv_loss * w)?)?
                 }
                 _ => clean,
@@ -210,8 +213,14 @@ pub fn fit(
             }
             _ => val_loss,
         };
-        let entry =
-            EpochLog { epoch, train_loss: total / batches.max(1) as f64, validation_loss: val_loss, validation_accuracy: val_acc, objective, seconds };
+        let entry = EpochLog {
+            epoch,
+            train_loss: total / batches.max(1) as f64,
+            validation_loss: val_loss,
+            validation_accuracy: val_acc,
+            objective,
+            seconds,
+        };
         tracing::info!(
             "{} epoch {epoch}: train loss {:.4}, validation loss {val_loss:.4}, accuracy {:.2}%, objective {objective:.4} ({seconds:.1} s)",
             state.phase,
@@ -233,7 +242,11 @@ pub fn fit(
         }
         save_atomically(model, &checkpoints.last())?;
         if fit.patience > 0 && state.bad_epochs >= fit.patience {
-            tracing::info!("{}: no better validation objective for {} epochs, stopping", state.phase, fit.patience);
+            tracing::info!(
+                "{}: no better validation objective for {} epochs, stopping",
+                state.phase,
+                fit.patience
+            );
             break;
         }
         checkpoints.write_state(&state)?;
@@ -298,8 +311,9 @@ mod tests {
         // An uninterrupted 4-epoch run, for reference.
         let full_dir = dir.join("full");
         std::fs::create_dir_all(&full_dir).unwrap();
-        let full = fit(&model(), &data, &fit_cfg(4), None, 9, &Checkpoints { dir: full_dir, phase: "clean".into() })
-            .unwrap();
+        let full =
+            fit(&model(), &data, &fit_cfg(4), None, 9, &Checkpoints { dir: full_dir, phase: "clean".into() })
+                .unwrap();
         assert!(full.log.last().unwrap().validation_accuracy > 0.9, "{:?}", full.log);
 
         // The same run, "killed" after epoch 2: its state says unfinished, its last

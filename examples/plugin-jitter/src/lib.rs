@@ -29,7 +29,8 @@ pub struct Jitter {
 impl Attack for Jitter {
     type Params = JitterParams;
     const NAME: &'static str = "jitter";
-    const DESCRIPTION: &'static str = "random uniform noise in an L-inf ball; keeps the draw the model likes least";
+    const DESCRIPTION: &'static str =
+        "random uniform noise in an L-inf ball; keeps the draw the model likes least";
 
     fn new(params: JitterParams) -> Result<Self> {
         if !(params.epsilon >= 0.0 && params.epsilon.is_finite()) {
