@@ -37,6 +37,7 @@ pub struct RunOptions {
 }
 
 /// What a finished run leaves behind.
+#[derive(Debug)]
 pub struct Finished {
     pub dir: PathBuf,
     pub metrics: Metrics,
