@@ -98,7 +98,8 @@ fn held_out_checks(m: &Metrics) -> Vec<Check> {
             } else if trained_gain {
                 warn(format!(
                     "Held-out attack `{id}`: robust accuracy {change} while trained-against \
-                     attacks improved: suspect gradient masking."
+                     attacks improved: the robustness does not carry over to this threat model \
+                     (or the gain is gradient masking)."
                 ))
             } else {
                 warn(format!("Held-out attack `{id}`: robust accuracy {change}: no gain."))
