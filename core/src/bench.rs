@@ -167,3 +167,116 @@ impl Adversary for BenchAdversary<'_> {
         Ok(self.handle.perturb(model, x, y, BatchContext { seed, ..self.ctx })?.examples)
     }
 }
+
+/// What [`audio`] measured: waveforms per second, clean and adversarial.
+#[derive(Debug, Clone)]
+pub struct AudioBenchResult {
+    pub threads: usize,
+    pub train_examples: usize,
+    pub width: usize,
+    pub params: usize,
+    pub batch_size: usize,
+    pub clean_per_sec: f64,
+    pub adversarial_per_sec: f64,
+    pub steps: u64,
+    /// Clean test accuracy after the clean epochs.
+    pub test_accuracy: f64,
+    pub attack: String,
+}
+
+impl AudioBenchResult {
+    pub fn ratio(&self) -> f64 {
+        self.clean_per_sec / self.adversarial_per_sec
+    }
+}
+
+/// Times `epochs` clean epochs of the pipeline's M5 on its train split, then `epochs`
+/// PGD-AT epochs (adversarial weight 0.5, every example attacked) against the pipeline's
+/// `attack_id` with `overrides` applied to its params (e.g. `steps = 10, snr_db = 30`),
+/// through the real plugin, with the pipeline's batch size.
+pub fn audio(
+    pipeline: &Pipeline,
+    attack_id: &str,
+    overrides: &serde_json::Map<String, serde_json::Value>,
+    epochs: usize,
+) -> Result<AudioBenchResult> {
+    use crate::model::Classifier;
+    let Spec::Audio(spec) = &pipeline.spec else {
+        return Err(Error::msg("bench::audio measures audio pipelines"));
+    };
+    let data = crate::data::audio::load(&spec.data, &pipeline.base_dir, pipeline.seed())?;
+    let width = data.length;
+    let split = |s: &crate::data::audio::AudioSplit| crate::data::Labelled {
+        x: crate::data::Examples::Dense { data: s.x.clone(), width },
+        y: s.y.clone(),
+    };
+    let dataset = Dataset {
+        n_classes: data.classes.len(),
+        train: split(&data.train),
+        validation: split(&data.validation),
+        test: split(&data.test),
+    };
+    let device = engine::device(spec.pipeline.device)?;
+    let model = crate::model::audio::M5::new(&spec.model, width, data.classes.len(), pipeline.seed(), &device)?;
+    let tmp = std::env::temp_dir().join(format!("tempered-bench-audio-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let fit = |adversarial_weight: f64| Fit {
+        epochs,
+        batch_size: spec.train.batch_size,
+        lr: spec.train.lr,
+        weight_decay: spec.train.weight_decay,
+        patience: 0,
+        adversarial_weight,
+        share: 1.0,
+        clean_epochs: 0,
+        validation_attack_examples: 0,
+    };
+    let epoch_seconds = |s: &train::TrainState| s.log.iter().map(|e| e.seconds).sum::<f64>();
+    let n = dataset.train.len() as f64;
+    let ck = Checkpoints { dir: tmp.clone(), phase: "bench-clean".into() };
+    let clean = train::fit(&model, &dataset, &fit(0.0), None, pipeline.seed(), &ck)?;
+    let clean_rate = n * epochs as f64 / epoch_seconds(&clean);
+    let (pred, _) = evaluate::predict(&model, &dataset.test.x, 256)?;
+    let right = pred.iter().zip(&dataset.test.y).filter(|(p, y)| p == y).count();
+    let test_accuracy = right as f64 / dataset.test.len().max(1) as f64;
+
+    let config = spec
+        .attacks
+        .iter()
+        .find(|a| a.id == attack_id)
+        .ok_or_else(|| Error::msg(format!("the pipeline has no [[attack]] `{attack_id}`")))?;
+    let mut params = serde_json::to_value(&config.params).expect("TOML is JSON");
+    if let Some(p) = params.as_object_mut() {
+        p.extend(overrides.clone());
+    }
+    let steps = params.get("steps").and_then(|s| s.as_u64()).unwrap_or(10);
+    let plugin = engine::load_plugin(pipeline, config)?;
+    let handle = plugin.create(&config.attack, &params)?;
+    let mut adversary = BenchAdversary {
+        handle,
+        ctx: BatchContext {
+            modality: tempered_plugin::Modality::Audio,
+            schema: None,
+            sample_rate: data.sample_rate,
+            seed: 0,
+            query_budget: None,
+            encoder: None,
+        },
+    };
+    let ck = Checkpoints { dir: tmp.clone(), phase: "bench-adversarial".into() };
+    let adv = train::fit(&model, &dataset, &fit(0.5), Some(&mut adversary), pipeline.seed(), &ck)?;
+    let adv_rate = n * epochs as f64 / epoch_seconds(&adv);
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(AudioBenchResult {
+        threads: candle_core::utils::get_num_threads(),
+        train_examples: dataset.train.len(),
+        width,
+        params: crate::model::n_params(&model as &dyn Classifier),
+        batch_size: spec.train.batch_size,
+        clean_per_sec: clean_rate,
+        adversarial_per_sec: adv_rate,
+        steps,
+        test_accuracy,
+        attack: format!("{}/{} {}", config.plugin, config.attack, params),
+    })
+}

@@ -47,6 +47,10 @@ enum Command {
         epsilon: f64,
         #[arg(long, default_value_t = 3)]
         epochs: usize,
+        /// Audio pipelines (e.g. pipelines/speech.toml): the PGD attack's SNR budget in dB
+        /// (replaces --epsilon there).
+        #[arg(long, default_value_t = 30.0)]
+        snr_db: f64,
     },
     /// List the plugins found, their ABI versions and attacks, and where they were looked for.
     Plugins {
@@ -102,8 +106,11 @@ fn execute(command: Command) -> Result<(), tempered_core::Error> {
             );
             Ok(())
         }
-        Command::Bench { pipeline, attack, steps, epsilon, epochs } => {
+        Command::Bench { pipeline, attack, steps, epsilon, epochs, snr_db } => {
             let p = Pipeline::load(&pipeline)?;
+            if p.spec.modality() == tempered_plugin::Modality::Audio {
+                return bench_audio(&p, &pipeline, &attack, steps, snr_db, epochs);
+            }
             let mut overrides = serde_json::Map::new();
             overrides.insert("steps".into(), steps.into());
             overrides.insert("epsilon".into(), epsilon.into());
@@ -158,4 +165,26 @@ fn list_plugins(search: &SearchPath) {
     }
     // A closed pipe (`tempered plugins | head`) is not an error worth a panic.
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), s.as_bytes());
+}
+
+fn bench_audio(p: &Pipeline, file: &std::path::Path, attack: &str, steps: u32, snr_db: f64, epochs: usize) -> tempered_core::Result<()> {
+    let mut overrides = serde_json::Map::new();
+    overrides.insert("steps".into(), steps.into());
+    overrides.insert("snr_db".into(), snr_db.into());
+    let r = tempered_core::bench::audio(p, attack, &overrides, epochs)?;
+    println!(
+        "tempered bench · {} · M5 ({} parameters) · {} samples · batch {} · {} train waveforms · {} thread(s)",
+        file.display(),
+        r.params,
+        r.width,
+        r.batch_size,
+        r.train_examples,
+        r.threads
+    );
+    println!("  adversarial examples: {}", r.attack);
+    println!("  clean epoch        {:>10.1} waveforms/s", r.clean_per_sec);
+    println!("  PGD-{} epoch        {:>10.1} waveforms/s", r.steps, r.adversarial_per_sec);
+    println!("  ratio clean/PGD    {:>10.2}  (goal ≤ 1.1 × (k + 1) = {:.1})", r.ratio(), 1.1 * (r.steps + 1) as f64);
+    println!("  test accuracy      {:>10.3}  (after {epochs} clean epochs)", r.test_accuracy);
+    Ok(())
 }

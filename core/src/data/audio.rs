@@ -583,12 +583,15 @@ pub fn decode_wav(bytes: &[u8], opts: &ReadOptions) -> Result<Wav, String> {
     if bytes.is_empty() {
         return Err("empty file (0 bytes), not a wav file".into());
     }
+    if bytes.len() >= 4 && &bytes[..4] != b"RIFF" {
+        return Err("not a valid wav file: it does not start with a RIFF header".into());
+    }
     let mut reader = hound::WavReader::new(std::io::Cursor::new(bytes)).map_err(|e| match e {
-        hound::Error::FormatError(m) => format!("not a valid wav file: {m}"),
-        hound::Error::Unsupported => "unsupported wav encoding (Tempered reads 8/16/24/32-bit integer and 32-bit float PCM)".into(),
-        hound::Error::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            "truncated or not a wav file: the header ends early".into()
+        hound::Error::Unsupported => {
+            "unsupported wav encoding (Tempered reads 8/16/24/32-bit integer and 32-bit float PCM)".into()
         }
+        // hound reports a header cut short as an I/O error "Failed to read enough bytes".
+        hound::Error::IoError(_) => format!("truncated or not a wav file: the header ends early ({e})"),
         other => format!("not a valid wav file: {other}"),
     })?;
     let spec = reader.spec();
@@ -773,7 +776,7 @@ mod tests {
         assert!(read_wav(&empty, &OPTS).unwrap_err().contains("empty file"));
         let text = dir.path().join("text.wav");
         std::fs::write(&text, b"this is not a wav file at all, just some text").unwrap();
-        assert!(read_wav(&text, &OPTS).unwrap_err().contains("not a valid wav"));
+        assert!(read_wav(&text, &OPTS).unwrap_err().contains("not a valid wav file"));
         let good = dir.path().join("good.wav");
         write(&good, spec(1, 8000, 16, false), |w| (0..1000).for_each(|i| w.write_sample(i as i16).unwrap()));
         let bytes = std::fs::read(&good).unwrap();

@@ -271,24 +271,36 @@ pub fn load(cfg: &TextDataConfig, base_dir: &Path, seed: u64) -> Result<TextData
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
     let mut recs = records(bytes, cfg.delimiter_byte()).map_err(bad)?.into_iter();
     let header = recs.next().ok_or_else(|| bad("the file is empty (no header row)".into()))?;
-    let names: Vec<String> = header.fields.iter().map(|f| String::from_utf8_lossy(f).trim().to_owned()).collect();
+    let names: Vec<String> =
+        header.fields.iter().map(|f| String::from_utf8_lossy(f).trim().to_owned()).collect();
     let col = |name: &str| {
         names.iter().position(|n| n == name).ok_or_else(|| {
-            bad(format!("no column `{name}`; the header has {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")))
+            bad(format!(
+                "no column `{name}`; the header has {}",
+                names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+            ))
         })
     };
     let (label_col, text_col) = (col(&cfg.label)?, col(&cfg.text)?);
 
-    let mut rows: Vec<(String, String, usize)> = Vec::new();
+    let mut rows: Vec<(String, String, usize, usize)> = Vec::new();
     for (k, rec) in recs.enumerate() {
         let row = k + 1;
         let at = format!("row {row} (line {})", rec.line);
         if rec.fields.len() != names.len() {
-            return Err(bad(format!("{at}: {} fields, but the header has {}", rec.fields.len(), names.len())));
+            return Err(bad(format!(
+                "{at}: {} fields, but the header has {}",
+                rec.fields.len(),
+                names.len()
+            )));
         }
         let field = |c: usize, name: &str| {
-            String::from_utf8(rec.fields[c].clone())
-                .map_err(|e| bad(format!("{at}: column `{name}` is not valid UTF-8 (byte {})", e.utf8_error().valid_up_to())))
+            String::from_utf8(rec.fields[c].clone()).map_err(|e| {
+                bad(format!(
+                    "{at}: column `{name}` is not valid UTF-8 (byte {})",
+                    e.utf8_error().valid_up_to()
+                ))
+            })
         };
         let label = field(label_col, &cfg.label)?.trim().to_owned();
         let text = field(text_col, &cfg.text)?;
@@ -298,7 +310,7 @@ pub fn load(cfg: &TextDataConfig, base_dir: &Path, seed: u64) -> Result<TextData
         if text.trim().is_empty() {
             return Err(bad(format!("{at}: the text (`{}`) is missing", cfg.text)));
         }
-        rows.push((label, text, row));
+        rows.push((label, text, row, rec.line));
     }
     if rows.is_empty() {
         return Err(bad("the file has a header but no rows".into()));
@@ -307,7 +319,8 @@ pub fn load(cfg: &TextDataConfig, base_dir: &Path, seed: u64) -> Result<TextData
     let classes = match &cfg.classes {
         Some(c) => c.clone(),
         None => {
-            let mut found: Vec<String> = rows.iter().map(|r| r.0.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+            let mut found: Vec<String> =
+                rows.iter().map(|r| r.0.clone()).collect::<BTreeSet<_>>().into_iter().collect();
             sort_labels(&mut found);
             found
         }
@@ -317,10 +330,10 @@ pub fn load(cfg: &TextDataConfig, base_dir: &Path, seed: u64) -> Result<TextData
     }
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes.len()];
     let mut y_all = Vec::with_capacity(rows.len());
-    for (i, (label, _, row)) in rows.iter().enumerate() {
+    for (i, (label, _, row, line)) in rows.iter().enumerate() {
         let c = classes.iter().position(|c| c == label).ok_or_else(|| {
             bad(format!(
-                "row {row}: unknown label `{label}` in column `{}` (classes: {})",
+                "row {row} (line {line}): unknown label `{label}` in column `{}` (classes: {})",
                 cfg.label,
                 classes.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
             ))
@@ -356,7 +369,8 @@ pub fn load(cfg: &TextDataConfig, base_dir: &Path, seed: u64) -> Result<TextData
         };
         let mut rest = rest;
         rest.shuffle(&mut rng);
-        let nv = ((rest.len() as f64 * cfg.split.validation).round() as usize).min(rest.len().saturating_sub(1));
+        let nv =
+            ((rest.len() as f64 * cfg.split.validation).round() as usize).min(rest.len().saturating_sub(1));
         let validation = rest.split_off(rest.len() - nv);
         if rest.is_empty() {
             return Err(bad(format!("class `{}` has no rows left for train", classes[c])));
@@ -397,7 +411,9 @@ fn subsample(idx: &mut Vec<usize>, y: &[u32], n_classes: usize, limit: usize, rn
     let exact: Vec<f64> = by_class.iter().map(|m| m.len() as f64 * limit as f64 / total).collect();
     let mut take: Vec<usize> = exact.iter().map(|e| e.floor() as usize).collect();
     let mut order: Vec<usize> = (0..n_classes).collect();
-    order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| {
+        (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())).then(a.cmp(&b))
+    });
     let mut left = limit - take.iter().sum::<usize>();
     for &c in order.iter().cycle().take(n_classes * 2) {
         if left == 0 {
@@ -506,7 +522,9 @@ mod tests {
 
     #[test]
     fn bad_rows_are_errors_naming_the_row() {
-        let e = err("unknown", b"label,text\n0,fine\n1,ok\n2,what\n", |c| c.classes = Some(vec!["0".into(), "1".into()]));
+        let e = err("unknown", b"label,text\n0,fine\n1,ok\n2,what\n", |c| {
+            c.classes = Some(vec!["0".into(), "1".into()])
+        });
         assert!(e.contains("row 3 (line 4)") || e.contains("row 3"), "{e}");
         assert!(e.contains("unknown label `2`"), "{e}");
         let e = err("missing", b"label,text\n0,fine\n1,\n", |_| {});

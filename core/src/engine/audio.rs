@@ -21,7 +21,8 @@ pub(super) fn prepare(
 ) -> Result<Task> {
     let data = audio::load(&spec.data, &pipeline.base_dir, pipeline.seed())?;
     let width = data.length;
-    let split = |s: &audio::AudioSplit| Labelled { x: Examples::Dense { data: s.x.clone(), width }, y: s.y.clone() };
+    let split =
+        |s: &audio::AudioSplit| Labelled { x: Examples::Dense { data: s.x.clone(), width }, y: s.y.clone() };
     let dataset = Dataset {
         n_classes: data.classes.len(),
         train: split(&data.train),
@@ -41,7 +42,11 @@ pub(super) fn prepare(
     if !data.skipped.is_empty() {
         let first: Vec<String> =
             data.skipped.iter().take(5).map(|(p, why)| format!("{}: {why}", p.display())).collect();
-        tracing::warn!("skipped {} bad files (on_bad_file = \"skip\"): {}", data.skipped.len(), first.join("; "));
+        tracing::warn!(
+            "skipped {} bad files (on_bad_file = \"skip\"): {}",
+            data.skipped.len(),
+            first.join("; ")
+        );
     }
     if data.resampled_files > 0 {
         tracing::info!("resampled {} files to {} Hz", data.resampled_files, data.sample_rate);
@@ -70,7 +75,9 @@ fn save_samples(task: &Task, dir: &Path, label: &str, samples: &[Sample]) -> Res
     let dir = dir.join(super::sanitize(label));
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     for s in samples {
-        let (Examples::Dense { data: clean, .. }, Examples::Dense { data: adv, .. }) = (&s.original, &s.adversarial) else {
+        let (Examples::Dense { data: clean, .. }, Examples::Dense { data: adv, .. }) =
+            (&s.original, &s.adversarial)
+        else {
             continue;
         };
         let stem = sample_stem(s);
@@ -89,8 +96,12 @@ fn sample_stem(s: &Sample) -> String {
 /// 32-bit float mono: exactly the samples the model saw (16-bit PCM would round away much of
 /// a 40–50 dB perturbation of a quiet clip). Every common player reads it.
 pub fn write_wav(path: &Path, samples: &[f32], sample_rate: u32) -> Result<()> {
-    let spec =
-        hound::WavSpec { channels: 1, sample_rate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
     let fail = |e: hound::Error| Error::msg(format!("{}: cannot write wav: {e}", path.display()));
     let mut w = hound::WavWriter::create(path, spec).map_err(fail)?;
     for &v in samples {
@@ -105,7 +116,8 @@ fn render_samples(_task: &Task, label: &str, samples: &[Sample]) -> String {
         "Listen: clean and adversarial wav pairs in `{folder}/`.\n\n| example | true class | prediction (adversarial) | p(true) before → after | SNR (dB) | L∞ | files |\n|---|---|---|---|---|---|---|\n"
     );
     for sample in samples {
-        let (Examples::Dense { data: a, .. }, Examples::Dense { data: b, .. }) = (&sample.original, &sample.adversarial)
+        let (Examples::Dense { data: a, .. }, Examples::Dense { data: b, .. }) =
+            (&sample.original, &sample.adversarial)
         else {
             continue;
         };

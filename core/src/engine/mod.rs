@@ -370,9 +370,17 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
                 .find(|s| s.attack_id == id)
                 .map(|s| s.budget_unit.clone())
                 .unwrap_or_default();
+            // Audio: robust accuracy against the SNR budget; elsewhere: attack success rate.
+            let robust = modality == Modality::Audio;
+            let value: fn(&SweepPoint) -> f64 = if robust { |s| s.robust_accuracy } else { |s| s.success_rate };
+            let (title, y_label) = if robust {
+                (format!("Robust accuracy under `{id}` against its budget"), "robust accuracy")
+            } else {
+                (format!("Attack success rate of `{id}` against its budget"), "attack success rate")
+            };
             let mut series = Vec::new();
             for phase in [Phase::Before, Phase::After] {
-                let points = metrics.sweep_series(&id, phase, |s| s.success_rate);
+                let points = metrics.sweep_series(&id, phase, value);
                 if !points.is_empty() {
                     series.push((format!("{phase}"), points));
                 }
@@ -382,12 +390,12 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
             let file = format!("plots/sweep-{}.png", sanitize(&id));
             report::plots::sweep(
                 dir.path.join(&file),
-                &format!("Attack success rate of `{id}` against its budget"),
+                &title,
                 &unit,
-                "attack success rate",
+                y_label,
                 &refs,
             )?;
-            plots.push(("Attack success rate against the budget", file));
+            plots.push((if robust { "Robust accuracy against the budget" } else { "Attack success rate against the budget" }, file));
         }
     }
     if !plots.is_empty() {

@@ -34,8 +34,12 @@ pub(super) fn prepare(
     let data = text::load(&spec.data, &pipeline.base_dir, seed)?;
     let n_classes = data.classes.len();
     let split = |s: &text::Split| Labelled { x: Examples::Text(s.texts.clone()), y: s.y.clone() };
-    let dataset =
-        Dataset { n_classes, train: split(&data.train), validation: split(&data.validation), test: split(&data.test) };
+    let dataset = Dataset {
+        n_classes,
+        train: split(&data.train),
+        validation: split(&data.validation),
+        test: split(&data.test),
+    };
     tracing::info!(
         "{}: {} classes ({}); train {}, validation {}, test {}",
         data.path.display(),
@@ -57,7 +61,10 @@ pub(super) fn prepare(
             };
             let words = vocab.len();
             let m = WordCnn::new(&spec.model, vocab, n_classes, seed, device)?;
-            tracing::info!("word-CNN: {words} words in the vocabulary, {} parameters", crate::model::n_params(&m));
+            tracing::info!(
+                "word-CNN: {words} words in the vocabulary, {} parameters",
+                crate::model::n_params(&m)
+            );
             Box::new(m)
         }
         TextModelKind::Bert => {
@@ -100,10 +107,13 @@ fn tsv_field(s: &str) -> String {
 
 /// `samples/<label>.tsv`: the original and adversarial text of each kept example.
 fn save_samples(_task: &Task, dir: &Path, label: &str, samples: &[Sample]) -> Result<()> {
-    let mut out =
-        String::from("example\tclass\tp_class_before\tp_class_after\tpredicted_after\twords_changed\toriginal\tadversarial\n");
+    let mut out = String::from(
+        "example\tclass\tp_class_before\tp_class_after\tpredicted_after\twords_changed\toriginal\tadversarial\n",
+    );
     for s in samples {
-        let (Some(a), Some(b)) = (texts(&s.original).first(), texts(&s.adversarial).first()) else { continue };
+        let (Some(a), Some(b)) = (texts(&s.original).first(), texts(&s.adversarial).first()) else {
+            continue;
+        };
         let _ = writeln!(
             out,
             "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
@@ -139,7 +149,8 @@ fn md(s: &str) -> String {
 
 /// The adversarial text with each swap shown as `~~old~~ **new**`.
 pub fn mark_swaps(original: &str, adversarial: &str) -> String {
-    let (a, b): (Vec<&str>, Vec<&str>) = (original.split_whitespace().collect(), adversarial.split_whitespace().collect());
+    let (a, b): (Vec<&str>, Vec<&str>) =
+        (original.split_whitespace().collect(), adversarial.split_whitespace().collect());
     if a.len() != b.len() {
         return format!("~~{}~~ **{}**", md(original), md(adversarial));
     }
@@ -151,9 +162,13 @@ pub fn mark_swaps(original: &str, adversarial: &str) -> String {
 }
 
 fn render_samples(_task: &Task, _label: &str, samples: &[Sample]) -> String {
-    let mut s = String::from("| example | class | p(class) before → after | adversarial text (~~original~~ **swap**) |\n|---|---|---|---|\n");
+    let mut s = String::from(
+        "| example | class | p(class) before → after | adversarial text (~~original~~ **swap**) |\n|---|---|---|---|\n",
+    );
     for sample in samples {
-        let (Some(a), Some(b)) = (texts(&sample.original).first(), texts(&sample.adversarial).first()) else { continue };
+        let (Some(a), Some(b)) = (texts(&sample.original).first(), texts(&sample.adversarial).first()) else {
+            continue;
+        };
         let _ = writeln!(
             s,
             "| {} | {} | {:.3} → {:.3} | {} |",
@@ -188,7 +203,13 @@ impl Recorder {
         Ok(Self { dir, base: base_seed, epoch: 0, started: HashSet::new() })
     }
 
-    pub fn record(&mut self, seed: u64, original: &Examples, y: &[u32], adversarial: &Examples) -> Result<()> {
+    pub fn record(
+        &mut self,
+        seed: u64,
+        original: &Examples,
+        y: &[u32],
+        adversarial: &Examples,
+    ) -> Result<()> {
         let epoch = (seed ^ self.base) >> 32;
         let name = if epoch == 0 {
             format!("epoch-{}-validation.tsv", self.epoch)
@@ -296,7 +317,10 @@ mod tests {
         r.record(base ^ (2 << 32) ^ 4, &x, &[1], &x).unwrap();
         r.record(base ^ 0xA11CE, &x, &[0], &z).unwrap();
         let e2 = std::fs::read_to_string(dir.join("adversarial-training/epoch-2.tsv")).unwrap();
-        assert_eq!(e2, "class\twords_changed\toriginal\tadversarial\n1\t1\ta good film\ta decent film\n1\t0\ta good film\ta good film\n");
+        assert_eq!(
+            e2,
+            "class\twords_changed\toriginal\tadversarial\n1\t1\ta good film\ta decent film\n1\t0\ta good film\ta good film\n"
+        );
         assert!(dir.join("adversarial-training/epoch-2-validation.tsv").is_file());
     }
 }

@@ -47,12 +47,24 @@ impl Judge for AudioJudge {
         "snr_db"
     }
 
-    fn measure(&self, original: &Examples, adversarial: &Examples, i: usize, params: &serde_json::Value) -> Measure {
-        let (Examples::Dense { data: a, width }, Examples::Dense { data: b, width: w2 }) = (original, adversarial) else {
+    fn measure(
+        &self,
+        original: &Examples,
+        adversarial: &Examples,
+        i: usize,
+        params: &serde_json::Value,
+    ) -> Measure {
+        let (Examples::Dense { data: a, width }, Examples::Dense { data: b, width: w2 }) =
+            (original, adversarial)
+        else {
             return Measure { violations: 1, notes: vec!["not a waveform".into()], ..Default::default() };
         };
         if width != w2 || b.len() < (i + 1) * width {
-            return Measure { violations: 1, notes: vec![format!("waveform of {w2} samples, expected {width}")], ..Default::default() };
+            return Measure {
+                violations: 1,
+                notes: vec![format!("waveform of {w2} samples, expected {width}")],
+                ..Default::default()
+            };
         }
         let (x, z) = (&a[i * width..(i + 1) * width], &b[i * width..(i + 1) * width]);
         let mut m = Measure::default();
@@ -90,7 +102,10 @@ mod tests {
     use serde_json::json;
 
     fn rows(x: &[f32], z: &[f32]) -> (Examples, Examples) {
-        (Examples::Dense { data: x.to_vec(), width: x.len() }, Examples::Dense { data: z.to_vec(), width: z.len() })
+        (
+            Examples::Dense { data: x.to_vec(), width: x.len() },
+            Examples::Dense { data: z.to_vec(), width: z.len() },
+        )
     }
 
     #[test]

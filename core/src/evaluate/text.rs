@@ -44,11 +44,14 @@ fn paths(params: &serde_json::Value, key: &str) -> Vec<String> {
 fn read_lists(stopwords: &[String], antonyms: &[String]) -> Lists {
     let mut lists = Lists::default();
     let read = |p: &str, what: &str| {
-        std::fs::read_to_string(p).map_err(|e| format!("cannot read the {what} file {p} to check the attack: {e}"))
+        std::fs::read_to_string(p)
+            .map_err(|e| format!("cannot read the {what} file {p} to check the attack: {e}"))
     };
     for p in stopwords {
         match read(p, "stop-word") {
-            Ok(text) => lists.stopwords.extend(text.lines().map(|l| l.trim().to_lowercase()).filter(|l| !l.is_empty())),
+            Ok(text) => lists
+                .stopwords
+                .extend(text.lines().map(|l| l.trim().to_lowercase()).filter(|l| !l.is_empty())),
             Err(e) => lists.error = Some(e),
         }
     }
@@ -84,12 +87,19 @@ impl Judge for TextJudge {
         "% words"
     }
 
-    fn measure(&self, original: &Examples, adversarial: &Examples, i: usize, params: &serde_json::Value) -> Measure {
+    fn measure(
+        &self,
+        original: &Examples,
+        adversarial: &Examples,
+        i: usize,
+        params: &serde_json::Value,
+    ) -> Measure {
         let (Examples::Text(a), Examples::Text(b)) = (original, adversarial) else {
             return Measure { violations: 1, notes: vec!["not a text".into()], ..Default::default() };
         };
         let lists = self.lists(params);
-        let (x, z): (Vec<&str>, Vec<&str>) = (a[i].split_whitespace().collect(), b[i].split_whitespace().collect());
+        let (x, z): (Vec<&str>, Vec<&str>) =
+            (a[i].split_whitespace().collect(), b[i].split_whitespace().collect());
         let mut m = Measure::default();
         let mut fail = |note: String| {
             m.violations += 1;
@@ -115,7 +125,10 @@ impl Judge for TextJudge {
         let ratio = params.get("max_change_ratio").and_then(|v| v.as_f64()).unwrap_or(0.2);
         let allowed = (x.len() as f64 * ratio + 1e-9).floor() as usize;
         if changed > allowed {
-            fail(format!("{changed} of {} words changed; max_change_ratio {ratio} allows {allowed}", x.len()));
+            fail(format!(
+                "{changed} of {} words changed; max_change_ratio {ratio} allows {allowed}",
+                x.len()
+            ));
         }
         m.perturbation = if x.is_empty() { 0.0 } else { 100.0 * changed as f64 / x.len() as f64 };
         m.extra = vec![("words_changed", changed as f64)];

@@ -34,7 +34,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{D, DType, Device, Tensor, Var};
+use candle_core::cpu::erf::erf_f32;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, D, DType, Device, Layout, Shape, Tensor, Var};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
@@ -149,10 +150,78 @@ enum Act {
 impl Act {
     fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Act::GeluErf => x.gelu_erf(),
+            Act::GeluErf => gelu_erf(x),
             Act::GeluTanh => x.gelu(),
             Act::Relu => x.relu(),
         }
+    }
+}
+
+/// GELU, erf form (HF's `"gelu"`). On CPU a custom op with a one-pass backward: candle's
+/// own `gelu_erf` is exact too, but its backward is a dozen separate tensor passes (over a
+/// tenth of a fine-tune step's CPU time). Elsewhere candle's op.
+fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        x.contiguous()?.apply_op1(GeluErf)
+    } else {
+        x.gelu_erf()
+    }
+}
+
+fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        _ => candle_core::bail!("gelu: contiguous f32 input expected"),
+    }
+}
+
+struct GeluErf;
+
+impl CustomOp1 for GeluErf {
+    fn name(&self) -> &'static str {
+        "gelu-erf"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s, l)?;
+        let y = x.iter().map(|&v| 0.5 * v * (1.0 + erf_f32(v * std::f32::consts::FRAC_1_SQRT_2))).collect();
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(arg.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &GeluErfGrad)?))
+    }
+}
+
+/// `grad · gelu'(x)`, gelu'(x) = Φ(x) + x φ(x).
+struct GeluErfGrad;
+
+impl CustomOp2 for GeluErfGrad {
+    fn name(&self) -> &'static str {
+        "gelu-erf-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, g) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
+        if x.len() != g.len() {
+            candle_core::bail!("gelu backward: {} values, {} gradients", x.len(), g.len());
+        }
+        const INV_SQRT_2PI: f32 = 0.398_942_3;
+        let out = x
+            .iter()
+            .zip(g)
+            .map(|(&v, &g)| {
+                let cdf = 0.5 * (1.0 + erf_f32(v * std::f32::consts::FRAC_1_SQRT_2));
+                g * (cdf + v * INV_SQRT_2PI * (-0.5 * v * v).exp())
+            })
+            .collect();
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
 
@@ -172,10 +241,13 @@ fn read_config(dir: &Path) -> Result<(HfConfig, Act)> {
     if let Some(t) = cfg.position_embedding_type.as_deref().filter(|t| *t != "absolute") {
         return Err(Error::data(&path, format!("position_embedding_type `{t}` is not supported")));
     }
-    if cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
+    if cfg.hidden_size.checked_rem(cfg.num_attention_heads) != Some(0) {
         return Err(Error::data(
             &path,
-            format!("hidden_size {} is not a multiple of num_attention_heads {}", cfg.hidden_size, cfg.num_attention_heads),
+            format!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                cfg.hidden_size, cfg.num_attention_heads
+            ),
         ));
     }
     let act = match cfg.hidden_act.as_str() {
@@ -245,7 +317,9 @@ impl Weights {
         let prefix = ["", "bert."]
             .into_iter()
             .find(|p| tensors.contains_key(&format!("{p}embeddings.word_embeddings.weight")))
-            .ok_or_else(|| Error::data(&path, "no tensor `embeddings.word_embeddings.weight`: not a BERT checkpoint"))?;
+            .ok_or_else(|| {
+                Error::data(&path, "no tensor `embeddings.word_embeddings.weight`: not a BERT checkpoint")
+            })?;
         Ok(Self { tensors, prefix, path })
     }
 
@@ -260,7 +334,9 @@ impl Weights {
         let alias = name
             .strip_suffix("LayerNorm.weight")
             .map(|s| format!("{}{s}LayerNorm.gamma", self.prefix))
-            .or_else(|| name.strip_suffix("LayerNorm.bias").map(|s| format!("{}{s}LayerNorm.beta", self.prefix)));
+            .or_else(|| {
+                name.strip_suffix("LayerNorm.bias").map(|s| format!("{}{s}LayerNorm.beta", self.prefix))
+            });
         let t = match self.tensors.remove(&full) {
             Some(t) => t,
             None => alias
@@ -268,7 +344,10 @@ impl Weights {
                 .ok_or_else(|| Error::data(&self.path, format!("no tensor `{full}`")))?,
         };
         if t.dims() != shape {
-            return Err(Error::data(&self.path, format!("tensor `{full}` has shape {:?}, expected {shape:?}", t.dims())));
+            return Err(Error::data(
+                &self.path,
+                format!("tensor `{full}` has shape {:?}, expected {shape:?}", t.dims()),
+            ));
         }
         Ok(Param { var: init::insert(map, name, t)?, train })
     }
@@ -302,7 +381,11 @@ struct Param {
 
 impl Param {
     fn get(&self, mode: Mode) -> Tensor {
-        if self.train && mode.param_grads { self.var.as_tensor().clone() } else { self.var.as_tensor().detach() }
+        if self.train && mode.param_grads {
+            self.var.as_tensor().clone()
+        } else {
+            self.var.as_tensor().detach()
+        }
     }
 }
 
@@ -315,7 +398,7 @@ struct Linear {
 impl Linear {
     /// `x`: `[n, in]` → `[n, out]`.
     fn forward(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
-        x.matmul(&self.w.get(mode).t()?)?.broadcast_add(&self.b.get(mode))
+        add_rows(&x.matmul(&self.w.get(mode).t()?)?, &self.b.get(mode))
     }
 }
 
@@ -336,7 +419,28 @@ impl Norm {
 fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
     let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
     let std = (centred.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?;
-    centred.broadcast_div(&std)?.broadcast_mul(w)?.broadcast_add(b)
+    let normed = centred.broadcast_div(&std)?;
+    if x.rank() == 2 && w.track_op() {
+        add_rows(&(normed * rows(w, x.dim(0)?)?)?, b)
+    } else {
+        normed.broadcast_mul(w)?.broadcast_add(b)
+    }
+}
+
+/// `v` (`[d]`) repeated as `n` rows. A tracked `v` is expanded by a matmul with a column
+/// of ones, so that backward sums its gradient over the rows with a matmul too: candle's
+/// sum over a leading dimension (what `broadcast_add` leaves to backward) is ~25× slower.
+fn rows(v: &Tensor, n: usize) -> candle_core::Result<Tensor> {
+    if v.track_op() {
+        Tensor::ones((n, 1), v.dtype(), v.device())?.matmul(&v.unsqueeze(0)?)
+    } else {
+        v.unsqueeze(0)?.broadcast_as((n, v.dim(0)?))
+    }
+}
+
+/// `x + v` for `x: [n, d]` and a bias `v: [d]` (see [`rows`]).
+fn add_rows(x: &Tensor, v: &Tensor) -> candle_core::Result<Tensor> {
+    if v.track_op() { x + rows(v, x.dim(0)?)? } else { x.broadcast_add(v) }
 }
 
 /// Softmax over the last dimension. The max is detached: softmax does not depend on the
@@ -359,7 +463,15 @@ struct Layer {
 
 impl Layer {
     /// `x`: `[b·l, h]`; `bias`: `[b, 1, 1, l]` (0 or −∞ for padding).
-    fn forward(&self, x: &Tensor, bias: &Tensor, b: usize, l: usize, net: &Bert, mode: Mode) -> candle_core::Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        bias: &Tensor,
+        b: usize,
+        l: usize,
+        net: &Bert,
+        mode: Mode,
+    ) -> candle_core::Result<Tensor> {
         let (n, h) = x.dims2()?;
         let heads = net.heads;
         let dh = h / heads;
@@ -402,9 +514,14 @@ impl Bert {
         let (h, eps) = (cfg.hidden_size, cfg.layer_norm_eps);
         let e = train_embeddings;
         let word = weights.take(map, "embeddings.word_embeddings.weight", &[cfg.vocab_size, h], e)?;
-        let position =
-            weights.take(map, "embeddings.position_embeddings.weight", &[cfg.max_position_embeddings, h], e)?;
-        let token_type = weights.take(map, "embeddings.token_type_embeddings.weight", &[cfg.type_vocab_size, h], e)?;
+        let position = weights.take(
+            map,
+            "embeddings.position_embeddings.weight",
+            &[cfg.max_position_embeddings, h],
+            e,
+        )?;
+        let token_type =
+            weights.take(map, "embeddings.token_type_embeddings.weight", &[cfg.type_vocab_size, h], e)?;
         let emb_norm = weights.norm(map, "embeddings.LayerNorm", h, eps, e)?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
@@ -492,14 +609,23 @@ pub struct BertClassifier {
 }
 
 impl BertClassifier {
-    pub fn load(cfg: &BertConfig, base_dir: &Path, n_classes: usize, seed: u64, device: &Device) -> Result<Self> {
+    pub fn load(
+        cfg: &BertConfig,
+        base_dir: &Path,
+        n_classes: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
         cfg.validate().map_err(Error::Config)?;
         let dir = if cfg.path.is_absolute() { cfg.path.clone() } else { base_dir.join(&cfg.path) };
         let (hf, act) = read_config(&dir)?;
         if cfg.max_tokens > hf.max_position_embeddings {
             return Err(Error::data(
                 dir.join("config.json"),
-                format!("max_tokens {} exceeds the model's {} positions", cfg.max_tokens, hf.max_position_embeddings),
+                format!(
+                    "max_tokens {} exceeds the model's {} positions",
+                    cfg.max_tokens, hf.max_position_embeddings
+                ),
             ));
         }
         let n_layers = hf.num_hidden_layers;
@@ -516,7 +642,15 @@ impl BertClassifier {
         let tok = Tok::load(&dir, &hf, cfg.max_tokens)?;
         let mut weights = Weights::load(&dir, device)?;
         let varmap = VarMap::new();
-        let bert = Bert::load(&hf, act, &mut weights, &varmap, first_trained, cfg.train_layers.is_none(), tok.pad_id)?;
+        let bert = Bert::load(
+            &hf,
+            act,
+            &mut weights,
+            &varmap,
+            first_trained,
+            cfg.train_layers.is_none(),
+            tok.pad_id,
+        )?;
         let h = hf.hidden_size;
         let pooler = match cfg.pooling {
             Pooling::Cls if weights.has("pooler.dense.weight") => {
@@ -527,8 +661,14 @@ impl BertClassifier {
         // PyTorch's nn.Linear default: U(±1/√fan_in).
         let bound = 1.0 / (h as f32).sqrt();
         let head = Linear {
-            w: Param { var: init::uniform(&varmap, seed, "classifier.weight", &[n_classes, h], bound, device)?, train: true },
-            b: Param { var: init::uniform(&varmap, seed, "classifier.bias", &[n_classes], bound, device)?, train: true },
+            w: Param {
+                var: init::uniform(&varmap, seed, "classifier.weight", &[n_classes, h], bound, device)?,
+                train: true,
+            },
+            b: Param {
+                var: init::uniform(&varmap, seed, "classifier.bias", &[n_classes], bound, device)?,
+                train: true,
+            },
         };
         let mut params: Vec<&Param> = Vec::new();
         params.extend([&bert.word, &bert.position, &bert.token_type, &bert.emb_norm.w, &bert.emb_norm.b]);
@@ -543,7 +683,17 @@ impl BertClassifier {
         }
         params.extend([&head.w, &head.b]);
         let trainable = params.into_iter().filter(|p| p.train).map(|p| p.var.clone()).collect();
-        Ok(Self { bert, tok, pooling: cfg.pooling, pooler, head, varmap, trainable, n_classes, device: device.clone() })
+        Ok(Self {
+            bert,
+            tok,
+            pooling: cfg.pooling,
+            pooler,
+            head,
+            varmap,
+            trainable,
+            n_classes,
+            device: device.clone(),
+        })
     }
 
     /// Word embeddings `[b, l, h]` and mask `[b, l]` → logits `[b, n_classes]`.
@@ -624,9 +774,14 @@ impl Classifier for BertClassifier {
             let word = Var::from_tensor(&self.bert.word_embeddings(&ids, Mode::EVAL)?)?;
             let logits = self.logits(word.as_tensor(), &mask, Mode::EVAL)?;
             let y = Tensor::from_slice(&labels[start..start + part.len()], part.len(), &self.device)?;
-            let loss = candle_nn::ops::log_softmax(&logits, D::Minus1)?.gather(&y.unsqueeze(1)?, 1)?.sum_all()?.neg()?;
+            let loss = candle_nn::ops::log_softmax(&logits, D::Minus1)?
+                .gather(&y.unsqueeze(1)?, 1)?
+                .sum_all()?
+                .neg()?;
             let grads = loss.backward()?;
-            let g = grads.get(word.as_tensor()).ok_or_else(|| Error::msg("no gradient reached the embeddings"))?;
+            let g = grads
+                .get(word.as_tensor())
+                .ok_or_else(|| Error::msg("no gradient reached the embeddings"))?;
             let norms = g.sqr()?.sum(D::Minus1)?.sqrt()?.to_vec2::<f32>()?;
             for (k, (text, enc)) in part.iter().zip(&encodings).enumerate() {
                 let spans = word_spans(text);
@@ -693,7 +848,8 @@ impl BertSentenceEncoder {
         for part in texts.chunks(CHUNK) {
             let ids = self.tok.ids(&self.tok.encode(part)?, &self.device)?;
             let mask = self.bert.mask(&ids)?;
-            let states = self.bert.hidden_states(&self.bert.word_embeddings(&ids, Mode::EVAL)?, &mask, Mode::EVAL)?;
+            let states =
+                self.bert.hidden_states(&self.bert.word_embeddings(&ids, Mode::EVAL)?, &mask, Mode::EVAL)?;
             let e = mean_pool(&states, &mask)?;
             let norm = e.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::INFINITY)?;
             parts.push(e.broadcast_div(&norm)?);
@@ -765,7 +921,10 @@ pub fn write_tiny_model(dir: &Path, seed: u64) -> Result<()> {
     let vocab_path = dir.join("vocab.txt");
     std::fs::write(&vocab_path, vocab.join("\n") + "\n").map_err(|e| Error::io(&vocab_path, e))?;
     let tok_err = |e: tokenizers::Error| Error::msg(format!("tiny tokenizer: {e}"));
-    let model = WordPiece::from_file(&vocab_path.to_string_lossy()).unk_token("[UNK]".into()).build().map_err(tok_err)?;
+    let model = WordPiece::from_file(&vocab_path.to_string_lossy())
+        .unk_token("[UNK]".into())
+        .build()
+        .map_err(tok_err)?;
     let id = |t: &str| vocab.iter().position(|v| v == t).expect("special token") as u32;
     let mut tokenizer = Tokenizer::new(model);
     tokenizer.with_normalizer(Some(BertNormalizer::default())).map_err(tok_err)?;
@@ -779,8 +938,11 @@ pub fn write_tiny_model(dir: &Path, seed: u64) -> Result<()> {
         .map_err(|e| Error::msg(e.to_string()))?;
     tokenizer.with_post_processor(Some(template));
     tokenizer.add_special_tokens(specials.iter().map(|s| AddedToken::from(*s, true))).map_err(tok_err)?;
-    tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::Fixed(128), ..Default::default() }));
-    tokenizer.with_truncation(Some(TruncationParams { max_length: 128, ..Default::default() })).map_err(tok_err)?;
+    tokenizer
+        .with_padding(Some(PaddingParams { strategy: PaddingStrategy::Fixed(128), ..Default::default() }));
+    tokenizer
+        .with_truncation(Some(TruncationParams { max_length: 128, ..Default::default() }))
+        .map_err(tok_err)?;
     tokenizer.save(dir.join("tokenizer.json"), true).map_err(tok_err)?;
 
     let (h, m, layers, heads, positions) = (32usize, 64usize, 2usize, 2usize, 128usize);
@@ -806,40 +968,49 @@ pub fn write_tiny_model(dir: &Path, seed: u64) -> Result<()> {
     std::fs::write(&config_path, serde_json::to_string_pretty(&config).expect("json"))
         .map_err(|e| Error::io(&config_path, e))?;
 
-    let dev = Device::Cpu;
+    /// A tensor of uniform draws in `centre ± bound`.
+    struct Draw {
+        name: String,
+        shape: Vec<usize>,
+        centre: f32,
+        bound: f32,
+    }
+    fn draw(d: &mut Vec<Draw>, name: String, shape: &[usize], centre: f32, bound: f32) {
+        d.push(Draw { name, shape: shape.to_vec(), centre, bound });
+    }
+    fn dense(d: &mut Vec<Draw>, name: &str, n_in: usize, n_out: usize) {
+        draw(d, format!("{name}.weight"), &[n_out, n_in], 0.0, 0.1);
+        draw(d, format!("{name}.bias"), &[n_out], 0.0, 0.02);
+    }
+    fn norm(d: &mut Vec<Draw>, name: &str, size: usize) {
+        draw(d, format!("{name}.weight"), &[size], 1.0, 0.1);
+        draw(d, format!("{name}.bias"), &[size], 0.0, 0.02);
+    }
+    let mut d = Vec::new();
+    draw(&mut d, "embeddings.word_embeddings.weight".into(), &[vocab.len(), h], 0.0, 0.1);
+    draw(&mut d, "embeddings.position_embeddings.weight".into(), &[positions, h], 0.0, 0.1);
+    draw(&mut d, "embeddings.token_type_embeddings.weight".into(), &[2, h], 0.0, 0.1);
+    norm(&mut d, "embeddings.LayerNorm", h);
+    for l in 0..layers {
+        let p = format!("encoder.layer.{l}");
+        for part in ["query", "key", "value"] {
+            dense(&mut d, &format!("{p}.attention.self.{part}"), h, h);
+        }
+        dense(&mut d, &format!("{p}.attention.output.dense"), h, h);
+        norm(&mut d, &format!("{p}.attention.output.LayerNorm"), h);
+        dense(&mut d, &format!("{p}.intermediate.dense"), h, m);
+        dense(&mut d, &format!("{p}.output.dense"), m, h);
+        norm(&mut d, &format!("{p}.output.LayerNorm"), h);
+    }
+    dense(&mut d, "pooler.dense", h, h);
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    let mut add = |name: String, shape: &[usize], centre: f32, bound: f32| -> Result<()> {
+    for Draw { name, shape, centre, bound } in d {
         use rand::Rng;
         let mut rng = init::rng_for(seed, &name);
         let n = shape.iter().product();
         let data: Vec<f32> = (0..n).map(|_| centre + rng.random_range(-bound..=bound)).collect();
-        tensors.insert(name, Tensor::from_vec(data, shape, &dev)?);
-        Ok(())
-    };
-    let dense = |add: &mut dyn FnMut(String, &[usize], f32, f32) -> Result<()>, name: &str, i: usize, o: usize| {
-        add(format!("{name}.weight"), &[o, i], 0.0, 0.1)?;
-        add(format!("{name}.bias"), &[o], 0.0, 0.02)
-    };
-    let norm = |add: &mut dyn FnMut(String, &[usize], f32, f32) -> Result<()>, name: &str| {
-        add(format!("{name}.weight"), &[h], 1.0, 0.1)?;
-        add(format!("{name}.bias"), &[h], 0.0, 0.02)
-    };
-    add("embeddings.word_embeddings.weight".into(), &[vocab.len(), h], 0.0, 0.1)?;
-    add("embeddings.position_embeddings.weight".into(), &[positions, h], 0.0, 0.1)?;
-    add("embeddings.token_type_embeddings.weight".into(), &[2, h], 0.0, 0.1)?;
-    norm(&mut add, "embeddings.LayerNorm")?;
-    for l in 0..layers {
-        let p = format!("encoder.layer.{l}");
-        for part in ["query", "key", "value"] {
-            dense(&mut add, &format!("{p}.attention.self.{part}"), h, h)?;
-        }
-        dense(&mut add, &format!("{p}.attention.output.dense"), h, h)?;
-        norm(&mut add, &format!("{p}.attention.output.LayerNorm"))?;
-        dense(&mut add, &format!("{p}.intermediate.dense"), h, m)?;
-        dense(&mut add, &format!("{p}.output.dense"), m, h)?;
-        norm(&mut add, &format!("{p}.output.LayerNorm"))?;
+        tensors.insert(name, Tensor::from_vec(data, shape, &Device::Cpu)?);
     }
-    dense(&mut add, "pooler.dense", h, h)?;
     let path = dir.join("model.safetensors");
     candle_core::safetensors::save(&tensors, &path).map_err(|e| Error::data(&path, e.to_string()))?;
     Ok(())
@@ -910,7 +1081,8 @@ mod tests {
         assert!(values(&logits).iter().all(|v| v.is_finite()));
         // Same seed, same head; padding does not change a sentence's logits.
         let again = load_classifier(&c, Path::new("/"), 3, 11, &Device::Cpu).unwrap();
-        let alone = again.forward(&again.encode(&ExamplesRef::Text(vec![TEXTS[3]])).unwrap(), Mode::EVAL).unwrap();
+        let alone =
+            again.forward(&again.encode(&ExamplesRef::Text(vec![TEXTS[3]])).unwrap(), Mode::EVAL).unwrap();
         assert!(max_diff(&alone, &logits.narrow(0, 3, 1).unwrap()) < 1e-4);
         // Truncation at max_tokens overrides the tokenizer.json's 128.
         let long = "the movie was fun and ".repeat(40);
@@ -942,12 +1114,15 @@ mod tests {
     /// One AdamW step: every trainable tensor gets a non-zero gradient and moves; frozen
     /// ones do not. (With candle's fused LayerNorm this fails below the top LayerNorm.)
     fn fine_tune_step(dir: &Path, train_layers: Option<usize>, pooling: Pooling) {
-        let m = BertClassifier::load(&BertConfig { pooling, ..cfg(dir, train_layers) }, dir, 2, 3, &Device::Cpu)
-            .unwrap();
+        let m =
+            BertClassifier::load(&BertConfig { pooling, ..cfg(dir, train_layers) }, dir, 2, 3, &Device::Cpu)
+                .unwrap();
         let all: Vec<(String, Var)> =
             m.varmap().data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let before: HashMap<String, Vec<f32>> = all.iter().map(|(k, v)| (k.clone(), values(v.as_tensor()))).collect();
-        let trained: std::collections::HashSet<_> = m.trainable().iter().map(|v| v.as_tensor().id()).collect();
+        let before: HashMap<String, Vec<f32>> =
+            all.iter().map(|(k, v)| (k.clone(), values(v.as_tensor()))).collect();
+        let trained: std::collections::HashSet<_> =
+            m.trainable().iter().map(|v| v.as_tensor().id()).collect();
         match train_layers {
             None => assert_eq!(trained.len(), all.len()),
             Some(n) => assert_eq!(trained.len(), 16 * n + 2 + if pooling == Pooling::Cls { 2 } else { 0 }),
@@ -975,7 +1150,8 @@ mod tests {
         // The attack path: gradients reach the input only.
         let word = Var::from_tensor(&m.bert.word_embeddings(&x, Mode::EVAL).unwrap()).unwrap();
         let mask = m.bert.mask(&x).unwrap();
-        let grads = m.logits(word.as_tensor(), &mask, Mode::EVAL).unwrap().sum_all().unwrap().backward().unwrap();
+        let grads =
+            m.logits(word.as_tensor(), &mask, Mode::EVAL).unwrap().sum_all().unwrap().backward().unwrap();
         assert!(grads.get(word.as_tensor()).is_some());
         assert!(all.iter().all(|(_, v)| grads.get(v.as_tensor()).is_none()));
     }
@@ -986,6 +1162,9 @@ mod tests {
         fine_tune_step(dir.path(), None, Pooling::Mean);
         fine_tune_step(dir.path(), Some(1), Pooling::Mean);
         fine_tune_step(dir.path(), Some(0), Pooling::Cls);
+        if let Some(real) = minilm() {
+            fine_tune_step(&real, Some(1), Pooling::Mean);
+        }
     }
 
     #[test]
@@ -1004,6 +1183,20 @@ mod tests {
         assert!(max_diff(&ours, &theirs) < 1e-5, "{}", max_diff(&ours, &theirs));
     }
 
+    #[test]
+    fn fused_gelu_matches_candle_forward_and_gradient() {
+        let x = Var::new((-600..600).map(|i| i as f32 / 80.0).collect::<Vec<_>>(), &Device::Cpu).unwrap();
+        let w = Tensor::new((0..1200).map(|i| (i as f32 * 0.37).sin()).collect::<Vec<_>>(), &Device::Cpu)
+            .unwrap();
+        let ours = gelu_erf(x.as_tensor()).unwrap();
+        let theirs = x.as_tensor().gelu_erf().unwrap();
+        assert!(max_diff(&ours, &theirs) < 1e-6);
+        let g_ours = (ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let g_theirs = (theirs * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let d = max_diff(g_ours.get(x.as_tensor()).unwrap(), g_theirs.get(x.as_tensor()).unwrap());
+        assert!(d < 1e-5, "{d}");
+    }
+
     /// Our hidden states against candle-transformers' `BertModel` on the same folder,
     /// with padding in the batch.
     fn matches_candle_transformers(dir: &Path) {
@@ -1012,13 +1205,17 @@ mod tests {
         let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
         let rc: reference::Config = serde_json::from_str(&text).unwrap();
         let weights = [dir.join("model.safetensors")];
-        let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&weights, DType::F32, &dev).unwrap() };
+        let vb =
+            unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&weights, DType::F32, &dev).unwrap() };
         let stock = reference::BertModel::load(vb, &rc).unwrap();
         let m = BertClassifier::load(&cfg(dir, None), dir, 2, 0, &dev).unwrap();
         let ids = m.encode(&ExamplesRef::Text(TEXTS.to_vec())).unwrap();
         let mask = m.bert.mask(&ids).unwrap();
         let (b, l) = ids.dims2().unwrap();
-        let ours = m.bert.hidden_states(&m.bert.word_embeddings(&ids, Mode::EVAL).unwrap(), &mask, Mode::EVAL).unwrap();
+        let ours = m
+            .bert
+            .hidden_states(&m.bert.word_embeddings(&ids, Mode::EVAL).unwrap(), &mask, Mode::EVAL)
+            .unwrap();
         let theirs = stock.forward(&ids, &ids.zeros_like().unwrap(), Some(&mask)).unwrap();
         let d = max_diff(&ours.reshape((b, l, ())).unwrap(), &theirs);
         assert!(d < 1e-4, "hidden states differ by {d}");
@@ -1049,6 +1246,80 @@ mod tests {
             .unwrap();
         assert!((s[0] - 1.0).abs() < 1e-4, "{s:?}");
         assert!(s[1] > s[2] + 0.3, "paraphrase {} vs unrelated {}", s[1], s[2]);
+    }
+
+    /// Seconds per fine-tune step of all-MiniLM-L6-v2, batch 32 × 64 tokens (a benchmark,
+    /// not a CI test):
+    /// `CARGO_TARGET_DIR=/tmp/target-rel cargo test --release -p tempered-core --lib
+    /// model::bert::tests::bench -- --ignored --nocapture`
+    #[test]
+    #[ignore = "benchmark: needs models/all-MiniLM-L6-v2 and a release build"]
+    fn bench_fine_tune_step() {
+        let Some(dir) = minilm() else { return };
+        let text = "a sprawling , ambitious and often very funny story about love and loss , told with care \
+                    by actors who are all at their best , and a plot that never quite lets go of you "
+            .repeat(2);
+        let texts = vec![text.as_str(); 32];
+        let y = Tensor::new(&[0u32, 1].repeat(16)[..], &Device::Cpu).unwrap();
+        // The fastest of `n` runs: the machine may be shared.
+        let best = |n: usize, f: &mut dyn FnMut()| {
+            f();
+            (0..n)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    f();
+                    t.elapsed().as_secs_f64()
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        // Calibration: one FFN-sized matmul, and candle-transformers' forward of the same batch.
+        let a = Tensor::ones((2048, 384), DType::F32, &Device::Cpu).unwrap();
+        let w = Tensor::ones((1536, 384), DType::F32, &Device::Cpu).unwrap();
+        let mm = best(5, &mut || drop(a.matmul(&w.t().unwrap()).unwrap()));
+        eprintln!("matmul 2048x384 @ 384x1536: {:.1} GFLOP/s", 2.0 * 2048.0 * 384.0 * 1536.0 / mm / 1e9);
+        {
+            use candle_transformers::models::bert as reference;
+            let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
+            let rc: reference::Config = serde_json::from_str(&text).unwrap();
+            let weights = [dir.join("model.safetensors")];
+            let vb = unsafe {
+                candle_nn::VarBuilder::from_mmaped_safetensors(&weights, DType::F32, &Device::Cpu).unwrap()
+            };
+            let stock = reference::BertModel::load(vb, &rc).unwrap();
+            let m = BertClassifier::load(
+                &BertConfig { max_tokens: 64, ..cfg(&dir, None) },
+                &dir,
+                2,
+                0,
+                &Device::Cpu,
+            )
+            .unwrap();
+            let ids = m.encode(&ExamplesRef::Text(texts.clone())).unwrap();
+            let tt = ids.zeros_like().unwrap();
+            let t = best(3, &mut || drop(stock.forward(&ids, &tt, None).unwrap()));
+            eprintln!("candle-transformers BertModel forward: {t:.3} s");
+        }
+        for train_layers in [None, Some(2), Some(1)] {
+            let c = BertConfig { max_tokens: 64, ..cfg(&dir, train_layers) };
+            let m = BertClassifier::load(&c, &dir, 2, 0, &Device::Cpu).unwrap();
+            let t = std::time::Instant::now();
+            let x = m.encode(&ExamplesRef::Text(texts.clone())).unwrap();
+            let encode = t.elapsed().as_secs_f64();
+            assert_eq!(x.dims(), &[32, 64]);
+            let mut opt = AdamW::new(m.trainable(), ParamsAdamW { lr: 1e-5, ..Default::default() }).unwrap();
+            let mut step = || {
+                let logits = m.forward(&x, Mode::TRAIN).unwrap();
+                let grads = candle_nn::loss::cross_entropy(&logits, &y).unwrap().backward().unwrap();
+                opt.step(&grads).unwrap();
+            };
+            let per_step = best(3, &mut step);
+            let forward = best(3, &mut || drop(m.forward(&x, Mode::EVAL).unwrap()));
+            eprintln!(
+                "train_layers {train_layers:?}: {per_step:.3} s/step, forward {forward:.3} s, tokenise {encode:.4} s \
+                 ({} trainable tensors)",
+                m.trainable().len()
+            );
+        }
     }
 
     #[test]

@@ -7,9 +7,9 @@
 //! `tokenizers` crate (a `WordLevel` model over a whitespace pre-tokenizer, `[PAD]` = 0,
 //! `[UNK]` = 1) and saved with the run as a standard `tokenizer.json`.
 //!
-//! A convolution is an im2col and one matmul: the window rows are gathered straight from
-//! the embedding table by word id (`index_select`, which has a backward), so no padded
-//! copy of the embedded batch is made. Only windows that start inside the text count for
+//! A convolution is an im2col and one matmul: the batch is embedded once (one
+//! `index_select` into the table, so one sparse backward into it), and each width's window
+//! rows are gathered from the embedded words (another `index_select`). Only windows that start inside the text count for
 //! the max-pool (texts shorter than a width get the one window at 0, padded with `[PAD]`),
 //! so a text's logits do not depend on how long the other texts of its batch are. The
 //! bias and ReLU come after the max (they commute with it), on `[batch, filters]` only.
@@ -24,7 +24,10 @@ use candle_nn::VarMap;
 use rand::Rng;
 use tokenizers::models::wordlevel::{WordLevel, WordLevelTrainer};
 use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
-use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, Tokenizer, TokenizerImpl};
+use tokenizers::{
+    AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, Tokenizer,
+    TokenizerImpl,
+};
 
 use super::text::TextModelConfig;
 use super::{Classifier, Mode, init};
@@ -51,10 +54,19 @@ fn tk_err(what: &str, e: impl std::fmt::Display) -> Error {
 impl Vocab {
     /// Every whitespace word of `texts` seen at least `min_count` times, most frequent
     /// first (ties in byte order), after `[PAD]` and `[UNK]`.
-    pub fn build<S: AsRef<str> + Send>(texts: impl Iterator<Item = S> + Send, min_count: usize) -> Result<Self> {
-        let model = WordLevel::builder().unk_token("[UNK]".into()).build().map_err(|e| tk_err("vocabulary", e))?;
-        let mut tk: TokenizerImpl<WordLevel, NormalizerWrapper, PreTokenizerWrapper, PostProcessorWrapper, DecoderWrapper> =
-            TokenizerImpl::new(model);
+    pub fn build<S: AsRef<str> + Send>(
+        texts: impl Iterator<Item = S> + Send,
+        min_count: usize,
+    ) -> Result<Self> {
+        let model =
+            WordLevel::builder().unk_token("[UNK]".into()).build().map_err(|e| tk_err("vocabulary", e))?;
+        let mut tk: TokenizerImpl<
+            WordLevel,
+            NormalizerWrapper,
+            PreTokenizerWrapper,
+            PostProcessorWrapper,
+            DecoderWrapper,
+        > = TokenizerImpl::new(model);
         tk.with_pre_tokenizer(Some(WhitespaceSplit));
         let mut trainer = WordLevelTrainer::builder()
             .min_frequency(min_count as u64)
@@ -76,7 +88,8 @@ impl Vocab {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let tokenizer = Tokenizer::from_file(path).map_err(|e| tk_err(&format!("cannot read {}", path.display()), e))?;
+        let tokenizer =
+            Tokenizer::from_file(path).map_err(|e| tk_err(&format!("cannot read {}", path.display()), e))?;
         Self::from_tokenizer(tokenizer)
     }
 
@@ -121,7 +134,13 @@ pub struct WordCnn {
 }
 
 impl WordCnn {
-    pub fn new(cfg: &TextModelConfig, vocab: Vocab, n_classes: usize, seed: u64, device: &Device) -> Result<Self> {
+    pub fn new(
+        cfg: &TextModelConfig,
+        vocab: Vocab,
+        n_classes: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
         cfg.check_word_cnn().map_err(Error::msg)?;
         let varmap = VarMap::new();
         let (v, d, f) = (vocab.len(), cfg.embedding_dim, cfg.filters);
@@ -183,15 +202,9 @@ impl WordCnn {
         (ids, lens, len)
     }
 
-    /// Per width: the rows of `src` each window position reads (`[n·windows·k]`, row
-    /// `row_of(i, j)` for word `j` of text `i`), and the window mask (0 or [`MASKED`]).
-    fn windows(
-        &self,
-        n: usize,
-        len: usize,
-        lens: &[usize],
-        row_of: impl Fn(usize, usize) -> u32,
-    ) -> Result<Vec<(Tensor, Tensor)>> {
+    /// Per width: the embedded-word rows (`i · len + j` for word `j` of text `i`) each
+    /// window position reads, `[n · windows · k]`, and the window mask (0 or [`MASKED`]).
+    fn windows(&self, n: usize, len: usize, lens: &[usize]) -> Result<Vec<(Tensor, Tensor)>> {
         let mut out = Vec::with_capacity(self.convs.len());
         for &(k, ..) in &self.convs {
             let t = len + 1 - k;
@@ -201,7 +214,7 @@ impl WordCnn {
                 let valid = lens[i].saturating_sub(k) + 1;
                 for s in 0..t {
                     for j in 0..k {
-                        idx.push(row_of(i, s + j));
+                        idx.push((i * len + s + j) as u32);
                     }
                     mask.push(if s < valid { 0.0f32 } else { MASKED });
                 }
@@ -214,8 +227,14 @@ impl WordCnn {
         Ok(out)
     }
 
-    /// Logits from `src` (the embedding table, or embedded words) through the gathers.
-    fn head(&self, src: &Tensor, windows: &[(Tensor, Tensor)], n: usize, mode: Mode) -> candle_core::Result<Tensor> {
+    /// Logits from the embedded words `[n · len, dim]`.
+    fn head(
+        &self,
+        src: &Tensor,
+        windows: &[(Tensor, Tensor)],
+        n: usize,
+        mode: Mode,
+    ) -> candle_core::Result<Tensor> {
         let p = |v: &Var| if mode.param_grads { v.as_tensor().clone() } else { v.as_tensor().detach() };
         let mut pooled = Vec::with_capacity(self.convs.len());
         for ((k, w, b), (idx, mask)) in self.convs.iter().zip(windows) {
@@ -228,8 +247,9 @@ impl WordCnn {
         if mode.train && self.dropout > 0.0 {
             let keep = 1.0 - self.dropout;
             let mut rng = self.rng.lock().expect("dropout rng");
-            let m: Vec<f32> =
-                (0..h.elem_count()).map(|_| if rng.random::<f32>() < keep { 1.0 / keep } else { 0.0 }).collect();
+            let m: Vec<f32> = (0..h.elem_count())
+                .map(|_| if rng.random::<f32>() < keep { 1.0 / keep } else { 0.0 })
+                .collect();
             h = h.mul(&Tensor::from_vec(m, h.shape(), &self.device)?)?;
         }
         h.matmul(&p(&self.out_w))?.broadcast_add(&p(&self.out_b))
@@ -260,9 +280,12 @@ impl Classifier for WordCnn {
         let ids = x.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?;
         let lens: Vec<usize> =
             ids.chunks(len.max(1)).map(|r| r.iter().rposition(|&w| w != PAD).map_or(0, |p| p + 1)).collect();
-        let windows = self.windows(n, len, &lens, |i, j| ids[i * len + j]).map_err(candle_core::Error::wrap)?;
-        let p = if mode.param_grads { self.emb.as_tensor().clone() } else { self.emb.as_tensor().detach() };
-        self.head(&p, &windows, n, mode)
+        let table =
+            if mode.param_grads { self.emb.as_tensor().clone() } else { self.emb.as_tensor().detach() };
+        // Embed once (one backward into the table), then gather the windows from the words.
+        let embedded = table.embedding(&x.flatten_all()?)?;
+        let windows = self.windows(n, len, &lens).map_err(candle_core::Error::wrap)?;
+        self.head(&embedded, &windows, n, mode)
     }
 
     fn varmap(&self) -> &VarMap {
@@ -292,12 +315,15 @@ impl Classifier for WordCnn {
         let (ids, lens, len) = self.ids(texts);
         let words = Tensor::from_vec(ids, n * len, &self.device)?;
         let embedded = Var::from_tensor(&self.emb.as_tensor().detach().embedding(&words)?)?;
-        let windows = self.windows(n, len, &lens, |i, j| (i * len + j) as u32)?;
+        let windows = self.windows(n, len, &lens)?;
         let logits = self.head(embedded.as_tensor(), &windows, n, Mode::EVAL)?;
         let y = Tensor::from_slice(labels, n, &self.device)?;
-        let loss = candle_nn::ops::log_softmax(&logits, D::Minus1)?.gather(&y.unsqueeze(1)?, 1)?.neg()?.sum_all()?;
+        let loss =
+            candle_nn::ops::log_softmax(&logits, D::Minus1)?.gather(&y.unsqueeze(1)?, 1)?.neg()?.sum_all()?;
         let grads = loss.backward()?;
-        let g = grads.get(embedded.as_tensor()).ok_or_else(|| Error::msg("no gradient reached the embeddings"))?;
+        let g = grads
+            .get(embedded.as_tensor())
+            .ok_or_else(|| Error::msg("no gradient reached the embeddings"))?;
         let norms = g.sqr()?.sum(1)?.sqrt()?.to_vec1::<f32>()?;
         let mut out = vec![0.0f32; n * width];
         for i in 0..n {
@@ -336,7 +362,7 @@ mod tests {
         let m = model(1);
         let v = m.vocab();
         assert_eq!((v.id("[PAD]"), v.id("[UNK]")), (PAD, UNK));
-        assert_eq!(v.len(), 2 + 14, "every distinct train word");
+        assert_eq!(v.len(), 2 + 13, "every distinct train word");
         // Most frequent first: "," "film" "funny" "tedious" "and" "the" appear twice.
         assert!(v.id(",") < v.id("gripping"));
         for text in ["a funny  film\tof unseen words", "[UNK] tedious", ""] {
@@ -388,9 +414,14 @@ mod tests {
         let m = model(2);
         let x = m.encode(&ExamplesRef::Text(TEXTS.to_vec())).unwrap();
         let y = Tensor::new(&[1u32, 0, 1, 0], &Device::Cpu).unwrap();
-        let mut opt = candle_nn::AdamW::new(m.trainable(), candle_nn::ParamsAdamW { lr: 0.01, ..Default::default() }).unwrap();
+        let mut opt =
+            candle_nn::AdamW::new(m.trainable(), candle_nn::ParamsAdamW { lr: 0.01, ..Default::default() })
+                .unwrap();
         let loss = |m: &WordCnn| {
-            candle_nn::loss::cross_entropy(&m.forward(&x, Mode::EVAL).unwrap(), &y).unwrap().to_scalar::<f32>().unwrap()
+            candle_nn::loss::cross_entropy(&m.forward(&x, Mode::EVAL).unwrap(), &y)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
         };
         let before = loss(&m);
         for _ in 0..30 {
@@ -414,5 +445,63 @@ mod tests {
         let s = m.word_saliency(&[&long], &[1]).unwrap();
         assert_eq!(s.len(), 70);
         assert!(s[..64].iter().any(|&v| v > 0.0) && s[64..].iter().all(|&v| v == 0.0));
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+    use candle_nn::Optimizer;
+    use std::time::Instant;
+
+    /// `cargo test --release -p tempered-core --lib word_cnn_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore = "timing"]
+    fn word_cnn_speed() {
+        let words: Vec<String> = (0..19_000).map(|i| format!("w{i}")).collect();
+        let texts: Vec<String> = (0..2000)
+            .map(|s| {
+                (0..21)
+                    .map(|j| words[(s * 7919 + j * 104_729) % words.len()].as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        let vocab = Vocab::build(words.iter(), 1).unwrap();
+        let m = WordCnn::new(&TextModelConfig::default(), vocab, 2, 1, &Device::Cpu).unwrap();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let y: Vec<u32> = (0..50).map(|i| i % 2).collect();
+        let yt = Tensor::new(y.as_slice(), &Device::Cpu).unwrap();
+        let mut opt = candle_nn::AdamW::new(m.trainable(), candle_nn::ParamsAdamW::default()).unwrap();
+        let (mut tf, mut tb, mut to) = (0.0, 0.0, 0.0);
+        for b in 0..20 {
+            let x = m.encode(&ExamplesRef::Text(refs[b * 50..(b + 1) * 50].to_vec())).unwrap();
+            let t = Instant::now();
+            let loss = candle_nn::loss::cross_entropy(&m.forward(&x, Mode::TRAIN).unwrap(), &yt).unwrap();
+            tf += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let g = loss.backward().unwrap();
+            tb += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            opt.step(&g).unwrap();
+            to += t.elapsed().as_secs_f64();
+        }
+        println!(
+            "train step (batch 50): forward {:.1} ms, backward {:.1} ms, AdamW {:.1} ms",
+            tf * 50.0,
+            tb * 50.0,
+            to * 50.0
+        );
+        for n in [1usize, 30, 256] {
+            let t = Instant::now();
+            let reps = 2000 / n;
+            for r in 0..reps {
+                let part = refs[(r * n) % 1700..(r * n) % 1700 + n].to_vec();
+                let x = m.encode(&ExamplesRef::Text(part)).unwrap();
+                let _ = m.forward(&x, Mode::EVAL).unwrap().to_vec2::<f32>().unwrap();
+            }
+            let s = t.elapsed().as_secs_f64();
+            println!("predict batch {n}: {:.0} sentences/s", (reps * n) as f64 / s);
+        }
     }
 }

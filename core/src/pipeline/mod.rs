@@ -585,7 +585,7 @@ attack = "pgd"
     #[test]
     fn validation_errors_point_at_the_offending_key() {
         let src = GOOD.replace("[harden]\nattack = \"pgd\"", "[harden]\nattack = \"nope\"");
-        assert_eq!(err(&src), "pipelines/t.toml:23:1: no [[attack]] has id `nope`");
+        assert_eq!(err(&src), "pipelines/t.toml:20:1: no [[attack]] has id `nope`");
     }
 
     #[test]

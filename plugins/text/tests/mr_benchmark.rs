@@ -1,10 +1,11 @@
 //! Success rate and queries per example of the three attacks on MR, against two models
 //! trained here: a bag-of-words logistic regression and a small Kim-style word-CNN (random
 //! embeddings, widths 3/4/5, max-pool over time), stand-ins for the engine's models, which
-//! this crate cannot depend on. Ignored by default: it needs the MR data from outside the
-//! repository and a release build (the CNN trains for about a minute).
+//! this crate cannot depend on. Ignored by default: it wants a release build (the CNN trains
+//! for about a minute). It reads the repository's `data/mr/mr.csv` (`TEMPERED_MR_CSV`
+//! overrides).
 //!
-//! `TEMPERED_MR_CSV=/path/to/mr.csv cargo test --release -p tempered-text --test mr_benchmark -- --ignored --nocapture`
+//! `cargo test --release -p tempered-text --test mr_benchmark -- --ignored --nocapture`
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -239,11 +240,11 @@ fn label(model: &dyn TestModel, text: &str) -> u32 {
 type Runner = fn(&str, &TestBatch, &dyn TestModel) -> Result<TestOutcome, PluginError>;
 
 #[test]
-#[ignore = "needs MR (TEMPERED_MR_CSV) and a release build"]
+#[ignore = "a benchmark: wants a release build"]
 fn mr_success_rate_and_queries() {
     let csv = std::env::var_os("TEMPERED_MR_CSV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/data/mr/mr.csv"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mr/mr.csv"));
     let rows = read_mr(&csv);
     // The README's split: the last 533 lines of each class are the test set.
     let is_test = |i: usize| (4798..5331).contains(&i) || (5331 + 4798..10662).contains(&i);
