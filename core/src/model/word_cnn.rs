@@ -204,14 +204,15 @@ impl WordCnn {
 
     /// Per width: the embedded-word rows (`i · len + j` for word `j` of text `i`) each
     /// window position reads, `[n · windows · k]`, and the window mask (0 or [`MASKED`]).
-    fn windows(&self, n: usize, len: usize, lens: &[usize]) -> Result<Vec<(Tensor, Tensor)>> {
+    fn windows(&self, len: usize, lens: &[usize]) -> Result<Vec<(Tensor, Tensor)>> {
+        let n = lens.len();
         let mut out = Vec::with_capacity(self.convs.len());
         for &(k, ..) in &self.convs {
             let t = len + 1 - k;
             let mut idx = Vec::with_capacity(n * t * k);
             let mut mask = Vec::with_capacity(n * t);
-            for i in 0..n {
-                let valid = lens[i].saturating_sub(k) + 1;
+            for (i, &words) in lens.iter().enumerate() {
+                let valid = words.saturating_sub(k) + 1;
                 for s in 0..t {
                     for j in 0..k {
                         idx.push((i * len + s + j) as u32);
@@ -284,7 +285,7 @@ impl Classifier for WordCnn {
             if mode.param_grads { self.emb.as_tensor().clone() } else { self.emb.as_tensor().detach() };
         // Embed once (one backward into the table), then gather the windows from the words.
         let embedded = table.embedding(&x.flatten_all()?)?;
-        let windows = self.windows(n, len, &lens).map_err(candle_core::Error::wrap)?;
+        let windows = self.windows(len, &lens).map_err(candle_core::Error::wrap)?;
         self.head(&embedded, &windows, n, mode)
     }
 
@@ -315,7 +316,7 @@ impl Classifier for WordCnn {
         let (ids, lens, len) = self.ids(texts);
         let words = Tensor::from_vec(ids, n * len, &self.device)?;
         let embedded = Var::from_tensor(&self.emb.as_tensor().detach().embedding(&words)?)?;
-        let windows = self.windows(n, len, &lens)?;
+        let windows = self.windows(len, &lens)?;
         let logits = self.head(embedded.as_tensor(), &windows, n, Mode::EVAL)?;
         let y = Tensor::from_slice(labels, n, &self.device)?;
         let loss =
