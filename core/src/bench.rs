@@ -217,7 +217,8 @@ pub fn audio(
         test: split(&data.test),
     };
     let device = engine::device(spec.pipeline.device)?;
-    let model = crate::model::audio::M5::new(&spec.model, width, data.classes.len(), pipeline.seed(), &device)?;
+    let model =
+        crate::model::audio::M5::new(&spec.model, width, data.classes.len(), pipeline.seed(), &device)?;
     let tmp = std::env::temp_dir().join(format!("tempered-bench-audio-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let fit = |adversarial_weight: f64| Fit {

@@ -10,7 +10,11 @@ use tempered_core::plugin_host::{SearchPath, format_abi};
 use tempered_core::report;
 
 #[derive(Parser)]
-#[command(name = "tempered", version, about = "Adversarial training pipelines: train → attack → harden → attack again → report")]
+#[command(
+    name = "tempered",
+    version,
+    about = "Adversarial training pipelines: train → attack → harden → attack again → report"
+)]
 struct Cli {
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -115,14 +119,22 @@ fn execute(command: Command) -> Result<(), tempered_core::Error> {
             overrides.insert("steps".into(), steps.into());
             overrides.insert("epsilon".into(), epsilon.into());
             let r = tempered_core::bench::tabular(&p, &attack, &overrides, epochs)?;
-            println!("tempered bench · {} · MLP 30-64-64-2 · batch 256 · {} train rows · {} thread(s)", pipeline.display(), r.train_examples, r.threads);
+            println!(
+                "tempered bench · {} · MLP 30-64-64-2 · batch 256 · {} train rows · {} thread(s)",
+                pipeline.display(),
+                r.train_examples,
+                r.threads
+            );
             println!("  adversarial examples: {}", r.attack);
             println!("  clean epoch        {:>10.0} samples/s", r.clean_samples_per_sec);
             println!("  PGD-{steps} epoch       {:>10.0} samples/s", r.adversarial_samples_per_sec);
             println!("  ratio clean/PGD    {:>10.2}", r.ratio());
             println!("  test PR-AUC        {:>10.3}  (after {epochs} clean epochs)", r.test_pr_auc);
             let (auto, manual) = r.input_grad_micros;
-            println!("  input gradient, 256 rows: autograd {auto:.0} µs, hand-written {manual:.0} µs ({:.1}×)", auto / manual);
+            println!(
+                "  input gradient, 256 rows: autograd {auto:.0} µs, hand-written {manual:.0} µs ({:.1}×)",
+                auto / manual
+            );
             Ok(())
         }
         Command::Plugins { pipeline } => {
@@ -153,7 +165,8 @@ fn list_plugins(search: &SearchPath) {
         match result {
             Ok(p) => {
                 let abi = format_abi(p.abi_version);
-                let _ = writeln!(s, "{} {} ({}, ABI {abi})  {}", p.name, p.version, p.modality, path.display());
+                let _ =
+                    writeln!(s, "{} {} ({}, ABI {abi})  {}", p.name, p.version, p.modality, path.display());
                 for a in &p.attacks {
                     let _ = writeln!(s, "    {:<14} {}", a.name, a.description);
                 }
@@ -167,7 +180,14 @@ fn list_plugins(search: &SearchPath) {
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), s.as_bytes());
 }
 
-fn bench_audio(p: &Pipeline, file: &std::path::Path, attack: &str, steps: u32, snr_db: f64, epochs: usize) -> tempered_core::Result<()> {
+fn bench_audio(
+    p: &Pipeline,
+    file: &std::path::Path,
+    attack: &str,
+    steps: u32,
+    snr_db: f64,
+    epochs: usize,
+) -> tempered_core::Result<()> {
     let mut overrides = serde_json::Map::new();
     overrides.insert("steps".into(), steps.into());
     overrides.insert("snr_db".into(), snr_db.into());
@@ -184,7 +204,11 @@ fn bench_audio(p: &Pipeline, file: &std::path::Path, attack: &str, steps: u32, s
     println!("  adversarial examples: {}", r.attack);
     println!("  clean epoch        {:>10.1} waveforms/s", r.clean_per_sec);
     println!("  PGD-{} epoch        {:>10.1} waveforms/s", r.steps, r.adversarial_per_sec);
-    println!("  ratio clean/PGD    {:>10.2}  (goal ≤ 1.1 × (k + 1) = {:.1})", r.ratio(), 1.1 * (r.steps + 1) as f64);
+    println!(
+        "  ratio clean/PGD    {:>10.2}  (goal ≤ 1.1 × (k + 1) = {:.1})",
+        r.ratio(),
+        1.1 * (r.steps + 1) as f64
+    );
     println!("  test accuracy      {:>10.3}  (after {epochs} clean epochs)", r.test_accuracy);
     Ok(())
 }

@@ -158,7 +158,11 @@ samples = 40
         let linf = a.extra.get("linf").copied().unwrap_or(0.0);
         match a.id.as_str() {
             // Noise may fool nobody; when it does, its SNR is the one asked for.
-            "pink" => assert!(a.successes == 0 || (a.mean_perturbation - 10.0).abs() < 0.01, "{}", a.mean_perturbation),
+            "pink" => assert!(
+                a.successes == 0 || (a.mean_perturbation - 10.0).abs() < 0.01,
+                "{}",
+                a.mean_perturbation
+            ),
             "pgd-snr" => {
                 assert!(a.successes > 0, "PGD did something to judge");
                 assert!(a.mean_perturbation >= 25.0, "{}", a.mean_perturbation);
@@ -170,9 +174,11 @@ samples = 40
         }
     }
     // Independently of the judge: every saved pair, against its attack's budget.
-    for (folder, snr_floor, eps) in
-        [("pgd-snr-before", 25.0, 1.0), ("pgd-linf-before", -100.0, 0.003), ("fgsm-linf-before", -100.0, 0.003)]
-    {
+    for (folder, snr_floor, eps) in [
+        ("pgd-snr-before", 25.0, 1.0),
+        ("pgd-linf-before", -100.0, 0.003),
+        ("fgsm-linf-before", -100.0, 0.003),
+    ] {
         let pairs = wav_pairs(&out.join("samples").join(folder));
         assert!(!pairs.is_empty(), "{folder}");
         for (clean, adv) in pairs {
@@ -253,9 +259,13 @@ fn every_documented_wav_format_loads() {
         let i = d.train.files.iter().position(|f| f == name).unwrap();
         d.train.x[i * 64..(i + 1) * 64].to_vec()
     };
-    for (name, tol) in
-        [("a_int8.wav", 1.0 / 128.0), ("a_int16.wav", 1e-4), ("a_int24.wav", 1e-6), ("a_int32.wav", 1e-6), ("a_float32.wav", 0.0)]
-    {
+    for (name, tol) in [
+        ("a_int8.wav", 1.0 / 128.0),
+        ("a_int16.wav", 1e-4),
+        ("a_int24.wav", 1e-6),
+        ("a_int32.wav", 1e-6),
+        ("a_float32.wav", 0.0),
+    ] {
         let err = row(name).iter().zip(&tone).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(err <= tol, "{name}: off by {err}");
     }
@@ -331,6 +341,7 @@ enabled = false
     );
     let p = Pipeline::load(&pipeline_file("bad-audio", &src)).unwrap();
     let out = scratch("bad-audio-run").join("run");
-    let e = engine::run(&p, &RunOptions { out: Some(out), resume: false }).err().expect("refused").to_string();
+    let e =
+        engine::run(&p, &RunOptions { out: Some(out), resume: false }).err().expect("refused").to_string();
     assert!(e.contains("a_empty.wav") && e.contains("empty file"), "{e}");
 }

@@ -190,7 +190,9 @@ impl AudioDataConfig {
         if let Some([a, b]) = s.test_index
             && a > b
         {
-            return Err(format!("split.test_index = [{a}, {b}] is empty: the first must not exceed the second"));
+            return Err(format!(
+                "split.test_index = [{a}, {b}] is empty: the first must not exceed the second"
+            ));
         }
         Ok(())
     }
@@ -314,7 +316,10 @@ struct Entry {
 pub fn load(cfg: &AudioDataConfig, base_dir: &Path, seed: u64) -> Result<AudioData> {
     let dir = if cfg.path.is_absolute() { cfg.path.clone() } else { base_dir.join(&cfg.path) };
     if !dir.is_dir() {
-        return Err(Error::data(&dir, "not a folder (the [data] path of an audio pipeline is a folder of .wav files)"));
+        return Err(Error::data(
+            &dir,
+            "not a folder (the [data] path of an audio pipeline is a folder of .wav files)",
+        ));
     }
     let mut skipped: Vec<(PathBuf, String)> = Vec::new();
     let mut bad = |path: PathBuf, msg: String| -> Result<()> {
@@ -434,7 +439,10 @@ pub fn load(cfg: &AudioDataConfig, base_dir: &Path, seed: u64) -> Result<AudioDa
     }
     data.skipped = skipped;
     if data.train.y.is_empty() {
-        return Err(Error::data(&dir, format!("no training files could be loaded ({} skipped)", data.skipped.len())));
+        return Err(Error::data(
+            &dir,
+            format!("no training files could be loaded ({} skipped)", data.skipped.len()),
+        ));
     }
     Ok(data)
 }
@@ -458,7 +466,8 @@ fn wav_files(dir: &Path) -> Result<Vec<String>> {
 fn read_manifest(path: &Path) -> Result<Vec<Entry>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let (_, header) = lines.next().ok_or_else(|| Error::data(path, "empty manifest: it needs a header `file,label`"))?;
+    let (_, header) =
+        lines.next().ok_or_else(|| Error::data(path, "empty manifest: it needs a header `file,label`"))?;
     let header = split_csv(header).map_err(|m| Error::data(path, format!("line 1: {m}")))?;
     let col = |name: &str| header.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
     let (Some(fc), Some(lc)) = (col("file"), col("label")) else {
@@ -531,7 +540,8 @@ fn stratified_subsample(ys: &[u32], n_classes: usize, limit: usize, seed: u64) -
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x11A1_7000);
     let total = ys.len() as f64;
     let exact: Vec<f64> = by_class.iter().map(|c| c.len() as f64 * limit as f64 / total).collect();
-    let mut take: Vec<usize> = exact.iter().zip(&by_class).map(|(e, c)| (e.floor() as usize).clamp(1, c.len())).collect();
+    let mut take: Vec<usize> =
+        exact.iter().zip(&by_class).map(|(e, c)| (e.floor() as usize).clamp(1, c.len())).collect();
     let mut order: Vec<usize> = (0..n_classes).collect();
     order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())));
     let mut left = limit.saturating_sub(take.iter().sum());
@@ -627,13 +637,19 @@ pub fn decode_wav(bytes: &[u8], opts: &ReadOptions) -> Result<Wav, String> {
         }
     }
     if interleaved.len() < declared {
-        return Err(format!("truncated: read {} of the {declared} samples the header declares", interleaved.len()));
+        return Err(format!(
+            "truncated: read {} of the {declared} samples the header declares",
+            interleaved.len()
+        ));
     }
     if interleaved.is_empty() {
         return Err("holds no samples".into());
     }
     if interleaved.len() % channels != 0 {
-        return Err(format!("truncated: {} samples do not fill {channels}-channel frames", interleaved.len()));
+        return Err(format!(
+            "truncated: {} samples do not fill {channels}-channel frames",
+            interleaved.len()
+        ));
     }
     let mono: Vec<f32> = if channels == 1 {
         interleaved
@@ -679,7 +695,11 @@ pub fn resample(x: &[f32], from: u32, to: u32) -> Vec<f32> {
         for (k, &v) in x.iter().enumerate().take(hi + 1).skip(lo) {
             let t = k as f64 - p;
             let arg = 2.0 * fc * t;
-            let sinc = if arg.abs() < 1e-12 { 1.0 } else { (std::f64::consts::PI * arg).sin() / (std::f64::consts::PI * arg) };
+            let sinc = if arg.abs() < 1e-12 {
+                1.0
+            } else {
+                (std::f64::consts::PI * arg).sin() / (std::f64::consts::PI * arg)
+            };
             let window = 0.5 + 0.5 * (std::f64::consts::PI * t / half).cos();
             let h = sinc * window;
             acc += h * v as f64;
@@ -709,7 +729,11 @@ pub fn fit_length(x: &[f32], out: &mut [f32], align: Align) {
 mod tests {
     use super::*;
 
-    fn write(path: &Path, spec: hound::WavSpec, f: impl Fn(&mut hound::WavWriter<std::io::BufWriter<std::fs::File>>)) {
+    fn write(
+        path: &Path,
+        spec: hound::WavSpec,
+        f: impl Fn(&mut hound::WavWriter<std::io::BufWriter<std::fs::File>>),
+    ) {
         let mut w = hound::WavWriter::create(path, spec).unwrap();
         f(&mut w);
         w.finalize().unwrap();
@@ -799,13 +823,16 @@ mod tests {
     #[test]
     fn resampling_keeps_a_tone_and_removes_what_cannot_be_represented() {
         let tone = |f: f64, rate: u32, n: usize| -> Vec<f32> {
-            (0..n).map(|i| (0.5 * (2.0 * std::f64::consts::PI * f * i as f64 / rate as f64).sin()) as f32).collect()
+            (0..n)
+                .map(|i| (0.5 * (2.0 * std::f64::consts::PI * f * i as f64 / rate as f64).sin()) as f32)
+                .collect()
         };
         // 440 Hz at 16 kHz → 8 kHz: the same tone.
         let y = resample(&tone(440.0, 16000, 16000), 16000, 8000);
         let want = tone(440.0, 8000, 8000);
         assert_eq!(y.len(), 8000);
-        let err = y[200..7800].iter().zip(&want[200..7800]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let err =
+            y[200..7800].iter().zip(&want[200..7800]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(err < 0.01, "{err}");
         // 6 kHz is above the new Nyquist (4 kHz): filtered out.
         let y = resample(&tone(6000.0, 16000, 16000), 16000, 8000);
@@ -869,7 +896,8 @@ mod tests {
 
     #[test]
     fn bad_files_fail_or_are_skipped_and_counted() {
-        let dir = folder(&[("1_a_0.wav", 8000), ("1_a_2.wav", 8000), ("2_a_3.wav", 8000), ("2_a_0.wav", 16000)]);
+        let dir =
+            folder(&[("1_a_0.wav", 8000), ("1_a_2.wav", 8000), ("2_a_3.wav", 8000), ("2_a_0.wav", 16000)]);
         std::fs::write(dir.path().join("2_a_4.wav"), b"").unwrap();
         let mut cfg = config("{label}_{speaker}_{index}.wav");
         cfg.split.validation = 0.0;
@@ -886,9 +914,14 @@ mod tests {
     #[test]
     fn manifest_labels_and_splits() {
         let dir = folder(&[("a.wav", 8000), ("b.wav", 8000), ("c.wav", 8000), ("d.wav", 8000)]);
-        std::fs::write(dir.path().join("m.csv"), "file,label,split\na.wav,yes,train\nb.wav,no,test\n\"c.wav\",yes,\nd.wav,no,train\n").unwrap();
+        std::fs::write(
+            dir.path().join("m.csv"),
+            "file,label,split\na.wav,yes,train\nb.wav,no,test\n\"c.wav\",yes,\nd.wav,no,train\n",
+        )
+        .unwrap();
         let cfg: AudioDataConfig =
-            toml::from_str("path = \".\"\nmanifest = \"m.csv\"\nsplit = { validation = 0.0, test = 0.0 }").unwrap();
+            toml::from_str("path = \".\"\nmanifest = \"m.csv\"\nsplit = { validation = 0.0, test = 0.0 }")
+                .unwrap();
         cfg.validate().unwrap();
         let d = load(&cfg, dir.path(), 1).unwrap();
         assert_eq!(d.classes, vec!["no", "yes"]);

@@ -8,7 +8,10 @@ pub mod text;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Examples {
     /// Rows of `width` values (tabular rows, raw units; audio waveforms).
-    Dense { data: Vec<f32>, width: usize },
+    Dense {
+        data: Vec<f32>,
+        width: usize,
+    },
     Text(Vec<String>),
 }
 

@@ -372,7 +372,8 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
                 .unwrap_or_default();
             // Audio: robust accuracy against the SNR budget; elsewhere: attack success rate.
             let robust = modality == Modality::Audio;
-            let value: fn(&SweepPoint) -> f64 = if robust { |s| s.robust_accuracy } else { |s| s.success_rate };
+            let value: fn(&SweepPoint) -> f64 =
+                if robust { |s| s.robust_accuracy } else { |s| s.success_rate };
             let (title, y_label) = if robust {
                 (format!("Robust accuracy under `{id}` against its budget"), "robust accuracy")
             } else {
@@ -388,14 +389,15 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
             let refs: Vec<(&str, &[(f64, f64)])> =
                 series.iter().map(|(l, p)| (l.as_str(), p.as_slice())).collect();
             let file = format!("plots/sweep-{}.png", sanitize(&id));
-            report::plots::sweep(
-                dir.path.join(&file),
-                &title,
-                &unit,
-                y_label,
-                &refs,
-            )?;
-            plots.push((if robust { "Robust accuracy against the budget" } else { "Attack success rate against the budget" }, file));
+            report::plots::sweep(dir.path.join(&file), &title, &unit, y_label, &refs)?;
+            plots.push((
+                if robust {
+                    "Robust accuracy against the budget"
+                } else {
+                    "Attack success rate against the budget"
+                },
+                file,
+            ));
         }
     }
     if !plots.is_empty() {

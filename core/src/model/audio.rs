@@ -81,7 +81,14 @@ pub struct AudioModelConfig {
 
 impl Default for AudioModelConfig {
     fn default() -> Self {
-        Self { kind: AudioModelKind::M5, channels: vec![32, 32, 64, 64], kernel: 80, stride: 4, pool: 4, norm: Norm::Batch }
+        Self {
+            kind: AudioModelKind::M5,
+            channels: vec![32, 32, 64, 64],
+            kernel: 80,
+            stride: 4,
+            pool: 4,
+            norm: Norm::Batch,
+        }
     }
 }
 
@@ -91,7 +98,9 @@ impl AudioModelConfig {
             return Err("model.channels needs at least one block, each with at least one channel".into());
         }
         if self.kernel == 0 || self.stride == 0 || !(1..=255).contains(&self.pool) {
-            return Err("model.kernel and model.stride must be at least 1, model.pool between 1 and 255".into());
+            return Err(
+                "model.kernel and model.stride must be at least 1, model.pool between 1 and 255".into()
+            );
         }
         Ok(())
     }
@@ -109,14 +118,23 @@ pub struct M5 {
 
 impl M5 {
     /// A fresh model for waveforms of `length` samples.
-    pub fn new(cfg: &AudioModelConfig, length: usize, n_classes: usize, seed: u64, device: &Device) -> Result<Self> {
+    pub fn new(
+        cfg: &AudioModelConfig,
+        length: usize,
+        n_classes: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
         cfg.validate().map_err(Error::msg)?;
         if !device.is_cpu() {
-            return Err(Error::msg("the M5 model runs on the CPU (its kernels are hand-written): use device = \"cpu\""));
+            return Err(Error::msg(
+                "the M5 model runs on the CPU (its kernels are hand-written): use device = \"cpu\"",
+            ));
         }
         let norm = cfg.norm == Norm::Batch;
-        let arch = kernel::Arch::new(length, &cfg.channels, cfg.kernel, cfg.stride, cfg.pool, norm, n_classes)
-            .map_err(Error::msg)?;
+        let arch =
+            kernel::Arch::new(length, &cfg.channels, cfg.kernel, cfg.stride, cfg.pool, norm, n_classes)
+                .map_err(Error::msg)?;
         // PyTorch's defaults: U(±1/√fan_in) for conv and linear weights and biases; γ = 1, β = 0.
         let mut theta = vec![0f32; arch.n_params];
         let uniform = |name: &str, n: usize, bound: f32| -> Vec<f32> {
@@ -137,7 +155,11 @@ impl M5 {
             if norm {
                 theta[b.a..b.a + b.c_out].fill(1.0);
             } else {
-                theta[b.a..b.a + b.c_out].copy_from_slice(&uniform(&format!("block{i}.conv.bias"), b.c_out, bound));
+                theta[b.a..b.a + b.c_out].copy_from_slice(&uniform(
+                    &format!("block{i}.conv.bias"),
+                    b.c_out,
+                    bound,
+                ));
             }
         }
         let c = arch.blocks.last().expect("validated: at least one block").c_out;
@@ -150,7 +172,8 @@ impl M5 {
         }
         let varmap = VarMap::new();
         let params = init::insert(&varmap, "m5.params", Tensor::from_vec(theta, arch.n_params, device)?)?;
-        let running = init::insert(&varmap, "m5.running", Tensor::from_vec(running, arch.n_running, device)?)?;
+        let running =
+            init::insert(&varmap, "m5.running", Tensor::from_vec(running, arch.n_running, device)?)?;
         Ok(Self { varmap, params, running, arch: Arc::new(arch), device: device.clone() })
     }
 
@@ -188,7 +211,13 @@ impl CustomOp2 for M5Op {
         "m5"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, width) = l1.shape().dims2()?;
         if width != self.arch.length {
             candle_core::bail!("M5 expects waveforms of {} samples, got {width}", self.arch.length);
@@ -206,7 +235,13 @@ impl CustomOp2 for M5Op {
         Ok((CpuStorage::F32(logits), Shape::from((n, self.arch.classes))))
     }
 
-    fn bwd(&self, x: &Tensor, params: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        params: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let theta = params.to_vec1::<f32>()?;
         let fwd = match self.cache.lock().expect("M5 cache").take() {
             Some(f) => f,
@@ -214,11 +249,20 @@ impl CustomOp2 for M5Op {
                 // Recomputed with the same statistics; the running ones are not touched again.
                 let mut running = self.running.as_tensor().to_vec1::<f32>()?;
                 let (n, _) = x.dims2()?;
-                kernel::forward(&self.arch, &theta, &mut running, &x.flatten_all()?.to_vec1::<f32>()?, n, self.train, threads())
+                kernel::forward(
+                    &self.arch,
+                    &theta,
+                    &mut running,
+                    &x.flatten_all()?.to_vec1::<f32>()?,
+                    n,
+                    self.train,
+                    threads(),
+                )
             }
         };
         let dl = grad.flatten_all()?.to_vec1::<f32>()?;
-        let (dx, dp) = kernel::backward(&self.arch, &theta, &fwd, &dl, self.need_x, self.need_params, threads());
+        let (dx, dp) =
+            kernel::backward(&self.arch, &theta, &fwd, &dl, self.need_x, self.need_params, threads());
         let dx = dx.map(|v| Tensor::from_vec(v, x.shape(), x.device())).transpose()?;
         let dp = dp.map(|v| Tensor::from_vec(v, params.shape(), params.device())).transpose()?;
         Ok((dx, dp))
@@ -239,15 +283,17 @@ impl Classifier for M5 {
             ExamplesRef::Dense { data, width } if *width == self.arch.length => {
                 Ok(Tensor::from_slice(data, (data.len() / width, *width), &self.device)?)
             }
-            ExamplesRef::Dense { width, .. } => {
-                Err(Error::msg(format!("model expects waveforms of {} samples, got {width}", self.arch.length)))
-            }
+            ExamplesRef::Dense { width, .. } => Err(Error::msg(format!(
+                "model expects waveforms of {} samples, got {width}",
+                self.arch.length
+            ))),
             ExamplesRef::Text(_) => Err(Error::msg("an audio model cannot read text")),
         }
     }
 
     fn forward(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
-        let params = if mode.param_grads { self.params.as_tensor().clone() } else { self.params.as_tensor().detach() };
+        let params =
+            if mode.param_grads { self.params.as_tensor().clone() } else { self.params.as_tensor().detach() };
         let op = M5Op {
             arch: self.arch.clone(),
             running: self.running.clone(),
@@ -268,7 +314,13 @@ impl Classifier for M5 {
     }
 
     /// Eval-mode forward and backward to the waveform only, without candle: the PGD step.
-    fn input_loss_grad(&self, x: &[f32], labels: &[u32], loss: &mut [f32], grad: &mut [f32]) -> Option<Result<()>> {
+    fn input_loss_grad(
+        &self,
+        x: &[f32],
+        labels: &[u32],
+        loss: &mut [f32],
+        grad: &mut [f32],
+    ) -> Option<Result<()>> {
         let mut run = || -> Result<()> {
             let theta = self.params.as_tensor().to_vec1::<f32>()?;
             let mut running = self.running.as_tensor().to_vec1::<f32>()?;
@@ -307,7 +359,9 @@ mod tests {
     }
 
     fn waves(n: usize, len: usize, salt: f32) -> Tensor {
-        let data: Vec<f32> = (0..n * len).map(|i| ((i as f32 * 0.37 + salt).sin() * 0.5) * (1.0 + (i % 7) as f32 * 0.1)).collect();
+        let data: Vec<f32> = (0..n * len)
+            .map(|i| ((i as f32 * 0.37 + salt).sin() * 0.5) * (1.0 + (i % 7) as f32 * 0.1))
+            .collect();
         Tensor::from_vec(data, (n, len), &Device::Cpu).unwrap()
     }
 
@@ -341,21 +395,36 @@ mod tests {
             h = conv1d(&h, &w, blk.stride).unwrap();
             let (n, c, t) = h.dims3().unwrap();
             let keep = t / a.pool * a.pool;
-            h = h.narrow(2, 0, keep).unwrap().contiguous().unwrap().reshape((n, c, keep / a.pool, a.pool)).unwrap();
+            h = h
+                .narrow(2, 0, keep)
+                .unwrap()
+                .contiguous()
+                .unwrap()
+                .reshape((n, c, keep / a.pool, a.pool))
+                .unwrap();
             h = h.max(D::Minus1).unwrap();
-            let col = |off: usize| params.narrow(0, off, blk.c_out).unwrap().reshape((1, blk.c_out, 1)).unwrap();
+            let col =
+                |off: usize| params.narrow(0, off, blk.c_out).unwrap().reshape((1, blk.c_out, 1)).unwrap();
             if a.norm {
                 let (mu, var) = if train {
                     let cnt = (n * h.dim(2).unwrap()) as f64;
                     let mu = (h.sum_keepdim(2).unwrap().sum_keepdim(0).unwrap() / cnt).unwrap();
                     let d = h.broadcast_sub(&mu).unwrap();
-                    let var = (d.sqr().unwrap().sum_keepdim(2).unwrap().sum_keepdim(0).unwrap() / cnt).unwrap();
+                    let var =
+                        (d.sqr().unwrap().sum_keepdim(2).unwrap().sum_keepdim(0).unwrap() / cnt).unwrap();
                     (mu, var)
                 } else {
-                    let r = |off| Tensor::from_slice(&running[off..off + blk.c_out], (1, blk.c_out, 1), &Device::Cpu).unwrap();
+                    let r = |off| {
+                        Tensor::from_slice(&running[off..off + blk.c_out], (1, blk.c_out, 1), &Device::Cpu)
+                            .unwrap()
+                    };
                     (r(blk.rm), r(blk.rv))
                 };
-                let zhat = h.broadcast_sub(&mu).unwrap().broadcast_div(&(var + kernel::BN_EPS).unwrap().sqrt().unwrap()).unwrap();
+                let zhat = h
+                    .broadcast_sub(&mu)
+                    .unwrap()
+                    .broadcast_div(&(var + kernel::BN_EPS).unwrap().sqrt().unwrap())
+                    .unwrap();
                 h = zhat.broadcast_mul(&col(blk.a)).unwrap().broadcast_add(&col(blk.b)).unwrap();
             } else {
                 h = h.broadcast_add(&col(blk.a)).unwrap();
@@ -384,13 +453,23 @@ mod tests {
                 let want = reference(&m, m.params.as_tensor(), &running, x.as_tensor(), train);
                 let w = (&want * &r).unwrap().sum_all().unwrap().backward().unwrap();
                 let close = |a: &Tensor, b: &Tensor, what: &str| {
-                    let (a, b) = (a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+                    let (a, b) = (
+                        a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                        b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                    );
                     let scale = b.iter().fold(0f32, |s, v| s.max(v.abs())).max(1e-3);
                     let err = a.iter().zip(&b).fold(0f32, |s, (a, b)| s.max((a - b).abs()));
-                    assert!(err <= 1e-4 * scale + 1e-6, "{norm:?} train={train} {what}: max error {err} (scale {scale})");
+                    assert!(
+                        err <= 1e-4 * scale + 1e-6,
+                        "{norm:?} train={train} {what}: max error {err} (scale {scale})"
+                    );
                 };
                 close(&got, &want, "logits");
-                close(g.get(m.params.as_tensor()).unwrap(), w.get(m.params.as_tensor()).unwrap(), "parameter gradient");
+                close(
+                    g.get(m.params.as_tensor()).unwrap(),
+                    w.get(m.params.as_tensor()).unwrap(),
+                    "parameter gradient",
+                );
                 close(g.get(x.as_tensor()).unwrap(), w.get(x.as_tensor()).unwrap(), "input gradient");
             }
         }
@@ -403,13 +482,30 @@ mod tests {
         let x = waves(5, 101, 0.1);
         let labels = [0u32, 1, 2, 3, 4];
         let (mut loss, mut grad) = (vec![0f32; 5], vec![0f32; 505]);
-        m.input_loss_grad(&x.flatten_all().unwrap().to_vec1::<f32>().unwrap(), &labels, &mut loss, &mut grad).unwrap().unwrap();
+        m.input_loss_grad(&x.flatten_all().unwrap().to_vec1::<f32>().unwrap(), &labels, &mut loss, &mut grad)
+            .unwrap()
+            .unwrap();
         let xv = Var::from_tensor(&x).unwrap();
         let logits = m.forward(xv.as_tensor(), Mode::EVAL).unwrap();
         let y = Tensor::new(&labels, &Device::Cpu).unwrap();
-        let per_row = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap().gather(&y.unsqueeze(1).unwrap(), 1).unwrap().neg().unwrap();
+        let per_row = candle_nn::ops::log_softmax(&logits, D::Minus1)
+            .unwrap()
+            .gather(&y.unsqueeze(1).unwrap(), 1)
+            .unwrap()
+            .neg()
+            .unwrap();
         let want_loss = per_row.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let want = per_row.sum_all().unwrap().backward().unwrap().get(xv.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let want = per_row
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap()
+            .get(xv.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         for (a, b) in loss.iter().zip(&want_loss) {
             assert!((a - b).abs() < 1e-5);
         }
@@ -439,7 +535,14 @@ mod tests {
     #[test]
     fn same_seed_same_logits() {
         let x = waves(3, 101, 0.0);
-        let run = |seed| vec2(&M5::new(&small(Norm::Batch), 101, 5, seed, &Device::Cpu).unwrap().forward(&x, Mode::EVAL).unwrap());
+        let run = |seed| {
+            vec2(
+                &M5::new(&small(Norm::Batch), 101, 5, seed, &Device::Cpu)
+                    .unwrap()
+                    .forward(&x, Mode::EVAL)
+                    .unwrap(),
+            )
+        };
         assert_eq!(run(1), run(1));
         assert_ne!(run(1), run(2));
         assert_eq!((run(1).len(), run(1)[0].len()), (3, 5));
@@ -451,7 +554,8 @@ mod tests {
             let m = M5::new(&small(norm), 101, 5, 3, &Device::Cpu).unwrap();
             let x = Var::from_tensor(&waves(4, 101, 1.0)).unwrap();
             let y = Tensor::new(&[0u32, 1, 2, 3], &Device::Cpu).unwrap();
-            let loss = candle_nn::loss::cross_entropy(&m.forward(x.as_tensor(), Mode::TRAIN).unwrap(), &y).unwrap();
+            let loss =
+                candle_nn::loss::cross_entropy(&m.forward(x.as_tensor(), Mode::TRAIN).unwrap(), &y).unwrap();
             let grads = loss.backward().unwrap();
             let g = grads.get(m.params.as_tensor()).expect("parameter gradient").to_vec1::<f32>().unwrap();
             let a = &m.arch;
@@ -468,8 +572,17 @@ mod tests {
             for (name, r) in parts {
                 assert!(g[r].iter().any(|&v| v != 0.0), "{norm:?}: no gradient reaches {name}");
             }
-            let gx = grads.get(x.as_tensor()).expect("input gradient").flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            assert!(gx.iter().filter(|v| **v != 0.0).count() > 300, "every real sample gets a gradient entry");
+            let gx = grads
+                .get(x.as_tensor())
+                .expect("input gradient")
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            assert!(
+                gx.iter().filter(|v| **v != 0.0).count() > 300,
+                "every real sample gets a gradient entry"
+            );
         }
     }
 
@@ -527,7 +640,8 @@ mod tests {
                 }
             }
         }
-        let got = |v: &Var| grads.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let got =
+            |v: &Var| grads.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         for (name, a, e) in [("input", got(&x), gx), ("weight", got(&w), gw)] {
             let err = a.iter().zip(&e).map(|(a, e)| (a - e).abs()).fold(0f32, f32::max);
             assert!(err < 1e-4, "{name} gradient off by {err}");
@@ -573,19 +687,33 @@ mod tests {
             "m5-conv1d"
         }
 
-        fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        fn cpu_fwd(
+            &self,
+            s1: &CpuStorage,
+            l1: &Layout,
+            s2: &CpuStorage,
+            l2: &Layout,
+        ) -> candle_core::Result<(CpuStorage, Shape)> {
             let y = tensor_of(s1, l1)?.conv1d(&tensor_of(s2, l2)?, 0, self.stride, 1, 1)?.contiguous()?;
             let shape = y.shape().clone();
             let (storage, layout) = y.storage_and_layout();
             let (start, n) = (layout.start_offset(), shape.elem_count());
             match &*storage {
                 Storage::Cpu(c) if start == 0 && c.as_slice::<f32>()?.len() == n => Ok((c.clone(), shape)),
-                Storage::Cpu(c) => Ok((CpuStorage::F32(c.as_slice::<f32>()?[start..start + n].to_vec()), shape)),
+                Storage::Cpu(c) => {
+                    Ok((CpuStorage::F32(c.as_slice::<f32>()?[start..start + n].to_vec()), shape))
+                }
                 _ => candle_core::bail!("m5 conv1d: expected a CPU result"),
             }
         }
 
-        fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        fn bwd(
+            &self,
+            x: &Tensor,
+            w: &Tensor,
+            _res: &Tensor,
+            grad: &Tensor,
+        ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
             let (b, c_in, l) = x.dims3()?;
             let (c_out, _, k) = w.dims3()?;
             let t_out = grad.dim(2)?;
@@ -615,7 +743,8 @@ mod tests {
                 // dw[o, i, j] = Σ_b,t grad[b, o, t] · x[b, i, t·stride + j]: a convolution over
                 // (batch, time) with the output gradient as the (contiguous) kernel, dilated by
                 // the stride.
-                let g = x.transpose(0, 1)?.conv1d(&grad.transpose(0, 1)?.contiguous()?, 0, 1, self.stride, 1)?;
+                let g =
+                    x.transpose(0, 1)?.conv1d(&grad.transpose(0, 1)?.contiguous()?, 0, 1, self.stride, 1)?;
                 Some(g.narrow(2, 0, k)?.transpose(0, 1)?.contiguous()?)
             } else {
                 None

@@ -55,7 +55,13 @@ pub trait Classifier: Send + Sync {
     /// A hand-written input gradient for the oracle's dense `loss_grad`, when the model
     /// has one: per-row cross-entropy of `labels` into `loss` and ∂loss/∂x into `grad`.
     /// `None`: the oracle uses autograd.
-    fn input_loss_grad(&self, _x: &[f32], _labels: &[u32], _loss: &mut [f32], _grad: &mut [f32]) -> Option<Result<()>> {
+    fn input_loss_grad(
+        &self,
+        _x: &[f32],
+        _labels: &[u32],
+        _loss: &mut [f32],
+        _grad: &mut [f32],
+    ) -> Option<Result<()>> {
         None
     }
     /// Text models: per-word saliency of the loss against `labels` (e.g. the norm of the
@@ -74,7 +80,10 @@ pub trait SentenceEncoder: Send + Sync {
 
 /// Saves every tensor of `model` to `path`.
 pub fn save(model: &dyn Classifier, path: &Path) -> Result<()> {
-    model.varmap().save(path).map_err(|e| Error::msg(format!("cannot save checkpoint {}: {e}", path.display())))
+    model
+        .varmap()
+        .save(path)
+        .map_err(|e| Error::msg(format!("cannot save checkpoint {}: {e}", path.display())))
 }
 
 /// Loads a checkpoint written by [`save`] into `model` (same architecture).

@@ -83,7 +83,9 @@ impl Arch {
         classes: usize,
     ) -> Result<Arch, String> {
         if length < kernel {
-            return Err(format!("waveforms of {length} samples are shorter than the first conv's kernel ({kernel})"));
+            return Err(format!(
+                "waveforms of {length} samples are shorter than the first conv's kernel ({kernel})"
+            ));
         }
         // Zeros appended so that the first conv's windows tile the input exactly.
         let padded = length + (stride - (length - kernel) % stride) % stride;
@@ -163,7 +165,10 @@ fn mm(
         }
         return;
     }
-    assert!(last(m, k, l_rs, l_cs) < lhs.len() && last(k, n, r_rs, r_cs) < rhs.len(), "gemm: operand out of bounds");
+    assert!(
+        last(m, k, l_rs, l_cs) < lhs.len() && last(k, n, r_rs, r_cs) < rhs.len(),
+        "gemm: operand out of bounds"
+    );
     // Safety: every element addressed by (rows, cols, strides) is inside its slice (checked
     // above); `dst` does not alias the operands (it is a distinct `&mut`).
     unsafe {
@@ -198,7 +203,8 @@ fn par_chunks<S: Send, R: Send>(
     threads: usize,
     f: impl Fn(usize, &mut [S]) -> R + Sync,
 ) -> Vec<R> {
-    let chunks: Vec<(usize, &mut [S])> = items.chunks_mut(CHUNK).enumerate().map(|(i, c)| (i * CHUNK, c)).collect();
+    let chunks: Vec<(usize, &mut [S])> =
+        items.chunks_mut(CHUNK).enumerate().map(|(i, c)| (i * CHUNK, c)).collect();
     let threads = threads.clamp(1, chunks.len().max(1));
     if threads == 1 {
         return chunks.into_iter().map(|(i, c)| f(i, c)).collect();
@@ -254,7 +260,15 @@ impl Forward {
 }
 
 /// Conv + max-pool of one example's block input into `z` / `argmax`.
-fn conv_pool(arch: &Arch, blk: &BlockArch, theta: &[f32], input: &[f32], conv: &mut Vec<f32>, z: &mut [f32], am: &mut [u8]) {
+fn conv_pool(
+    arch: &Arch,
+    blk: &BlockArch,
+    theta: &[f32],
+    input: &[f32],
+    conv: &mut Vec<f32>,
+    z: &mut [f32],
+    am: &mut [u8],
+) {
     let (c, kc) = (blk.c_out, blk.kc());
     conv.resize(blk.t_out * c, 0.0);
     mm(
@@ -323,7 +337,8 @@ pub(super) fn forward(
             }
         })
         .collect();
-    let mut fwd = Forward { examples: Vec::new(), mean: vec![], inv_std: vec![], scale: vec![], shift: vec![], train };
+    let mut fwd =
+        Forward { examples: Vec::new(), mean: vec![], inv_std: vec![], scale: vec![], shift: vec![], train };
     let seen = running[arch.n_running - 1] as f64;
     for (bi, blk) in arch.blocks.iter().enumerate() {
         let c = blk.c_out;
@@ -510,7 +525,10 @@ pub(super) fn backward(
         let count = (n * blk.p_out) as f64;
         let batch_terms = fwd.train && arch.norm;
         let (m1, m2): (Vec<f32>, Vec<f32>) = if batch_terms {
-            ((0..c).map(|ch| (s1[ch] / count) as f32).collect(), (0..c).map(|ch| (s2[ch] / count) as f32).collect())
+            (
+                (0..c).map(|ch| (s1[ch] / count) as f32).collect(),
+                (0..c).map(|ch| (s2[ch] / count) as f32).collect(),
+            )
         } else {
             (vec![0.0; c], vec![0.0; c])
         };
@@ -528,7 +546,11 @@ pub(super) fn backward(
                 for (p, (drow, zrow)) in g.dy.chunks_exact(c).zip(z.chunks_exact(c)).enumerate() {
                     for ch in 0..c {
                         let zhat = (zrow[ch] - mean[ch]) * inv_std[ch];
-                        let dz = if arch.norm { scale[ch] * (drow[ch] - m1[ch] - zhat * m2[ch]) } else { drow[ch] };
+                        let dz = if arch.norm {
+                            scale[ch] * (drow[ch] - m1[ch] - zhat * m2[ch])
+                        } else {
+                            drow[ch]
+                        };
                         let row = p * arch.pool + am[p * c + ch] as usize;
                         dconv[row * c + ch] = dz;
                     }
@@ -536,7 +558,16 @@ pub(super) fn backward(
                 let input = &e.inputs[bi];
                 if need_params {
                     // dW(o, i) += Σ_t dconv(t, o) · cols(t, i)
-                    mm((c, kc, blk.t_out), &mut dw, (kc, 1), true, &dconv, (1, c), input, (blk.stride * blk.c_in, 1));
+                    mm(
+                        (c, kc, blk.t_out),
+                        &mut dw,
+                        (kc, 1),
+                        true,
+                        &dconv,
+                        (1, c),
+                        input,
+                        (blk.stride * blk.c_in, 1),
+                    );
                 }
                 if need_input {
                     // dcols = dconv · W, then each window's column back where it was read.
@@ -544,7 +575,9 @@ pub(super) fn backward(
                     let mut din = vec![0f32; blk.in_len()];
                     let step = blk.stride * blk.c_in;
                     for t in 0..blk.t_out {
-                        for (d, s) in din[t * step..t * step + kc].iter_mut().zip(&dcols[t * kc..(t + 1) * kc]) {
+                        for (d, s) in
+                            din[t * step..t * step + kc].iter_mut().zip(&dcols[t * kc..(t + 1) * kc])
+                        {
                             *d += s;
                         }
                     }
