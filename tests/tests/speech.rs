@@ -341,7 +341,9 @@ enabled = false
     );
     let p = Pipeline::load(&pipeline_file("bad-audio", &src)).unwrap();
     let out = scratch("bad-audio-run").join("run");
-    let e =
-        engine::run(&p, &RunOptions { out: Some(out), resume: false }).err().expect("refused").to_string();
+    let Err(e) = engine::run(&p, &RunOptions { out: Some(out), resume: false }) else {
+        panic!("a bad file must stop the run")
+    };
+    let e = e.to_string();
     assert!(e.contains("a_empty.wav") && e.contains("empty file"), "{e}");
 }

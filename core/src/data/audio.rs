@@ -645,7 +645,7 @@ pub fn decode_wav(bytes: &[u8], opts: &ReadOptions) -> Result<Wav, String> {
     if interleaved.is_empty() {
         return Err("holds no samples".into());
     }
-    if interleaved.len() % channels != 0 {
+    if !interleaved.len().is_multiple_of(channels) {
         return Err(format!(
             "truncated: {} samples do not fill {channels}-channel frames",
             interleaved.len()

@@ -80,7 +80,7 @@ impl Judge for AudioJudge {
         let budget = params.get("budget").and_then(|v| v.as_str());
         if let Some(floor) = params.get("snr_db").and_then(|v| v.as_f64())
             && budget != Some("linf")
-            && !(snr >= floor - SNR_TOL_DB)
+            && (snr.is_nan() || snr < floor - SNR_TOL_DB)
         {
             fail(format!("SNR {snr:.4} dB is below the budget of {floor} dB"));
         }
