@@ -8,6 +8,7 @@
 //! filters = 100            # per width
 //! widths = [3, 4, 5]       # convolution widths in words
 //! dropout = 0.5            # on the pooled features, while training
+//! word_dropout = 0.0       # share of words read as [UNK] while training
 //! max_words = 64           # longer texts are cut (MR: at most 59 words)
 //! min_count = 1            # train-split words seen fewer times are [UNK]
 //! # encoder = "models/all-MiniLM-L6-v2"   # a local HF sentence encoder offered to attacks
@@ -38,6 +39,9 @@ pub struct TextModelConfig {
     pub filters: usize,
     pub widths: Vec<usize>,
     pub dropout: f64,
+    /// While training, each word is read as `[UNK]` with this probability (Iyyer et al.
+    /// 2015's word dropout): the model learns not to hang on single words.
+    pub word_dropout: f64,
     pub max_words: usize,
     pub min_count: usize,
     /// Settings of `kind = "bert"`.
@@ -57,6 +61,7 @@ impl Default for TextModelConfig {
             filters: 100,
             widths: vec![3, 4, 5],
             dropout: 0.5,
+            word_dropout: 0.0,
             max_words: 64,
             min_count: 1,
             bert: None,
@@ -76,6 +81,9 @@ impl TextModelConfig {
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!("model.dropout must be in [0, 1), got {}", self.dropout));
+        }
+        if !(0.0..1.0).contains(&self.word_dropout) {
+            return Err(format!("model.word_dropout must be in [0, 1), got {}", self.word_dropout));
         }
         if self.max_words < self.widths.iter().copied().max().unwrap_or(1) {
             return Err("model.max_words must be at least the widest convolution".into());

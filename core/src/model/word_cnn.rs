@@ -1,6 +1,7 @@
 //! Kim (2014)'s word-CNN ("CNN-rand"): word embeddings trained from a seeded random start,
 //! one convolution per width (3, 4, 5 words by default) with `filters` outputs, max-pool
-//! over time, ReLU, dropout, a linear layer.
+//! over time, ReLU, dropout, a linear layer; optionally word dropout (words read as `[UNK]`
+//! at random while training).
 //!
 //! Words are whitespace tokens — what the MR data holds (lower-cased, pre-tokenised) and
 //! what the text attacks swap. The vocabulary is built from the train split with the
@@ -141,6 +142,7 @@ pub struct WordCnn {
     max_words: usize,
     min_len: usize,
     dropout: f32,
+    word_dropout: f32,
     n_classes: usize,
     device: Device,
     rng: Mutex<rand_chacha::ChaCha8Rng>,
@@ -210,6 +212,7 @@ impl WordCnn {
             max_words: cfg.max_words,
             min_len: cfg.widths.iter().copied().max().unwrap_or(1),
             dropout: cfg.dropout as f32,
+            word_dropout: cfg.word_dropout as f32,
             n_classes,
             device: device.clone(),
             rng: Mutex::new(init::rng_for(seed, "dropout")),
@@ -444,8 +447,18 @@ impl Classifier for WordCnn {
         }
         let table =
             if mode.param_grads { self.emb.as_tensor().clone() } else { self.emb.as_tensor().detach() };
+        let words = if mode.train && self.word_dropout > 0.0 {
+            let mut rng = self.rng.lock().expect("dropout rng");
+            let dropped: Vec<u32> = ids
+                .iter()
+                .map(|&w| if w != PAD && rng.random::<f32>() < self.word_dropout { UNK } else { w })
+                .collect();
+            Tensor::from_vec(dropped, n * len, &self.device)?
+        } else {
+            x.flatten_all()?
+        };
         // Embed once (one backward into the table), then gather the windows from the words.
-        let embedded = table.embedding(&x.flatten_all()?)?;
+        let embedded = table.embedding(&words)?;
         let windows = self.windows(len, &lens).map_err(candle_core::Error::wrap)?;
         self.head(&embedded, &windows, n, mode)
     }
@@ -564,6 +577,10 @@ mod tests {
         assert!(close(&stepped, &logits(&m, &texts, GRAPH)));
         crate::model::restore(&m, &snapshot).unwrap();
         assert!(close(&logits(&m, &texts, Mode::EVAL), &fast), "a restore is noticed too");
+        // Bit for bit the same whatever was asked before (a resumed run repeats the first).
+        let (a, b) = (model(6), model(6));
+        let _ = logits(&a, &[TEXTS[0]], Mode::EVAL);
+        assert_eq!(logits(&a, &TEXTS, Mode::EVAL), logits(&b, &TEXTS, Mode::EVAL));
     }
 
     #[test]
@@ -579,6 +596,26 @@ mod tests {
         // Dropout draws from the model's seeded stream: two fresh models agree.
         let (a, b) = (model(5), model(5));
         assert_eq!(logits(&a, &TEXTS, Mode::TRAIN), logits(&b, &TEXTS, Mode::TRAIN));
+    }
+
+    #[test]
+    fn word_dropout_reads_words_as_unknown_while_training_only() {
+        let make = || {
+            let vocab = Vocab::build(TEXTS.iter(), 1).unwrap();
+            let cfg = TextModelConfig {
+                embedding_dim: 8,
+                filters: 4,
+                dropout: 0.0,
+                word_dropout: 0.5,
+                ..Default::default()
+            };
+            WordCnn::new(&cfg, vocab, 2, 9, &Device::Cpu).unwrap()
+        };
+        let (a, b) = (make(), make());
+        let train = logits(&a, &TEXTS, Mode::TRAIN);
+        assert_eq!(train, logits(&b, &TEXTS, Mode::TRAIN), "seeded");
+        assert!(!close(&train, &logits(&a, &TEXTS, GRAPH)), "words were dropped");
+        assert!(close(&logits(&a, &TEXTS, Mode::EVAL), &logits(&a, &TEXTS, GRAPH)), "not at inference");
     }
 
     #[test]
@@ -640,7 +677,6 @@ mod tests {
 #[cfg(test)]
 mod speed {
     use super::*;
-    use candle_nn::Optimizer;
     use std::time::Instant;
 
     /// `cargo test --release -p tempered-core --lib word_cnn_speed -- --ignored --nocapture`
@@ -661,7 +697,7 @@ mod speed {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let y: Vec<u32> = (0..50).map(|i| i % 2).collect();
         let yt = Tensor::new(y.as_slice(), &Device::Cpu).unwrap();
-        let mut opt = candle_nn::AdamW::new(m.trainable(), candle_nn::ParamsAdamW::default()).unwrap();
+        let mut opt = crate::train::AdamW::new(m.trainable(), candle_nn::ParamsAdamW::default()).unwrap();
         let (mut tf, mut tb, mut to) = (0.0, 0.0, 0.0);
         for b in 0..20 {
             let x = m.encode(&ExamplesRef::Text(refs[b * 50..(b + 1) * 50].to_vec())).unwrap();

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{D, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use candle_nn::ParamsAdamW;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -20,6 +20,9 @@ use crate::data::{Dataset, Examples, Labelled};
 use crate::model::{self, Classifier, Mode};
 use crate::progress::Progress;
 use crate::{Error, Result};
+
+mod adamw;
+pub use adamw::AdamW;
 
 /// Makes adversarial versions of training examples against the current model.
 pub trait Adversary {
