@@ -144,9 +144,15 @@ fn seconds(out: &mut String, m: &Metrics) {
     if m.seconds.is_empty() {
         return;
     }
-    let mut phases: Vec<(&String, &f64)> = m.seconds.iter().collect();
+    // The engine records the wall time of the whole run as "total": it is the headline,
+    // not one more phase to add up.
+    let mut phases: Vec<(&String, &f64)> = m.seconds.iter().filter(|(name, _)| *name != "total").collect();
     phases.sort_by_key(|(name, _)| (phase_rank(name), name.as_str()));
-    let total: f64 = phases.iter().map(|(_, s)| **s).filter(|s| s.is_finite()).sum();
+    let total = m
+        .seconds
+        .get("total")
+        .copied()
+        .unwrap_or_else(|| phases.iter().map(|(_, s)| **s).filter(|s| s.is_finite()).sum());
     let parts: Vec<String> = phases.iter().map(|(name, s)| format!("{name} {}", duration(**s))).collect();
     let line = format!("time {}: {}", duration(total), parts.join(" · "));
     for (i, l) in wrap(&line, WIDTH - 5).iter().enumerate() {
@@ -183,6 +189,15 @@ mod tests {
         let attacks: Vec<_> = lines[9..11].iter().map(arrow_at).collect();
         assert!(attacks[0].is_some() && attacks[0] == attacks[1], "{s}");
         assert!(lines.iter().all(|l| l.chars().count() <= WIDTH), "{s}");
+    }
+
+    #[test]
+    fn the_run_total_is_the_headline_not_a_phase() {
+        let mut m = sample();
+        m.seconds.insert("total".into(), 300.0);
+        let s = summary(&m);
+        assert!(s.contains("time 5 m 00 s: train 1 m 02 s"), "{s}");
+        assert!(!s.contains("total"), "{s}");
     }
 
     #[test]
