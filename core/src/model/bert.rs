@@ -1341,7 +1341,10 @@ mod tests {
             let x = m.encode(&ExamplesRef::Text(texts.clone())).unwrap();
             let encode = t.elapsed().as_secs_f64();
             assert_eq!(x.dims(), &[32, 64]);
-            let mut opt = AdamW::new(m.trainable(), ParamsAdamW { lr: 1e-5, ..Default::default() }).unwrap();
+            // The trainer's optimiser (fused, in place), as a pipeline run uses it.
+            let mut opt =
+                crate::train::AdamW::new(m.trainable(), ParamsAdamW { lr: 1e-5, ..Default::default() })
+                    .unwrap();
             let mut step = || {
                 let logits = m.forward(&x, Mode::TRAIN).unwrap();
                 let grads = candle_nn::loss::cross_entropy(&logits, &y).unwrap().backward().unwrap();

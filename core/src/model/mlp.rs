@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
-use super::{Classifier, Mode, init, mlp_grad};
+use super::{Classifier, Mode, TrainPart, init, mlp_grad};
 use crate::data::ExamplesRef;
 use crate::{Error, Result};
 
@@ -151,6 +151,33 @@ impl Classifier for Mlp {
         loss: &mut [f32],
         grad: &mut [f32],
     ) -> Option<Result<()>> {
+        self.with_slices(|layers, mean, inv_std| {
+            mlp_grad::input_loss_grad(layers, mean, inv_std, x, labels, loss, grad);
+            Ok(())
+        })
+    }
+
+    fn train_grads(&self, parts: &[TrainPart<'_>], grads: &mut [Vec<f32>]) -> Option<Result<f32>> {
+        if parts.iter().any(|p| p.x.len() != p.labels.len() * self.width) {
+            return Some(Err(Error::msg(format!("model expects rows of {} features", self.width))));
+        }
+        let classes = self.n_classes as u32;
+        if let Some(l) = parts.iter().flat_map(|p| p.labels).find(|&&l| l >= classes) {
+            return Some(Err(Error::msg(format!("label {l} is not a class of this {classes}-class model"))));
+        }
+        self.with_slices(|layers, mean, inv_std| {
+            Ok(mlp_grad::train_grads(layers, mean, inv_std, parts, grads))
+        })
+    }
+}
+
+impl Mlp {
+    /// Runs `f` on the layers, mean and inverse std as CPU slices, holding the tensors'
+    /// read locks meanwhile (so `f` must not update them). `None` off the CPU.
+    fn with_slices<R>(
+        &self,
+        f: impl FnOnce(&[mlp_grad::Layer<'_>], &[f32], &[f32]) -> Result<R>,
+    ) -> Option<Result<R>> {
         if !self.device.is_cpu() {
             return None;
         }
@@ -178,8 +205,7 @@ impl Classifier for Mlp {
                 mlp_grad::Layer { weight: slices[2 + 2 * i], bias: slices[3 + 2 * i], inputs, outputs }
             })
             .collect();
-        mlp_grad::input_loss_grad(&layers, slices[0], slices[1], x, labels, loss, grad);
-        Some(Ok(()))
+        Some(f(&layers, slices[0], slices[1]))
     }
 }
 
@@ -226,6 +252,37 @@ mod tests {
         let (l2, g2) = crate::plugin_host::oracle::input_loss_grad_autograd(&m, &view, &labels).unwrap();
         for (a, b) in loss.iter().zip(&l2).chain(grad.iter().zip(&g2)) {
             assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
+
+    /// Gradients, not just AdamW steps (which hardly depend on the gradient's scale).
+    #[test]
+    fn the_hand_written_training_gradients_match_autograd() {
+        let m = model(7);
+        let (x, y) = ([1.5f32, -2.0, 0.25, 3.0, -0.5, 0.0], [1u32, 0, 1]);
+        let (xa, ya) = ([0.5f32, 1.0, -3.0, 2.0], [0u32, 0]);
+        let w = 0.3f32;
+        let parts =
+            [TrainPart { x: &x, labels: &y, weight: 1.0 - w }, TrainPart { x: &xa, labels: &ya, weight: w }];
+        let mut grads = vec![Vec::new(); m.trainable().len()];
+        let loss = m.train_grads(&parts, &mut grads).unwrap().unwrap();
+
+        let ce = |x: &[f32], y: &[u32]| {
+            let logits = m.forward(&Tensor::from_slice(x, (y.len(), 2), &Device::Cpu).unwrap(), Mode::TRAIN);
+            let y = Tensor::from_slice(y, y.len(), &Device::Cpu).unwrap();
+            candle_nn::loss::cross_entropy(&logits.unwrap(), &y).unwrap()
+        };
+        let reference =
+            ((ce(&x, &y) * (1.0 - w as f64)).unwrap() + (ce(&xa, &ya) * w as f64).unwrap()).unwrap();
+        let expected = reference.to_scalar::<f32>().unwrap();
+        assert!((loss - expected).abs() < 1e-5 * (1.0 + expected.abs()), "loss {loss} vs {expected}");
+        let store = reference.backward().unwrap();
+        for (v, g) in m.trainable().iter().zip(&grads) {
+            let want = store.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(g.len(), want.len());
+            for (a, b) in g.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+            }
         }
     }
 

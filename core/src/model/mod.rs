@@ -36,6 +36,15 @@ impl Mode {
     pub const EVAL: Mode = Mode { train: false, param_grads: false };
 }
 
+/// Dense rows and their labels, entering a training loss as `weight` times their mean
+/// cross-entropy.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainPart<'a> {
+    pub x: &'a [f32],
+    pub labels: &'a [u32],
+    pub weight: f32,
+}
+
 pub trait Classifier: Send + Sync {
     fn n_classes(&self) -> usize;
     fn device(&self) -> &Device;
@@ -62,6 +71,14 @@ pub trait Classifier: Send + Sync {
         _loss: &mut [f32],
         _grad: &mut [f32],
     ) -> Option<Result<()>> {
+        None
+    }
+    /// A hand-written training step, when the model has one (dense inputs, no dropout or
+    /// other randomness in training mode): the loss `Σ_p weight_p · mean CE(part_p)` and
+    /// its gradient with respect to each tensor of [`Classifier::trainable`], in that order,
+    /// written into `grads` (one buffer per tensor, resized to its element count).
+    /// `None`: the trainer uses autograd.
+    fn train_grads(&self, _parts: &[TrainPart<'_>], _grads: &mut [Vec<f32>]) -> Option<Result<f32>> {
         None
     }
     /// Text models: per-word saliency of the loss against `labels` (e.g. the norm of the

@@ -13,7 +13,7 @@
 use std::sync::Mutex;
 
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Var};
+use candle_core::{CpuStorage, DType, InplaceOp1, InplaceOp2, Layout, Var};
 use candle_nn::{Optimizer, ParamsAdamW};
 
 pub enum AdamW {
@@ -48,6 +48,21 @@ impl AdamW {
     pub fn backward_step(&mut self, loss: &candle_core::Tensor) -> candle_core::Result<()> {
         let grads = loss.backward()?;
         self.step(&grads)
+    }
+
+    /// Whether [`AdamW::step_slices`] works here.
+    pub fn takes_slices(&self) -> bool {
+        matches!(self, Self::Fused(_))
+    }
+
+    /// A step from gradients computed outside autograd (a model's hand-written training
+    /// step): `grads[i]` is the gradient of the `i`-th var given to [`AdamW::new`].
+    /// CPU f32 parameters only, the only ones such gradients exist for.
+    pub fn step_slices(&mut self, grads: &[Vec<f32>]) -> candle_core::Result<()> {
+        match self {
+            Self::Fused(f) => f.step_slices(grads),
+            Self::Candle(_) => candle_core::bail!("AdamW: slice gradients need CPU f32 parameters"),
+        }
     }
 }
 
@@ -98,7 +113,12 @@ impl InplaceOp2 for Update<'_> {
         let (Some((t0, t1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
             candle_core::bail!("fused AdamW: weight and gradient must be contiguous");
         };
-        let (theta, grad) = (&mut theta[t0..t1], &grad[g0..g1]);
+        self.apply(&mut theta[t0..t1], &grad[g0..g1])
+    }
+}
+
+impl Update<'_> {
+    fn apply(&self, theta: &mut [f32], grad: &[f32]) -> candle_core::Result<()> {
         let mut mo = self.moments.lock().expect("AdamW moments");
         let Moments { m, v } = &mut *mo;
         if theta.len() != grad.len() || theta.len() != m.len() {
@@ -115,25 +135,62 @@ impl InplaceOp2 for Update<'_> {
     }
 }
 
+/// [`Update`] with a gradient that lives outside candle.
+struct UpdateFrom<'a> {
+    update: Update<'a>,
+    grad: &'a [f32],
+}
+
+impl InplaceOp1 for UpdateFrom<'_> {
+    fn name(&self) -> &'static str {
+        "fused-adamw"
+    }
+
+    fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> candle_core::Result<()> {
+        let CpuStorage::F32(theta) = s else {
+            candle_core::bail!("fused AdamW: f32 weights only");
+        };
+        let Some((t0, t1)) = l.contiguous_offsets() else {
+            candle_core::bail!("fused AdamW: the weight must be contiguous");
+        };
+        self.update.apply(&mut theta[t0..t1], self.grad)
+    }
+}
+
 impl Fused {
+    /// The update of one parameter at step `t`.
+    fn update<'a>(params: &ParamsAdamW, t: usize, moments: &'a Mutex<Moments>) -> Update<'a> {
+        let (p, t) = (params, t as i32);
+        Update {
+            moments,
+            beta1: p.beta1 as f32,
+            beta2: p.beta2 as f32,
+            scale_m: (1.0 / (1.0 - p.beta1.powi(t))) as f32,
+            scale_v: (1.0 / (1.0 - p.beta2.powi(t))) as f32,
+            decay: (1.0 - p.lr * p.weight_decay) as f32,
+            lr: p.lr as f32,
+            eps: p.eps as f32,
+        }
+    }
+
     fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
         self.step_t += 1;
-        let p = &self.params;
-        let t = self.step_t as i32;
         for (var, moments) in &self.slots {
             let Some(g) = grads.get(var.as_tensor()) else { continue };
             let g = g.contiguous()?;
-            let update = Update {
-                moments,
-                beta1: p.beta1 as f32,
-                beta2: p.beta2 as f32,
-                scale_m: (1.0 / (1.0 - p.beta1.powi(t))) as f32,
-                scale_v: (1.0 / (1.0 - p.beta2.powi(t))) as f32,
-                decay: (1.0 - p.lr * p.weight_decay) as f32,
-                lr: p.lr as f32,
-                eps: p.eps as f32,
-            };
-            var.as_tensor().inplace_op2(&g, &update)?;
+            var.as_tensor().inplace_op2(&g, &Self::update(&self.params, self.step_t, moments))?;
+        }
+        Ok(())
+    }
+
+    fn step_slices(&mut self, grads: &[Vec<f32>]) -> candle_core::Result<()> {
+        if grads.len() != self.slots.len() {
+            candle_core::bail!("AdamW: {} gradients for {} parameters", grads.len(), self.slots.len());
+        }
+        self.step_t += 1;
+        for ((var, moments), grad) in self.slots.iter().zip(grads) {
+            let update = Self::update(&self.params, self.step_t, moments);
+            var.as_tensor().inplace_op1(&UpdateFrom { update, grad })?;
         }
         Ok(())
     }

@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, Examples, Labelled};
-use crate::model::{self, Classifier, Mode};
+use crate::model::{self, Classifier, Mode, TrainPart};
 use crate::progress::Progress;
 use crate::{Error, Result};
 
@@ -138,6 +138,58 @@ pub fn evaluate_loss(model: &dyn Classifier, data: &Labelled, batch_size: usize)
     Ok((loss / n, correct as f64 / n))
 }
 
+/// One optimiser step on `(1 − w) · CE(batch) + w · CE(adv)` (just `CE(batch)` without
+/// adversarial examples) through candle's autograd. Returns the loss.
+fn step_by_autograd(
+    model: &dyn Classifier,
+    opt: &mut AdamW,
+    batch: &Labelled,
+    adv: Option<&Labelled>,
+    w: f64,
+) -> Result<f32> {
+    let clean = cross_entropy(&model.forward(&model.encode(&batch.x.view())?, Mode::TRAIN)?, &batch.y)?;
+    let loss = match adv {
+        Some(adv) => {
+            let adv_loss =
+                cross_entropy(&model.forward(&model.encode(&adv.x.view())?, Mode::TRAIN)?, &adv.y)?;
+            ((clean * (1.0 - w))? + (adv_loss * w)?)?
+        }
+        None => clean,
+    };
+    opt.backward_step(&loss)?;
+    Ok(loss.to_scalar::<f32>()?)
+}
+
+/// One optimiser step through the model's hand-written gradients, when it has them and
+/// the optimiser can take them: returns the loss, or `None` to leave the step to autograd.
+fn step_by_hand(
+    model: &dyn Classifier,
+    opt: &mut AdamW,
+    grads: &mut [Vec<f32>],
+    batch: &Labelled,
+    adv: Option<&Labelled>,
+    w: f64,
+) -> Result<Option<f32>> {
+    fn part(l: &Labelled, weight: f64) -> Option<TrainPart<'_>> {
+        match &l.x {
+            Examples::Dense { data, .. } => Some(TrainPart { x: data, labels: &l.y, weight: weight as f32 }),
+            Examples::Text(_) => None,
+        }
+    }
+    if !opt.takes_slices() {
+        return Ok(None);
+    }
+    let parts = match adv {
+        None => vec![part(batch, 1.0)],
+        Some(adv) => vec![part(batch, 1.0 - w), part(adv, w)],
+    };
+    let Some(parts) = parts.into_iter().collect::<Option<Vec<_>>>() else { return Ok(None) };
+    let Some(loss) = model.train_grads(&parts, grads) else { return Ok(None) };
+    let loss = loss?;
+    opt.step_slices(grads)?;
+    Ok(Some(loss))
+}
+
 /// Trains `model` on `data` for one phase. Returns the epoch log.
 pub fn fit(
     model: &dyn Classifier,
@@ -161,7 +213,10 @@ pub fn fit(
         None => TrainState { phase: checkpoints.phase.clone(), ..Default::default() },
     };
     let params = ParamsAdamW { lr: fit.lr, weight_decay: fit.weight_decay, ..Default::default() };
-    let mut opt = AdamW::new(model.trainable(), params)?;
+    let trainable = model.trainable();
+    // One gradient buffer per parameter, reused by every hand-written step.
+    let mut grads: Vec<Vec<f32>> = vec![Vec::new(); trainable.len()];
+    let mut opt = AdamW::new(trainable, params)?;
     let mut best = if state.best_objective.is_some() && checkpoints.best().exists() {
         let current = model::snapshot(model)?;
         model::load(model, &checkpoints.best())?;
@@ -186,22 +241,22 @@ pub fn fit(
         let mut total = 0.0f64;
         for (b, chunk) in order.chunks(fit.batch_size.max(1)).enumerate() {
             let batch = data.train.select(chunk);
-            let clean =
-                cross_entropy(&model.forward(&model.encode(&batch.x.view())?, Mode::TRAIN)?, &batch.y)?;
-            let loss = match adversary.as_deref_mut() {
+            // The attack leaves the weights alone, so its examples can come first.
+            let adv = match adversary.as_deref_mut() {
                 Some(adv) if adversarial => {
                     let k = ((chunk.len() as f64 * fit.share).ceil() as usize).clamp(1, chunk.len());
                     let part = batch.select(&(0..k).collect::<Vec<_>>());
                     let batch_seed = seed ^ ((epoch as u64) << 32) ^ b as u64;
                     let x_adv = adv.generate(model, &part.x, &part.y, batch_seed)?;
-                    let adv_loss =
-                        cross_entropy(&model.forward(&model.encode(&x_adv.view())?, Mode::TRAIN)?, &part.y)?;
-                    ((clean * (1.0 - w))? + (adv_loss * w)?)?
+                    Some(Labelled { x: x_adv, y: part.y })
                 }
-                _ => clean,
+                _ => None,
             };
-            opt.backward_step(&loss)?;
-            total += loss.to_scalar::<f32>()? as f64;
+            let loss = match step_by_hand(model, &mut opt, &mut grads, &batch, adv.as_ref(), w)? {
+                Some(loss) => loss,
+                None => step_by_autograd(model, &mut opt, &batch, adv.as_ref(), w)?,
+            };
+            total += loss as f64;
             progress.inc(1);
         }
         let seconds = progress.finish().as_secs_f64();
@@ -301,6 +356,39 @@ mod tests {
 
     fn model() -> Mlp {
         Mlp::new(&TabularModelConfig::default(), &[0.0, 0.0], &[1.0, 1.0], 2, 3, &Device::Cpu).unwrap()
+    }
+
+    /// The hand-written step and autograd take the same AdamW steps, clean and mixed.
+    #[test]
+    fn the_hand_written_step_matches_autograd() {
+        let cfg = TabularModelConfig { hidden: vec![16, 8], ..Default::default() };
+        let make = || Mlp::new(&cfg, &[0.5, -1.0, 2.0], &[2.0, 0.5, 1.0], 3, 11, &Device::Cpu).unwrap();
+        let (fast, slow) = (make(), make());
+        let params = ParamsAdamW { lr: 1e-2, weight_decay: 1e-2, ..Default::default() };
+        let mut opt_fast = AdamW::new(fast.trainable(), params.clone()).unwrap();
+        let mut opt_slow = AdamW::new(slow.trainable(), params).unwrap();
+        let mut grads = vec![Vec::new(); fast.trainable().len()];
+        let rows = |n: usize, off: usize| {
+            let x: Vec<f32> = (0..n * 3).map(|i| (((i + off) * 37 % 23) as f32 - 11.0) / 4.0).collect();
+            let y: Vec<u32> = (0..n).map(|i| ((i + off) % 3) as u32).collect();
+            Labelled { x: Examples::Dense { data: x, width: 3 }, y }
+        };
+        for step in 0..6 {
+            let batch = rows(20, step * 7);
+            // Clean steps first, then mixed ones with fewer adversarial rows than clean.
+            let adv = (step >= 2).then(|| rows(13, 100 + step));
+            let w = if step >= 2 { 0.3 } else { 0.0 };
+            let a = step_by_hand(&fast, &mut opt_fast, &mut grads, &batch, adv.as_ref(), w).unwrap();
+            let b = step_by_autograd(&slow, &mut opt_slow, &batch, adv.as_ref(), w).unwrap();
+            let a = a.expect("the MLP takes the hand-written path on the CPU");
+            assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()), "step {step}: loss {a} vs {b}");
+            for (p, q) in fast.trainable().iter().zip(slow.trainable()) {
+                let (p, q) = (p.flatten_all().unwrap().to_vec1::<f32>().unwrap(), q.flatten_all().unwrap());
+                for (u, v) in p.iter().zip(q.to_vec1::<f32>().unwrap()) {
+                    assert!((u - v).abs() < 1e-5 * (1.0 + v.abs()), "step {step}: weight {u} vs {v}");
+                }
+            }
+        }
     }
 
     #[test]

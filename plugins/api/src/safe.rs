@@ -293,6 +293,21 @@ impl<'a> Oracle<'a> {
     /// Per-row cross-entropy against `labels`, and its gradient with respect to the input
     /// (dense: `rows * width` values in raw units; text: per-word saliency, see the ABI).
     pub fn loss_grad(&self, input: Input<'_>, labels: &[u32], ids: &[u32]) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (mut loss, mut grad) = (Vec::new(), Vec::new());
+        self.loss_grad_into(input, labels, ids, &mut loss, &mut grad)?;
+        Ok((loss, grad))
+    }
+
+    /// [`Oracle::loss_grad`] into the caller's buffers (resized to fit), so an attack that
+    /// asks every step reuses the same memory instead of allocating a batch's worth.
+    pub fn loss_grad_into(
+        &self,
+        input: Input<'_>,
+        labels: &[u32],
+        ids: &[u32],
+        loss: &mut Vec<f32>,
+        grad: &mut Vec<f32>,
+    ) -> Result<()> {
         let mut refs = Vec::new();
         let view = self.view(&input, labels, ids, &mut refs)?;
         if labels.len() != view.n {
@@ -302,14 +317,15 @@ impl<'a> Oracle<'a> {
             Input::Dense { width, .. } => width,
             Input::Text(t) => t.iter().map(|s| s.split_whitespace().count()).max().unwrap_or(0),
         };
-        let mut loss = vec![0f32; view.n];
-        let mut grad = vec![0f32; view.n * width];
+        // The host overwrites every value, so stale contents need no clearing.
+        loss.resize(view.n, 0.0);
+        grad.resize(view.n * width, 0.0);
         let status =
             (self.vtable.loss_grad)(self.vtable.ctx, &view, loss.as_mut_ptr(), grad.as_mut_ptr(), grad.len());
         if status != abi::STATUS_OK {
             return Err(self.error());
         }
-        Ok((loss, grad))
+        Ok(())
     }
 
     /// Cosine similarity of the host's sentence embeddings of `a[i]` and `b[i]`.

@@ -26,6 +26,11 @@ pub(crate) fn interval(f: &Feature<'_>, o: f32, radius: f64, integer: bool) -> [
     let r = radius as f32;
     let mut lo = f.lower.max(o - r);
     let mut hi = f.upper.min(o + r);
+    // Rounding `o ∓ r` to f32 overshoots by at most one step: taking it as a select keeps
+    // the loops below (a safety net) from mispredicting on every other column.
+    let (lo1, hi1) = (step_toward(lo, o), step_toward(hi, o));
+    lo = if o as f64 - lo as f64 > radius { lo1 } else { lo };
+    hi = if hi as f64 - o as f64 > radius { hi1 } else { hi };
     while o as f64 - lo as f64 > radius {
         lo = step_toward(lo, o);
     }
@@ -46,13 +51,16 @@ pub(crate) fn clamp(v: f32, [lo, hi]: [f32; 2]) -> f32 {
 /// `interval` of every moving column of every row (`n * moving.len()` of them), for an
 /// L∞ ball of `radius_std` standardised units, or the bounds alone for `None`.
 pub(crate) fn boxes(batch: &Batch<'_>, cols: &Columns, radius_std: Option<f32>) -> Vec<[f32; 2]> {
+    let radii: Vec<f64> = cols
+        .moving
+        .iter()
+        .map(|&j| radius_std.map_or(f64::INFINITY, |e| e as f64 * batch.features[j].scale as f64))
+        .collect();
     let mut out = Vec::with_capacity(batch.len() * cols.moving.len());
     for i in 0..batch.len() {
         let row = batch.row(i);
-        for (&j, &integer) in cols.moving.iter().zip(&cols.integer) {
-            let f = &batch.features[j];
-            let r = radius_std.map_or(f64::INFINITY, |e| e as f64 * f.scale as f64);
-            out.push(interval(f, row[j], r, integer));
+        for ((&j, &integer), &r) in cols.moving.iter().zip(&cols.integer).zip(&radii) {
+            out.push(interval(&batch.features[j], row[j], r, integer));
         }
     }
     out
@@ -61,8 +69,8 @@ pub(crate) fn boxes(batch: &Batch<'_>, cols: &Columns, radius_std: Option<f32>) 
 /// Writes the row that relaxed values `z` (one per moving column) stand for into `x`:
 /// integer columns rounded to the nearest integer of their box.
 pub(crate) fn materialize(cols: &Columns, bx: &[[f32; 2]], z: &[f32], x: &mut [f32]) {
-    for (k, &j) in cols.moving.iter().enumerate() {
-        x[j] = if cols.integer[k] { clamp(z[k].round(), bx[k]) } else { z[k] };
+    for (((&j, &integer), &v), &b) in cols.moving.iter().zip(&cols.integer).zip(z).zip(bx) {
+        x[j] = if integer { clamp(v.round(), b) } else { v };
     }
 }
 

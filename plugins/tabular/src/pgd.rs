@@ -118,16 +118,6 @@ fn score(p: &[f32], y: u32) -> Score {
     (p.iter().any(|&v| v > py), -py.max(1e-30).ln())
 }
 
-fn sign(v: f32) -> f32 {
-    if v > 0.0 {
-        1.0
-    } else if v < 0.0 {
-        -1.0
-    } else {
-        0.0
-    }
-}
-
 /// One `perturb` call: the schema worked out once, and buffers reused across steps.
 struct Run<'a, 'b> {
     p: &'a PgdParams,
@@ -144,6 +134,11 @@ struct Run<'a, 'b> {
     x: Vec<f32>,
     z: Vec<f32>,
     scratch: Vec<f32>,
+    /// `step_size * scale` of each moving column: an L∞ step's raw length there.
+    unit: Vec<f32>,
+    /// The oracle's answers, reused by every step.
+    loss: Vec<f32>,
+    grad: Vec<f32>,
 }
 
 impl<'a, 'b> Run<'a, 'b> {
@@ -152,6 +147,7 @@ impl<'a, 'b> Run<'a, 'b> {
         let radius = (pgd.p.norm == Norm::Linf).then_some(pgd.p.epsilon);
         let bx = boxes(batch, &cols, radius);
         let (n, w, m) = (batch.len(), batch.width, cols.moving.len());
+        let unit = cols.moving.iter().map(|&j| pgd.step_size * batch.features[j].scale).collect();
         Self {
             p: &pgd.p,
             alpha: pgd.step_size,
@@ -163,6 +159,9 @@ impl<'a, 'b> Run<'a, 'b> {
             x: vec![0.0; n * w],
             z: vec![0.0; n * m],
             scratch: vec![0.0; m],
+            unit,
+            loss: Vec::with_capacity(n),
+            grad: Vec::with_capacity(n * w),
             cols,
         }
     }
@@ -185,10 +184,12 @@ impl<'a, 'b> Run<'a, 'b> {
             }
             for _ in 0..self.p.steps {
                 let input = Input::Dense { data: &self.x[..a * w], width: w };
-                let (_, g) = oracle.loss_grad(input, &self.labels, &self.ids)?;
+                let mut g = std::mem::take(&mut self.grad);
+                oracle.loss_grad_into(input, &self.labels, &self.ids, &mut self.loss, &mut g)?;
                 for k in 0..a {
                     self.step(k, &g[k * w..(k + 1) * w]);
                 }
+                self.grad = g;
             }
             let scores = if self.p.discrete {
                 Some(self.flip(oracle)?)
@@ -271,8 +272,21 @@ impl<'a, 'b> Run<'a, 'b> {
         match self.p.norm {
             // In standardised units the gradient is g * scale, which has g's sign.
             Norm::Linf => {
-                for (q, &j) in self.cols.moving.iter().enumerate() {
-                    z[q] = clamp(z[q] + self.alpha * f[j].scale * sign(grad(j)), bx[q]);
+                // Gathered first, so the step below is a plain loop over arrays that
+                // vectorises; a non-finite gradient counts as 0, as in `grad`.
+                let gs = &mut self.scratch;
+                gs.iter_mut().zip(&self.cols.moving).for_each(|(s, &j)| *s = g[j]);
+                for (((zq, &gj), &u), &b) in z.iter_mut().zip(gs.iter()).zip(&self.unit).zip(bx) {
+                    let up = gj > 0.0 && gj < f32::INFINITY;
+                    let down = gj < 0.0 && gj > f32::NEG_INFINITY;
+                    let d = if up {
+                        u
+                    } else if down {
+                        -u
+                    } else {
+                        0.0
+                    };
+                    *zq = clamp(*zq + d, b);
                 }
             }
             Norm::L2 => {
