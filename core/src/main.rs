@@ -99,6 +99,7 @@ fn execute(command: Command) -> Result<(), tempered_core::Error> {
                 let params = serde_json::to_value(&a.params).expect("TOML is JSON");
                 // Creating the attack makes the plugin check its params, too.
                 drop(plugin.create(&a.attack, &params)?);
+                engine::check_harden_attack(&p, a, &plugin)?;
             }
             println!(
                 "{}: ok ({} pipeline `{}`, {} attack(s), seed {})",

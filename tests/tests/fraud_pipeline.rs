@@ -131,3 +131,19 @@ fn clean_fine_tuning_trains_against_no_attack() {
     assert!(m["attacks"].as_array().unwrap().iter().all(|a| a["trained_against"] == false));
     assert!(m["clean"]["after"].is_object());
 }
+
+/// FGSM training sends the attack `steps = 1, random_start = true`; an attack without those
+/// params is refused before the clean training starts, not after it.
+#[test]
+fn hardening_params_are_checked_before_any_training() {
+    let src = repo_pipeline("fraud-small.toml")
+        .replace("strategy = \"pgd\"\nattack = \"pgd\"", "strategy = \"fgsm\"\nattack = \"fraudster\"");
+    let p = Pipeline::load(&pipeline_file("fraud-fgsm-fraudster", &src)).expect("valid pipeline");
+    let out = scratch("fraud-fgsm-fraudster").join("run");
+    let Err(err) = engine::run(&p, &RunOptions { out: Some(out.clone()), resume: false }) else {
+        panic!("fraudster takes no `steps`: the run must fail");
+    };
+    let err = err.to_string();
+    assert!(err.contains("fraudster") && err.contains("unknown field"), "{err}");
+    assert!(!out.join("checkpoints/clean.safetensors").exists(), "nothing was trained");
+}

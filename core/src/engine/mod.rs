@@ -168,6 +168,42 @@ fn with_overrides(
     p
 }
 
+/// The params the hardening attack is created with, when `config` is that attack: its
+/// `[[attack]]` params, then the strategy's (FGSM: one step from a random start), then
+/// `[harden] params`. `None` for any other attack, or when nothing is hardened.
+fn harden_params(pipeline: &Pipeline, config: &AttackConfig) -> Option<serde_json::Value> {
+    let harden = pipeline.spec.harden();
+    if !harden.enabled || harden.strategy == Strategy::Clean || harden.attack.as_ref() != Some(&config.id) {
+        return None;
+    }
+    let mut overrides = serde_json::Map::new();
+    if harden.strategy == Strategy::Fgsm {
+        overrides.insert("steps".into(), 1.into());
+        overrides.insert("random_start".into(), true.into());
+    }
+    if let serde_json::Value::Object(m) = to_json(&harden.params) {
+        overrides.extend(m);
+    }
+    Some(with_overrides(&to_json(&config.params), &overrides))
+}
+
+/// Creates (and drops) the attack `config` as hardening will, when it is the hardening
+/// attack: the plugin checks those params now, before any training time is spent.
+pub fn check_harden_attack(pipeline: &Pipeline, config: &AttackConfig, plugin: &Plugin) -> Result<()> {
+    let Some(params) = harden_params(pipeline, config) else { return Ok(()) };
+    match plugin.create(&config.attack, &params) {
+        Ok(handle) => {
+            drop(handle);
+            Ok(())
+        }
+        Err(e) => Err(Error::msg(format!(
+            "[harden] trains with attack `{}` ({:?} strategy, with [harden] params): {e}",
+            config.id,
+            pipeline.spec.harden().strategy
+        ))),
+    }
+}
+
 /// Trains on a plugin attack's examples. Only examples of the attack's `classes` are
 /// attacked: hardening against a threat model (frauds posing as genuine) must not also
 /// teach the model to resist attacks nobody makes (genuine rows posing as fraud), which
@@ -217,6 +253,10 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
     let mut seconds = BTreeMap::new();
     let t = Instant::now();
     let attacks = load_attacks(pipeline)?;
+    // The plugin checks the hardening params now, not after the clean training.
+    for a in &attacks {
+        check_harden_attack(pipeline, &a.config, &a.handle.plugin)?;
+    }
     let device = device(pipeline.spec.pipeline().device)?;
     let task = match &pipeline.spec {
         crate::pipeline::Spec::Tabular(spec) => tabular::prepare(pipeline, spec, &device)?,
@@ -292,15 +332,9 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
                     .iter()
                     .find(|a| &a.config.id == id)
                     .ok_or_else(|| Error::msg(format!("harden.attack `{id}` could not be loaded")))?;
-                let mut overrides = serde_json::Map::new();
-                if strategy == Strategy::Fgsm {
-                    overrides.insert("steps".into(), 1.into());
-                    overrides.insert("random_start".into(), true.into());
-                }
-                if let serde_json::Value::Object(m) = to_json(&harden.params) {
-                    overrides.extend(m);
-                }
-                let params = with_overrides(&source.params, &overrides);
+                let params = harden_params(pipeline, &source.config).ok_or_else(|| {
+                    Error::msg(format!("harden.attack `{id}` cannot train with strategy {strategy:?}"))
+                })?;
                 let plugin = source.handle.plugin.clone();
                 let handle = plugin.create(&source.config.attack, &params)?;
                 let record = match modality {
