@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use crate::data::Dataset;
 use crate::engine;
-use crate::model::{Mlp, TabularModelConfig};
-use crate::pipeline::{Pipeline, Spec};
+use crate::model::{Classifier, Mlp, TabularModelConfig};
+use crate::pipeline::{AttackConfig, Pipeline, Spec};
 use crate::plugin_host::BatchContext;
 use crate::report::CleanMetrics;
 use crate::train::{self, Adversary, Checkpoints, Fit};
@@ -63,25 +63,8 @@ pub fn tabular(
     let cfg = TabularModelConfig { hidden: vec![64, 64], ..Default::default() };
     let device = engine::device(spec.pipeline.device)?;
     let model = Mlp::new(&cfg, &mean, &std, data.n_classes, pipeline.seed(), &device)?;
-    let tmp = std::env::temp_dir().join(format!("tempered-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let fit = |adversarial_weight: f64| Fit {
-        epochs,
-        batch_size: 256,
-        lr: 1e-3,
-        weight_decay: 1e-4,
-        patience: 0,
-        adversarial_weight,
-        share: 1.0,
-        clean_epochs: 0,
-        validation_attack_examples: 0,
-    };
-    let epoch_seconds = |s: &train::TrainState| s.log.iter().map(|e| e.seconds).sum::<f64>();
-    let n = dataset.train.len() as f64;
-
-    let ck = Checkpoints { dir: tmp.clone(), phase: "bench-clean".into() };
-    let clean = train::fit(&model, &dataset, &fit(0.0), None, pipeline.seed(), &ck)?;
-    let clean_rate = n * epochs as f64 / epoch_seconds(&clean);
+    let timer = Timer::new("tempered-bench", epochs, 256, 1e-3, 1e-4)?;
+    let clean_rate = timer.rate(&model, &dataset, None, pipeline.seed())?;
 
     let (_, probs) = evaluate::predict(&model, &dataset.test.x, 1024)?;
     let scores: Vec<f32> = probs.iter().map(|p| p[1]).collect();
@@ -90,20 +73,10 @@ pub fn tabular(
 
     let input_grad_micros = input_grad_timings(&model, &dataset)?;
 
-    let config = spec
-        .attacks
-        .iter()
-        .find(|a| a.id == attack_id)
-        .ok_or_else(|| Error::msg(format!("the pipeline has no [[attack]] `{attack_id}`")))?;
-    let mut params = serde_json::to_value(&config.params).expect("TOML is JSON");
-    if let Some(p) = params.as_object_mut() {
-        p.extend(overrides.clone());
-    }
-    let plugin = engine::load_plugin(pipeline, config)?;
-    let handle = plugin.create(&config.attack, &params)?;
+    let attack = create_attack(pipeline, &spec.attacks, attack_id, overrides)?;
     let schema = engine::tabular_schema(&data.features);
     let mut adversary = BenchAdversary {
-        handle,
+        handle: attack.handle,
         ctx: BatchContext {
             modality: tempered_plugin::Modality::Tabular,
             schema: Some(&schema),
@@ -113,27 +86,98 @@ pub fn tabular(
             encoder: None,
         },
     };
-    let ck = Checkpoints { dir: tmp.clone(), phase: "bench-adversarial".into() };
-    let started = Instant::now();
-    let adv = train::fit(&model, &dataset, &fit(0.5), Some(&mut adversary), pipeline.seed(), &ck)?;
-    tracing::debug!("adversarial phase took {:.2} s in all", started.elapsed().as_secs_f64());
-    let adv_rate = n * epochs as f64 / epoch_seconds(&adv);
-    let _ = std::fs::remove_dir_all(&tmp);
+    let adv_rate = timer.rate(&model, &dataset, Some(&mut adversary), pipeline.seed())?;
     Ok(BenchResult {
         threads: candle_core::utils::get_num_threads(),
         train_examples: dataset.train.len(),
         clean_samples_per_sec: clean_rate,
         adversarial_samples_per_sec: adv_rate,
         test_pr_auc: pr_auc,
-        attack: format!("{}/{} {}", config.plugin, config.attack, params),
+        attack: attack.label,
         input_grad_micros,
     })
+}
+
+/// Trains with the bench's fixed settings (no early stopping, every example attacked,
+/// weight 0.5 when adversarial) in a scratch checkpoint folder, and times the epochs.
+struct Timer {
+    fit: Fit,
+    dir: std::path::PathBuf,
+}
+
+impl Timer {
+    fn new(tag: &str, epochs: usize, batch_size: usize, lr: f64, weight_decay: f64) -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let fit = Fit {
+            epochs,
+            batch_size,
+            lr,
+            weight_decay,
+            patience: 0,
+            adversarial_weight: 0.0,
+            share: 1.0,
+            clean_epochs: 0,
+            validation_attack_examples: 0,
+        };
+        Ok(Self { fit, dir })
+    }
+
+    /// Training examples per second over the epochs alone (not validation or checkpoints):
+    /// clean without `adversary`, PGD-AT with it.
+    fn rate(
+        &self,
+        model: &dyn Classifier,
+        data: &Dataset,
+        adversary: Option<&mut dyn Adversary>,
+        seed: u64,
+    ) -> Result<f64> {
+        let (phase, weight) =
+            if adversary.is_some() { ("bench-adversarial", 0.5) } else { ("bench-clean", 0.0) };
+        let fit = Fit { adversarial_weight: weight, ..self.fit.clone() };
+        let ck = Checkpoints { dir: self.dir.clone(), phase: phase.into() };
+        let state = train::fit(model, data, &fit, adversary, seed, &ck)?;
+        let seconds: f64 = state.log.iter().map(|e| e.seconds).sum();
+        Ok(data.train.len() as f64 * fit.epochs as f64 / seconds)
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The pipeline's `[[attack]]` `attack_id`, created with `overrides` applied to its params.
+struct BenchAttack {
+    handle: crate::plugin_host::AttackHandle,
+    params: serde_json::Value,
+    /// `plugin/attack {params}`, for the printout.
+    label: String,
+}
+
+fn create_attack(
+    pipeline: &Pipeline,
+    attacks: &[AttackConfig],
+    attack_id: &str,
+    overrides: &serde_json::Map<String, serde_json::Value>,
+) -> Result<BenchAttack> {
+    let config = attacks
+        .iter()
+        .find(|a| a.id == attack_id)
+        .ok_or_else(|| Error::msg(format!("the pipeline has no [[attack]] `{attack_id}`")))?;
+    let mut params = serde_json::to_value(&config.params).expect("TOML is JSON");
+    if let Some(p) = params.as_object_mut() {
+        p.extend(overrides.clone());
+    }
+    let handle = engine::load_plugin(pipeline, config)?.create(&config.attack, &params)?;
+    let label = format!("{}/{} {}", config.plugin, config.attack, params);
+    Ok(BenchAttack { handle, params, label })
 }
 
 /// Times the oracle's two input-gradient paths on the same batch, interleaved so that
 /// machine load hits both alike.
 fn input_grad_timings(model: &Mlp, data: &Dataset) -> Result<(f64, f64)> {
-    use crate::model::Classifier;
     let idx: Vec<usize> = (0..256.min(data.train.len())).collect();
     let part = data.train.select(&idx);
     let crate::data::Examples::Dense { data: x, .. } = &part.x else { unreachable!("tabular rows") };
@@ -200,7 +244,6 @@ pub fn audio(
     overrides: &serde_json::Map<String, serde_json::Value>,
     epochs: usize,
 ) -> Result<AudioBenchResult> {
-    use crate::model::Classifier;
     let Spec::Audio(spec) = &pipeline.spec else {
         return Err(Error::msg("bench::audio measures audio pipelines"));
     };
@@ -219,42 +262,17 @@ pub fn audio(
     let device = engine::device(spec.pipeline.device)?;
     let model =
         crate::model::audio::M5::new(&spec.model, width, data.classes.len(), pipeline.seed(), &device)?;
-    let tmp = std::env::temp_dir().join(format!("tempered-bench-audio-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let fit = |adversarial_weight: f64| Fit {
-        epochs,
-        batch_size: spec.train.batch_size,
-        lr: spec.train.lr,
-        weight_decay: spec.train.weight_decay,
-        patience: 0,
-        adversarial_weight,
-        share: 1.0,
-        clean_epochs: 0,
-        validation_attack_examples: 0,
-    };
-    let epoch_seconds = |s: &train::TrainState| s.log.iter().map(|e| e.seconds).sum::<f64>();
-    let n = dataset.train.len() as f64;
-    let ck = Checkpoints { dir: tmp.clone(), phase: "bench-clean".into() };
-    let clean = train::fit(&model, &dataset, &fit(0.0), None, pipeline.seed(), &ck)?;
-    let clean_rate = n * epochs as f64 / epoch_seconds(&clean);
+    let t = &spec.train;
+    let timer = Timer::new("tempered-bench-audio", epochs, t.batch_size, t.lr, t.weight_decay)?;
+    let clean_rate = timer.rate(&model, &dataset, None, pipeline.seed())?;
     let (pred, _) = evaluate::predict(&model, &dataset.test.x, 256)?;
     let right = pred.iter().zip(&dataset.test.y).filter(|(p, y)| p == y).count();
     let test_accuracy = right as f64 / dataset.test.len().max(1) as f64;
 
-    let config = spec
-        .attacks
-        .iter()
-        .find(|a| a.id == attack_id)
-        .ok_or_else(|| Error::msg(format!("the pipeline has no [[attack]] `{attack_id}`")))?;
-    let mut params = serde_json::to_value(&config.params).expect("TOML is JSON");
-    if let Some(p) = params.as_object_mut() {
-        p.extend(overrides.clone());
-    }
-    let steps = params.get("steps").and_then(|s| s.as_u64()).unwrap_or(10);
-    let plugin = engine::load_plugin(pipeline, config)?;
-    let handle = plugin.create(&config.attack, &params)?;
+    let attack = create_attack(pipeline, &spec.attacks, attack_id, overrides)?;
+    let steps = attack.params.get("steps").and_then(|s| s.as_u64()).unwrap_or(10);
     let mut adversary = BenchAdversary {
-        handle,
+        handle: attack.handle,
         ctx: BatchContext {
             modality: tempered_plugin::Modality::Audio,
             schema: None,
@@ -264,10 +282,7 @@ pub fn audio(
             encoder: None,
         },
     };
-    let ck = Checkpoints { dir: tmp.clone(), phase: "bench-adversarial".into() };
-    let adv = train::fit(&model, &dataset, &fit(0.5), Some(&mut adversary), pipeline.seed(), &ck)?;
-    let adv_rate = n * epochs as f64 / epoch_seconds(&adv);
-    let _ = std::fs::remove_dir_all(&tmp);
+    let adv_rate = timer.rate(&model, &dataset, Some(&mut adversary), pipeline.seed())?;
     Ok(AudioBenchResult {
         threads: candle_core::utils::get_num_threads(),
         train_examples: dataset.train.len(),
@@ -278,6 +293,6 @@ pub fn audio(
         adversarial_per_sec: adv_rate,
         steps,
         test_accuracy,
-        attack: format!("{}/{} {}", config.plugin, config.attack, params),
+        attack: attack.label,
     })
 }
