@@ -198,14 +198,6 @@ struct M5Op {
     cache: Mutex<Option<kernel::Forward>>,
 }
 
-fn slice_of<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    if !l.is_contiguous() {
-        candle_core::bail!("M5 expects contiguous inputs");
-    }
-    let n = l.shape().elem_count();
-    Ok(&s.as_slice::<f32>()?[l.start_offset()..l.start_offset() + n])
-}
-
 impl CustomOp2 for M5Op {
     fn name(&self) -> &'static str {
         "m5"
@@ -222,7 +214,7 @@ impl CustomOp2 for M5Op {
         if width != self.arch.length {
             candle_core::bail!("M5 expects waveforms of {} samples, got {width}", self.arch.length);
         }
-        let (x, theta) = (slice_of(s1, l1)?, slice_of(s2, l2)?);
+        let (x, theta) = (super::cpu_f32(s1, l1, "m5")?, super::cpu_f32(s2, l2, "m5")?);
         let mut running = self.running.as_tensor().to_vec1::<f32>()?;
         let fwd = kernel::forward(&self.arch, theta, &mut running, x, n, self.train, threads());
         if self.train {

@@ -170,13 +170,6 @@ fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
     }
 }
 
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("gelu: contiguous f32 input expected"),
-    }
-}
-
 struct GeluErf;
 
 impl CustomOp1 for GeluErf {
@@ -185,7 +178,7 @@ impl CustomOp1 for GeluErf {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s, l)?;
+        let x = super::cpu_f32(s, l, "gelu")?;
         let y = x.iter().map(|&v| 0.5 * v * (1.0 + erf_f32(v * std::f32::consts::FRAC_1_SQRT_2))).collect();
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
@@ -210,7 +203,7 @@ impl CustomOp2 for GeluErfGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, g) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
+        let (x, g) = (super::cpu_f32(s1, l1, "gelu backward")?, super::cpu_f32(s2, l2, "gelu backward")?);
         if x.len() != g.len() {
             candle_core::bail!("gelu backward: {} values, {} gradients", x.len(), g.len());
         }

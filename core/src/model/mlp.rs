@@ -189,12 +189,8 @@ impl Mlp {
         let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
         let mut slices: Vec<&[f32]> = Vec::with_capacity(guards.len());
         for (storage, layout) in &guards {
-            let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((start, end))) =
-                (&**storage, layout.contiguous_offsets())
-            else {
-                return None;
-            };
-            slices.push(&v[start..end]);
+            let candle_core::Storage::Cpu(cpu) = &**storage else { return None };
+            slices.push(super::cpu_f32(cpu, layout, "MLP").ok()?);
         }
         let layers: Vec<mlp_grad::Layer<'_>> = self
             .layers

@@ -12,7 +12,7 @@ pub mod word_cnn;
 
 use std::path::Path;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{CpuStorage, Device, Layout, Tensor, Var};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +34,27 @@ pub struct Mode {
 impl Mode {
     pub const TRAIN: Mode = Mode { train: true, param_grads: true };
     pub const EVAL: Mode = Mode { train: false, param_grads: false };
+}
+
+/// What a custom op is handed, as one f32 slice: CPU storage under a contiguous layout
+/// (every op of ours is given contiguous tensors); `op` names the op in the error otherwise.
+pub(crate) fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        _ => candle_core::bail!("{op}: contiguous f32 input expected"),
+    }
+}
+
+/// [`cpu_f32`] for the storage an in-place op writes.
+pub(crate) fn cpu_f32_mut<'a>(
+    s: &'a mut CpuStorage,
+    l: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a mut [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),
+        _ => candle_core::bail!("{op}: contiguous f32 input expected"),
+    }
 }
 
 /// Dense rows and their labels, entering a training loss as `weight` times their mean

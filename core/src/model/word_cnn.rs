@@ -169,9 +169,7 @@ struct Projections {
 fn cpu_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
     let (storage, layout) = t.storage_and_layout();
     let candle_core::Storage::Cpu(cpu) = &*storage else { return None };
-    let all = cpu.as_slice::<f32>().ok()?;
-    let (start, end) = layout.contiguous_offsets()?;
-    Some(f(&all[start..end]))
+    Some(f(super::cpu_f32(cpu, layout, "word-CNN").ok()?))
 }
 
 impl WordCnn {

@@ -16,6 +16,8 @@ use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, DType, InplaceOp1, InplaceOp2, Layout, Var};
 use candle_nn::{Optimizer, ParamsAdamW};
 
+use crate::model::{cpu_f32, cpu_f32_mut};
+
 pub enum AdamW {
     Fused(Fused),
     Candle(candle_nn::AdamW),
@@ -107,13 +109,7 @@ impl InplaceOp2 for Update<'_> {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<()> {
-        let (CpuStorage::F32(theta), CpuStorage::F32(grad)) = (s1, s2) else {
-            candle_core::bail!("fused AdamW: f32 weights and gradients only");
-        };
-        let (Some((t0, t1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
-            candle_core::bail!("fused AdamW: weight and gradient must be contiguous");
-        };
-        self.apply(&mut theta[t0..t1], &grad[g0..g1])
+        self.apply(cpu_f32_mut(s1, l1, "fused AdamW")?, cpu_f32(s2, l2, "fused AdamW")?)
     }
 }
 
@@ -147,13 +143,7 @@ impl InplaceOp1 for UpdateFrom<'_> {
     }
 
     fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> candle_core::Result<()> {
-        let CpuStorage::F32(theta) = s else {
-            candle_core::bail!("fused AdamW: f32 weights only");
-        };
-        let Some((t0, t1)) = l.contiguous_offsets() else {
-            candle_core::bail!("fused AdamW: the weight must be contiguous");
-        };
-        self.update.apply(&mut theta[t0..t1], self.grad)
+        self.update.apply(cpu_f32_mut(s, l, "fused AdamW")?, self.grad)
     }
 }
 
