@@ -63,6 +63,9 @@ impl Attack for Beam {
             stopwords: p.stopwords,
             max_candidates: Some(p.max_candidates),
             inflections: p.inflections,
+            base_forms: p.base_forms,
+            exceptions: p.exceptions,
+            lemmas: p.lemmas,
         };
         let c = Constraints::new(&files, p.max_change_ratio, p.query_budget, p.min_similarity)?;
         Ok(Self { c, width: p.beam_width })

@@ -57,6 +57,19 @@ macro_rules! attack_params {
             /// Default true.
             #[serde(default = "crate::constraints::yes")]
             pub inflections: bool,
+            /// Also every base form WordNet's morphy finds for a word, in any part of
+            /// speech, and that form's synonyms, as nltk's `synsets(word)` gives them
+            /// (what TextAttack's WordNet swap offers). Default false.
+            #[serde(default)]
+            pub base_forms: bool,
+            /// `wordnet-exceptions.tsv`, the irregular forms for `base_forms` ("better" →
+            /// "good"). Default: none (suffix rules only).
+            #[serde(default)]
+            pub exceptions: Option<std::path::PathBuf>,
+            /// `wordnet-lemmas.tsv`, the lemmas without synonyms, for `base_forms`
+            /// ("critics" → "critic"). Default: none.
+            #[serde(default)]
+            pub lemmas: Option<std::path::PathBuf>,
             $( $(#[$fmeta])* pub $field : $ty, )*
         }
     };

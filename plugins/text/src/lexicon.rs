@@ -26,6 +26,17 @@ pub struct LexiconFiles {
     pub max_candidates: Option<usize>,
     /// Look a word the table lacks up by its base form and re-inflect the candidates.
     pub inflections: bool,
+    /// Also offer, like nltk's `wordnet.synsets(word)` that TextAttack's WordNet swap uses,
+    /// every base form WordNet's morphy finds for the word in any part of speech and that
+    /// base's synonyms, uninflected ("films" → "film", "movie"; "felt" → "feel", "sense").
+    pub base_forms: bool,
+    /// `wordnet-exceptions.tsv`: `inflected<TAB>pos<TAB>base...`, the irregular forms morphy
+    /// looks up before its suffix rules ("better" → "good"). Used by `base_forms`.
+    pub exceptions: Option<PathBuf>,
+    /// `wordnet-lemmas.tsv`: `word<TAB>pos...`, the lemmas without synonyms, which the
+    /// synonym table lacks ("critic"), so `base_forms` can still offer them ("critics" →
+    /// "critic").
+    pub lemmas: Option<PathBuf>,
 }
 
 /// Synonym candidates and stop words, keyed by lower-case word.
@@ -39,9 +50,46 @@ pub struct Lexicon {
     antonyms: HashSet<(u32, u32)>,
     stopwords: HashSet<Box<str>>,
     inflections: bool,
+    /// WordNet's own list for each (word id, part of speech), in sense order; with
+    /// `base_forms` only (empty otherwise).
+    senses: HashMap<(u32, Pos), Box<[u32]>>,
+    /// Irregular inflection → its base forms, by part of speech.
+    exceptions: HashMap<(u32, Pos), Box<[u32]>>,
+    /// Lemmas without synonyms.
+    lemmas: HashSet<(u32, Pos)>,
+    base_forms: bool,
+    /// `max_candidates`, or no limit.
+    cap: usize,
 }
 
+/// A part of speech, as an index into [`POS`].
+type Pos = u8;
+
 const POS: [&str; 4] = ["noun", "verb", "adj", "adv"];
+
+/// Index into [`POS`] of a name the caller checked is in it.
+fn pos_index(name: &str) -> Pos {
+    POS.iter().position(|&p| p == name).expect("a checked part of speech") as Pos
+}
+
+/// nltk's morphy suffix rules per part of speech (in [`POS`] order): inflected ending,
+/// base ending. Unlike [`MORPHY`], every rule that applies is tried.
+const MORPHY_RULES: [&[(&str, &str)]; 4] = [
+    &[
+        ("s", ""),
+        ("ses", "s"),
+        ("ves", "f"),
+        ("xes", "x"),
+        ("zes", "z"),
+        ("ches", "ch"),
+        ("shes", "sh"),
+        ("men", "man"),
+        ("ies", "y"),
+    ],
+    &[("s", ""), ("ies", "y"), ("es", "e"), ("es", ""), ("ed", "e"), ("ed", ""), ("ing", "e"), ("ing", "")],
+    &[("er", ""), ("est", ""), ("er", "e"), ("est", "e")],
+    &[],
+];
 
 /// Interns words while the files are read.
 #[derive(Default)]
@@ -77,6 +125,27 @@ fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
     text.lines().enumerate().map(|(i, l)| (i + 1, l.trim_end())).filter(|(_, l)| !l.is_empty())
 }
 
+/// Reads a tab-separated WordNet table, handing each row to `row`. A row needs `valid`
+/// and no empty field or field with blanks in it; `expected` names the layout for the error.
+fn tsv(
+    path: &Path,
+    what: &str,
+    expected: &str,
+    valid: impl Fn(&[&str]) -> bool,
+    mut row: impl FnMut(&[&str]),
+) -> Result<()> {
+    let text = read(path, what)?;
+    for (n, line) in lines(&text) {
+        let fields: Vec<&str> = line.split('\t').collect();
+        if !valid(&fields) || fields.iter().any(|f| f.is_empty() || f.contains(char::is_whitespace)) {
+            let expected = format!("{expected} with pos one of noun, verb, adj, adv");
+            return Err(malformed(path, n, &expected, line));
+        }
+        row(&fields);
+    }
+    Ok(())
+}
+
 /// Reads a file of `a b` pairs.
 fn pairs(path: &Path, what: &str) -> Result<Vec<(String, String)>> {
     let text = read(path, what)?;
@@ -98,24 +167,32 @@ impl Lexicon {
         }
         let mut interner = Interner::default();
         // Per word id: its WordNet lists, one per part of speech, in file (sense) order.
-        let mut wordnet: Vec<Vec<Vec<u32>>> = Vec::new();
-        let path = &files.synonyms;
-        let text = read(path, "synonyms")?;
-        let expected = "`word<TAB>pos<TAB>synonym...` with pos one of noun, verb, adj, adv";
-        for (n, line) in lines(&text) {
-            let fields: Vec<&str> = line.split('\t').collect();
-            let ok = fields.len() >= 3
-                && POS.contains(&fields[1])
-                && fields.iter().all(|f| !f.is_empty() && !f.contains(char::is_whitespace));
-            if !ok {
-                return Err(malformed(path, n, expected, line));
-            }
-            let head = interner.id(&fields[0].to_lowercase()) as usize;
-            let syns: Vec<u32> = fields[2..].iter().map(|s| interner.id(&s.to_lowercase())).collect();
+        let mut wordnet: Vec<Vec<(Pos, Vec<u32>)>> = Vec::new();
+        let has_pos = |f: &[&str]| f.len() >= 3 && POS.contains(&f[1]);
+        tsv(&files.synonyms, "synonyms", "`word<TAB>pos<TAB>synonym...`", has_pos, |f| {
+            let head = interner.id(&f[0].to_lowercase()) as usize;
+            let syns: Vec<u32> = f[2..].iter().map(|s| interner.id(&s.to_lowercase())).collect();
             if wordnet.len() <= head {
                 wordnet.resize_with(head + 1, Vec::new);
             }
-            wordnet[head].push(syns);
+            wordnet[head].push((pos_index(f[1]), syns));
+        })?;
+
+        let mut exceptions: HashMap<(u32, Pos), Box<[u32]>> = HashMap::new();
+        if let (true, Some(path)) = (files.base_forms, &files.exceptions) {
+            tsv(path, "WordNet exceptions", "`inflected<TAB>pos<TAB>base...`", has_pos, |f| {
+                let word = interner.id(&f[0].to_lowercase());
+                let bases = f[2..].iter().map(|b| interner.id(&b.to_lowercase())).collect();
+                exceptions.insert((word, pos_index(f[1])), bases);
+            })?;
+        }
+        let mut lemmas: HashSet<(u32, Pos)> = HashSet::new();
+        if let (true, Some(path)) = (files.base_forms, &files.lemmas) {
+            let all_pos = |f: &[&str]| f.len() >= 2 && f[1..].iter().all(|p| POS.contains(p));
+            tsv(path, "WordNet lemmas", "`word<TAB>pos...`", all_pos, |f| {
+                let word = interner.id(&f[0].to_lowercase());
+                lemmas.extend(f[1..].iter().map(|p| (word, pos_index(p))));
+            })?;
         }
 
         let mut ppdb: HashMap<u32, Vec<u32>> = HashMap::new();
@@ -172,9 +249,9 @@ impl Lexicon {
                 // this keeps the first senses of every reading ahead of the rare ones of one
                 // reading when a list is truncated ("good" adj before "good" noun's tail).
                 let lists = &wordnet[w as usize];
-                let longest = lists.iter().map(Vec::len).max().unwrap_or(0);
+                let longest = lists.iter().map(|(_, l)| l.len()).max().unwrap_or(0);
                 for k in 0..longest {
-                    for list in lists {
+                    for (_, list) in lists {
                         if let Some(&c) = list.get(k) {
                             push(c);
                         }
@@ -183,6 +260,14 @@ impl Lexicon {
                 out.into_boxed_slice()
             })
             .collect();
+        let senses = if files.base_forms {
+            let by_word = wordnet.into_iter().enumerate();
+            by_word
+                .flat_map(|(w, lists)| lists.into_iter().map(move |(p, l)| ((w as u32, p), l.into())))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         Ok(Self {
             ids: interner.ids,
             words: interner.words,
@@ -190,7 +275,66 @@ impl Lexicon {
             antonyms,
             stopwords,
             inflections: files.inflections,
+            senses,
+            exceptions,
+            lemmas,
+            base_forms: files.base_forms,
+            cap,
         })
+    }
+
+    /// The base forms of `word` as a `pos` (its own form included when it is one), the
+    /// way nltk's morphy finds them: the exception list if it has the word, else the word
+    /// and each suffix rule's result, kept when the table lists it as that part of speech.
+    fn bases(&self, word: &str, pos: Pos) -> Vec<u32> {
+        let id = self.ids.get(word).copied();
+        let lemma = |w: u32| self.senses.contains_key(&(w, pos)) || self.lemmas.contains(&(w, pos));
+        let mut out: Vec<u32> = Vec::new();
+        let mut keep = |w: u32| {
+            if lemma(w) && !out.contains(&w) {
+                out.push(w);
+            }
+        };
+        if let Some(bases) = id.and_then(|w| self.exceptions.get(&(w, pos))) {
+            id.into_iter().chain(bases.iter().copied()).for_each(&mut keep);
+            return out;
+        }
+        id.into_iter().for_each(&mut keep);
+        for &(ending, base_ending) in MORPHY_RULES[pos as usize] {
+            let Some(stem) = word.strip_suffix(ending) else { continue };
+            if let Some(&b) =
+                self.ids.get(format!("{stem}{base_ending}").as_str()).filter(|_| !stem.is_empty())
+            {
+                keep(b);
+            }
+        }
+        out
+    }
+
+    /// What `base_forms` adds for `word`: each base form (but the word itself) and then
+    /// the synonyms of every base form, part of speech by part of speech.
+    fn base_form_candidates(&self, word: &str) -> Vec<u32> {
+        let surface = self.ids.get(word).copied();
+        let mut out: Vec<u32> = Vec::new();
+        let mut lists: Vec<(u32, &[u32])> = Vec::new();
+        for pos in 0..POS.len() as Pos {
+            for b in self.bases(word, pos) {
+                if Some(b) != surface && !out.contains(&b) {
+                    out.push(b);
+                }
+                if let Some(list) = self.senses.get(&(b, pos)) {
+                    lists.push((b, list));
+                }
+            }
+        }
+        for (b, list) in lists {
+            for &c in list {
+                if Some(c) != surface && !self.antonyms.contains(&(b, c)) && !out.contains(&c) {
+                    out.push(c);
+                }
+            }
+        }
+        out
     }
 
     fn listed(&self, word: &str) -> &[u32] {
@@ -209,8 +353,42 @@ impl Lexicon {
     pub fn candidates(&self, word: &str) -> Vec<String> {
         let word = lower(word);
         let direct = self.listed(&word);
-        if !direct.is_empty() || !self.inflections {
-            return direct.iter().map(|&c| self.words[c as usize].to_string()).collect();
+        if !self.base_forms {
+            if !direct.is_empty() || !self.inflections {
+                return direct.iter().map(|&c| self.words[c as usize].to_string()).collect();
+            }
+            return self.inflected(&word);
+        }
+        // With base forms, a listed word gets its re-inflected candidates too: "amazing"
+        // (adj) also gets "astounding", "baffling" from the verb "amaze".
+        let surface = self.ids.get(word.as_ref()).copied();
+        let mut out: Vec<String> = Vec::new();
+        let derived = self.base_form_candidates(&word);
+        let ids = direct
+            .iter()
+            .chain(derived.iter().filter(|&&c| surface.is_none_or(|w| !self.antonyms.contains(&(w, c)))));
+        for &c in ids {
+            let c = &*self.words[c as usize];
+            if out.len() < self.cap && !out.iter().any(|o| o == c) {
+                out.push(c.to_owned());
+            }
+        }
+        if self.inflections {
+            for c in self.inflected(&word) {
+                if out.len() < self.cap && !out.contains(&c) {
+                    out.push(c);
+                }
+            }
+        }
+        out
+    }
+
+    /// The word reduced by the suffix rules to the first base form that has candidates,
+    /// and those inflected back the same way. Without `base_forms`, only for a word the
+    /// table lacks.
+    fn inflected(&self, word: &str) -> Vec<String> {
+        if !self.base_forms && !self.listed(word).is_empty() {
+            return Vec::new();
         }
         for &(ending, base_ending, form) in &MORPHY {
             let Some(stem) = word.strip_suffix(ending) else { continue };
@@ -222,14 +400,14 @@ impl Lexicon {
             if listed.is_empty() {
                 continue;
             }
-            let surface = self.ids.get(word.as_ref());
+            let surface = self.ids.get(word);
             let mut out: Vec<String> = Vec::new();
             for &c in listed {
                 let inflected = inflect(&self.words[c as usize], form);
                 let antonym = surface
                     .zip(self.ids.get(inflected.as_str()))
                     .is_some_and(|(&w, &c)| self.antonyms.contains(&(w, c)));
-                if !antonym && inflected != *word && !out.contains(&inflected) {
+                if !antonym && inflected != word && !out.contains(&inflected) {
                     out.push(inflected);
                 }
             }
@@ -409,6 +587,59 @@ mod tests {
         let plain = Lexicon::load(&LexiconFiles { inflections: false, ..files }).unwrap();
         assert!(plain.candidates("films").is_empty());
         assert_eq!(plain.candidates("film"), ["movie", "picture", "flick"]);
+    }
+
+    #[test]
+    fn base_forms_add_what_morphy_finds_in_every_part_of_speech() {
+        let d = dir("base-forms");
+        let table = "film\tnoun\tmovie\tpicture\nfilm\tverb\tshoot\n\
+                     good\tadj\tfine\tbad\nfeel\tverb\tsense\nfelt\tnoun\tfleece\n\
+                     review\tnoun\tcritique\n";
+        std::fs::write(d.join("wn.tsv"), table).unwrap();
+        std::fs::write(d.join("exc.tsv"), "better\tadj\tgood\nfelt\tverb\tfeel\n").unwrap();
+        std::fs::write(d.join("lemmas.tsv"), "critic\tnoun\n").unwrap();
+        std::fs::write(d.join("ant.txt"), "good bad\n").unwrap();
+        let files = LexiconFiles {
+            synonyms: d.join("wn.tsv"),
+            antonyms: vec![d.join("ant.txt")],
+            base_forms: true,
+            exceptions: Some(d.join("exc.tsv")),
+            lemmas: Some(d.join("lemmas.tsv")),
+            ..Default::default()
+        };
+        let lex = Lexicon::load(&files).unwrap();
+        // The base form itself, its synonyms in every part of speech, uninflected.
+        assert_eq!(lex.candidates("films"), ["film", "movie", "picture", "shoot"]);
+        // Listed words keep their own synonyms first; the exception list adds "feel".
+        assert_eq!(lex.candidates("felt"), ["fleece", "feel", "sense"]);
+        // An irregular form through the exception list; "bad", good's antonym, stays out.
+        assert_eq!(lex.candidates("better"), ["good", "fine"]);
+        // A lemma with no synonyms of its own still counts as a base form.
+        assert_eq!(lex.candidates("critics"), ["critic"]);
+        // With inflections too, the re-inflected forms follow.
+        let both = Lexicon::load(&LexiconFiles { inflections: true, ..files.clone() }).unwrap();
+        assert_eq!(
+            both.candidates("films"),
+            ["film", "movie", "picture", "shoot", "movies", "shoots", "pictures"]
+        );
+        assert_eq!(both.candidates("reviews"), ["review", "critique", "critiques"]);
+        // The cap applies to the whole list.
+        let capped = Lexicon::load(&LexiconFiles { max_candidates: Some(2), ..files.clone() }).unwrap();
+        assert_eq!(capped.candidates("films"), ["film", "movie"]);
+        // Without base forms, none of that.
+        let plain = Lexicon::load(&LexiconFiles { base_forms: false, ..files }).unwrap();
+        assert!(plain.candidates("films").is_empty());
+        assert_eq!(plain.candidates("felt"), ["fleece"]);
+
+        std::fs::write(d.join("bad.tsv"), "critic\tnoun\tsomething\n").unwrap();
+        let e = Lexicon::load(&LexiconFiles {
+            synonyms: d.join("wn.tsv"),
+            base_forms: true,
+            lemmas: Some(d.join("bad.tsv")),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.0.contains("bad.tsv:1: malformed line"), "{e}");
     }
 
     #[test]

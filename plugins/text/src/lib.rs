@@ -29,6 +29,9 @@
 //! | `query_budget` | 2000 | at most this many sentences per example go to the model |
 //! | `min_similarity` | unset | floor on the host encoder's cosine similarity to the original |
 //! | `inflections` | true | a word missing from the table is looked up by its base form, candidates re-inflected |
+//! | `base_forms` | false | also every base form morphy finds (any part of speech) and its synonyms, uninflected, as nltk's `wordnet.synsets(word)` and so TextAttack give them |
+//! | `exceptions` | none | `wordnet-exceptions.tsv`: irregular forms for `base_forms` (better → good) |
+//! | `lemmas` | none | `wordnet-lemmas.tsv`: lemmas without synonyms, so `base_forms` still offers them (critics → critic) |
 //!
 //! Queries are spent carefully, because the report counts them: misclassified examples
 //! cost one query; stop words and words without candidates are never probed; the
@@ -60,6 +63,10 @@
 //! # max_candidates = 20     # default: all WordNet synonyms
 //! unk_token = "<unk>"       # default "<unk>"
 //! lazy = true               # default true
+//! in_context = true         # default true: last resort, re-score each word's synonyms in context
+//! base_forms = true         # default false; TextAttack's WordNet candidates
+//! exceptions = "data/wordnet-synonyms/wordnet-exceptions.tsv"
+//! lemmas = "data/wordnet-synonyms/wordnet-lemmas.tsv"
 //! ```
 //!
 //! ## `textfooler`

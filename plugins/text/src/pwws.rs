@@ -28,6 +28,12 @@
 //!   flips; only the examples it cannot flip cheaply pay for the full evaluation. On MR
 //!   (`tests/mr_benchmark.rs`) that is ~39 queries per example against ~82, at the same
 //!   success rate.
+//! - With `in_context` (the default), an example that replay still cannot flip gets
+//!   TextAttack's greedy step as a last resort: the words are gone through in score order
+//!   again, each time scoring all of a word's synonyms on the text as changed so far and
+//!   keeping the best if it lowers P(y). A word's best synonym on the clean text need not
+//!   be its best next to the other swaps. On the MR word-CNN this flips 2 more of 824
+//!   examples for about 3 more queries per example.
 //!
 //! `lazy = false` evaluates every word's candidates in one oracle call before applying
 //! any, which is the paper's order of work.
@@ -36,7 +42,7 @@ use tempered_plugin::{Attack, Batch, Oracle, Perturbed, PluginError, Result};
 
 use crate::constraints::{Constraints, attack_params};
 use crate::lexicon::LexiconFiles;
-use crate::search::{Example, Scored, Search, Sub, flipped, log_margin, order_by};
+use crate::search::{Example, Scored, Search, Sub, expand, flipped, log_margin, order_by};
 
 fn default_unk() -> String {
     "<unk>".into()
@@ -55,6 +61,9 @@ attack_params! {
         /// false: evaluate all words' swaps before applying any. Default true.
         #[serde(default = "crate::constraints::yes")]
         pub lazy: bool,
+        /// When the fixed swaps fail, replay re-scoring each word's candidates in context.
+        #[serde(default = "crate::constraints::yes")]
+        pub in_context: bool,
     }
 }
 
@@ -64,6 +73,7 @@ pub struct Pwws {
     c: Constraints,
     unk: String,
     lazy: bool,
+    in_context: bool,
 }
 
 impl Attack for Pwws {
@@ -83,9 +93,12 @@ impl Attack for Pwws {
             stopwords: p.stopwords,
             max_candidates: p.max_candidates,
             inflections: p.inflections,
+            base_forms: p.base_forms,
+            exceptions: p.exceptions,
+            lemmas: p.lemmas,
         };
         let c = Constraints::new(&files, p.max_change_ratio, p.query_budget, p.min_similarity)?;
-        Ok(Self { c, unk: p.unk_token, lazy: p.lazy })
+        Ok(Self { c, unk: p.unk_token, lazy: p.lazy, in_context: p.in_context })
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
@@ -103,6 +116,8 @@ impl Attack for Pwws {
 
 /// A word's best swap, evaluated on the clean text.
 struct Gain {
+    /// The slot (index into the example's slots) it swaps.
+    slot: usize,
     swap: Sub,
     /// softmax(S)_i · ΔP_i.
     score: f32,
@@ -164,6 +179,7 @@ impl Run<'_, '_> {
             });
             if let Some(c) = lowest.filter(|c| c.probs[y] < p0) {
                 self.found.push(Gain {
+                    slot: k,
                     swap: c.subs[0].clone(),
                     score: self.weights[k] * (p0 - c.probs[y]),
                     effect: margin0 - log_margin(&c.probs, y),
@@ -209,6 +225,34 @@ impl Run<'_, '_> {
             }
         }
         Ok(Applied::Done)
+    }
+
+    /// TextAttack's greedy step, as a last resort: goes through the slots `order`, each
+    /// time scoring all of a slot's candidates on the current text and keeping the best if
+    /// it lowers P(y). The fixed swaps were chosen on the clean text; in context, another
+    /// synonym of the same word can do better.
+    fn replay_in_context(&mut self, s: &mut Search<'_, '_, '_>, order: &[usize]) -> Result<Option<String>> {
+        let (ex, y) = (self.ex, self.ex.y);
+        let (mut subs, mut current): (Vec<Sub>, f32) = (Vec::new(), ex.p0[y]);
+        for &k in order {
+            if subs.len() == ex.max_changes || s.q.left(ex.id) == 0 {
+                break;
+            }
+            let scored = s.score(ex, expand(&ex.tokens, &subs, &ex.slots[k]))?;
+            let (flips, rest): (Vec<Scored>, Vec<Scored>) =
+                scored.into_iter().partition(|c| flipped(&c.probs, y));
+            if !flips.is_empty() {
+                return Ok(Some(s.pick_flip(ex, flips)?.text));
+            }
+            let lowest = rest.into_iter().min_by(|a, b| a.probs[y].total_cmp(&b.probs[y]));
+            if let Some(c) = lowest.filter(|c| c.probs[y] < current) {
+                (subs, current) = (c.subs, c.probs[y]);
+                if current < self.best.1 {
+                    self.best = (c.text, current);
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Indices into `found` by descending score, ties in evaluation order.
@@ -278,9 +322,17 @@ impl Pwws {
         let all = run.by_score((0..run.found.len()).collect());
         let (mut subs, mut current, mut used) = (Vec::new(), ex.p0.clone(), Vec::new());
         match run.apply(s, &mut subs, &mut current, &mut used, &all)? {
-            Applied::Flipped(text) => Ok(text),
-            Applied::OutOfBudget | Applied::Done => Ok(run.best.0),
+            Applied::Flipped(text) => return Ok(text),
+            Applied::OutOfBudget => return Ok(run.best.0),
+            Applied::Done => {}
         }
+        if self.in_context {
+            let order: Vec<usize> = all.iter().map(|&g| run.found[g].slot).collect();
+            if let Some(text) = run.replay_in_context(s, &order)? {
+                return Ok(text);
+            }
+        }
+        Ok(run.best.0)
     }
 }
 

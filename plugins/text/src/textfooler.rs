@@ -60,6 +60,9 @@ impl Attack for TextFooler {
             stopwords: p.stopwords,
             max_candidates: Some(p.max_candidates),
             inflections: p.inflections,
+            base_forms: p.base_forms,
+            exceptions: p.exceptions,
+            lemmas: p.lemmas,
         };
         Ok(Self { c: Constraints::new(&files, p.max_change_ratio, p.query_budget, p.min_similarity)? })
     }

@@ -23,15 +23,30 @@ struct Bow {
     bias: f32,
     encoder: bool,
     jarring: Vec<&'static str>,
+    /// Extra weight of two words next to each other: the one way a word's best swap can
+    /// depend on the others.
+    pairs: Vec<(&'static str, &'static str, f32)>,
 }
 
 impl Bow {
     fn new(weights: &[(&'static str, f32)]) -> Self {
-        Self { weights: weights.iter().copied().collect(), bias: -0.5, encoder: false, jarring: Vec::new() }
+        Self {
+            weights: weights.iter().copied().collect(),
+            bias: -0.5,
+            encoder: false,
+            jarring: Vec::new(),
+            pairs: Vec::new(),
+        }
     }
 
     fn logit(&self, text: &str) -> f32 {
-        self.bias + text.split_whitespace().map(|w| self.weights.get(w).copied().unwrap_or(0.0)).sum::<f32>()
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let pairs: f32 = words
+            .windows(2)
+            .flat_map(|w| self.pairs.iter().filter(move |p| (p.0, p.1) == (w[0], w[1])))
+            .map(|p| p.2)
+            .sum();
+        self.bias + pairs + words.iter().map(|w| self.weights.get(w).copied().unwrap_or(0.0)).sum::<f32>()
     }
 
     fn label(&self, text: &str) -> u32 {
@@ -343,6 +358,27 @@ fn lazy_pwws_needs_fewer_queries_than_evaluating_every_word_first() {
     assert_eq!(m.label(&texts(&lazy)[0]), 0);
     assert_eq!(m.label(&texts(&full)[0]), 0);
     assert!(lazy.queries[0] < full.queries[0], "lazy {:?}, full {:?}", lazy.queries, full.queries);
+}
+
+#[test]
+fn pwws_rescores_a_words_synonyms_in_context_when_the_fixed_swaps_fail() {
+    let f = Files::new("in-context");
+    std::fs::write(f.dir.join("syn2.tsv"), "good\tadj\tdecent\tfine\nfilm\tnoun\tmovie\tpicture\n").unwrap();
+    let mut m = Bow::new(&[("good", 2.0), ("decent", 1.5), ("fine", 0.2), ("film", 0.5), ("movie", -0.3)]);
+    // On the clean text "fine" and "movie" are each word's best swap, but together they
+    // read as praise: only "fine picture" flips it.
+    m.pairs.push(("fine", "movie", 1.0));
+    let b = batch(&["good film"], &[1]);
+    let params = |in_context: bool| {
+        f.params(
+            "pwws",
+            json!({"synonyms": f.path("syn2.tsv"), "max_change_ratio": 1.0, "in_context": in_context}),
+        )
+    };
+    let replayed = run::<Pwws>(&params(true), &b, &m).unwrap();
+    assert_eq!(texts(&replayed)[0], "fine picture");
+    let fixed = run::<Pwws>(&params(false), &b, &m).unwrap();
+    assert_eq!(m.label(&texts(&fixed)[0]), 1, "{:?}", texts(&fixed));
 }
 
 #[test]

@@ -22,6 +22,9 @@ fn files() -> LexiconFiles {
         stopwords: Some(data("stopwords/english.txt")),
         max_candidates: None,
         inflections: true,
+        base_forms: false,
+        exceptions: None,
+        lemmas: None,
     }
 }
 
