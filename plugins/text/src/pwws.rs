@@ -42,7 +42,7 @@ use tempered_plugin::{Attack, Batch, Oracle, Perturbed, PluginError, Result};
 
 use crate::constraints::{Constraints, attack_params};
 use crate::lexicon::LexiconFiles;
-use crate::search::{Example, Scored, Search, Sub, expand, flipped, log_margin, order_by};
+use crate::search::{Example, Greedy, Scored, Search, Sub, flipped, greedy, log_margin, order_by};
 
 fn default_unk() -> String {
     "<unk>".into()
@@ -227,34 +227,6 @@ impl Run<'_, '_> {
         Ok(Applied::Done)
     }
 
-    /// TextAttack's greedy step, as a last resort: goes through the slots `order`, each
-    /// time scoring all of a slot's candidates on the current text and keeping the best if
-    /// it lowers P(y). The fixed swaps were chosen on the clean text; in context, another
-    /// synonym of the same word can do better.
-    fn replay_in_context(&mut self, s: &mut Search<'_, '_, '_>, order: &[usize]) -> Result<Option<String>> {
-        let (ex, y) = (self.ex, self.ex.y);
-        let (mut subs, mut current): (Vec<Sub>, f32) = (Vec::new(), ex.p0[y]);
-        for &k in order {
-            if subs.len() == ex.max_changes || s.q.left(ex.id) == 0 {
-                break;
-            }
-            let scored = s.score(ex, expand(&ex.tokens, &subs, &ex.slots[k]))?;
-            let (flips, rest): (Vec<Scored>, Vec<Scored>) =
-                scored.into_iter().partition(|c| flipped(&c.probs, y));
-            if !flips.is_empty() {
-                return Ok(Some(s.pick_flip(ex, flips)?.text));
-            }
-            let lowest = rest.into_iter().min_by(|a, b| a.probs[y].total_cmp(&b.probs[y]));
-            if let Some(c) = lowest.filter(|c| c.probs[y] < current) {
-                (subs, current) = (c.subs, c.probs[y]);
-                if current < self.best.1 {
-                    self.best = (c.text, current);
-                }
-            }
-        }
-        Ok(None)
-    }
-
     /// Indices into `found` by descending score, ties in evaluation order.
     fn by_score(&self, mut gains: Vec<usize>) -> Vec<usize> {
         gains.sort_by(|&a, &b| self.found[b].score.total_cmp(&self.found[a].score));
@@ -326,10 +298,14 @@ impl Pwws {
             Applied::OutOfBudget => return Ok(run.best.0),
             Applied::Done => {}
         }
+        // TextAttack's greedy step, as a last resort: the fixed swaps were chosen on the
+        // clean text; next to the other swaps, another synonym of a word can do better.
         if self.in_context {
             let order: Vec<usize> = all.iter().map(|&g| run.found[g].slot).collect();
-            if let Some(text) = run.replay_in_context(s, &order)? {
-                return Ok(text);
+            match greedy(s, ex, &order)? {
+                Greedy::Flipped(text) => return Ok(text),
+                Greedy::Best(text, p) if p < run.best.1 => return Ok(text),
+                Greedy::Best(..) => {}
             }
         }
         Ok(run.best.0)

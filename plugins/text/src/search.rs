@@ -335,6 +335,48 @@ impl<'c, 'o, 'a> Search<'c, 'o, 'a> {
     }
 }
 
+/// How a [`greedy`] pass ended.
+pub enum Greedy {
+    Flipped(String),
+    /// No flip: the text with the lowest true-class probability reached, and that.
+    Best(String, f32),
+}
+
+impl Greedy {
+    pub fn text(self) -> String {
+        match self {
+            Greedy::Flipped(t) | Greedy::Best(t, _) => t,
+        }
+    }
+}
+
+/// TextFooler's search (and PWWS's last resort): through the slots `order`, score all of
+/// a slot's candidates on the text as changed so far, and keep the one with the lowest
+/// P(y) if it lowers P(y); stop at the first flip.
+pub fn greedy(s: &mut Search<'_, '_, '_>, ex: &Example<'_>, order: &[usize]) -> Result<Greedy> {
+    let y = ex.y;
+    let mut subs: Vec<Sub> = Vec::new();
+    let mut text = ex.text.to_owned();
+    let mut p_y = ex.p0[y];
+    for &k in order {
+        if subs.len() == ex.max_changes || s.q.left(ex.id) == 0 {
+            break;
+        }
+        let scored = s.score(ex, expand(&ex.tokens, &subs, &ex.slots[k]))?;
+        let (flips, rest): (Vec<Scored>, Vec<Scored>) =
+            scored.into_iter().partition(|c| flipped(&c.probs, y));
+        if !flips.is_empty() {
+            return Ok(Greedy::Flipped(s.pick_flip(ex, flips)?.text));
+        }
+        // Ties go to the earlier candidate, so the result is repeatable.
+        let lowest = rest.into_iter().min_by(|a, b| a.probs[y].total_cmp(&b.probs[y]));
+        if let Some(c) = lowest.filter(|c| c.probs[y] < p_y) {
+            (subs, text, p_y) = (c.subs, c.text, c.probs[y]);
+        }
+    }
+    Ok(Greedy::Best(text, p_y))
+}
+
 /// Slot indices by descending score; `None` (a probe the budget did not cover) last. The
 /// sort is stable, so ties keep text order and the result is repeatable.
 pub fn order_by(scores: &[Option<f32>]) -> Vec<usize> {

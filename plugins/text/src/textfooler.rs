@@ -20,7 +20,7 @@ use tempered_plugin::{Attack, Batch, Oracle, Perturbed, Result};
 
 use crate::constraints::{Constraints, attack_params};
 use crate::lexicon::LexiconFiles;
-use crate::search::{Example, Scored, Search, Sub, deletion_importance, expand, flipped, order_by};
+use crate::search::{Example, Search, deletion_importance, greedy, order_by};
 
 pub(crate) fn default_max_candidates() -> usize {
     30
@@ -73,7 +73,7 @@ impl Attack for TextFooler {
         let orders = importance_orders(&mut s, &examples)?;
         let mut out = Vec::with_capacity(examples.len());
         for (ex, order) in examples.iter().zip(orders) {
-            out.push(if ex.attackable() { greedy(&mut s, ex, &order)? } else { ex.text.to_owned() });
+            out.push(if ex.attackable() { greedy(&mut s, ex, &order)?.text() } else { ex.text.to_owned() });
             s.q.forget(ex.id);
         }
         Ok(Perturbed::Text(out))
@@ -95,32 +95,4 @@ pub(crate) fn importance_orders(
             order_by(&scores)
         })
         .collect())
-}
-
-fn greedy(s: &mut Search<'_, '_, '_>, ex: &Example<'_>, order: &[usize]) -> Result<String> {
-    let y = ex.y;
-    let mut subs: Vec<Sub> = Vec::new();
-    let mut text = ex.text.to_owned();
-    let mut p_y = ex.p0[y];
-    for &k in order {
-        if subs.len() == ex.max_changes || s.q.left(ex.id) == 0 {
-            break;
-        }
-        let scored = s.score(ex, expand(&ex.tokens, &subs, &ex.slots[k]))?;
-        let (flips, rest): (Vec<Scored>, Vec<Scored>) =
-            scored.into_iter().partition(|c| flipped(&c.probs, y));
-        if !flips.is_empty() {
-            return Ok(s.pick_flip(ex, flips)?.text);
-        }
-        let lowest = rest.into_iter().fold(None::<Scored>, |b, c| match b {
-            Some(b) if b.probs[y] <= c.probs[y] => Some(b),
-            _ => Some(c),
-        });
-        if let Some(c) = lowest.filter(|c| c.probs[y] < p_y) {
-            p_y = c.probs[y];
-            subs = c.subs;
-            text = c.text;
-        }
-    }
-    Ok(text)
 }
