@@ -276,7 +276,9 @@ pub(super) fn summary(pipeline: &Pipeline, metrics: &mut Metrics, split: &Labell
     row(&mut s, "Original accuracy", &|a| pct(a.attacked as f64 / a.examples.max(1) as f64));
     row(&mut s, "Accuracy under attack", &|a| pct(a.robust_accuracy));
     row(&mut s, "Attack success rate", &|a| pct(a.success_rate));
-    row(&mut s, "Average perturbed word %", &|a| format!("{:.2}%", a.mean_perturbation));
+    row(&mut s, "Average perturbed word %", &|a| {
+        if a.mean_perturbation.is_finite() { format!("{:.2}%", a.mean_perturbation) } else { "–".into() }
+    });
     row(&mut s, "Average num. words per input", &|a| {
         a.extra.get("words_per_input").map_or("–".into(), |v| format!("{v:.2}"))
     });

@@ -85,15 +85,17 @@ impl Outcome {
     pub fn mean_queries(&self) -> f64 {
         if self.attacked == 0 { 0.0 } else { self.total_queries as f64 / self.attacked as f64 }
     }
-    /// Mean over successful adversarial examples (as TextAttack reports it).
+    /// Mean over successful adversarial examples (as TextAttack reports it); NaN (`null` in
+    /// metrics.json, "–" in reports) when nothing succeeded, rather than a perturbation of 0
+    /// that no example had.
     pub fn mean_perturbation(&self) -> f64 {
-        if self.successes == 0 { 0.0 } else { self.perturbation_sum / self.successes as f64 }
+        self.per_success(self.perturbation_sum)
     }
     pub fn extra_means(&self) -> Vec<(&'static str, f64)> {
-        self.extra_sums
-            .iter()
-            .map(|&(k, v)| (k, if self.successes == 0 { 0.0 } else { v / self.successes as f64 }))
-            .collect()
+        self.extra_sums.iter().map(|&(k, v)| (k, self.per_success(v))).collect()
+    }
+    fn per_success(&self, sum: f64) -> f64 {
+        if self.successes == 0 { f64::NAN } else { sum / self.successes as f64 }
     }
 }
 
@@ -199,4 +201,21 @@ pub fn mix(seed: u64, k: u64) -> u64 {
     let mut z = seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn means_over_successes_are_missing_when_nothing_succeeded() {
+        let mut o =
+            Outcome { examples: 10, attacked: 8, extra_sums: vec![("linf", 0.0)], ..Default::default() };
+        assert!(o.mean_perturbation().is_nan(), "no example was perturbed, so no mean of 0");
+        assert!(o.extra_means()[0].1.is_nan());
+        assert_eq!(o.success_rate(), 0.0);
+        (o.successes, o.perturbation_sum, o.extra_sums[0].1) = (2, 0.3, 0.1);
+        assert!((o.mean_perturbation() - 0.15).abs() < 1e-12);
+        assert!((o.extra_means()[0].1 - 0.05).abs() < 1e-12);
+    }
 }
