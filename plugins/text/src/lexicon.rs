@@ -312,14 +312,16 @@ impl Lexicon {
     }
 
     /// What `base_forms` adds for `word`: each base form (but the word itself) and then
-    /// the synonyms of every base form, part of speech by part of speech.
+    /// the synonyms of every base form, part of speech by part of speech; none that is an
+    /// antonym of the word, or a synonym that is one of its base form.
     fn base_form_candidates(&self, word: &str) -> Vec<u32> {
         let surface = self.ids.get(word).copied();
+        let allowed = |c: u32| Some(c) != surface && surface.is_none_or(|w| !self.antonyms.contains(&(w, c)));
         let mut out: Vec<u32> = Vec::new();
         let mut lists: Vec<(u32, &[u32])> = Vec::new();
         for pos in 0..POS.len() as Pos {
             for b in self.bases(word, pos) {
-                if Some(b) != surface && !out.contains(&b) {
+                if allowed(b) && !out.contains(&b) {
                     out.push(b);
                 }
                 if let Some(list) = self.senses.get(&(b, pos)) {
@@ -329,7 +331,7 @@ impl Lexicon {
         }
         for (b, list) in lists {
             for &c in list {
-                if Some(c) != surface && !self.antonyms.contains(&(b, c)) && !out.contains(&c) {
+                if allowed(c) && !self.antonyms.contains(&(b, c)) && !out.contains(&c) {
                     out.push(c);
                 }
             }
@@ -350,6 +352,10 @@ impl Lexicon {
     /// makes 82 % of the non-stop words swappable instead of 68 %. The inflection is rule
     /// based, so an irregular word can come out as a non-word; a word-level model reads that
     /// as unknown, which is still a legal swap.
+    ///
+    /// With `base_forms`, the word's own synonyms come first, then what nltk's
+    /// `wordnet.synsets(word)` adds through morphy ([`Self::bases`]), then the re-inflected
+    /// ones; `max_candidates` cuts the whole list.
     pub fn candidates(&self, word: &str) -> Vec<String> {
         let word = lower(word);
         let direct = self.listed(&word);
@@ -359,20 +365,15 @@ impl Lexicon {
             }
             return self.inflected(&word);
         }
-        // With base forms, a listed word gets its re-inflected candidates too: "amazing"
-        // (adj) also gets "astounding", "baffling" from the verb "amaze".
-        let surface = self.ids.get(word.as_ref()).copied();
         let mut out: Vec<String> = Vec::new();
-        let derived = self.base_form_candidates(&word);
-        let ids = direct
-            .iter()
-            .chain(derived.iter().filter(|&&c| surface.is_none_or(|w| !self.antonyms.contains(&(w, c)))));
-        for &c in ids {
+        for &c in direct.iter().chain(&self.base_form_candidates(&word)) {
             let c = &*self.words[c as usize];
             if out.len() < self.cap && !out.iter().any(|o| o == c) {
                 out.push(c.to_owned());
             }
         }
+        // With base forms, a listed word gets its re-inflected candidates too: "amazing"
+        // (adj) also gets "astounding", "baffling" from the verb "amaze".
         if self.inflections {
             for c in self.inflected(&word) {
                 if out.len() < self.cap && !out.contains(&c) {
