@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use tempered_plugin::{Attack, Batch, Oracle, Perturbed, PluginError, Result};
 
 use crate::constraints::{Constraints, attack_params};
-use crate::lexicon::LexiconFiles;
 use crate::search::{Example, Scored, Search, Sub, expand, flipped};
 use crate::textfooler::{default_max_candidates, importance_orders};
 
@@ -56,18 +55,7 @@ impl Attack for Beam {
         if p.beam_width == 0 {
             return Err(PluginError("beam_width must be at least 1".into()));
         }
-        let files = LexiconFiles {
-            synonyms: p.synonyms,
-            ppdb_synonyms: p.ppdb_synonyms,
-            antonyms: p.antonyms,
-            stopwords: p.stopwords,
-            max_candidates: Some(p.max_candidates),
-            inflections: p.inflections,
-            base_forms: p.base_forms,
-            exceptions: p.exceptions,
-            lemmas: p.lemmas,
-        };
-        let c = Constraints::new(&files, p.max_change_ratio, p.query_budget, p.min_similarity)?;
+        let c = p.constraints(p.ppdb_synonyms.clone(), Some(p.max_candidates))?;
         Ok(Self { c, width: p.beam_width })
     }
 

@@ -72,6 +72,34 @@ macro_rules! attack_params {
             pub lemmas: Option<std::path::PathBuf>,
             $( $(#[$fmeta])* pub $field : $ty, )*
         }
+
+        impl $name {
+            /// Loads the shared word lists and limits; the PPDB list and the candidate cap
+            /// are the attack's own to give.
+            pub(crate) fn constraints(
+                &self,
+                ppdb_synonyms: Option<std::path::PathBuf>,
+                max_candidates: Option<usize>,
+            ) -> tempered_plugin::Result<crate::constraints::Constraints> {
+                let files = crate::lexicon::LexiconFiles {
+                    synonyms: self.synonyms.clone(),
+                    ppdb_synonyms,
+                    antonyms: self.antonyms.clone(),
+                    stopwords: self.stopwords.clone(),
+                    max_candidates,
+                    inflections: self.inflections,
+                    base_forms: self.base_forms,
+                    exceptions: self.exceptions.clone(),
+                    lemmas: self.lemmas.clone(),
+                };
+                crate::constraints::Constraints::new(
+                    &files,
+                    self.max_change_ratio,
+                    self.query_budget,
+                    self.min_similarity,
+                )
+            }
+        }
     };
 }
 pub(crate) use attack_params;

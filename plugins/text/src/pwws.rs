@@ -41,7 +41,6 @@
 use tempered_plugin::{Attack, Batch, Oracle, Perturbed, PluginError, Result};
 
 use crate::constraints::{Constraints, attack_params};
-use crate::lexicon::LexiconFiles;
 use crate::search::{Example, Greedy, Scored, Search, Sub, flipped, greedy, log_margin, order_by};
 
 fn default_unk() -> String {
@@ -86,18 +85,7 @@ impl Attack for Pwws {
         if p.unk_token.is_empty() || p.unk_token.contains(char::is_whitespace) {
             return Err(PluginError(format!("unk_token must be one word, got {:?}", p.unk_token)));
         }
-        let files = LexiconFiles {
-            synonyms: p.synonyms,
-            ppdb_synonyms: None,
-            antonyms: p.antonyms,
-            stopwords: p.stopwords,
-            max_candidates: p.max_candidates,
-            inflections: p.inflections,
-            base_forms: p.base_forms,
-            exceptions: p.exceptions,
-            lemmas: p.lemmas,
-        };
-        let c = Constraints::new(&files, p.max_change_ratio, p.query_budget, p.min_similarity)?;
+        let c = p.constraints(None, p.max_candidates)?;
         Ok(Self { c, unk: p.unk_token, lazy: p.lazy, in_context: p.in_context })
     }
 

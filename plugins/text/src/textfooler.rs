@@ -19,7 +19,6 @@ use std::path::PathBuf;
 use tempered_plugin::{Attack, Batch, Oracle, Perturbed, Result};
 
 use crate::constraints::{Constraints, attack_params};
-use crate::lexicon::LexiconFiles;
 use crate::search::{Example, Search, deletion_importance, greedy, order_by};
 
 pub(crate) fn default_max_candidates() -> usize {
@@ -53,18 +52,7 @@ impl Attack for TextFooler {
         "TextFooler (Jin et al. 2020): greedy WordNet/PPDB synonym swaps in order of deletion importance";
 
     fn new(p: TextFoolerParams) -> Result<Self> {
-        let files = LexiconFiles {
-            synonyms: p.synonyms,
-            ppdb_synonyms: p.ppdb_synonyms,
-            antonyms: p.antonyms,
-            stopwords: p.stopwords,
-            max_candidates: Some(p.max_candidates),
-            inflections: p.inflections,
-            base_forms: p.base_forms,
-            exceptions: p.exceptions,
-            lemmas: p.lemmas,
-        };
-        Ok(Self { c: Constraints::new(&files, p.max_change_ratio, p.query_budget, p.min_similarity)? })
+        Ok(Self { c: p.constraints(p.ppdb_synonyms.clone(), Some(p.max_candidates))? })
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
