@@ -4,6 +4,68 @@ pub mod audio;
 pub mod tabular;
 pub mod text;
 
+use std::fs::{FileType, Metadata};
+use std::io::Read;
+use std::path::Path;
+
+use crate::{Error, Result};
+
+/// What kind of file system entry `t` is, for "not a regular file (a FIFO)".
+pub fn file_kind(t: &FileType) -> &'static str {
+    if t.is_dir() {
+        return "a folder";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+    }
+    "a special file"
+}
+
+/// The metadata of `path` (symlinks followed) when it is a regular file; else the reason,
+/// without the path. Opening a FIFO blocks until something writes to it and a device can
+/// stream forever, so loaders call this before they open anything.
+pub fn check_regular_file(path: &Path) -> std::result::Result<Metadata, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if meta.is_file() {
+        Ok(meta)
+    } else {
+        Err(format!("not a regular file ({})", file_kind(&meta.file_type())))
+    }
+}
+
+/// [`check_regular_file`] as the crate's error: I/O failures stay [`Error::Io`].
+pub fn regular_file(path: &Path) -> Result<Metadata> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_file() {
+        Ok(meta)
+    } else {
+        Err(Error::data(path, format!("not a regular file ({})", file_kind(&meta.file_type()))))
+    }
+}
+
+/// Reads a regular file whole, refusing anything else before opening it.
+pub fn read_regular_file(path: &Path) -> Result<Vec<u8>> {
+    let meta = regular_file(path)?;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    // The size is only a hint: the file may change between the two calls.
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).min(1 << 30));
+    file.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    Ok(bytes)
+}
+
 /// Examples of one split, in the form attacks and models exchange them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Examples {

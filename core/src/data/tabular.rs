@@ -48,7 +48,9 @@
 //! that every error names the file, the column and the data row (row 1 is the first row
 //! after the header; "line" counts the header too, assuming one line per record). Parquet is
 //! read typed: numbers and booleans are taken as they are, text columns are parsed like
-//! CSV. Empty cells, nulls, NaN and infinities are errors.
+//! CSV. Empty cells, nulls, NaN and infinities are errors. So are a header that names a
+//! column twice, a row with more fields than the header (its row, line and both counts are
+//! named), and quotes that do not enclose a whole field. The file must be a regular file.
 //!
 //! # Split
 //!
@@ -61,6 +63,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::{CsvReadOptions, DataFrame, DataType, ParquetReader, SerReader};
@@ -440,12 +443,12 @@ impl Table {
     fn read(path: &Path) -> Result<Self> {
         let format = format_of(path)
             .ok_or_else(|| Error::data(path, "unsupported file type; expected a .csv or .parquet file"))?;
-        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-        if !meta.is_file() {
-            return Err(Error::data(path, "not a file"));
-        }
+        let meta = super::regular_file(path)?;
         if meta.len() == 0 {
             return Err(Error::data(path, "the file is empty (0 bytes); expected a header and data rows"));
+        }
+        if format == Format::Csv {
+            check_csv_header(path)?;
         }
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let df = match format {
@@ -454,7 +457,7 @@ impl Table {
                 .with_infer_schema_length(Some(0))
                 .into_reader_with_file_handle(file)
                 .finish()
-                .map_err(|e| Error::data(path, format!("cannot read as CSV: {e}")))?,
+                .map_err(|e| csv_error(path, e))?,
             Format::Parquet => ParquetReader::new(file)
                 .finish()
                 .map_err(|e| Error::data(path, format!("cannot read as Parquet: {e}")))?,
@@ -534,6 +537,172 @@ impl Table {
         }
         Ok(out)
     }
+}
+
+/// One CSV record as polars splits it: `,` between fields, `"` quoting only at the start of a
+/// field (`""` inside quotes is a quote), LF or CRLF at the end.
+struct CsvRecord {
+    /// The line it starts on (1-based, the header is line 1).
+    line: usize,
+    fields: Vec<Vec<u8>>,
+    /// Whether a line break ended it (else the bytes ran out).
+    ended: bool,
+    /// The first field polars refuses to split, and why.
+    malformed: Option<(usize, &'static str)>,
+}
+
+struct CsvRecords<'a> {
+    bytes: &'a [u8],
+    i: usize,
+    line: usize,
+}
+
+impl<'a> CsvRecords<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        Self { bytes, i: 0, line: 1 }
+    }
+}
+
+impl Iterator for CsvRecords<'_> {
+    type Item = CsvRecord;
+
+    fn next(&mut self) -> Option<CsvRecord> {
+        let b = self.bytes;
+        if self.i >= b.len() {
+            return None;
+        }
+        let line = self.line;
+        let (mut fields, mut field) = (Vec::new(), Vec::new());
+        let (mut quoted, mut at_start, mut closed) = (false, true, false);
+        let mut malformed = None;
+        let mut flag = |fields: &Vec<Vec<u8>>, why| {
+            malformed.get_or_insert((fields.len(), why));
+        };
+        let ended = loop {
+            let Some(&c) = b.get(self.i) else {
+                if quoted {
+                    flag(&fields, "a quoted field is never closed");
+                }
+                break false;
+            };
+            self.i += 1;
+            if quoted {
+                match c {
+                    b'"' if b.get(self.i) == Some(&b'"') => {
+                        field.push(b'"');
+                        self.i += 1;
+                    }
+                    b'"' => (quoted, closed) = (false, true),
+                    _ => {
+                        self.line += usize::from(c == b'\n');
+                        field.push(c);
+                    }
+                }
+                continue;
+            }
+            match c {
+                b'"' if at_start => quoted = true,
+                b',' => {
+                    fields.push(std::mem::take(&mut field));
+                    (at_start, closed) = (true, false);
+                    continue;
+                }
+                b'\n' => {
+                    self.line += 1;
+                    if field.last() == Some(&b'\r') {
+                        field.pop();
+                    }
+                    break true;
+                }
+                b'\r' if closed && b.get(self.i) == Some(&b'\n') => {}
+                _ if closed => {
+                    flag(&fields, "text after the closing quote (a quoted field ends at its quote)");
+                    field.push(c);
+                }
+                b'"' => {
+                    flag(
+                        &fields,
+                        "a quote inside an unquoted field (quote the whole field and write the quote twice: \"a\"\"b\")",
+                    );
+                    field.push(c);
+                }
+                _ => field.push(c),
+            }
+            at_start = false;
+        };
+        fields.push(field);
+        Some(CsvRecord { line, fields, ended, malformed })
+    }
+}
+
+/// Refuses a header that names a column twice: polars would rename the second `V1` to
+/// `V1_duplicated_0` and the pipeline would silently read the first one only.
+fn check_csv_header(path: &Path) -> Result<()> {
+    const PREFIX: u64 = 1 << 20;
+    let mut head = Vec::new();
+    File::open(path).and_then(|f| f.take(PREFIX).read_to_end(&mut head)).map_err(|e| Error::io(path, e))?;
+    let Some(header) = CsvRecords::new(&head).next() else { return Ok(()) };
+    let mut names: &[Vec<u8>] = &header.fields;
+    if !header.ended && head.len() as u64 == PREFIX {
+        // The prefix may have cut the last name short.
+        names = &names[..names.len() - 1];
+    }
+    let mut seen: BTreeMap<&[u8], usize> = BTreeMap::new();
+    for (j, name) in names.iter().enumerate() {
+        if let Some(i) = seen.insert(name, j) {
+            return Err(Error::data(
+                path,
+                format!(
+                    "header (line 1): columns {} and {} are both named {:?}; every column needs its own name",
+                    i + 1,
+                    j + 1,
+                    String::from_utf8_lossy(name)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// polars' CSV errors name no row and suggest reader options a pipeline cannot set, so the
+/// file is scanned for the record that broke it.
+fn csv_error(path: &Path, e: polars::error::PolarsError) -> Error {
+    if let Some(msg) = std::fs::read(path).ok().and_then(|bytes| locate_bad_record(&bytes)) {
+        return Error::data(path, msg);
+    }
+    // Later lines suggest reader options (`truncate_ragged_lines`, `ignore_errors`).
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default().trim();
+    Error::data(path, format!("cannot read as CSV: {first}"))
+}
+
+/// The first record polars cannot take: more fields than the header, or a cell that is not
+/// UTF-8.
+fn locate_bad_record(bytes: &[u8]) -> Option<String> {
+    let mut records = CsvRecords::new(bytes);
+    let header = records.next()?;
+    let expected = header.fields.len();
+    let column = |j: usize| match header.fields.get(j) {
+        Some(name) => format!("column {:?}", String::from_utf8_lossy(name)),
+        None => format!("field {}", j + 1),
+    };
+    if let Some((j, why)) = header.malformed {
+        return Some(format!("header (line 1), {}: {why}", column(j)));
+    }
+    for (k, rec) in records.enumerate() {
+        let at = format!("row {} (line {})", k + 1, rec.line);
+        if let Some((j, why)) = rec.malformed {
+            return Some(format!("{at}, {}: {why}", column(j)));
+        }
+        if rec.fields.len() > expected {
+            return Some(format!("{at}: {} fields, but the header has {expected}", rec.fields.len()));
+        }
+        if let Some(j) = rec.fields.iter().position(|f| std::str::from_utf8(f).is_err()) {
+            return Some(format!("{at}, {}: the cell is not valid UTF-8", column(j)));
+        }
+    }
+    None
 }
 
 /// Parses one CSV cell; the message says what is wrong with it.
@@ -1209,6 +1378,39 @@ group = "colour"
     }
 
     #[test]
+    fn rows_polars_cannot_split_are_named_without_its_reader_options() {
+        let e = load_err("a,y\n1,0\n\n2,1,5\n3,0\n4,1\n", |p| cfg(p, "y"));
+        assert!(
+            e.ends_with(": row 3 (line 4): 3 fields, but the header has 2"),
+            "a blank line is a row: {e}"
+        );
+        let e = load_err("a,y\n1,0\n2,1\r\n3,0\n4,1,\n", |p| cfg(p, "y"));
+        assert!(e.ends_with(": row 4 (line 5): 3 fields, but the header has 2"), "{e}");
+        let e = load_err("a,y\n1,0\na\"b,1\n3,0\n4,1\n", |p| cfg(p, "y"));
+        assert!(e.contains(": row 2 (line 3), column \"a\": a quote inside an unquoted field"), "{e}");
+        let e = load_err("a,y\n1,0\n\"x\"y,1\n3,0\n4,1\n", |p| cfg(p, "y"));
+        assert!(e.contains(": row 2 (line 3), column \"a\": text after the closing quote"), "{e}");
+        let e = load_err("a,y\n1,0\n2,\"1\n3,0\n4,1\n", |p| cfg(p, "y"));
+        assert!(e.contains(": row 2 (line 3), column \"y\": a quoted field is never closed"), "{e}");
+        // Quoted fields and CRLF line ends are fine.
+        let mut body = String::from("\"a\",\"y\"\r\n");
+        for r in 0..12 {
+            body += &format!("\"{r}\",\"{}\"\r\n", r % 2);
+        }
+        let (_dir, path) = write("t.csv", &body);
+        assert_eq!(load(&cfg(&path, "y"), Path::new("/"), 1).unwrap().n_classes, 2);
+    }
+
+    #[test]
+    fn a_duplicate_header_names_both_columns() {
+        let e = load_err("a,b,a,y\n1,2,3,0\n", |p| cfg(p, "y"));
+        assert!(e.contains("header (line 1): columns 1 and 3 are both named \"a\""), "{e}");
+        // Polars would have renamed the second one.
+        let e = load_err("a,a_duplicated_0,y\n1,2,0\n2,3,1\n3,4,0\n4,5,1\n", |p| cfg(p, "label"));
+        assert!(e.contains("a, a_duplicated_0, y"), "distinct names are left alone: {e}");
+    }
+
+    #[test]
     fn a_single_class_label_is_an_error() {
         let e = load_err("a,y\n1,0\n2,0\n3,0\n4,0\n", |p| cfg(p, "y"));
         assert!(e.contains("label column \"y\" has one class only"), "{e}");
@@ -1277,7 +1479,7 @@ group = "colour"
         let sub = dir.path().join("folder.csv");
         std::fs::create_dir(&sub).unwrap();
         let e = load(&cfg(&sub, "y"), Path::new("/"), 0).unwrap_err().to_string();
-        assert!(e.contains(&sub.display().to_string()) && e.contains("not a file"), "{e}");
+        assert!(e.contains(&sub.display().to_string()) && e.contains("not a regular file (a folder)"), "{e}");
         // Garbage that is not Parquet.
         let (_d, path) = write("t.parquet", "not parquet at all");
         let e = load(&cfg(&path, "y"), Path::new("/"), 0).unwrap_err().to_string();

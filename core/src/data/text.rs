@@ -17,11 +17,11 @@
 //!
 //! The file is RFC 4180: a header row, one record per line (LF or CRLF), a field may be
 //! double-quoted and then holds separators, quotes (written `""`) and line breaks. It must
-//! be UTF-8. Every row must have as many fields as the header. A row whose text is empty
-//! (or only whitespace), whose label is empty or not one of `classes`, or that is not valid
-//! UTF-8 is an error naming the file, the data row (row 1 is the first row after the
-//! header) and its line. The text is kept as it is; models and attacks split it into words
-//! at whitespace.
+//! be UTF-8, and a regular file. Every row must have as many fields as the header, and the
+//! label and text columns must each be named once. A row whose text is empty (or only
+//! whitespace), whose label is empty or not one of `classes`, or that is not valid UTF-8 is
+//! an error naming the file, the data row (row 1 is the first row after the header) and its
+//! line. The text is kept as it is; models and attacks split it into words at whitespace.
 //!
 //! # Split
 //!
@@ -266,7 +266,7 @@ fn sort_labels(labels: &mut [String]) {
 /// Reads and splits the data set. `seed` makes the split reproducible.
 pub fn load(cfg: &TextDataConfig, base_dir: &Path, seed: u64) -> Result<TextData> {
     let path = if cfg.path.is_absolute() { cfg.path.clone() } else { base_dir.join(&cfg.path) };
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let bytes = super::read_regular_file(&path)?;
     let bad = |msg: String| Error::data(&path, msg);
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
     let mut recs = records(bytes, cfg.delimiter_byte()).map_err(bad)?.into_iter();
@@ -282,6 +282,16 @@ pub fn load(cfg: &TextDataConfig, base_dir: &Path, seed: u64) -> Result<TextData
         })
     };
     let (label_col, text_col) = (col(&cfg.label)?, col(&cfg.text)?);
+    // A second column of the same name would be silently ignored.
+    for (name, first) in [(&cfg.label, label_col), (&cfg.text, text_col)] {
+        if let Some(again) = names.iter().skip(first + 1).position(|n| n == name) {
+            return Err(bad(format!(
+                "header (line 1): columns {} and {} are both named `{name}`",
+                first + 1,
+                first + again + 2
+            )));
+        }
+    }
 
     let mut rows: Vec<(String, String, usize, usize)> = Vec::new();
     for (k, rec) in recs.enumerate() {
@@ -537,6 +547,8 @@ mod tests {
         assert!(e.contains("row 2 (line 3): 3 fields, but the header has 2"), "{e}");
         let e = err("nolabel", b"label,text\n0,fine\n,text\n", |_| {});
         assert!(e.contains("row 2 (line 3): the label (`label`) is empty"), "{e}");
+        let e = err("twice", b"label,text,text\n0,fine,other\n", |_| {});
+        assert!(e.contains("header (line 1): columns 2 and 3 are both named `text`"), "{e}");
         let e = err("column", b"y,sentence\n0,fine\n", |_| {});
         assert!(e.contains("no column `label`; the header has `y`, `sentence`"), "{e}");
         let e = err("quote", b"label,text\n0,\"never closed\n", |_| {});

@@ -5,21 +5,31 @@
 //! The `[data]` and `[model]` tables depend on `pipeline.modality`, so a file is read in
 //! two passes: the modality first, then the whole file with the matching types, which
 //! keeps the toml crate's exact spans (an internally tagged enum would lose them).
+//!
+//! The file is a regular file of at most 1 MiB of UTF-8. A NaN or infinite float is an
+//! error wherever it appears (an infinite bound of a tabular feature excepted), and the
+//! validation refuses, before anything is trained, settings that make no model or no run:
+//! a name that is not a plain file name, zero widths, zero epochs, a zero query budget, an
+//! audio length past 10 minutes, and a model whose estimated training memory is more than
+//! the machine has.
 
 pub mod span;
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tempered_plugin::Modality;
 
+use crate::data;
 use crate::data::audio::AudioDataConfig;
 use crate::data::tabular::TabularDataConfig;
 use crate::data::text::TextDataConfig;
 use crate::model::TabularModelConfig;
 use crate::model::audio::AudioModelConfig;
-use crate::model::text::TextModelConfig;
+use crate::model::mlp::TabularModelKind;
+use crate::model::text::{TextModelConfig, TextModelKind};
 use crate::{Error, Result};
 use span::Key;
 
@@ -343,10 +353,43 @@ fn keys(names: &[&str]) -> Vec<Key> {
     names.iter().map(|&n| n.into()).collect()
 }
 
+/// The largest pipeline file read. A pipeline is a few KB; a bigger file is something else,
+/// and reading it whole would be the first thing a run does.
+pub const MAX_PIPELINE_BYTES: u64 = 1 << 20;
+
 impl Pipeline {
     /// Reads, parses and validates a pipeline file.
     pub fn load(file: &Path) -> Result<Self> {
-        let src = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+        let refuse = |msg: String| Error::Config(format!("{}: {msg}", file.display()));
+        let meta = std::fs::metadata(file).map_err(|e| Error::io(file, e))?;
+        if !meta.is_file() {
+            return Err(refuse(format!("not a regular file ({})", data::file_kind(&meta.file_type()))));
+        }
+        let too_big = |len: u64| {
+            refuse(format!(
+                "{len} bytes is too big for a pipeline file (at most {MAX_PIPELINE_BYTES} bytes, 1 MiB; a pipeline is a few KB)"
+            ))
+        };
+        if meta.len() > MAX_PIPELINE_BYTES {
+            return Err(too_big(meta.len()));
+        }
+        let mut bytes = Vec::new();
+        std::fs::File::open(file)
+            .and_then(|f| f.take(MAX_PIPELINE_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(|e| Error::io(file, e))?;
+        if bytes.len() as u64 > MAX_PIPELINE_BYTES {
+            return Err(too_big(bytes.len() as u64));
+        }
+        let src = String::from_utf8(bytes).map_err(|e| {
+            let valid = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned();
+            Error::Config(span::at(
+                file,
+                &text,
+                Some(valid),
+                "not valid UTF-8 (a pipeline file is UTF-8 text)",
+            ))
+        })?;
         Self::parse(file, &src)
     }
 
@@ -370,6 +413,17 @@ impl Pipeline {
                 de_err(e)
             }
         })?;
+        // Before the typed pass: a NaN that reaches a plugin's params as JSON becomes `null`,
+        // and the plugin's "invalid type: null" would not say which key or why.
+        let tabular = head.pipeline.modality == Modality::Tabular;
+        if let Some(nf) = span::non_finite(src, |path| tabular && infinite_bound_allowed(path)) {
+            return Err(Error::Config(span::at(
+                file,
+                src,
+                Some(nf.offset),
+                &format!("{} = {} is not a finite number", span::dotted(&nf.path), nf.text),
+            )));
+        }
         let spec = match head.pipeline.modality {
             Modality::Tabular => Spec::Tabular(toml::from_str(src).map_err(de_err)?),
             Modality::Text => Spec::Text(toml::from_str(src).map_err(de_err)?),
@@ -413,6 +467,194 @@ fn base_dir_of(file: &Path) -> PathBuf {
     }
 }
 
+/// A tabular feature's bounds may be infinite (`upper = inf`: no bound).
+fn infinite_bound_allowed(path: &[Key]) -> bool {
+    let name = |i: usize| match path.get(i) {
+        Some(Key::Name(n)) => Some(n.as_str()),
+        _ => None,
+    };
+    let bound = matches!(path.last(), Some(Key::Name(n)) if n == "lower" || n == "upper");
+    bound
+        && name(0) == Some("data")
+        && match (name(1), path.len()) {
+            (Some("defaults"), 3) => true,
+            (Some("columns"), 4) => name(2).is_some(),
+            _ => false,
+        }
+}
+
+/// Why `name` cannot name a folder inside the runs folder, if it cannot.
+fn name_problem(name: &str) -> Option<&'static str> {
+    if name.trim().is_empty() {
+        Some("is empty")
+    } else if name.contains(['/', '\\']) {
+        Some("contains a path separator")
+    } else if name.starts_with('.') {
+        Some("starts with `.`")
+    } else if name.chars().any(char::is_control) {
+        Some("contains a control character")
+    } else {
+        None
+    }
+}
+
+/// Bytes per trained parameter: the weight, its gradient and AdamW's two moments.
+const BYTES_PER_PARAM: f64 = 16.0;
+/// Bytes per activation kept for the backward pass: the value and its gradient.
+const BYTES_PER_ACTIVATION: f64 = 8.0;
+/// The memory limit where /proc/meminfo cannot be read.
+const FALLBACK_MEMORY: u64 = 64 << 30;
+
+/// A lower bound on what training a model takes: the data's width, class count and
+/// vocabulary are unknown before the data is read, so the smallest values stand in.
+struct Footprint {
+    params: f64,
+    /// Per example.
+    activations: f64,
+}
+
+impl Footprint {
+    fn bytes(&self, batch: usize) -> f64 {
+        self.params * BYTES_PER_PARAM + self.activations * batch as f64 * BYTES_PER_ACTIVATION
+    }
+}
+
+fn mlp_footprint(width: usize, hidden: &[usize]) -> Footprint {
+    let mut dims = vec![width as f64];
+    dims.extend(hidden.iter().map(|&h| h as f64));
+    dims.push(2.0);
+    Footprint { params: dims.windows(2).map(|d| (d[0] + 1.0) * d[1]).sum(), activations: dims.iter().sum() }
+}
+
+/// The M5's shapes as `model::audio` builds them (first conv `kernel`/`stride`, then kernel 3
+/// with one zero each side; max-pool after each), for waveforms of `length` samples.
+fn m5_footprint(m: &AudioModelConfig, length: usize) -> Footprint {
+    let per_norm = if m.norm == crate::model::audio::Norm::Batch { 2.0 } else { 1.0 };
+    let (mut params, mut c_in) = (0.0, 1.0);
+    for (i, &c) in m.channels.iter().enumerate() {
+        let k = if i == 0 { m.kernel as f64 } else { 3.0 };
+        params += c as f64 * k * c_in + per_norm * c as f64;
+        c_in = c as f64;
+    }
+    params += (c_in + 1.0) * 2.0;
+    let mut activations = length as f64;
+    if length >= m.kernel && m.stride > 0 && m.pool > 0 {
+        let mut l_in = length + (m.stride - (length - m.kernel) % m.stride) % m.stride;
+        for (i, &c) in m.channels.iter().enumerate() {
+            let (k, s, pad) = if i == 0 { (m.kernel, m.stride, 0) } else { (3, 1, 1) };
+            let Some(span) = (l_in + 2 * pad).checked_sub(k) else { break };
+            let t_out = span / s + 1;
+            let p_out = t_out / m.pool;
+            // The conv output, then the pooled values, their argmax and the normalised output.
+            activations += (t_out + 3 * p_out) as f64 * c as f64;
+            l_in = p_out;
+        }
+    }
+    Footprint { params, activations }
+}
+
+fn word_cnn_footprint(m: &TextModelConfig) -> Footprint {
+    let (d, f, words) = (m.embedding_dim as f64, m.filters as f64, m.max_words as f64);
+    let convs: f64 = m.widths.iter().map(|&w| w as f64 * d * f + f).sum();
+    let features = f * m.widths.len() as f64;
+    Footprint {
+        // [PAD] and [UNK] at least in the vocabulary, two classes at least.
+        params: 2.0 * d + convs + (features + 1.0) * 2.0,
+        activations: words * d + words * features,
+    }
+}
+
+/// MemAvailable of /proc/meminfo in bytes.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// `1.5 GiB`.
+fn human(bytes: f64) -> String {
+    let units = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = bytes;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{v:.0} bytes") } else { format!("{v:.1} {}", units[u]) }
+}
+
+/// Refuses a model whose estimated training memory is more than the machine has: such a
+/// model would abort on allocation, possibly hours in.
+fn check_footprint(spec: &Spec) -> std::result::Result<(), Invalid> {
+    let batch =
+        spec.attacks().iter().map(|a| a.batch_size).chain([spec.train().batch_size]).max().unwrap_or(1);
+    let (fp, key) = match spec {
+        Spec::Tabular(s) => {
+            let hidden: &[usize] = match s.model.kind {
+                TabularModelKind::Mlp => &s.model.hidden,
+                TabularModelKind::Logistic => &[],
+            };
+            let width = s.data.features.as_ref().map_or(1, Vec::len);
+            (mlp_footprint(width, hidden), keys(&["model", "hidden"]))
+        }
+        Spec::Text(s) if s.model.kind == TextModelKind::WordCnn => {
+            (word_cnn_footprint(&s.model), keys(&["model"]))
+        }
+        Spec::Text(_) => return Ok(()),
+        Spec::Audio(s) => (m5_footprint(&s.model, s.data.length), keys(&["model", "channels"])),
+    };
+    let need = fp.bytes(batch);
+    let (limit, what) = match available_memory() {
+        Some(b) => (b as f64, "what this machine has available (MemAvailable in /proc/meminfo)"),
+        None => (FALLBACK_MEMORY as f64, "the fixed cap used where /proc/meminfo cannot be read"),
+    };
+    if need > limit {
+        return Err(Invalid::new(
+            key,
+            format!(
+                "this model needs about {} to train ({:.3e} parameters × {BYTES_PER_PARAM} bytes, plus {:.3e} activations per example × {batch} examples per batch × {BYTES_PER_ACTIVATION} bytes), more than the {} that is {what}; make it smaller",
+                human(need),
+                fp.params,
+                fp.activations,
+                human(limit)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The model settings that make no model at all.
+fn check_model(spec: &Spec) -> std::result::Result<(), Invalid> {
+    match spec {
+        Spec::Tabular(s) => {
+            if s.model.kind == TabularModelKind::Mlp
+                && let Some(i) = s.model.hidden.iter().position(|&h| h == 0)
+            {
+                return Err(Invalid::new(
+                    vec!["model".into(), "hidden".into(), Key::Index(i)],
+                    format!("model.hidden[{i}] = 0: every hidden layer needs at least one unit"),
+                ));
+            }
+        }
+        Spec::Text(s) => {
+            if s.model.kind == TextModelKind::WordCnn {
+                s.model.check_word_cnn().map_err(|m| Invalid::new(keys(&["model"]), m))?;
+            }
+        }
+        Spec::Audio(s) => {
+            if let Some(i) = s.model.channels.iter().position(|&c| c == 0) {
+                return Err(Invalid::new(
+                    vec!["model".into(), "channels".into(), Key::Index(i)],
+                    format!("model.channels[{i}] = 0: every conv block needs at least one channel"),
+                ));
+            }
+            s.model.validate().map_err(|m| Invalid::new(keys(&["model"]), m))?;
+        }
+    }
+    Ok(())
+}
+
 fn fill_attack_ids(spec: &mut Spec) {
     let attacks = common!(spec, s => &mut s.attacks);
     for a in attacks.iter_mut() {
@@ -424,17 +666,28 @@ fn fill_attack_ids(spec: &mut Spec) {
 
 fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
     let p = spec.pipeline();
-    if p.name.trim().is_empty() || p.name.contains(['/', '\\']) {
+    if let Some(why) = name_problem(&p.name) {
         return Err(Invalid::new(
             keys(&["pipeline", "name"]),
-            "name must be non-empty and contain no path separator",
+            format!(
+                "name {:?} {why}: it names the run's folder under {}/, so it must be a plain file name (no `/` or `\\`, not starting with `.`)",
+                p.name,
+                p.out_dir.display()
+            ),
         ));
     }
     match spec {
         Spec::Tabular(s) => s.data.validate().map_err(|m| Invalid::new(keys(&["data"]), m))?,
         Spec::Text(s) => s.data.validate().map_err(|m| Invalid::new(keys(&["data"]), m))?,
-        Spec::Audio(s) => s.data.validate().map_err(|m| Invalid::new(keys(&["data"]), m))?,
+        Spec::Audio(s) => {
+            if let Some(m) = s.data.length_error() {
+                return Err(Invalid::new(keys(&["data", "length"]), m));
+            }
+            s.data.validate().map_err(|m| Invalid::new(keys(&["data"]), m))?
+        }
     }
+    check_model(spec)?;
+    check_footprint(spec)?;
     let attacks = spec.attacks();
     let mut seen = BTreeMap::new();
     for (i, a) in attacks.iter().enumerate() {
@@ -453,14 +706,32 @@ fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
         if a.batch_size == 0 {
             return Err(Invalid::new(at("batch_size"), "batch_size must be at least 1"));
         }
+        if a.query_budget == Some(0) {
+            return Err(Invalid::new(
+                at("query_budget"),
+                "query_budget = 0: a budget of zero queries can attack nothing (leave it out for no budget)",
+            ));
+        }
     }
     let known = |id: &str| attacks.iter().any(|a| a.id == id);
     let t = spec.train();
     if t.batch_size == 0 || t.lr <= 0.0 || !t.lr.is_finite() {
         return Err(Invalid::new(keys(&["train"]), "train.batch_size must be ≥ 1 and train.lr > 0"));
     }
+    if t.epochs == 0 {
+        return Err(Invalid::new(
+            keys(&["train", "epochs"]),
+            "train.epochs = 0 would attack and harden an untrained model: set at least 1",
+        ));
+    }
     let h = spec.harden();
     if h.enabled {
+        if h.epochs == 0 {
+            return Err(Invalid::new(
+                keys(&["harden", "epochs"]),
+                "harden.epochs = 0 hardens nothing: set at least 1, or `enabled = false` to skip hardening",
+            ));
+        }
         if !(0.0..=1.0).contains(&h.adversarial_weight) {
             return Err(Invalid::new(
                 keys(&["harden", "adversarial_weight"]),

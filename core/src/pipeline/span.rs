@@ -6,7 +6,10 @@ use toml::de::{DeTable, DeValue};
 
 /// 1-based line and column of byte `offset` in `src` (columns count characters).
 pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(src.len());
+    let mut offset = offset.min(src.len());
+    while !src.is_char_boundary(offset) {
+        offset -= 1;
+    }
     let before = &src[..offset];
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
@@ -76,6 +79,87 @@ pub fn offset_of(src: &str, path: &[Key]) -> Option<usize> {
     best
 }
 
+/// `train.lr`, `attack[1].params.epsilon`, `data.columns."odd name".cost`.
+pub fn dotted(path: &[Key]) -> String {
+    let mut out = String::new();
+    for key in path {
+        match key {
+            Key::Name(n) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                let bare =
+                    !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if bare {
+                    out.push_str(n);
+                } else {
+                    out.push_str(&format!("{n:?}"));
+                }
+            }
+            Key::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// A float in the file that is NaN or infinite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NonFinite {
+    /// Where its value starts.
+    pub offset: usize,
+    pub path: Vec<Key>,
+    /// As written (`nan`, `-inf`).
+    pub text: String,
+}
+
+/// The first NaN or infinite float in `src`, in file order, skipping infinities at the
+/// paths `inf_ok` accepts. TOML can spell both, serde takes them as they are, and JSON
+/// (the plugins' params) cannot, so they would reach a plugin as `null`.
+pub fn non_finite(src: &str, inf_ok: impl Fn(&[Key]) -> bool) -> Option<NonFinite> {
+    fn walk(
+        v: &toml::de::DeValue<'_>,
+        offset: usize,
+        path: &mut Vec<Key>,
+        inf_ok: &dyn Fn(&[Key]) -> bool,
+        found: &mut Option<NonFinite>,
+    ) {
+        match v {
+            DeValue::Float(f) => {
+                let x: f64 = f.as_str().parse().unwrap_or(f64::NAN);
+                let bad = x.is_nan() || (x.is_infinite() && !inf_ok(path));
+                if bad && found.as_ref().is_none_or(|b| offset < b.offset) {
+                    *found = Some(NonFinite { offset, path: path.clone(), text: f.as_str().to_owned() });
+                }
+            }
+            DeValue::Table(t) => walk_table(t, path, inf_ok, found),
+            DeValue::Array(a) => {
+                for (i, item) in a.iter().enumerate() {
+                    path.push(Key::Index(i));
+                    walk(item.get_ref(), item.span().start, path, inf_ok, found);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    fn walk_table(
+        t: &DeTable<'_>,
+        path: &mut Vec<Key>,
+        inf_ok: &dyn Fn(&[Key]) -> bool,
+        found: &mut Option<NonFinite>,
+    ) {
+        for (k, v) in t.iter() {
+            path.push(Key::Name(k.get_ref().as_ref().to_owned()));
+            walk(v.get_ref(), v.span().start, path, inf_ok, found);
+            path.pop();
+        }
+    }
+    let doc = DeTable::parse(src).ok()?;
+    let mut found = None;
+    walk_table(doc.get_ref(), &mut Vec::new(), &inf_ok, &mut found);
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +181,27 @@ mod tests {
         assert_eq!(offset_of(src, &["nope".into()]), None);
         let o = offset_of(src, &["train".into(), "lr".into()]).unwrap();
         assert_eq!(line_col(src, o), (1, 2), "falls back to the table that exists");
+    }
+
+    #[test]
+    fn an_offset_inside_a_character_does_not_panic() {
+        assert_eq!(line_col("é = 1", 1), (1, 1));
+    }
+
+    #[test]
+    fn finds_the_first_non_finite_float_in_file_order() {
+        let src = "[b]\nx = [1.0, nan]\n[a]\ny = inf\nz = -inf\n";
+        let nf = non_finite(src, |_| false).unwrap();
+        assert_eq!(dotted(&nf.path), "b.x[1]");
+        assert_eq!((line_col(src, nf.offset), nf.text.as_str()), ((2, 11), "nan"));
+        let nf = non_finite(src, |p| p.last() == Some(&Key::from("y"))).unwrap();
+        assert_eq!(dotted(&nf.path), "b.x[1]");
+        let nf = non_finite("[a]\ny = inf\nz = -inf\n", |p| p.last() == Some(&Key::from("y"))).unwrap();
+        assert_eq!((dotted(&nf.path), nf.text.as_str()), ("a.z".to_owned(), "-inf"));
+        assert_eq!(non_finite("a = 1.5\nb = { c = 2.0 }", |_| false), None);
+        assert_eq!(
+            dotted(&["data".into(), "columns".into(), "odd name".into()]),
+            "data.columns.\"odd name\""
+        );
     }
 }
