@@ -6,7 +6,7 @@ use std::process::Command;
 
 use tempered_core::engine::{self, RunOptions};
 use tempered_core::pipeline::Pipeline;
-use tempered_core::plugin_host::{Plugin, SearchPath};
+use tempered_core::plugin_host::{FolderState, Plugin, SearchPath, folder_state};
 use tempered_tests::{pipeline_file, read_json, repo, repo_pipeline, scratch};
 
 /// The folder cargo builds this test's dependencies (and their .so files) into.
@@ -142,4 +142,196 @@ fn the_first_party_plugin_is_found_by_name_with_its_attacks() {
     assert!(Path::new(&p.path).is_file());
     let e = p.create("pgd", &serde_json::json!({ "epsilon": "big" })).err().unwrap().to_string();
     assert!(e.starts_with("plugin `tabular`: attack `pgd`:"), "bad params are the plugin's error: {e}");
+}
+
+/// Runs `f` on another thread and fails the test if it takes a minute: opening a FIFO named
+/// like a library would block forever.
+fn within_a_minute<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(v) => v,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("{what} blocked for a minute"),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("{what} panicked"),
+    }
+}
+
+/// The first `keep(len)` bytes of the first-party tabular plugin, written as `dir/file`.
+fn truncated_tabular(dir: &Path, file: &str, keep: impl Fn(usize) -> usize) -> (PathBuf, usize) {
+    let whole = std::fs::read(lib("tempered_tabular")).unwrap();
+    let kept = keep(whole.len());
+    let cut = dir.join(file);
+    std::fs::write(&cut, &whole[..kept]).unwrap();
+    (cut, kept)
+}
+
+/// A FIFO at `path`, or `false` (with a message) where `mkfifo` is not available.
+fn mkfifo(path: &Path) -> bool {
+    let made = Command::new("mkfifo").arg(path).status().is_ok_and(|s| s.success());
+    if !made {
+        eprintln!("mkfifo is not available: the FIFO case is skipped");
+    }
+    made
+}
+
+#[test]
+fn a_truncated_library_is_refused_before_the_loader_maps_it() {
+    // The first half: in a debug build, most of the file is debug information, and what is
+    // cut off is the section header table; in a release build, segments too.
+    let dir = scratch("truncated");
+    let (cut, half) = truncated_tabular(&dir, "libtempered_tabular.so", |len| len / 2);
+    let e = Plugin::load(&cut).expect_err("refused").to_string();
+    assert!(e.starts_with(&format!("plugin `{}`: cannot load: truncated: ", cut.display())), "{e}");
+    assert!(e.ends_with(&format!(", the file has {half} bytes")), "{e}");
+    // Found by name (`tempered run` and `validate` without `path`), it is the same error.
+    let e = SearchPath { dirs: vec![dir] }.find("tabular").expect_err("refused").to_string();
+    assert!(e.contains(&cut.display().to_string()) && e.contains("cannot load: truncated: "), "{e}");
+
+    // The first 4 KiB hold the ELF and program headers but end inside the first loadable
+    // segment. Without the check, the loader maps the segments past the end of the file and
+    // the first page it touches there kills this test binary with SIGBUS.
+    let (cut, kept) = truncated_tabular(&scratch("truncated"), "libtempered_tabular.so", |_| 4096);
+    let e = Plugin::load(&cut).expect_err("refused").to_string();
+    assert!(e.starts_with(&format!("plugin `{}`: cannot load: truncated: segment ", cut.display())), "{e}");
+    assert!(e.ends_with(&format!(", the file has {kept} bytes")), "{e}");
+}
+
+#[test]
+fn an_empty_library_reports_the_dynamic_loaders_reason() {
+    let so = scratch("empty").join("libfoo.so");
+    std::fs::write(&so, b"").unwrap();
+    let e = Plugin::load(&so).expect_err("refused").to_string();
+    assert!(e.starts_with(&format!("plugin `{}`: cannot load: dlopen failed: ", so.display())), "{e}");
+    // The loader's own words (dlerror) follow libloading's "dlopen failed".
+    if cfg!(all(target_os = "linux", target_env = "gnu")) {
+        assert!(e.ends_with("file too short"), "glibc's reason: {e}");
+    }
+}
+
+#[test]
+fn what_is_not_a_regular_file_is_refused_without_being_opened() {
+    let dir = scratch("notafile");
+    let folder = dir.join("libdir.so");
+    std::fs::create_dir(&folder).unwrap();
+    let e = Plugin::load(&folder).expect_err("refused").to_string();
+    assert!(e.ends_with("cannot load: not a regular file: it is a directory"), "{e}");
+    let fifo = dir.join("libfifo.so");
+    if mkfifo(&fifo) {
+        let f = fifo.clone();
+        let e = within_a_minute("loading a FIFO", move || {
+            Plugin::load(&f).map(|_| ()).map_err(|e| e.to_string())
+        });
+        let e = e.expect_err("refused");
+        assert!(e.starts_with(&format!("plugin `{}`: ", fifo.display())), "{e}");
+        assert!(e.ends_with("cannot load: not a regular file: it is a FIFO (named pipe)"), "{e}");
+    }
+}
+
+#[test]
+fn discovery_lists_the_good_library_and_says_why_each_other_one_is_unusable() {
+    let dir = scratch("discover");
+    truncated_tabular(&dir, "libtruncated.so", |len| len / 2);
+    std::fs::write(dir.join("libfoo.so"), b"").unwrap();
+    let fifo = mkfifo(&dir.join("libfifo.so"));
+    std::fs::create_dir(dir.join("libdir.so")).unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(lib("tempered_tabular"), dir.join("libtempered_tabular.so")).unwrap();
+    #[cfg(not(unix))]
+    std::fs::copy(lib("tempered_tabular"), dir.join("libtempered_tabular.so")).unwrap();
+
+    let search = SearchPath { dirs: vec![dir] };
+    let found = within_a_minute("discovery", move || {
+        let listing = search.discover().into_iter().map(|(path, loaded)| {
+            let file = path.file_name().unwrap().to_string_lossy().into_owned();
+            (file, loaded.map(|p| p.name).map_err(|e| e.to_string()))
+        });
+        listing.collect::<Vec<_>>()
+    });
+    let get = |file: &str| {
+        let hit = found.iter().find(|(f, _)| f == file);
+        hit.unwrap_or_else(|| panic!("{file} is listed: {found:?}")).1.clone()
+    };
+    assert_eq!(get("libtempered_tabular.so"), Ok("tabular".to_owned()));
+    let e = get("libtruncated.so").expect_err("unusable");
+    assert!(e.contains("libtruncated.so`: cannot load: truncated: "), "{e}");
+    let e = get("libfoo.so").expect_err("unusable");
+    assert!(e.contains("libfoo.so`: cannot load: dlopen failed: "), "{e}");
+    let mut expected = vec!["libfoo.so", "libtempered_tabular.so", "libtruncated.so"];
+    if fifo {
+        let e = get("libfifo.so").expect_err("unusable");
+        assert!(
+            e.ends_with("libfifo.so`: cannot load: not a regular file: it is a FIFO (named pipe)"),
+            "{e}"
+        );
+        expected.push("libfifo.so");
+    }
+    // A folder named like a library is not one.
+    let mut listed: Vec<&str> = found.iter().map(|(f, _)| f.as_str()).collect();
+    listed.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(listed, expected);
+}
+
+/// As a user who cannot look into `locked`: it and a folder inside it are unreadable, not
+/// missing, and a plugin not found there says so.
+#[cfg(unix)]
+fn check_unreadable(locked: &Path) {
+    assert!(std::fs::read_dir(locked).is_err(), "{} can be read", locked.display());
+    let inner = locked.join("inner");
+    for d in [locked, &inner] {
+        let state = folder_state(d);
+        assert!(matches!(state, FolderState::Unreadable(_)), "{}: {state}", d.display());
+        assert!(state.to_string().starts_with("cannot read it: Permission denied"), "{state}");
+    }
+    let e = SearchPath { dirs: vec![inner.clone()] }.find("nope").expect_err("not found").to_string();
+    assert!(e.contains(&format!("{}  (cannot read it: Permission denied", inner.display())), "{e}");
+}
+
+#[cfg(unix)]
+#[test]
+fn an_unreadable_plugin_folder_is_not_a_missing_one() {
+    use std::os::unix::fs::PermissionsExt;
+    const NAME: &str = "an_unreadable_plugin_folder_is_not_a_missing_one";
+    const LOCKED: &str = "TEMPERED_TEST_LOCKED_FOLDER";
+    if let Some(locked) = std::env::var_os(LOCKED) {
+        return check_unreadable(Path::new(&locked));
+    }
+    let dir = scratch("unreadable");
+    assert!(matches!(folder_state(&dir.join("absent")), FolderState::Missing));
+    assert!(matches!(folder_state(&dir), FolderState::Listable));
+    let locked = dir.join("locked");
+    std::fs::create_dir_all(locked.join("inner")).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    /// Unlocks the folder however the test ends, so that it can be removed.
+    struct Unlock(PathBuf);
+    impl Drop for Unlock {
+        fn drop(&mut self) {
+            let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+    let _unlock = Unlock(locked.clone());
+    if std::fs::read_dir(&locked).is_err() {
+        return check_unreadable(&locked);
+    }
+    // Root reads any folder: run this test again as `nobody`, who cannot.
+    let child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
+        .env(LOCKED, &locked)
+        .output();
+    match child {
+        Ok(out) if out.status.code() == Some(0) || out.status.code() == Some(101) => {
+            let text =
+                format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(out.status.success() && text.contains("1 passed"), "as nobody:\n{text}");
+        }
+        Ok(out) => eprintln!(
+            "cannot run as nobody (setpriv: {}): the unreadable case is skipped",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => eprintln!("cannot run as nobody (setpriv: {e}): the unreadable case is skipped"),
+    }
 }

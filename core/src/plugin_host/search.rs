@@ -51,7 +51,10 @@ impl SearchPath {
         for dir in &self.dirs {
             for file in library_file_names(name) {
                 let path = dir.join(&file);
-                if path.is_file() {
+                // Whatever is there is the plugin asked for: a file that cannot be loaded
+                // (truncated, a FIFO, a dangling link) is an error saying why, not a reason
+                // to go on looking.
+                if path.symlink_metadata().is_ok() {
                     let plugin = Plugin::load(&path)?;
                     if plugin.name != name {
                         return Err(Error::plugin(
@@ -64,7 +67,14 @@ impl SearchPath {
                 tried.push(path);
             }
         }
-        let looked: Vec<String> = self.dirs.iter().map(|d| format!("  {}", d.display())).collect();
+        let looked: Vec<String> = self
+            .dirs
+            .iter()
+            .map(|d| match folder_state(d) {
+                FolderState::Listable => format!("  {}", d.display()),
+                problem => format!("  {}  ({problem})", d.display()),
+            })
+            .collect();
         Err(Error::plugin(
             name,
             format!(
@@ -76,9 +86,11 @@ impl SearchPath {
         ))
     }
 
-    /// Every plugin library in the search path, loaded, with failures kept for the listing.
-    /// `deps/` folders are left out: they only hold copies of what cargo also puts one
-    /// level up, plus test fixtures.
+    /// Every plugin library in the search path, loaded, with failures kept for the listing:
+    /// one file that cannot be loaded (truncated, empty, a FIFO named like a library) is an
+    /// `Err` in the list, and the rest are still listed. Folders that cannot be listed are
+    /// passed over ([`folder_state`] says why). `deps/` folders are left out: they only
+    /// hold copies of what cargo also puts one level up, plus test fixtures.
     pub fn discover(&self) -> Vec<(PathBuf, Result<Plugin>)> {
         let mut found: Vec<(PathBuf, Result<Plugin>)> = Vec::new();
         for dir in self.dirs.iter().filter(|d| !d.ends_with("deps")) {
@@ -121,12 +133,53 @@ pub fn library_file_names(name: &str) -> Vec<String> {
 }
 
 /// In `deps/` folders only our own libraries are opened (they hold every dependency's
-/// build products); elsewhere any shared library is a candidate.
+/// build products); elsewhere anything named like a shared library is a candidate, except a
+/// folder. A FIFO, a device or a dangling link named `libx.so` is one: loading it is an error
+/// that says what it is (and never opens a FIFO), so the listing shows it.
 fn is_candidate(dir: &Path, path: &Path) -> bool {
     let is_lib = path.extension().is_some_and(|e| e == std::env::consts::DLL_EXTENSION);
     let file = path.file_name().and_then(|f| f.to_str()).unwrap_or("");
     let in_deps = dir.file_name().is_some_and(|d| d == "deps");
     is_lib
-        && path.is_file()
+        && !path.is_dir()
         && (!in_deps || file.starts_with(&format!("{}tempered_", std::env::consts::DLL_PREFIX)))
+}
+
+/// What a search-path folder turned out to be when it was looked into.
+#[derive(Debug)]
+pub enum FolderState {
+    /// It is a folder and its entries can be listed.
+    Listable,
+    /// Nothing is there.
+    Missing,
+    /// Something other than a folder is there.
+    NotAFolder,
+    /// It is there but cannot be looked into (permission denied, most often).
+    Unreadable(std::io::Error),
+}
+
+impl std::fmt::Display for FolderState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FolderState::Listable => f.write_str("listable"),
+            FolderState::Missing => f.write_str("missing"),
+            FolderState::NotAFolder => f.write_str("not a folder"),
+            FolderState::Unreadable(e) => write!(f, "cannot read it: {e}"),
+        }
+    }
+}
+
+/// Looks into `dir` the way [`SearchPath::discover`] does, to tell a missing folder from
+/// one that cannot be read.
+pub fn folder_state(dir: &Path) -> FolderState {
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return FolderState::Missing,
+        Err(e) => return FolderState::Unreadable(e),
+        Ok(m) if !m.is_dir() => return FolderState::NotAFolder,
+        Ok(_) => {}
+    }
+    match std::fs::read_dir(dir) {
+        Ok(_) => FolderState::Listable,
+        Err(e) => FolderState::Unreadable(e),
+    }
 }
