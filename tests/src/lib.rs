@@ -61,3 +61,70 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("valid JSON")
 }
+
+/// Checks a run's numbers against `tests/golden/<name>.json`, the numbers the shipped
+/// pipeline gave with its seed when the file was written: every value there must be
+/// present and identical (fields added since are allowed; timings are not compared).
+///
+/// A change of numbers on purpose is recorded with
+/// `TEMPERED_BLESS=1 cargo test -p tempered-tests`, and the diff of the golden file goes
+/// into the commit that explains it.
+pub fn assert_golden(name: &str, metrics: &serde_json::Value) {
+    let file = repo().join("tests/golden").join(format!("{name}.json"));
+    let now = without_timings(metrics.clone());
+    if std::env::var_os("TEMPERED_BLESS").is_some() {
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, serde_json::to_string_pretty(&now).unwrap() + "\n").unwrap();
+        return;
+    }
+    let golden = read_json(&file);
+    let mut diffs = Vec::new();
+    golden_diff("", &golden, &now, &mut diffs);
+    assert!(
+        diffs.is_empty(),
+        "{name}: the numbers differ from {} (TEMPERED_BLESS=1 records new ones on purpose):\n{}",
+        file.display(),
+        diffs.join("\n")
+    );
+}
+
+fn golden_diff(at: &str, golden: &serde_json::Value, now: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (golden, now) {
+        (Value::Object(g), Value::Object(n)) => {
+            for (k, gv) in g {
+                match n.get(k) {
+                    Some(nv) => golden_diff(&format!("{at}.{k}"), gv, nv, out),
+                    None => out.push(format!("{at}.{k}: missing (was {gv})")),
+                }
+            }
+        }
+        (Value::Array(g), Value::Array(n)) if g.len() == n.len() => {
+            for (i, (gv, nv)) in g.iter().zip(n).enumerate() {
+                golden_diff(&format!("{at}[{i}]"), gv, nv, out);
+            }
+        }
+        _ if golden == now => {}
+        _ => out.push(format!("{at}: {golden} → {now}")),
+    }
+}
+
+/// Runs the test `name` of the current test binary in a child process (the binary
+/// re-executed with `--exact name`), with `env` added to its environment: a process to kill
+/// and restart without needing the `tempered` binary. The child test reads its
+/// instructions from `env` and does nothing when they are absent.
+pub fn run_test_in_child(name: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the test binary runs as a child")
+}
+
+/// Whether the run in `run_dir` committed no training epoch at all (no `clean*` checkpoint).
+pub fn nothing_trained(run_dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(run_dir.join("checkpoints")) else { return true };
+    !entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("clean"))
+}

@@ -4,6 +4,7 @@
 
 pub mod audio;
 pub mod bert;
+pub mod checkpoint;
 pub mod init;
 pub mod mlp;
 mod mlp_grad;
@@ -108,6 +109,16 @@ pub trait Classifier: Send + Sync {
     fn word_saliency(&self, _texts: &[&str], _labels: &[u32]) -> Result<Vec<f32>> {
         Err(Error::msg("this model offers no word saliency"))
     }
+    /// The state of a random generator the model draws from in training mode and carries
+    /// from one batch to the next (dropout masks), as bytes: a checkpoint keeps it so that a
+    /// resumed run draws the masks the uninterrupted run would have. `None`: no such state.
+    fn rng_state(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// Puts back what [`Classifier::rng_state`] returned.
+    fn set_rng_state(&self, _state: &[u8]) -> Result<()> {
+        Err(Error::msg("this model keeps no random state"))
+    }
 }
 
 /// A sentence encoder offered to text attacks through the oracle's `similarity`.
@@ -118,25 +129,45 @@ pub trait SentenceEncoder: Send + Sync {
 
 /// Saves every tensor of `model` to `path`.
 pub fn save(model: &dyn Classifier, path: &Path) -> Result<()> {
-    model
-        .varmap()
-        .save(path)
-        .map_err(|e| Error::msg(format!("cannot save checkpoint {}: {e}", path.display())))
+    checkpoint::write(path, &tensors(model), Default::default())
 }
 
-/// Loads a checkpoint written by [`save`] into `model` (same architecture).
+/// Loads the tensors of a checkpoint written by [`save`] (or a trainer commit) into
+/// `model` (same architecture); every tensor is checked first, so a damaged file changes
+/// nothing.
 pub fn load(model: &dyn Classifier, path: &Path) -> Result<()> {
-    // VarMap::load needs `&mut`, but only to reach the vars it sets in place.
-    let tensors = candle_core::safetensors::load(path, model.device())
-        .map_err(|e| Error::msg(format!("cannot read checkpoint {}: {e}", path.display())))?;
+    load_from(model, &checkpoint::Reader::open(path)?, "")
+}
+
+/// Loads the tensors named `prefix` + the model's names from `file` into `model`.
+pub fn load_from(model: &dyn Classifier, file: &checkpoint::Reader, prefix: &str) -> Result<()> {
+    let read = read_tensors(model, file, prefix)?;
+    restore(model, &read)
+}
+
+/// The model's tensors as `file` holds them under `prefix` + their names, checked
+/// (present, same dtype and shape, finite) but not loaded.
+pub fn read_tensors(
+    model: &dyn Classifier,
+    file: &checkpoint::Reader,
+    prefix: &str,
+) -> Result<Vec<(String, Tensor)>> {
+    tensors(model)
+        .into_iter()
+        .map(|(name, t)| {
+            let read = file.tensor(&format!("{prefix}{name}"), &checkpoint::Expected::of(&t), t.device())?;
+            Ok((name, read))
+        })
+        .collect()
+}
+
+/// Every tensor of the model by name (shared, not copied), in name order.
+pub fn tensors(model: &dyn Classifier) -> Vec<(String, Tensor)> {
     let data = model.varmap().data().lock().expect("varmap lock");
-    for (name, var) in data.iter() {
-        let t = tensors
-            .get(name)
-            .ok_or_else(|| Error::msg(format!("checkpoint {} has no tensor `{name}`", path.display())))?;
-        var.set(t).map_err(|e| Error::msg(format!("checkpoint {}: tensor `{name}`: {e}", path.display())))?;
-    }
-    Ok(())
+    let mut out: Vec<(String, Tensor)> =
+        data.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }
 
 /// A snapshot of every tensor's values, to restore the best epoch without touching disk.

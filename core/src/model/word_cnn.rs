@@ -109,7 +109,7 @@ impl Vocab {
 
     pub fn save(&self, path: &Path) -> Result<()> {
         let json = self.tokenizer.to_string(false).map_err(|e| tk_err("vocabulary", e))?;
-        crate::train::write_atomically(path, json.as_bytes())
+        crate::files::write(path, json.as_bytes())
     }
 
     pub fn len(&self) -> usize {
@@ -476,6 +476,15 @@ impl Classifier for WordCnn {
 
     fn dense_input(&self) -> bool {
         false
+    }
+
+    fn rng_state(&self) -> Option<Vec<u8>> {
+        Some(super::checkpoint::chacha_state(&self.rng.lock().expect("dropout rng")))
+    }
+
+    fn set_rng_state(&self, state: &[u8]) -> Result<()> {
+        *self.rng.lock().expect("dropout rng") = super::checkpoint::chacha_from_state(state)?;
+        Ok(())
     }
 
     /// The norm of the loss gradient at each word's embedding.

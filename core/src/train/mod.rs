@@ -4,10 +4,8 @@
 //! examples come from an [`Adversary`] (an attack plugin through the oracle) and w = 0
 //! for clean epochs. AdamW; early stopping on the validation objective (the same mix, so
 //! hardening is not stopped for losing a little clean loss); the best epoch's weights are
-//! restored at the end. Every epoch leaves a checkpoint and a state file, and a run
-//! resumes from them.
-
-use std::path::{Path, PathBuf};
+//! restored at the end. Every epoch ends in one atomic commit (`commit.rs`) from which an
+//! interrupted run resumes to the numbers it would have given uninterrupted.
 
 use candle_core::{D, Tensor};
 use candle_nn::ParamsAdamW;
@@ -22,11 +20,24 @@ use crate::progress::Progress;
 use crate::{Error, Result};
 
 mod adamw;
+mod commit;
+mod failpoint;
 pub use adamw::AdamW;
+pub use commit::Checkpoints;
+use failpoint::{FailPoint, Point};
 
 /// Makes adversarial versions of training examples against the current model.
 pub trait Adversary {
     fn generate(&mut self, model: &dyn Classifier, x: &Examples, y: &[u32], seed: u64) -> Result<Examples>;
+    /// What the adversary accumulates over a phase (counters for the report), saved with
+    /// every commit so that a resumed phase ends with the uninterrupted phase's totals.
+    fn state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    /// Puts back what [`Adversary::state`] gave at the commit a phase resumes from.
+    fn restore(&mut self, _state: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// How one training phase runs.
@@ -59,8 +70,8 @@ pub struct EpochLog {
     pub seconds: f64,
 }
 
-/// What survives a restart: written after every epoch.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+/// What survives a restart: saved with every commit.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 pub struct TrainState {
     pub phase: String,
     pub epochs_done: usize,
@@ -69,52 +80,6 @@ pub struct TrainState {
     pub bad_epochs: usize,
     pub finished: bool,
     pub log: Vec<EpochLog>,
-}
-
-/// Where a phase keeps its checkpoints.
-pub struct Checkpoints {
-    pub dir: PathBuf,
-    pub phase: String,
-}
-
-impl Checkpoints {
-    fn last(&self) -> PathBuf {
-        self.dir.join(format!("{}-last.safetensors", self.phase))
-    }
-    pub fn best(&self) -> PathBuf {
-        self.dir.join(format!("{}.safetensors", self.phase))
-    }
-    fn state(&self) -> PathBuf {
-        self.dir.join(format!("{}-state.json", self.phase))
-    }
-
-    pub fn read_state(&self) -> Result<Option<TrainState>> {
-        let path = self.state();
-        if !path.exists() {
-            return Ok(None);
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        serde_json::from_str(&text).map(Some).map_err(|e| Error::data(&path, e.to_string()))
-    }
-
-    fn write_state(&self, s: &TrainState) -> Result<()> {
-        let path = self.state();
-        let text = serde_json::to_string_pretty(s).expect("state serializes");
-        write_atomically(&path, text.as_bytes())
-    }
-}
-
-/// Writes via a temporary file and a rename, so a crash never leaves half a file.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
-fn save_atomically(model: &dyn Classifier, path: &Path) -> Result<()> {
-    let tmp = path.with_extension("tmp.safetensors");
-    model::save(model, &tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 /// Mean cross-entropy of `logits` against `y`.
@@ -190,42 +155,63 @@ fn step_by_hand(
     Ok(Some(loss))
 }
 
-/// Trains `model` on `data` for one phase. Returns the epoch log.
+/// The pipeline setting a phase's learning rate comes from, for error messages.
+fn lr_setting(phase: &str) -> &'static str {
+    if phase.starts_with("harden") { "[harden] lr" } else { "[train] lr" }
+}
+
+/// Trains `model` on `data` for one phase, or continues it from its newest commit in
+/// `checkpoints`. Returns the phase's state (its epoch log).
 pub fn fit(
+    model: &dyn Classifier,
+    data: &Dataset,
+    fit: &Fit,
+    adversary: Option<&mut dyn Adversary>,
+    seed: u64,
+    checkpoints: &Checkpoints,
+) -> Result<TrainState> {
+    let fail = FailPoint::from_env(&checkpoints.phase)?;
+    fit_with(model, data, fit, adversary, seed, checkpoints, fail.as_ref())
+}
+
+fn fit_with(
     model: &dyn Classifier,
     data: &Dataset,
     fit: &Fit,
     mut adversary: Option<&mut dyn Adversary>,
     seed: u64,
     checkpoints: &Checkpoints,
+    fail: Option<&FailPoint>,
 ) -> Result<TrainState> {
-    let mut state = match checkpoints.read_state()? {
-        Some(s) if s.finished => {
-            model::load(model, &checkpoints.best())?;
-            tracing::info!("{}: already trained, loaded {}", s.phase, checkpoints.best().display());
-            return Ok(s);
+    checkpoints.remove_temporaries();
+    let phase = checkpoints.phase.as_str();
+    let latest = checkpoints.latest()?;
+    if let Some(commit::Latest::Finished(file)) = &latest {
+        let done = commit::load(file, phase, model, None)?;
+        checkpoints.remove_commits_before(file.path())?;
+        if let (Some(adv), Some(state)) = (adversary.as_deref_mut(), &done.adversary) {
+            adv.restore(state)?;
         }
-        Some(s) => {
-            model::load(model, &checkpoints.last())?;
-            tracing::info!("{}: resuming after epoch {}", s.phase, s.epochs_done);
-            s
-        }
-        None => TrainState { phase: checkpoints.phase.clone(), ..Default::default() },
-    };
+        tracing::info!("{phase}: already trained, loaded {}", file.path().display());
+        return Ok(done.state);
+    }
     let params = ParamsAdamW { lr: fit.lr, weight_decay: fit.weight_decay, ..Default::default() };
     let trainable = model.trainable();
     // One gradient buffer per parameter, reused by every hand-written step.
     let mut grads: Vec<Vec<f32>> = vec![Vec::new(); trainable.len()];
     let mut opt = AdamW::new(trainable, params)?;
-    let mut best = if state.best_objective.is_some() && checkpoints.best().exists() {
-        let current = model::snapshot(model)?;
-        model::load(model, &checkpoints.best())?;
-        let best = model::snapshot(model)?;
-        model::restore(model, &current)?;
-        Some(best)
-    } else {
-        None
+    let (mut state, mut best) = match &latest {
+        Some(commit::Latest::Epoch(file)) => {
+            let resumed = commit::load(file, phase, model, Some(&mut opt))?;
+            if let (Some(adv), Some(state)) = (adversary.as_deref_mut(), &resumed.adversary) {
+                adv.restore(state)?;
+            }
+            tracing::info!("{phase}: resuming after epoch {}", resumed.state.epochs_done);
+            (resumed.state, Some(resumed.best))
+        }
+        _ => (TrainState { phase: phase.to_owned(), ..Default::default() }, None),
     };
+    drop(latest);
     let n = data.train.len();
     let batches = n.div_ceil(fit.batch_size.max(1));
     let val_adv: Vec<usize> = (0..data.validation.len().min(fit.validation_attack_examples)).collect();
@@ -236,8 +222,7 @@ pub fn fit(
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9));
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut rng);
-        let mut progress =
-            Progress::new(&format!("{} epoch {epoch}/{}", state.phase, fit.epochs), batches as u64);
+        let mut progress = Progress::new(&format!("{phase} epoch {epoch}/{}", fit.epochs), batches as u64);
         let mut total = 0.0f64;
         for (b, chunk) in order.chunks(fit.batch_size.max(1)).enumerate() {
             let batch = data.train.select(chunk);
@@ -256,17 +241,38 @@ pub fn fit(
                 Some(loss) => loss,
                 None => step_by_autograd(model, &mut opt, &batch, adv.as_ref(), w)?,
             };
+            if !loss.is_finite() {
+                return Err(Error::msg(format!(
+                    "{phase} epoch {epoch}, batch {}: the training loss is {loss} (lr = {:e}): lower {}",
+                    b + 1,
+                    fit.lr,
+                    lr_setting(phase)
+                )));
+            }
             total += loss as f64;
             progress.inc(1);
+            failpoint::reached(fail, phase, epoch, Point::Batch(b + 1))?;
         }
         let seconds = progress.finish().as_secs_f64();
         let (val_loss, val_acc) = evaluate_loss(model, &data.validation, 1024)?;
+        if !val_loss.is_finite() {
+            return Err(Error::msg(format!(
+                "{phase} epoch {epoch}: the validation loss is {val_loss} (lr = {:e}): lower {}",
+                fit.lr,
+                lr_setting(phase)
+            )));
+        }
         let objective = match adversary.as_deref_mut() {
             Some(adv) if adversarial && !val_adv.is_empty() => {
                 let part = data.validation.select(&val_adv);
                 let x_adv = adv.generate(model, &part.x, &part.y, seed ^ 0xA11CE)?;
                 let adv_part = Labelled { x: x_adv, y: part.y };
                 let (adv_loss, _) = evaluate_loss(model, &adv_part, 1024)?;
+                if !adv_loss.is_finite() {
+                    return Err(Error::msg(format!(
+                        "{phase} epoch {epoch}: the loss on the attacked validation examples is {adv_loss}"
+                    )));
+                }
                 (1.0 - w) * val_loss + w * adv_loss
             }
             _ => val_loss,
@@ -280,8 +286,7 @@ pub fn fit(
             seconds,
         };
         tracing::info!(
-            "{} epoch {epoch}: train loss {:.4}, validation loss {val_loss:.4}, accuracy {:.2}%, objective {objective:.4} ({seconds:.1} s)",
-            state.phase,
+            "{phase} epoch {epoch}: train loss {:.4}, validation loss {val_loss:.4}, accuracy {:.2}%, objective {objective:.4} ({seconds:.1} s)",
             entry.train_loss,
             val_acc * 100.0
         );
@@ -289,32 +294,46 @@ pub fn fit(
         state.epochs_done = epoch;
         // A new adversarial phase changes the objective's meaning: compare within it only.
         let comparable = !(adversarial && epoch == fit.clean_epochs + 1);
-        if state.best_objective.is_none_or(|b| objective < b) || !comparable {
+        let improved = state.best_objective.is_none_or(|b| objective < b) || !comparable;
+        if improved {
             state.best_objective = Some(objective);
             state.best_epoch = epoch;
             state.bad_epochs = 0;
             best = Some(model::snapshot(model)?);
-            save_atomically(model, &checkpoints.best())?;
         } else {
             state.bad_epochs += 1;
         }
-        save_atomically(model, &checkpoints.last())?;
-        if fit.patience > 0 && state.bad_epochs >= fit.patience {
-            tracing::info!(
-                "{}: no better validation objective for {} epochs, stopping",
-                state.phase,
-                fit.patience
-            );
+        let stop = fit.patience > 0 && state.bad_epochs >= fit.patience;
+        if stop {
+            tracing::info!("{phase}: no better validation objective for {} epochs, stopping", fit.patience);
+        }
+        if stop || epoch == fit.epochs {
+            // The final commit ends this epoch.
             break;
         }
-        checkpoints.write_state(&state)?;
+        let commit = commit::Commit {
+            model,
+            state: &state,
+            opt: Some(&opt),
+            best: if improved { None } else { best.as_deref() },
+            adversary: adversary.as_deref().map(|a| a.state()),
+        };
+        commit::write(checkpoints, &commit, epoch, fail)?;
+        failpoint::reached(fail, phase, epoch, Point::End)?;
     }
     if let Some(best) = &best {
         model::restore(model, best)?;
     }
     state.finished = true;
-    checkpoints.write_state(&state)?;
-    let _ = std::fs::remove_file(checkpoints.last());
+    let commit = commit::Commit {
+        model,
+        state: &state,
+        opt: None,
+        best: None,
+        adversary: adversary.as_deref().map(|a| a.state()),
+    };
+    commit::write(checkpoints, &commit, state.epochs_done, fail)?;
+    failpoint::reached(fail, phase, state.epochs_done, Point::End)?;
     Ok(state)
 }
 
@@ -391,36 +410,243 @@ mod tests {
         }
     }
 
-    #[test]
-    fn training_learns_and_resumes_after_the_last_finished_epoch() {
-        let dir = std::env::temp_dir().join(format!("tempered-train-resume-{}", std::process::id()));
+    /// Every tensor of `m`, by name, as bits.
+    fn weights(m: &dyn Classifier) -> Vec<(String, Vec<u32>)> {
+        model::tensors(m)
+            .into_iter()
+            .map(|(n, t)| {
+                let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                (n, v.iter().map(|x| x.to_bits()).collect())
+            })
+            .collect()
+    }
+
+    /// The state without timings, the only numbers allowed to differ.
+    fn untimed(mut s: TrainState) -> TrainState {
+        s.log.iter_mut().for_each(|e| e.seconds = 0.0);
+        s
+    }
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("tempered-train-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn killer(epoch: usize, point: Point) -> FailPoint {
+        FailPoint { epoch, point, action: failpoint::Action::Fail }
+    }
+
+    /// Stops a run at each kill point (the in-process stand-in for SIGKILL: nothing after it
+    /// runs) and resumes it with a fresh model: the log and the weights are the
+    /// uninterrupted run's, bit for bit.
+    fn resumes_exactly<M: Classifier>(
+        make: impl Fn() -> M,
+        data: &Dataset,
+        cfg: &Fit,
+        points: &[(usize, Point)],
+        name: &str,
+    ) -> TrainState {
+        let root = scratch(name);
+        let full_model = make();
+        let ck = |d: &str| {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+            Checkpoints { dir: root.join(d), phase: "clean".into() }
+        };
+        let full = fit(&full_model, data, cfg, None, 9, &ck("full")).unwrap();
+        for (i, &(epoch, point)) in points.iter().enumerate() {
+            let ck = ck(&format!("kill-{i}"));
+            let killed = fit_with(&make(), data, cfg, None, 9, &ck, Some(&killer(epoch, point)));
+            let err = killed.expect_err("the fail point stops the run").to_string();
+            assert!(err.contains(failpoint::VAR), "{err}");
+            let m = make();
+            let resumed = fit(&m, data, cfg, None, 9, &ck).unwrap();
+            let at = format!("killed at epoch {epoch}, {point:?}");
+            assert_eq!(untimed(resumed), untimed(full.clone()), "{at}");
+            assert!(weights(&m) == weights(&full_model), "{at}: the weights differ");
+            // A finished phase reloads to the same weights too.
+            let again = make();
+            assert_eq!(untimed(fit(&again, data, cfg, None, 9, &ck).unwrap()), untimed(full.clone()));
+            assert!(weights(&again) == weights(&full_model), "{at}: reloaded weights differ");
+            let left: Vec<String> = std::fs::read_dir(&ck.dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(left, ["clean.safetensors"], "{at}: one final commit, nothing else");
+        }
+        let _ = std::fs::remove_dir_all(&root);
+        full
+    }
+
+    #[test]
+    fn training_learns_and_resumes_exactly_from_any_point() {
+        // A high learning rate, so that some epochs are worse than the best one so far and
+        // the commits carry the best weights besides the current ones.
+        let cfg = Fit { lr: 0.3, ..fit_cfg(5) };
+        let mut points = Vec::new();
+        for epoch in 1..=5 {
+            points.extend([(epoch, Point::Batch(1)), (epoch, Point::Batch(4)), (epoch, Point::Tmp)]);
+            points.extend([(epoch, Point::Renamed), (epoch, Point::End)]);
+        }
+        let full = resumes_exactly(model, &data(), &cfg, &points, "mlp");
+        assert!(full.log.last().unwrap().validation_accuracy > 0.9, "{:?}", full.log);
+        assert!(full.best_epoch < full.epochs_done, "a worse last epoch: {:?}", full.log);
+    }
+
+    /// The word-CNN draws dropout masks from a generator that runs across batches and
+    /// epochs: the commits carry its position.
+    #[test]
+    fn a_model_with_dropout_resumes_exactly() {
+        use crate::model::text::TextModelConfig;
+        use crate::model::word_cnn::{Vocab, WordCnn};
+        let words = ["good", "great", "fine", "bad", "awful", "poor", "the", "film", "plot", "was"];
+        let make_split = |n: usize, off: usize| {
+            let mut texts = Vec::new();
+            let mut y = Vec::new();
+            for i in 0..n {
+                let k = (i + off) * 7;
+                let label = (k / 3) % 2;
+                let sentiment = &words[label * 3..label * 3 + 3];
+                texts.push(format!(
+                    "{} {} {} {}",
+                    words[6 + k % 4],
+                    sentiment[k % 3],
+                    words[6 + (k / 5) % 4],
+                    sentiment[(k / 7) % 3]
+                ));
+                y.push(label as u32);
+            }
+            Labelled { x: Examples::Text(texts), y }
+        };
+        let data = Dataset {
+            n_classes: 2,
+            train: make_split(60, 0),
+            validation: make_split(20, 100),
+            test: make_split(4, 200),
+        };
+        let Examples::Text(texts) = &data.train.x else { unreachable!() };
+        let make = || {
+            let vocab = Vocab::build(texts.iter(), 1).unwrap();
+            let cfg =
+                TextModelConfig { embedding_dim: 8, filters: 4, word_dropout: 0.2, ..Default::default() };
+            WordCnn::new(&cfg, vocab, 2, 3, &Device::Cpu).unwrap()
+        };
+        let cfg = Fit { batch_size: 16, ..fit_cfg(3) };
+        let points = [(1, Point::End), (2, Point::Batch(2)), (3, Point::Batch(1)), (3, Point::Renamed)];
+        resumes_exactly(make, &data, &cfg, &points, "word-cnn");
+    }
+
+    /// Shifts every value by an amount drawn from the seed, and counts what it was given.
+    struct Nudge {
+        seen: usize,
+    }
+
+    impl Adversary for Nudge {
+        fn generate(&mut self, _: &dyn Classifier, x: &Examples, y: &[u32], seed: u64) -> Result<Examples> {
+            self.seen += y.len();
+            let Examples::Dense { data, width } = x else { unreachable!("dense rows") };
+            let shift = (seed % 7) as f32 * 0.05;
+            Ok(Examples::Dense { data: data.iter().map(|v| v + shift).collect(), width: *width })
+        }
+        fn state(&self) -> serde_json::Value {
+            self.seen.into()
+        }
+        fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
+            self.seen = state.as_u64().ok_or_else(|| Error::msg("a count"))? as usize;
+            Ok(())
+        }
+    }
+
+    /// Adversarial epochs resume exactly too, and the adversary gets its counters back,
+    /// from an epoch commit and from the final one.
+    #[test]
+    fn an_adversarial_phase_resumes_exactly_with_the_adversary_state() {
+        let root = scratch("adversarial");
+        let cfg = Fit {
+            adversarial_weight: 0.5,
+            share: 0.5,
+            clean_epochs: 1,
+            validation_attack_examples: 20,
+            ..fit_cfg(3)
+        };
+        let data = data();
+        let ck = |d: &str| {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+            Checkpoints { dir: root.join(d), phase: "hardened".into() }
+        };
+        let (full_model, mut full_adv) = (model(), Nudge { seen: 0 });
+        let full = fit(&full_model, &data, &cfg, Some(&mut full_adv), 9, &ck("full")).unwrap();
+        assert!(full_adv.seen > 0);
+        for (i, (epoch, point)) in
+            [(2, Point::Batch(3)), (2, Point::End), (3, Point::Tmp)].into_iter().enumerate()
+        {
+            let ck = ck(&format!("kill-{i}"));
+            let mut adv = Nudge { seen: 0 };
+            let killed = fit_with(&model(), &data, &cfg, Some(&mut adv), 9, &ck, Some(&killer(epoch, point)));
+            assert!(killed.is_err());
+            let (m, mut adv) = (model(), Nudge { seen: 0 });
+            let resumed = fit(&m, &data, &cfg, Some(&mut adv), 9, &ck).unwrap();
+            assert_eq!(untimed(resumed), untimed(full.clone()), "killed at epoch {epoch}, {point:?}");
+            assert!(weights(&m) == weights(&full_model), "killed at epoch {epoch}, {point:?}");
+            assert_eq!(adv.seen, full_adv.seen, "killed at epoch {epoch}, {point:?}");
+            let mut again = Nudge { seen: 0 };
+            fit(&model(), &data, &cfg, Some(&mut again), 9, &ck).unwrap();
+            assert_eq!(again.seen, full_adv.seen, "the finished phase's counters");
+        }
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// Flips the value of tensor `name` in the safetensors file `path` to NaN.
+    fn poison(path: &std::path::Path, name: &str) {
+        let mut bytes = std::fs::read(path).unwrap();
+        let (n, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let at = 8 + n + meta.info(name).unwrap().data_offsets.0;
+        bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_checkpoint_is_refused_naming_the_file_and_the_tensor() {
+        let dir = scratch("damaged");
         let ck = Checkpoints { dir: dir.clone(), phase: "clean".into() };
         let data = data();
+        // Killed after epoch 1: an epoch commit with weights and moments.
+        let killed = fit_with(&model(), &data, &fit_cfg(3), None, 9, &ck, Some(&killer(1, Point::End)));
+        assert!(killed.is_err());
+        let commit = dir.join("clean-epoch-0001.safetensors");
+        for tensor in ["@adamw/v/1", "layer0.weight"] {
+            poison(&commit, tensor);
+            let m = model();
+            let before = weights(&m);
+            let e = fit(&m, &data, &fit_cfg(3), None, 9, &ck).unwrap_err().to_string();
+            assert!(e.contains(&commit.display().to_string()), "{e}");
+            assert!(e.contains(&format!("tensor `{tensor}`: element 0 is NaN")), "{e}");
+            assert!(weights(&m) == before, "nothing was loaded");
+        }
 
-        // An uninterrupted 4-epoch run, for reference.
-        let full_dir = dir.join("full");
-        std::fs::create_dir_all(&full_dir).unwrap();
-        let full =
-            fit(&model(), &data, &fit_cfg(4), None, 9, &Checkpoints { dir: full_dir, phase: "clean".into() })
-                .unwrap();
-        assert!(full.log.last().unwrap().validation_accuracy > 0.9, "{:?}", full.log);
+        // The final commit of another architecture: every tensor's shape is checked.
+        std::fs::remove_file(&commit).unwrap();
+        fit(&model(), &data, &fit_cfg(1), None, 9, &ck).unwrap();
+        let cfg = TabularModelConfig { hidden: vec![5, 7], ..Default::default() };
+        let other = Mlp::new(&cfg, &[0.0, 0.0], &[1.0, 1.0], 2, 3, &Device::Cpu).unwrap();
+        let e = fit(&other, &data, &fit_cfg(1), None, 9, &ck).unwrap_err().to_string();
+        assert!(e.contains("clean.safetensors") && e.contains("shape"), "{e}");
+        poison(&ck.best(), "layer1.bias");
+        let e = fit(&model(), &data, &fit_cfg(1), None, 9, &ck).unwrap_err().to_string();
+        assert!(e.contains("clean.safetensors: tensor `layer1.bias`: element 0 is NaN"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
-        // The same run, "killed" after epoch 2: its state says unfinished, its last
-        // checkpoint holds epoch 2's weights.
-        let m = model();
-        let two = fit(&m, &data, &fit_cfg(2), None, 9, &ck).unwrap();
-        std::fs::copy(ck.best(), ck.last()).unwrap();
-        ck.write_state(&TrainState { finished: false, ..two }).unwrap();
-
-        let resumed = fit(&model(), &data, &fit_cfg(4), None, 9, &ck).unwrap();
-        let epochs: Vec<usize> = resumed.log.iter().map(|e| e.epoch).collect();
-        assert_eq!(epochs, [1, 2, 3, 4], "epochs 3 and 4 were added to the log of 1 and 2");
-        assert!(resumed.finished);
-        // Same seed, same shuffles; only AdamW's moments restart, so numbers are close.
-        let (a, b) = (resumed.log[3].validation_loss, full.log[3].validation_loss);
-        assert!((a - b).abs() < 0.1, "resumed {a} vs uninterrupted {b}");
+    #[test]
+    fn a_diverging_run_stops_naming_the_phase_epoch_batch_and_learning_rate() {
+        let dir = scratch("diverging");
+        let ck = Checkpoints { dir: dir.clone(), phase: "clean".into() };
+        let e =
+            fit(&model(), &data(), &Fit { lr: 1e30, ..fit_cfg(3) }, None, 9, &ck).unwrap_err().to_string();
+        assert!(e.starts_with("clean epoch 1, batch "), "{e}");
+        assert!(e.contains("the training loss is NaN (lr = 1e30): lower [train] lr"), "{e}");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing was committed");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

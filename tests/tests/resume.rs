@@ -1,0 +1,164 @@
+//! A run killed at any point and resumed with `--resume` ends with the numbers of the run
+//! that was never interrupted: the same `metrics.json`, timings apart.
+//!
+//! The kills are real: a child process (this test binary re-executed, running only
+//! [`resume_child`]) trains with `TEMPERED_FAILPOINT=<phase>:<epoch>:<where>` set and aborts
+//! there like SIGKILL would (no destructors, nothing flushed); the next child resumes the
+//! run directory to the end. In a chain of kills each child resumes the last one's run and
+//! is itself killed at the next point, so a run resumed from a resumed run is checked too.
+//! The kill points cover every epoch boundary, the middle of every epoch, and the moments
+//! inside a commit (written under its temporary name; renamed with the older commits still
+//! there).
+
+use std::path::{Path, PathBuf};
+
+use tempered_core::engine::{self, RunOptions};
+use tempered_core::pipeline::Pipeline;
+use tempered_tests::{read_json, repo, run_test_in_child, scratch, without_timings};
+
+const PIPELINE: &str = "TEMPERED_TEST_RESUME_PIPELINE";
+const OUT: &str = "TEMPERED_TEST_RESUME_OUT";
+const RESUME: &str = "TEMPERED_TEST_RESUME";
+const FAILPOINT: &str = "TEMPERED_FAILPOINT";
+
+/// The child: runs `pipelines/$PIPELINE` into `$OUT` (resuming it when `$RESUME` is set).
+/// Does nothing in a plain `cargo test`, where those are not set.
+#[test]
+fn resume_child() {
+    let Ok(name) = std::env::var(PIPELINE) else { return };
+    // The text attacks' word lists are relative to the repository root.
+    std::env::set_current_dir(repo()).expect("cd to the repository root");
+    let p = Pipeline::load(&repo().join("pipelines").join(name)).expect("valid pipeline");
+    let out = PathBuf::from(std::env::var(OUT).expect("an output folder"));
+    let resume = std::env::var_os(RESUME).is_some();
+    engine::run(&p, &RunOptions { out: Some(out), resume }).expect("the run succeeds");
+}
+
+/// Runs `pipeline` into `out` in a child, killed at `kill` when given.
+fn child(pipeline: &str, out: &Path, resume: bool, kill: Option<&str>) -> std::process::Output {
+    let out = out.to_str().expect("a UTF-8 scratch path");
+    let mut env = vec![(PIPELINE, pipeline), (OUT, out)];
+    if resume {
+        env.push((RESUME, "1"));
+    }
+    if let Some(k) = kill {
+        env.push((FAILPOINT, k));
+    }
+    run_test_in_child("resume_child", &env)
+}
+
+fn log(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// The metrics of an uninterrupted run of `pipeline`.
+fn uninterrupted(pipeline: &str, dir: &Path) -> serde_json::Value {
+    let out = dir.join("uninterrupted");
+    let o = child(pipeline, &out, false, None);
+    assert!(o.status.success(), "the uninterrupted run failed:\n{}", log(&o));
+    without_timings(read_json(&out.join("metrics.json")))
+}
+
+/// Starts `pipeline`, kills it at each point of `chain` in turn (each run but the first
+/// resuming the last), resumes it to the end, and compares the metrics with `want`.
+fn kill_chain(pipeline: &str, dir: &Path, name: &str, chain: &[&str], want: &serde_json::Value) {
+    let out = dir.join(name);
+    for (i, kill) in chain.iter().enumerate() {
+        let o = child(pipeline, &out, i > 0, Some(kill));
+        let text = log(&o);
+        assert!(!o.status.success(), "{pipeline}: the run was to be killed at {kill}:\n{text}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(o.status.signal(), Some(6), "{pipeline}: killed at {kill} by SIGABRT:\n{text}");
+        }
+        assert!(text.contains(&format!("{FAILPOINT}: ")), "{pipeline}: died before {kill}:\n{text}");
+    }
+    let o = child(pipeline, &out, true, None);
+    assert!(o.status.success(), "{pipeline}: resuming after {chain:?} failed:\n{}", log(&o));
+    let left: Vec<String> = std::fs::read_dir(out.join("checkpoints"))
+        .expect("a checkpoints folder")
+        .map(|e| e.expect("a folder entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp") || n.contains("-epoch-"))
+        .collect();
+    assert!(left.is_empty(), "{pipeline}: left behind after {chain:?}: {left:?}");
+    let got = without_timings(read_json(&out.join("metrics.json")));
+    let mut diffs = Vec::new();
+    diff("", want, &got, &mut diffs);
+    assert!(
+        diffs.is_empty(),
+        "{pipeline}: killed at {chain:?} and resumed, the metrics differ from the uninterrupted run's \
+         (uninterrupted → resumed):\n{}",
+        diffs.join("\n")
+    );
+}
+
+/// Where two JSON values differ, as `path: a → b` lines.
+fn diff(at: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
+                let (u, v) = (x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null));
+                diff(&format!("{at}.{k}"), u, v, out);
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                diff(&format!("{at}[{i}]"), u, v, out);
+            }
+        }
+        _ if a == b => {}
+        _ => out.push(format!("{at}: {a} → {b}")),
+    }
+}
+
+/// fraud-small: 6 clean epochs of 4 batches, then 2 hardening epochs. A run is under a
+/// second, so every kill point gets a run of its own, and one chain goes through all the
+/// mid-epoch points.
+#[test]
+fn fraud_small_resumes_exactly_from_any_kill() {
+    let dir = scratch("resume-fraud");
+    let want = uninterrupted("fraud-small.toml", &dir);
+    let boundaries =
+        (1..=6).map(|e| format!("clean:{e}:end")).chain((1..=2).map(|e| format!("hardened:{e}:end")));
+    let middles: Vec<String> = (1..=6)
+        .map(|e| format!("clean:{e}:{}", 1 + e % 3))
+        .chain((1..=2).map(|e| format!("hardened:{e}:{}", 1 + e)))
+        .collect();
+    let commits = ["clean:2", "clean:6", "hardened:1", "hardened:2"]
+        .into_iter()
+        .flat_map(|at| [format!("{at}:tmp"), format!("{at}:renamed")]);
+    let all: Vec<String> = boundaries.chain(middles.iter().cloned()).chain(commits).collect();
+    for (i, kill) in all.iter().enumerate() {
+        kill_chain("fraud-small.toml", &dir, &format!("kill-{i}"), &[kill], &want);
+    }
+    let chain: Vec<&str> = middles.iter().map(String::as_str).collect();
+    kill_chain("fraud-small.toml", &dir, "chain", &chain, &want);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// speech-small: 2 clean epochs, 1 hardening epoch.
+#[test]
+fn speech_small_resumes_exactly() {
+    let dir = scratch("resume-speech");
+    let want = uninterrupted("speech-small.toml", &dir);
+    kill_chain("speech-small.toml", &dir, "chain", &["clean:1:2", "hardened:1:3", "hardened:1:end"], &want);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// sentiment-small: the word-CNN draws dropout masks across batches and epochs; hardening
+/// is one clean epoch and one attack-in-the-loop epoch.
+#[test]
+fn sentiment_small_resumes_exactly() {
+    let dir = scratch("resume-sentiment");
+    let want = uninterrupted("sentiment-small.toml", &dir);
+    kill_chain(
+        "sentiment-small.toml",
+        &dir,
+        "chain",
+        &["clean:2:5", "hardened:1:end", "hardened:2:3"],
+        &want,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
