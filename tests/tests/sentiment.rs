@@ -106,11 +106,12 @@ fn sentiment_small_trains_attacks_hardens_and_reports() {
 
     let m = read_json(&out.join("metrics.json"));
     assert_eq!(m["pipeline"], "sentiment-small");
+    tempered_tests::assert_golden("sentiment-small", &m);
     assert_eq!(m["modality"], "text");
     for phase in ["before", "after"] {
         let clean = m["clean"][phase].as_object().unwrap();
         let keys: Vec<&str> = clean.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["accuracy", "examples"], "the text clean metric is accuracy");
+        assert_eq!(keys, ["accuracy", "examples", "predicted_classes"], "the text clean metric is accuracy");
         let acc = clean["accuracy"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&acc), "clean.{phase}.accuracy = {acc}");
     }

@@ -56,6 +56,7 @@ fn speech_small_trains_attacks_hardens_and_reports() {
 
     let m = read_json(&out.join("metrics.json"));
     assert_eq!(m["pipeline"], "speech-small");
+    tempered_tests::assert_golden("speech-small", &m);
     assert_eq!(m["modality"], "audio");
     assert_eq!(m["seed"], 7);
     for phase in ["before", "after"] {
