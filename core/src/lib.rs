@@ -12,6 +12,8 @@ pub mod data;
 pub mod engine;
 pub mod error;
 pub mod evaluate;
+pub mod files;
+pub mod interrupt;
 pub mod model;
 pub mod pipeline;
 pub mod plugin_host;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tempered_core::engine::{self, RunOptions};
 use tempered_core::pipeline::Pipeline;
-use tempered_core::plugin_host::{SearchPath, format_abi};
+use tempered_core::plugin_host::{FolderState, SearchPath, folder_state, format_abi};
 use tempered_core::report;
 
 #[derive(Parser)]
@@ -75,7 +75,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
     match execute(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -83,14 +83,48 @@ fn main() -> ExitCode {
     }
 }
 
-fn execute(command: Command) -> Result<(), tempered_core::Error> {
+/// Writes to stdout without the panic `println!` gives on a closed pipe (`| head -1`) or a
+/// full device (`> /dev/full`): a reader that went away is not an error; a device that
+/// cannot take the output is said once on stderr.
+fn say(text: &str) -> bool {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => true,
+        Err(e) => {
+            eprintln!("error: cannot write to standard output: {e}");
+            false
+        }
+    }
+}
+
+macro_rules! sayln {
+    ($($arg:tt)*) => {
+        say(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+fn execute(command: Command) -> Result<ExitCode, tempered_core::Error> {
     match command {
         Command::Run { pipeline, out, resume } => {
             let p = Pipeline::load(&pipeline)?;
+            if let Err(e) = tempered_core::interrupt::install() {
+                tracing::warn!("Ctrl-C will not wait for the write in flight: {e}");
+            }
             let finished = engine::run(&p, &RunOptions { out, resume })?;
-            println!("{}", report::summary(&finished.metrics));
-            println!("Run saved in {}", finished.dir.display());
-            Ok(())
+            let printed = sayln!("{}", report::summary(&finished.metrics))
+                & sayln!("Run saved in {}", finished.dir.display());
+            let failed = report::failed(&finished.metrics);
+            if !failed.is_empty() {
+                eprintln!(
+                    "error: {} check(s) failed: the run's numbers are not a result (see the top of {})",
+                    failed.len(),
+                    finished.dir.join("report.md").display()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(if printed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Validate { pipeline } => {
             let p = Pipeline::load(&pipeline)?;
@@ -99,9 +133,9 @@ fn execute(command: Command) -> Result<(), tempered_core::Error> {
                 let params = serde_json::to_value(&a.params).expect("TOML is JSON");
                 // Creating the attack makes the plugin check its params, too.
                 drop(plugin.create(&a.attack, &params)?);
-                engine::check_harden_attack(&p, a, &plugin)?;
+                engine::check_attack(&p, a, &plugin)?;
             }
-            println!(
+            let printed = sayln!(
                 "{}: ok ({} pipeline `{}`, {} attack(s), seed {})",
                 pipeline.display(),
                 p.spec.modality(),
@@ -109,34 +143,35 @@ fn execute(command: Command) -> Result<(), tempered_core::Error> {
                 p.spec.attacks().len(),
                 p.seed()
             );
-            Ok(())
+            Ok(if printed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Bench { pipeline, attack, steps, epsilon, epochs, snr_db } => {
             let p = Pipeline::load(&pipeline)?;
             if p.spec.modality() == tempered_plugin::Modality::Audio {
-                return bench_audio(&p, &pipeline, &attack, steps, snr_db, epochs);
+                bench_audio(&p, &pipeline, &attack, steps, snr_db, epochs)?;
+                return Ok(ExitCode::SUCCESS);
             }
             let mut overrides = serde_json::Map::new();
             overrides.insert("steps".into(), steps.into());
             overrides.insert("epsilon".into(), epsilon.into());
             let r = tempered_core::bench::tabular(&p, &attack, &overrides, epochs)?;
-            println!(
+            sayln!(
                 "tempered bench · {} · MLP 30-64-64-2 · batch 256 · {} train rows · {} thread(s)",
                 pipeline.display(),
                 r.train_examples,
                 r.threads
             );
-            println!("  adversarial examples: {}", r.attack);
-            println!("  clean epoch        {:>10.0} samples/s", r.clean_samples_per_sec);
-            println!("  PGD-{steps} epoch       {:>10.0} samples/s", r.adversarial_samples_per_sec);
-            println!("  ratio clean/PGD    {:>10.2}", r.ratio());
-            println!("  test PR-AUC        {:>10.3}  (after {epochs} clean epochs)", r.test_pr_auc);
+            sayln!("  adversarial examples: {}", r.attack);
+            sayln!("  clean epoch        {:>10.0} samples/s", r.clean_samples_per_sec);
+            sayln!("  PGD-{steps} epoch       {:>10.0} samples/s", r.adversarial_samples_per_sec);
+            sayln!("  ratio clean/PGD    {:>10.2}", r.ratio());
+            sayln!("  test PR-AUC        {:>10.3}  (after {epochs} clean epochs)", r.test_pr_auc);
             let (auto, manual) = r.input_grad_micros;
-            println!(
+            sayln!(
                 "  input gradient, 256 rows: autograd {auto:.0} µs, hand-written {manual:.0} µs ({:.1}×)",
                 auto / manual
             );
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Plugins { pipeline } => {
             let search = match pipeline {
@@ -144,7 +179,7 @@ fn execute(command: Command) -> Result<(), tempered_core::Error> {
                 None => SearchPath::new(&[]),
             };
             list_plugins(&search);
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -153,8 +188,15 @@ fn list_plugins(search: &SearchPath) {
     use std::fmt::Write as _;
     let mut s = String::from("Searched, in order:\n");
     for d in &search.dirs {
-        let mark = if d.is_dir() { "" } else { "  (missing)" };
-        let _ = writeln!(s, "  {}{mark}", d.display());
+        // A folder that is there but cannot be read says so: it is not "missing".
+        match folder_state(d) {
+            FolderState::Listable => {
+                let _ = writeln!(s, "  {}", d.display());
+            }
+            problem => {
+                let _ = writeln!(s, "  {}  ({problem})", d.display());
+            }
+        }
     }
     let found = search.discover();
     if found.is_empty() {
@@ -171,6 +213,10 @@ fn list_plugins(search: &SearchPath) {
                 for a in &p.attacks {
                     let _ = writeln!(s, "    {:<14} {}", a.name, a.description);
                 }
+            }
+            // Loading errors are labelled with the path already: say it once.
+            Err(tempered_core::Error::Plugin { plugin, msg }) if plugin == path.display().to_string() => {
+                let _ = writeln!(s, "(unusable) {plugin}: {msg}");
             }
             Err(e) => {
                 let _ = writeln!(s, "(unusable) {}: {e}", path.display());
@@ -193,7 +239,7 @@ fn bench_audio(
     overrides.insert("steps".into(), steps.into());
     overrides.insert("snr_db".into(), snr_db.into());
     let r = tempered_core::bench::audio(p, attack, &overrides, epochs)?;
-    println!(
+    sayln!(
         "tempered bench · {} · M5 ({} parameters) · {} samples · batch {} · {} train waveforms · {} thread(s)",
         file.display(),
         r.params,
@@ -202,14 +248,14 @@ fn bench_audio(
         r.train_examples,
         r.threads
     );
-    println!("  adversarial examples: {}", r.attack);
-    println!("  clean epoch        {:>10.1} waveforms/s", r.clean_per_sec);
-    println!("  PGD-{} epoch        {:>10.1} waveforms/s", r.steps, r.adversarial_per_sec);
-    println!(
+    sayln!("  adversarial examples: {}", r.attack);
+    sayln!("  clean epoch        {:>10.1} waveforms/s", r.clean_per_sec);
+    sayln!("  PGD-{} epoch        {:>10.1} waveforms/s", r.steps, r.adversarial_per_sec);
+    sayln!(
         "  ratio clean/PGD    {:>10.2}  (goal ≤ 1.1 × (k + 1) = {:.1})",
         r.ratio(),
         1.1 * (r.steps + 1) as f64
     );
-    println!("  test accuracy      {:>10.3}  (after {epochs} clean epochs)", r.test_accuracy);
+    sayln!("  test accuracy      {:>10.3}  (after {epochs} clean epochs)", r.test_accuracy);
     Ok(())
 }

@@ -21,6 +21,7 @@ fn fraud_small_trains_attacks_hardens_and_reports() {
 
     let m = read_json(&out.join("metrics.json"));
     assert_eq!(m["pipeline"], "fraud-small");
+    tempered_tests::assert_golden("fraud-small", &m);
     assert_eq!(m["modality"], "tabular");
     assert_eq!(m["seed"], 7);
     for phase in ["before", "after"] {
@@ -145,5 +146,14 @@ fn hardening_params_are_checked_before_any_training() {
     };
     let err = err.to_string();
     assert!(err.contains("fraudster") && err.contains("unknown field"), "{err}");
-    assert!(!out.join("checkpoints/clean.safetensors").exists(), "nothing was trained");
+    assert!(tempered_tests::nothing_trained(&out), "nothing was trained");
+}
+
+/// The shipped `fraud.toml` itself takes seconds: its numbers are pinned too.
+#[test]
+fn fraud_toml_gives_its_golden_numbers() {
+    let p = Pipeline::load(&repo().join("pipelines/fraud.toml")).expect("valid pipeline");
+    let out = scratch("fraud-golden").join("run");
+    engine::run(&p, &RunOptions { out: Some(out.clone()), resume: false }).expect("run succeeds");
+    tempered_tests::assert_golden("fraud", &read_json(&out.join("metrics.json")));
 }

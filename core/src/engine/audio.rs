@@ -102,12 +102,14 @@ pub fn write_wav(path: &Path, samples: &[f32], sample_rate: u32) -> Result<()> {
         bits_per_sample: 32,
         sample_format: hound::SampleFormat::Float,
     };
-    let fail = |e: hound::Error| Error::msg(format!("{}: cannot write wav: {e}", path.display()));
-    let mut w = hound::WavWriter::create(path, spec).map_err(fail)?;
-    for &v in samples {
-        w.write_sample(v).map_err(fail)?;
-    }
-    w.finalize().map_err(fail)
+    crate::files::write_with(path, |tmp| {
+        let fail = |e: hound::Error| Error::msg(format!("{}: cannot write wav: {e}", path.display()));
+        let mut w = hound::WavWriter::create(tmp, spec).map_err(fail)?;
+        for &v in samples {
+            w.write_sample(v).map_err(fail)?;
+        }
+        w.finalize().map_err(fail)
+    })
 }
 
 fn render_samples(_task: &Task, label: &str, samples: &[Sample]) -> String {

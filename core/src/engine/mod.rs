@@ -4,6 +4,7 @@
 //! `--resume` continues where the run stopped.
 
 mod audio;
+mod fingerprint;
 mod rundir;
 mod tabular;
 mod text;
@@ -20,7 +21,9 @@ use crate::evaluate::{self, Judge, Outcome};
 use crate::model::Classifier;
 use crate::pipeline::{AttackConfig, DeviceKind, OnError, Pipeline, SplitName, Strategy};
 use crate::plugin_host::{AttackHandle, BatchContext, Plugin, Schema, SearchPath};
-use crate::report::{self, AttackMetrics, CleanMetrics, Metrics, Phase, Section, SweepPoint};
+use crate::report::{
+    self, AttackMetrics, CleanMetrics, HardeningStats, Metrics, Phase, Section, Skipped, SweepPoint,
+};
 use crate::train::{self, Adversary, Checkpoints, Fit};
 use crate::{Error, Result};
 
@@ -99,7 +102,8 @@ pub fn load_plugin(pipeline: &Pipeline, config: &AttackConfig) -> Result<Plugin>
     let plugin = match &config.path {
         Some(p) => {
             let path = pipeline.resolve(p);
-            if !path.is_file() {
+            // Anything that exists goes to the loader, which says what is wrong with it.
+            if std::fs::symlink_metadata(&path).is_err() {
                 return Err(Error::plugin(
                     &config.plugin,
                     format!("no plugin library at {}", path.display()),
@@ -138,20 +142,26 @@ pub fn search_path(pipeline: &Pipeline) -> SearchPath {
 
 /// Loads every attack up front, so a missing or broken plugin fails the run before any
 /// training time is spent (or is skipped, when its `on_error = "skip"`).
-fn load_attacks(pipeline: &Pipeline) -> Result<Vec<Loaded>> {
+fn load_attacks(pipeline: &Pipeline) -> Result<(Vec<Loaded>, Vec<Skipped>)> {
     let mut loaded = Vec::new();
+    let mut skipped = Vec::new();
     for config in pipeline.spec.attacks() {
         let params = to_json(&config.params);
-        let made = load_plugin(pipeline, config).and_then(|p| p.create(&config.attack, &params));
+        let made = load_plugin(pipeline, config).and_then(|p| {
+            let handle = p.create(&config.attack, &params)?;
+            check_attack(pipeline, config, &p)?;
+            Ok(handle)
+        });
         match made {
             Ok(handle) => loaded.push(Loaded { config: config.clone(), params, handle }),
             Err(e) if config.on_error == OnError::Skip => {
                 tracing::warn!("attack `{}` skipped: {e}", config.id);
+                skipped.push(Skipped { id: config.id.clone(), phase: Phase::Before, reason: e.to_string() });
             }
             Err(e) => return Err(e),
         }
     }
-    Ok(loaded)
+    Ok((loaded, skipped))
 }
 
 /// Merges `overrides` into a copy of `params`.
@@ -187,9 +197,30 @@ fn harden_params(pipeline: &Pipeline, config: &AttackConfig) -> Option<serde_jso
     Some(with_overrides(&to_json(&config.params), &overrides))
 }
 
+/// Creates (and drops) the attack `config` with every set of params the run will use
+/// besides its own (hardening, each sweep point), so that the plugin checks them before any
+/// training time is spent: a misspelt sweep `param` fails here, not after clean training.
+pub fn check_attack(pipeline: &Pipeline, config: &AttackConfig, plugin: &Plugin) -> Result<()> {
+    check_harden_attack(pipeline, config, plugin)?;
+    let params = to_json(&config.params);
+    for sweep in pipeline.spec.evaluate().sweeps.iter().filter(|s| s.attack == config.id) {
+        for &value in &sweep.values {
+            let mut o = serde_json::Map::new();
+            o.insert(sweep.param.clone(), sweep_value(value));
+            plugin.create(&config.attack, &with_overrides(&params, &o)).map_err(|e| {
+                Error::msg(format!(
+                    "[[evaluate.sweep]] of attack `{}` sets `{} = {value}`: {e}",
+                    config.id, sweep.param
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Creates (and drops) the attack `config` as hardening will, when it is the hardening
 /// attack: the plugin checks those params now, before any training time is spent.
-pub fn check_harden_attack(pipeline: &Pipeline, config: &AttackConfig, plugin: &Plugin) -> Result<()> {
+fn check_harden_attack(pipeline: &Pipeline, config: &AttackConfig, plugin: &Plugin) -> Result<()> {
     let Some(params) = harden_params(pipeline, config) else { return Ok(()) };
     match plugin.create(&config.attack, &params) {
         Ok(handle) => {
@@ -214,6 +245,19 @@ struct PluginAdversary<'a> {
     classes: Option<Vec<u32>>,
     /// Text: saves the generated examples into the run directory.
     record: Option<text::Recorder>,
+    stats: HardeningStats,
+}
+
+/// How many examples of `a` differ from the same example of `b`.
+fn changed(a: &crate::data::Examples, b: &crate::data::Examples) -> usize {
+    use crate::data::Examples;
+    match (a, b) {
+        (Examples::Dense { data: x, width }, Examples::Dense { data: y, .. }) => {
+            x.chunks(*width).zip(y.chunks(*width)).filter(|(u, v)| u != v).count()
+        }
+        (Examples::Text(x), Examples::Text(y)) => x.iter().zip(y).filter(|(u, v)| u != v).count(),
+        _ => a.len().max(b.len()),
+    }
 }
 
 impl Adversary for PluginAdversary<'_> {
@@ -226,9 +270,13 @@ impl Adversary for PluginAdversary<'_> {
     ) -> Result<crate::data::Examples> {
         let ctx = BatchContext { seed, ..self.ctx };
         let out = match &self.classes {
-            None => self.handle.perturb(model, x, y, ctx)?.examples,
+            None => {
+                self.stats.examples += x.len();
+                self.handle.perturb(model, x, y, ctx)?.examples
+            }
             Some(classes) => {
                 let idx: Vec<usize> = (0..y.len()).filter(|&i| classes.contains(&y[i])).collect();
+                self.stats.examples += idx.len();
                 let mut out = x.clone();
                 if !idx.is_empty() {
                     let part_y: Vec<u32> = idx.iter().map(|&i| y[i]).collect();
@@ -238,10 +286,22 @@ impl Adversary for PluginAdversary<'_> {
                 out
             }
         };
+        self.stats.changed += changed(x, &out);
         if let Some(r) = &mut self.record {
             r.record(seed, x, y, &out)?;
         }
         Ok(out)
+    }
+
+    // The counters travel with the trainer's commits, so a resumed run reports the same.
+    fn state(&self) -> serde_json::Value {
+        serde_json::to_value(self.stats).expect("counters serialize")
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
+        self.stats = serde_json::from_value(state.clone())
+            .map_err(|e| Error::msg(format!("the hardening counters of the checkpoint: {e}")))?;
+        Ok(())
     }
 }
 
@@ -252,17 +312,14 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
     tracing::info!("run directory: {}", dir.path.display());
     let mut seconds = BTreeMap::new();
     let t = Instant::now();
-    let attacks = load_attacks(pipeline)?;
-    // The plugin checks the hardening params now, not after the clean training.
-    for a in &attacks {
-        check_harden_attack(pipeline, &a.config, &a.handle.plugin)?;
-    }
+    let (attacks, skipped) = load_attacks(pipeline)?;
     let device = device(pipeline.spec.pipeline().device)?;
     let task = match &pipeline.spec {
         crate::pipeline::Spec::Tabular(spec) => tabular::prepare(pipeline, spec, &device)?,
         crate::pipeline::Spec::Text(spec) => text::prepare(pipeline, spec, &device, &dir.checkpoints())?,
         crate::pipeline::Spec::Audio(spec) => audio::prepare(pipeline, spec, &device)?,
     };
+    refuse_one_class(&task.dataset)?;
     seconds.insert("load".to_owned(), t.elapsed().as_secs_f64());
     let modality = pipeline.spec.modality();
     let seed = pipeline.seed();
@@ -296,6 +353,8 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
         attacks: Vec::new(),
         sweeps: Vec::new(),
         seconds: BTreeMap::new(),
+        skipped,
+        hardening: None,
     };
     let pr_before = clean_metrics(&task, eval_split)?.1;
     let mut attacks = attacks;
@@ -346,6 +405,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
                     ctx: task.context(modality, seed, None),
                     classes: source.config.classes.clone(),
                     record,
+                    stats: HardeningStats::default(),
                 })
             }
         };
@@ -364,6 +424,8 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
         harden_log =
             Some(train::fit(task.model.as_ref(), &task.dataset, &fit, adv, harden_seed, &ckpt("hardened"))?);
         seconds.insert("harden".to_owned(), t.elapsed().as_secs_f64());
+        // None when nothing was handed to the attack (a clean strategy).
+        metrics.hardening = adversary.map(|a| a.stats).filter(|s| s.examples > 0);
 
         let (after, pr) = clean_metrics(&task, eval_split)?;
         metrics.clean.after = Some(after);
@@ -456,7 +518,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
     metrics.seconds.insert("report".to_owned(), t.elapsed().as_secs_f64());
     metrics.write(dir.path.join("metrics.json"))?;
     let md = report::render(&metrics, &sections);
-    std::fs::write(dir.path.join("report.md"), md).map_err(|e| Error::io(dir.path.join("report.md"), e))?;
+    crate::files::write(&dir.path.join("report.md"), md.as_bytes())?;
     Ok(Finished { dir: dir.path, metrics })
 }
 
@@ -488,19 +550,23 @@ fn clean_metrics(
     split: &crate::data::Labelled,
 ) -> Result<(CleanMetrics, Option<Vec<(f64, f64)>>)> {
     let (pred, probs) = evaluate::predict(task.model.as_ref(), &split.x, 1024)?;
+    let mut classes = pred.clone();
+    classes.sort_unstable();
+    classes.dedup();
+    let predicted_classes = Some(classes.len());
     match task.positive_class {
         Some(pos) => {
             let scores: Vec<f32> = probs.iter().map(|p| p[pos as usize]).collect();
             let labels: Vec<bool> = split.y.iter().map(|&y| y == pos).collect();
             Ok((
-                CleanMetrics::from_binary_scores(&scores, &labels, 0.5),
+                CleanMetrics { predicted_classes, ..CleanMetrics::from_binary_scores(&scores, &labels, 0.5) },
                 Some(report::scores::pr_curve(&scores, &labels)),
             ))
         }
         None => {
             let p: Vec<usize> = pred.iter().map(|&p| p as usize).collect();
             let y: Vec<usize> = split.y.iter().map(|&y| y as usize).collect();
-            Ok((CleanMetrics::from_predictions(&p, &y), None))
+            Ok((CleanMetrics { predicted_classes, ..CleanMetrics::from_predictions(&p, &y) }, None))
         }
     }
 }
@@ -548,6 +614,7 @@ fn attack_phase(
             Ok(o) => o,
             Err(e) if loaded.config.on_error == OnError::Skip => {
                 tracing::warn!("attack `{id}` failed and is skipped: {e}");
+                metrics.skipped.push(Skipped { id: id.clone(), phase, reason: e.to_string() });
                 continue;
             }
             Err(e) => return Err(e),
@@ -600,6 +667,11 @@ fn attack_phase(
                 Ok(o) => o,
                 Err(e) if skip => {
                     tracing::warn!("sweep point {label} failed and is skipped: {e}");
+                    metrics.skipped.push(Skipped {
+                        id: format!("{} {}={value}", sweep.attack, sweep.param),
+                        phase,
+                        reason: e.to_string(),
+                    });
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -673,6 +745,23 @@ fn training_table(clean: &train::TrainState, harden: Option<&train::TrainState>)
         }
     }
     s
+}
+
+/// A model cannot learn to tell classes apart from examples of one class: refused before
+/// any training time is spent.
+fn refuse_one_class(data: &crate::data::Dataset) -> Result<()> {
+    let mut seen: Vec<u32> = data.train.y.clone();
+    seen.sort_unstable();
+    seen.dedup();
+    if seen.len() < 2 {
+        return Err(Error::msg(format!(
+            "the training split holds {} class(es) ({} examples): a classifier needs examples of at \
+             least two classes (check the data's labels, `classes` and `limit`)",
+            seen.len(),
+            data.train.len()
+        )));
+    }
+    Ok(())
 }
 
 fn hash(s: &str) -> u64 {

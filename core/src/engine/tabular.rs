@@ -95,7 +95,7 @@ fn save_samples(task: &Task, dir: &std::path::Path, label: &str, samples: &[Samp
         }
     }
     let path = dir.join(format!("{}.csv", super::sanitize(label)));
-    std::fs::write(&path, csv).map_err(|e| crate::Error::io(&path, e))
+    crate::files::write(&path, csv.as_bytes())
 }
 
 /// A table per example: only the cells the attack changed.

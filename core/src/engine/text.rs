@@ -24,6 +24,9 @@ use crate::{Error, Result};
 /// The word-CNN's vocabulary, saved with the run so `--resume` rebuilds the same model.
 pub const VOCAB_FILE: &str = "tokenizer.json";
 
+/// Fewer words than this and a model can only learn the class frequencies.
+const MIN_VOCABULARY: usize = 20;
+
 pub(super) fn prepare(
     pipeline: &Pipeline,
     spec: &SpecOf<TextDataConfig, TextModelConfig>,
@@ -60,6 +63,17 @@ pub(super) fn prepare(
                 v
             };
             let words = vocab.len();
+            // Two of the entries are [PAD] and [UNK].
+            if words < MIN_VOCABULARY + 2 {
+                return Err(Error::Config(format!(
+                    "{}: [model] min_count = {} leaves {} word(s) in the vocabulary of the {} training \
+                     sentences; a model needs at least {MIN_VOCABULARY} to learn from its input: lower min_count",
+                    pipeline.file.display(),
+                    spec.model.min_count,
+                    words.saturating_sub(2),
+                    dataset.train.len()
+                )));
+            }
             let m = WordCnn::new(&spec.model, vocab, n_classes, seed, device)?;
             tracing::info!(
                 "word-CNN: {words} words in the vocabulary, {} parameters",
@@ -128,7 +142,7 @@ fn save_samples(_task: &Task, dir: &Path, label: &str, samples: &[Sample]) -> Re
         );
     }
     let path = dir.join(format!("{}.tsv", super::sanitize(label)));
-    std::fs::write(&path, out).map_err(|e| Error::io(&path, e))
+    crate::files::write(&path, out.as_bytes())
 }
 
 fn words_changed(a: &str, b: &str) -> usize {
@@ -152,13 +166,33 @@ pub fn mark_swaps(original: &str, adversarial: &str) -> String {
     let (a, b): (Vec<&str>, Vec<&str>) =
         (original.split_whitespace().collect(), adversarial.split_whitespace().collect());
     if a.len() != b.len() {
-        return format!("~~{}~~ **{}**", md(original), md(adversarial));
+        return format!("~~{}~~ **{}**", md(&clip(original)), md(&clip(adversarial)));
     }
-    a.iter()
+    let shown = a.len().min(MAX_SHOWN_WORDS);
+    let mut out = a[..shown]
+        .iter()
         .zip(&b)
-        .map(|(x, y)| if x == y { md(x) } else { format!("~~{}~~ **{}**", md(x), md(y)) })
+        .map(
+            |(x, y)| if x == y { md(&clip(x)) } else { format!("~~{}~~ **{}**", md(&clip(x)), md(&clip(y))) },
+        )
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    if shown < a.len() {
+        let later = a[shown..].iter().zip(&b[shown..]).filter(|(x, y)| x != y).count();
+        out.push_str(&format!(" … ({} more words, {later} of them swapped)", a.len() - shown));
+    }
+    out
+}
+
+/// A report echoes an example, not a megabyte of it.
+const MAX_SHOWN_WORDS: usize = 120;
+const MAX_SHOWN_CHARS: usize = 600;
+
+fn clip(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(MAX_SHOWN_CHARS) {
+        Some((at, _)) => format!("{}…", &s[..at]).into(),
+        None => s.into(),
+    }
 }
 
 fn render_samples(_task: &Task, _label: &str, samples: &[Sample]) -> String {
@@ -305,6 +339,18 @@ mod tests {
         assert_eq!(mark_swaps("a good film", "a decent film"), "a ~~good~~ **decent** film");
         assert_eq!(mark_swaps("it's *fun*", "it's *fun*"), "it's \\*fun\\*");
         assert_eq!(mark_swaps("a b", "a b c"), "~~a b~~ **a b c**");
+    }
+
+    #[test]
+    fn a_huge_example_is_echoed_in_part() {
+        let long: Vec<String> = (0..5000).map(|i| format!("w{i}")).collect();
+        let mut swapped = long.clone();
+        (swapped[3], swapped[4000]) = ("x".into(), "y".into());
+        let shown = mark_swaps(&long.join(" "), &swapped.join(" "));
+        assert!(shown.len() < 2000, "{} bytes", shown.len());
+        assert!(shown.contains("~~w3~~ **x**") && shown.ends_with("(4880 more words, 1 of them swapped)"));
+        let word = "a".repeat(1_000_000);
+        assert!(mark_swaps(&word, &word).chars().count() <= MAX_SHOWN_CHARS + 1);
     }
 
     #[test]

@@ -76,14 +76,20 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    // A rate over zero examples is NaN (`null` in metrics.json, a dash in reports), never 0:
+    // "0 % success" over nothing attacked would read as a perfectly robust model.
     pub fn success_rate(&self) -> f64 {
-        if self.attacked == 0 { 0.0 } else { self.successes as f64 / self.attacked as f64 }
+        if self.attacked == 0 { f64::NAN } else { self.successes as f64 / self.attacked as f64 }
     }
     pub fn robust_accuracy(&self) -> f64 {
-        if self.examples == 0 { 0.0 } else { (self.attacked - self.successes) as f64 / self.examples as f64 }
+        if self.examples == 0 {
+            f64::NAN
+        } else {
+            (self.attacked - self.successes) as f64 / self.examples as f64
+        }
     }
     pub fn mean_queries(&self) -> f64 {
-        if self.attacked == 0 { 0.0 } else { self.total_queries as f64 / self.attacked as f64 }
+        if self.attacked == 0 { f64::NAN } else { self.total_queries as f64 / self.attacked as f64 }
     }
     /// Mean over successful adversarial examples (as TextAttack reports it); NaN (`null` in
     /// metrics.json, "–" in reports) when nothing succeeded, rather than a perturbation of 0
@@ -217,5 +223,15 @@ mod tests {
         (o.successes, o.perturbation_sum, o.extra_sums[0].1) = (2, 0.3, 0.1);
         assert!((o.mean_perturbation() - 0.15).abs() < 1e-12);
         assert!((o.extra_means()[0].1 - 0.05).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rates_over_zero_examples_are_missing_not_zero() {
+        let nothing_right = Outcome { examples: 4, attacked: 0, ..Default::default() };
+        assert!(nothing_right.success_rate().is_nan());
+        assert!(nothing_right.mean_queries().is_nan());
+        assert_eq!(nothing_right.robust_accuracy(), 0.0, "0 of 4 examples right under attack");
+        let nothing = Outcome::default();
+        assert!(nothing.success_rate().is_nan() && nothing.robust_accuracy().is_nan());
     }
 }

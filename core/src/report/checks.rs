@@ -13,19 +13,34 @@ const ACCURACY_DROP: f64 = 0.05;
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Check {
     pub ok: bool,
+    /// The run's numbers mean nothing (a degenerate model, nothing attacked, nothing trained
+    /// against): `tempered run` exits non-zero.
+    pub failed: bool,
     pub text: String,
 }
 
 fn warn(text: String) -> Check {
-    Check { ok: false, text }
+    Check { ok: false, failed: false, text }
 }
 
 fn ok(text: String) -> Check {
-    Check { ok: true, text }
+    Check { ok: true, failed: false, text }
+}
+
+fn fail(text: String) -> Check {
+    Check { ok: false, failed: true, text }
+}
+
+/// The failed checks of a run, for the exit status.
+pub fn failed(m: &Metrics) -> Vec<String> {
+    checks(m).into_iter().filter(|c| c.failed).map(|c| c.text).collect()
 }
 
 pub(crate) fn checks(m: &Metrics) -> Vec<Check> {
-    let mut out = Vec::new();
+    let mut out = degenerate(m);
+    for s in &m.skipped {
+        out.push(warn(format!("`{}` ({}) was skipped (`on_error = \"skip\"`): {}", s.id, s.phase, s.reason)));
+    }
     let violations: usize = m.attacks.iter().map(|a| a.constraint_violations).sum();
     if violations > 0 {
         out.push(warn(format!(
@@ -55,6 +70,43 @@ pub(crate) fn checks(m: &Metrics) -> Vec<Check> {
                 pp_change(before.accuracy, after.accuracy)
             )));
         }
+    }
+    out
+}
+
+/// Results that are no results: they fail the run rather than read as robustness.
+fn degenerate(m: &Metrics) -> Vec<Check> {
+    let mut out = Vec::new();
+    let clean = std::iter::once(("before", Some(&m.clean.before))).chain([("after", m.clean.after.as_ref())]);
+    for (phase, c) in clean {
+        if let Some(c) = c
+            && c.predicted_classes == Some(1)
+            && c.examples > 1
+        {
+            out.push(fail(format!(
+                "The model {phase} fine-tuning predicts the same class for all {} evaluated examples: \
+                 it ignores its input, so its accuracy and robustness mean nothing.",
+                c.examples
+            )));
+        }
+    }
+    for a in &m.attacks {
+        if a.attacked == 0 {
+            out.push(fail(format!(
+                "`{}` ({}) attacked no example: the model got none of the {} evaluated examples of \
+                 the attack's classes right, so no success rate exists.",
+                a.id, a.phase, a.examples
+            )));
+        }
+    }
+    if let Some(h) = m.hardening
+        && h.changed == 0
+    {
+        out.push(fail(format!(
+            "The hardening attack changed none of the {} training examples it was given: \
+             the model was trained against nothing (check its steps and budget).",
+            h.examples
+        )));
     }
     out
 }
@@ -134,6 +186,41 @@ mod tests {
         assert!(warnings[1].contains("gradient masking"));
         assert!(warnings[2].contains("flagging everything"));
         assert!(warnings[3].contains("-47.1 pp"));
+    }
+
+    #[test]
+    fn degenerate_results_fail_the_run() {
+        let m = sample();
+        assert!(failed(&m).is_empty());
+
+        let mut one_class = sample();
+        one_class.clean.after.as_mut().unwrap().predicted_classes = Some(1);
+        let f = failed(&one_class);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].contains("after fine-tuning predicts the same class for all 1000"), "{f:?}");
+
+        let mut nothing_attacked = sample();
+        nothing_attacked.attacks[1].attacked = 0;
+        assert!(failed(&nothing_attacked)[0].contains("`hopskip-l2` (before) attacked no example"));
+
+        let mut no_op = sample();
+        no_op.hardening = Some(crate::report::HardeningStats { examples: 640, changed: 0 });
+        assert!(failed(&no_op)[0].contains("changed none of the 640 training examples"));
+    }
+
+    #[test]
+    fn skipped_attacks_are_listed() {
+        let mut m = sample();
+        m.skipped.push(crate::report::Skipped {
+            id: "hopskip-l2".into(),
+            phase: Phase::After,
+            reason: "plugin `x`: panicked".into(),
+        });
+        let c = checks(&m);
+        assert!(
+            c.iter()
+                .any(|c| !c.ok && !c.failed && c.text.contains("was skipped") && c.text.contains("panicked"))
+        );
     }
 
     #[test]

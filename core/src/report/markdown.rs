@@ -69,7 +69,14 @@ fn render_checks(out: &mut String, m: &Metrics) {
     }
     out.push_str("## Checks\n\n");
     for c in checks {
-        let _ = writeln!(out, "- {} {}", if c.ok { "✅" } else { "⚠️ **Warning:**" }, c.text);
+        let tag = if c.failed {
+            "❌ **Failed:**"
+        } else if c.ok {
+            "✅"
+        } else {
+            "⚠️ **Warning:**"
+        };
+        let _ = writeln!(out, "- {tag} {}", c.text);
     }
     out.push('\n');
 }

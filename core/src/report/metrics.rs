@@ -73,6 +73,29 @@ pub struct Metrics {
     /// Wall-clock seconds per pipeline phase.
     #[serde(default, deserialize_with = "map_nan_if_null")]
     pub seconds: BTreeMap<String, f64>,
+    /// Attacks (or sweep points) left out under `on_error = "skip"`, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
+    /// What the hardening attack did to the training examples it was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardening: Option<HardeningStats>,
+}
+
+/// An attack run that failed and was skipped instead of failing the whole run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Skipped {
+    /// The attack id, or `id param=value` for a sweep point.
+    pub id: String,
+    pub phase: Phase,
+    pub reason: String,
+}
+
+/// Training examples handed to the hardening attack, and how many it changed: an attack
+/// that changes nothing (`steps = 0`, a zero budget) trains against nothing.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default)]
+pub struct HardeningStats {
+    pub examples: usize,
+    pub changed: usize,
 }
 
 /// Clean (unattacked) test-set performance; `after` is `null` when the pipeline has no
@@ -102,6 +125,9 @@ pub struct CleanMetrics {
     pub precision: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recall: Option<f64>,
+    /// How many different classes the model predicted: 1 means it ignores its input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_classes: Option<usize>,
 }
 
 impl CleanMetrics {
@@ -118,6 +144,7 @@ impl CleanMetrics {
             false_positive_rate: None,
             precision: None,
             recall: None,
+            predicted_classes: None,
         }
     }
 
@@ -134,6 +161,7 @@ impl CleanMetrics {
             false_positive_rate: defined(c.false_positive_rate()),
             precision: defined(c.precision()),
             recall: defined(c.recall()),
+            predicted_classes: None,
         }
     }
 }
@@ -197,7 +225,7 @@ impl Metrics {
         let mut json = serde_json::to_string_pretty(self)
             .map_err(|e| Error::msg(format!("{}: cannot encode metrics: {e}", path.display())))?;
         json.push('\n');
-        std::fs::write(path, json).map_err(|e| Error::io(path, e))
+        crate::files::write(path, json.as_bytes())
     }
 
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
@@ -315,6 +343,7 @@ pub(crate) mod tests {
                     false_positive_rate: Some(0.004),
                     precision: Some(0.9),
                     recall: Some(0.7),
+                    predicted_classes: Some(2),
                 },
                 after: Some(CleanMetrics {
                     accuracy: 0.962,
@@ -324,6 +353,7 @@ pub(crate) mod tests {
                     false_positive_rate: Some(0.006),
                     precision: Some(0.88),
                     recall: Some(0.69),
+                    predicted_classes: Some(2),
                 }),
             },
             attacks: vec![
@@ -339,6 +369,8 @@ pub(crate) mod tests {
                 ("finetune".into(), 140.0),
                 ("attack_after".into(), 31.0),
             ]),
+            skipped: Vec::new(),
+            hardening: Some(HardeningStats { examples: 5000, changed: 4870 }),
         }
     }
 

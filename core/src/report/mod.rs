@@ -10,6 +10,9 @@ pub mod plots;
 pub mod scores;
 mod summary;
 
+pub use checks::failed;
 pub use markdown::{Section, render};
-pub use metrics::{AttackMetrics, Clean, CleanMetrics, Metrics, Modality, Phase, SweepPoint};
+pub use metrics::{
+    AttackMetrics, Clean, CleanMetrics, HardeningStats, Metrics, Modality, Phase, Skipped, SweepPoint,
+};
 pub use summary::summary;

@@ -40,7 +40,9 @@ fn ensure_font() -> Result<()> {
 /// [`super::scores::pr_curve`] before and after fine-tuning.
 pub fn pr_curves(path: impl AsRef<Path>, curves: &[(&str, &[(f64, f64)])]) -> Result<()> {
     let axes = Axes { x: RATE, y: RATE, x_label: "Recall", y_label: "Precision" };
-    draw(path.as_ref(), "Precision–recall (clean test set)", &axes, curves, false)
+    let figure =
+        Figure { title: "Precision–recall (clean test set)", axes: &axes, series: curves, markers: false };
+    draw(path.as_ref(), &figure)
 }
 
 /// One line with markers per `(label, (x, y) points)`, e.g. attack success rate against
@@ -57,7 +59,7 @@ pub fn sweep(
     let y =
         if points().all(|&(_, y)| (0.0..=1.0).contains(&y)) { RATE } else { padded(points().map(|p| p.1)) };
     let axes = Axes { x: padded(points().map(|p| p.0)), y, x_label, y_label };
-    draw(path.as_ref(), title, &axes, series, true)
+    draw(path.as_ref(), &Figure { title, axes: &axes, series, markers: true })
 }
 
 struct Axes<'a> {
@@ -108,17 +110,25 @@ fn legend_corner(axes: &Axes, series: &[(&str, &[(f64, f64)])]) -> SeriesLabelPo
     corners.into_iter().min_by_key(|&(_, right, upper)| crowd(right, upper)).map(|c| c.0).unwrap()
 }
 
-fn draw(
-    path: &Path,
-    title: &str,
-    axes: &Axes,
-    series: &[(&str, &[(f64, f64)])],
+/// One plot: what [`draw`] puts in a PNG.
+struct Figure<'a> {
+    title: &'a str,
+    axes: &'a Axes<'a>,
+    series: &'a [(&'a str, &'a [(f64, f64)])],
     markers: bool,
-) -> Result<()> {
+}
+
+fn draw(path: &Path, figure: &Figure<'_>) -> Result<()> {
     ensure_font()?;
+    crate::files::write_with(path, |tmp| draw_into(tmp, path, figure))
+}
+
+/// Draws into `tmp`; errors name `path`, the file the user knows about.
+fn draw_into(tmp: &Path, path: &Path, figure: &Figure<'_>) -> Result<()> {
+    let Figure { title, axes, series, markers } = *figure;
     let fail =
         |e: &dyn std::fmt::Display| Error::msg(format!("{}: cannot draw the plot: {e}", path.display()));
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    let root = BitMapBackend::new(tmp, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| fail(&e))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, (FONT, 24))

@@ -60,8 +60,18 @@ pub fn summary(metrics: &Metrics) -> String {
     seconds(&mut out, m);
     // Warnings all matter; of the passed checks only the held-out verdict answers a question
     // the tables leave open.
-    for c in checks(m).iter().filter(|c| !c.ok || c.text.starts_with("Held-out")).take(5) {
-        let tag = if c.ok { "ok  " } else { "WARN" };
+    let mut shown: Vec<_> =
+        checks(m).into_iter().filter(|c| !c.ok || c.text.starts_with("Held-out")).collect();
+    // A failed check is the first thing to read.
+    shown.sort_by_key(|c| !c.failed);
+    for c in shown.iter().take(5) {
+        let tag = if c.failed {
+            "FAIL"
+        } else if c.ok {
+            "ok  "
+        } else {
+            "WARN"
+        };
         for (i, line) in wrap(&c.text.replace('`', ""), WIDTH - 5).iter().enumerate() {
             let _ = writeln!(out, "{} {line}", if i == 0 { tag } else { "    " });
         }

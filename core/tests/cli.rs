@@ -1,0 +1,185 @@
+//! The `tempered` binary as a user meets it: closed and full standard output, SIGINT and
+//! SIGTERM mid-run, two processes on one run folder. Pipelines here train a small clean MLP
+//! on the shipped credit-card rows with no attack, so no plugin library is needed.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TEMPERED: &str = env!("CARGO_BIN_EXE_tempered");
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+/// `<tmp>/pipelines/<name>.toml` with `data` linked to the repository's, so that the
+/// pipeline's relative data path resolves as it would in the repository.
+fn pipeline(dir: &Path, name: &str, epochs: usize) -> PathBuf {
+    std::fs::create_dir_all(dir.join("pipelines")).unwrap();
+    std::os::unix::fs::symlink(repo().join("data"), dir.join("data")).unwrap();
+    let file = dir.join("pipelines").join(format!("{name}.toml"));
+    std::fs::write(
+        &file,
+        format!(
+            r#"[pipeline]
+name = "{name}"
+modality = "tabular"
+seed = 3
+
+[data]
+path = "data/creditcard-ulb/creditcard_ulb_sample.csv"
+label = "Class"
+limit = 600
+
+[model]
+kind = "mlp"
+hidden = [16]
+
+[train]
+epochs = {epochs}
+batch_size = 32
+patience = 0
+
+[harden]
+enabled = false
+"#
+        ),
+    )
+    .unwrap();
+    file
+}
+
+fn tempered(args: &[&str]) -> Command {
+    let mut c = Command::new(TEMPERED);
+    c.args(args).env("RUST_LOG", "info");
+    c
+}
+
+#[test]
+fn a_closed_or_full_stdout_is_no_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = pipeline(dir.path(), "stdout", 1);
+    let file = file.to_str().unwrap();
+
+    // `| head -0`: the reader is gone before anything is written.
+    let mut child =
+        tempered(&["validate", file]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(status.code(), Some(0), "a reader that went away is not an error: {err}");
+
+    let full = std::fs::File::options().write(true).open("/dev/full").unwrap();
+    let out = tempered(&["validate", file]).stdout(full).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write to standard output"), "{err}");
+}
+
+/// A running `tempered run`, its stderr drained by a thread (a full pipe would block it).
+struct Running {
+    child: std::process::Child,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Running {
+    /// Waits for the exit; its status code and everything it wrote to stderr.
+    fn finish(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().unwrap();
+        (status.code(), self.stderr.join().unwrap())
+    }
+}
+
+/// Starts `tempered run` and waits for its first committed epoch.
+fn start_run(file: &Path, out: &Path) -> Running {
+    let mut child = tempered(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = pipe.read_to_string(&mut s);
+        s
+    });
+    let t = Instant::now();
+    while !has_commit(&out.join("checkpoints")) {
+        assert!(t.elapsed() < Duration::from_secs(120), "no epoch committed in two minutes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Running { child, stderr }
+}
+
+fn has_commit(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .is_ok_and(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("clean")))
+}
+
+fn signal(child: &std::process::Child, name: &str) {
+    let ok = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn sigint_and_sigterm_say_how_to_resume_and_exit_130_and_143() {
+    for (name, code) in [("INT", 130), ("TERM", 143)] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = pipeline(dir.path(), "signals", 100_000);
+        let out = dir.path().join("run");
+        let run = start_run(&file, &out);
+
+        // A second process on the same folder is refused while the first one holds it.
+        let second = tempered(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--resume"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&second.stderr);
+        assert_eq!(second.status.code(), Some(1), "{err}");
+        assert!(err.contains("in use by another tempered process"), "{err}");
+
+        signal(&run.child, name);
+        let (status, err) = run.finish();
+        assert_eq!(status, Some(code), "SIG{name}: {err}");
+        assert!(err.contains(&format!("interrupted (SIG{name})")), "{err}");
+        assert!(err.contains(&format!("--out {} --resume", out.display())), "{err}");
+        let leftovers: Vec<_> = walk(&out)
+            .into_iter()
+            .filter(|p| p.file_name().unwrap().to_string_lossy().contains(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "an interrupt waits for the write in flight: {leftovers:?}");
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = pipeline(dir.path(), "resume", 30);
+    let out = dir.path().join("run");
+    let run = start_run(&file, &out);
+    signal(&run.child, "INT");
+    let (status, err) = run.finish();
+    assert_eq!(status, Some(130), "{err}");
+    let resumed = tempered(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--resume"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&resumed.stderr);
+    assert_eq!(resumed.status.code(), Some(0), "{err}");
+    assert!(out.join("metrics.json").is_file() && out.join("report.md").is_file());
+}
