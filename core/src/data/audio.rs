@@ -74,6 +74,8 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::stratify;
+use crate::error::Invalid;
 use crate::{Error, Result};
 
 /// `[data]` of an audio pipeline. See the [module docs](self) for the TOML shape.
@@ -175,7 +177,7 @@ impl AudioDataConfig {
         })
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> std::result::Result<(), Invalid> {
         if self.path.as_os_str().is_empty() {
             return Err("`path` must name a folder of .wav files".into());
         }
@@ -200,13 +202,15 @@ impl AudioDataConfig {
             }
         }
         if !(1000..=384_000).contains(&self.sample_rate) {
-            return Err(format!("sample_rate must be between 1000 and 384000 Hz, got {}", self.sample_rate));
+            return Err(
+                format!("sample_rate must be between 1000 and 384000 Hz, got {}", self.sample_rate).into()
+            );
         }
         if self.length == 0 {
             return Err("length must be at least 1 sample".into());
         }
         if let Some(msg) = self.length_error() {
-            return Err(msg);
+            return Err(msg.into());
         }
         if self.limit == Some(0) {
             return Err("limit must be at least 1 file".into());
@@ -220,7 +224,8 @@ impl AudioDataConfig {
         {
             return Err(format!(
                 "split.test_index = [{a}, {b}] is empty: the first must not exceed the second"
-            ));
+            )
+            .into());
         }
         Ok(())
     }
@@ -239,7 +244,7 @@ enum Part {
 }
 
 impl Pattern {
-    pub fn parse(src: &str) -> Result<Self, String> {
+    pub fn parse(src: &str) -> std::result::Result<Self, Invalid> {
         let mut parts = Vec::new();
         let mut rest = src;
         while !rest.is_empty() {
@@ -247,17 +252,17 @@ impl Pattern {
                 let end = after.find('}').ok_or_else(|| format!("pattern \"{src}\": `{{` without `}}`"))?;
                 let name = &after[..end];
                 if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(format!("pattern \"{src}\": bad field name `{{{name}}}`"));
+                    return Err(format!("pattern \"{src}\": bad field name `{{{name}}}`").into());
                 }
                 if matches!(parts.last(), Some(Part::Field(_))) {
-                    return Err(format!("pattern \"{src}\": fields need literal text between them"));
+                    return Err(format!("pattern \"{src}\": fields need literal text between them").into());
                 }
                 parts.push(Part::Field(name.to_owned()));
                 rest = &after[end + 1..];
             } else {
                 let end = rest.find('{').unwrap_or(rest.len());
                 if rest[..end].contains('}') {
-                    return Err(format!("pattern \"{src}\": `}}` without `{{`"));
+                    return Err(format!("pattern \"{src}\": `}}` without `{{`").into());
                 }
                 parts.push(Part::Lit(rest[..end].to_owned()));
                 rest = &rest[end..];
@@ -265,7 +270,7 @@ impl Pattern {
         }
         let pat = Self { parts };
         if !pat.has("label") {
-            return Err(format!("pattern \"{src}\" has no `{{label}}` field"));
+            return Err(format!("pattern \"{src}\" has no `{{label}}` field").into());
         }
         Ok(pat)
     }
@@ -361,7 +366,7 @@ pub fn load(cfg: &AudioDataConfig, base_dir: &Path, seed: u64) -> Result<AudioDa
     };
     let mut entries = Vec::new();
     if let Some(p) = &cfg.pattern {
-        let pat = Pattern::parse(p).map_err(Error::Config)?;
+        let pat = Pattern::parse(p).map_err(|e| Error::Config(e.into()))?;
         for file in wav_files(&dir)? {
             match pat.matches(&file) {
                 None => bad(dir.join(&file), format!("the name does not match the pattern \"{p}\""))?,
@@ -448,7 +453,7 @@ pub fn load(cfg: &AudioDataConfig, base_dir: &Path, seed: u64) -> Result<AudioDa
         let wav = match read_wav_fitted(&path, &opts, cfg.length, cfg.align) {
             Ok(w) => w,
             Err(msg) => {
-                bad(path, msg)?;
+                bad(path, msg.into())?;
                 continue;
             }
         };
@@ -507,7 +512,7 @@ fn read_manifest(path: &Path) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     for (n, line) in lines {
         let at = |m: String| Error::data(path, format!("line {}: {m}", n + 1));
-        let cells = split_csv(line).map_err(at)?;
+        let cells = split_csv(line).map_err(|e| at(e.into()))?;
         if cells.len() != header.len() {
             return Err(at(format!("{} cells, the header has {}", cells.len(), header.len())));
         }
@@ -529,7 +534,7 @@ fn read_manifest(path: &Path) -> Result<Vec<Entry>> {
 }
 
 /// One CSV line: commas, with `"..."` quoting (`""` for a quote).
-fn split_csv(line: &str) -> Result<Vec<String>, String> {
+fn split_csv(line: &str) -> std::result::Result<Vec<String>, Invalid> {
     let mut cells = vec![String::new()];
     let mut quoted = false;
     let mut chars = line.trim_end_matches('\r').chars().peekable();
@@ -561,34 +566,11 @@ fn classes(entries: &[Entry]) -> (Vec<String>, BTreeMap<String, u32>) {
     (names, ids)
 }
 
-/// `limit` rows in proportion to each class (largest remainder, every class at least one).
+/// `limit` rows in proportion to each class (a [`stratify::subsample`]), in index order.
 fn stratified_subsample(ys: &[u32], n_classes: usize, limit: usize, seed: u64) -> Vec<usize> {
-    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); n_classes];
-    for (i, &y) in ys.iter().enumerate() {
-        by_class[y as usize].push(i);
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x11A1_7000);
-    let total = ys.len() as f64;
-    let exact: Vec<f64> = by_class.iter().map(|c| c.len() as f64 * limit as f64 / total).collect();
-    let mut take: Vec<usize> =
-        exact.iter().zip(&by_class).map(|(e, c)| (e.floor() as usize).clamp(1, c.len())).collect();
-    let mut order: Vec<usize> = (0..n_classes).collect();
-    order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())));
-    let mut left = limit.saturating_sub(take.iter().sum());
-    for &c in order.iter().cycle().take(n_classes * 4) {
-        if left == 0 {
-            break;
-        }
-        if take[c] < by_class[c].len() {
-            take[c] += 1;
-            left -= 1;
-        }
-    }
-    let mut keep = Vec::new();
-    for (members, k) in by_class.iter_mut().zip(take) {
-        members.shuffle(&mut rng);
-        keep.extend_from_slice(&members[..k]);
-    }
+    let mut by_class = stratify::by_class(ys, n_classes);
+    stratify::subsample(&mut by_class, Some(limit), &mut ChaCha8Rng::seed_from_u64(seed ^ 0x11A1_7000));
+    let mut keep = by_class.concat();
     keep.sort_unstable();
     keep
 }
@@ -618,7 +600,7 @@ pub struct Wav {
 pub const MAX_SOURCE_RATE: u32 = 768_000;
 
 /// Decodes one wav file whole; the error is the reason, without the path.
-pub fn read_wav(path: &Path, opts: &ReadOptions) -> Result<Wav, String> {
+pub fn read_wav(path: &Path, opts: &ReadOptions) -> std::result::Result<Wav, Invalid> {
     let meta = super::check_regular_file(path)?;
     let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
     decode(file, meta.len(), opts, None)
@@ -628,14 +610,19 @@ pub fn read_wav(path: &Path, opts: &ReadOptions) -> Result<Wav, String> {
 /// whole decoded file, but decodes and resamples only the samples that the row keeps, and
 /// those the resampling filter reads around them: half a second cut from a ten-minute
 /// recording costs half a second of work. `samples` is the row.
-pub fn read_wav_fitted(path: &Path, opts: &ReadOptions, length: usize, align: Align) -> Result<Wav, String> {
+pub fn read_wav_fitted(
+    path: &Path,
+    opts: &ReadOptions,
+    length: usize,
+    align: Align,
+) -> std::result::Result<Wav, Invalid> {
     let meta = super::check_regular_file(path)?;
     let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
     decode(file, meta.len(), opts, Some((length, align)))
 }
 
 /// Decodes wav bytes (see [`read_wav`]).
-pub fn decode_wav(bytes: &[u8], opts: &ReadOptions) -> Result<Wav, String> {
+pub fn decode_wav(bytes: &[u8], opts: &ReadOptions) -> std::result::Result<Wav, Invalid> {
     decode(std::io::Cursor::new(bytes), bytes.len() as u64, opts, None)
 }
 
@@ -646,7 +633,7 @@ pub fn decode_wav_fitted<R: Read + Seek>(
     opts: &ReadOptions,
     length: usize,
     align: Align,
-) -> Result<Wav, String> {
+) -> std::result::Result<Wav, Invalid> {
     decode(reader, len, opts, Some((length, align)))
 }
 
@@ -670,7 +657,7 @@ fn decode<R: Read + Seek>(
     len: u64,
     opts: &ReadOptions,
     fit: Option<(usize, Align)>,
-) -> Result<Wav, String> {
+) -> std::result::Result<Wav, Invalid> {
     if len == 0 {
         return Err("empty file (0 bytes), not a wav file".into());
     }
@@ -703,7 +690,7 @@ fn decode<R: Read + Seek>(
         (format, bits) => {
             return Err(format!(
                 "unsupported encoding: {bits}-bit {format:?} (Tempered reads 8/16/24/32-bit integer and 32-bit float PCM)"
-            ));
+            ).into());
         }
     };
     if declared == 0 {
@@ -719,13 +706,15 @@ fn decode<R: Read + Seek>(
         Some(Err(hound::Error::IoError(e))) => {
             return Err(format!(
                 "truncated or corrupt: read 0 of the {declared} samples the header declares ({e})"
-            ));
+            )
+            .into());
         }
         Some(Err(e)) => {
             return Err(format!(
                 "unsupported wav encoding: {}-bit samples stored in a way hound cannot read ({e})",
                 spec.bits_per_sample
-            ));
+            )
+            .into());
         }
         None => return Err("holds no samples".into()),
     }
@@ -736,10 +725,11 @@ fn decode<R: Read + Seek>(
         return Err(format!(
             "truncated: the header declares {declared} samples ({} bytes), the file holds {held}",
             declared as u64 * bytes_per_sample
-        ));
+        )
+        .into());
     }
     if !declared.is_multiple_of(channels) {
-        return Err(format!("truncated: {declared} samples do not fill {channels}-channel frames"));
+        return Err(format!("truncated: {declared} samples do not fill {channels}-channel frames").into());
     }
     let frames = declared / channels;
 
@@ -749,7 +739,8 @@ fn decode<R: Read + Seek>(
             return Err(format!(
                 "sample rate {} Hz, but the pipeline wants {} Hz ([data] resample = true converts it)",
                 spec.sample_rate, opts.sample_rate
-            ));
+            )
+            .into());
         }
         if spec.sample_rate == 0 {
             return Err("the header gives a sample rate of 0 Hz".into());
@@ -758,7 +749,7 @@ fn decode<R: Read + Seek>(
             return Err(format!(
                 "the header gives a sample rate of {} Hz; Tempered resamples files of at most {MAX_SOURCE_RATE} Hz",
                 spec.sample_rate
-            ));
+            ).into());
         }
     }
     let filter = resampled.then(|| Resampler::new(frames, spec.sample_rate, opts.sample_rate));
@@ -797,7 +788,7 @@ fn decode<R: Read + Seek>(
                     <f32 as hound::Sample>::read(&mut reader, spec.sample_format, bps, spec.bits_per_sample)
                         .map_err(truncated)?;
                 if !v.is_finite() {
-                    return Err(format!("sample {at} is {v}: corrupt float data"));
+                    return Err(format!("sample {at} is {v}: corrupt float data").into());
                 }
                 clipped |= !(-1.0..=1.0).contains(&v);
                 v.clamp(-1.0, 1.0)

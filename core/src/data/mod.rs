@@ -1,6 +1,7 @@
 //! Loaders for each modality, and the modality-neutral shapes the engine moves around.
 
 pub mod audio;
+pub mod stratify;
 pub mod tabular;
 pub mod text;
 
@@ -8,6 +9,7 @@ use std::fs::{FileType, Metadata};
 use std::io::Read;
 use std::path::Path;
 
+use crate::error::Invalid;
 use crate::{Error, Result};
 
 /// What kind of file system entry `t` is, for "not a regular file (a FIFO)".
@@ -37,12 +39,12 @@ pub fn file_kind(t: &FileType) -> &'static str {
 /// The metadata of `path` (symlinks followed) when it is a regular file; else the reason,
 /// without the path. Opening a FIFO blocks until something writes to it and a device can
 /// stream forever, so loaders call this before they open anything.
-pub fn check_regular_file(path: &Path) -> std::result::Result<Metadata, String> {
+pub fn check_regular_file(path: &Path) -> std::result::Result<Metadata, Invalid> {
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
     if meta.is_file() {
         Ok(meta)
     } else {
-        Err(format!("not a regular file ({})", file_kind(&meta.file_type())))
+        Err(format!("not a regular file ({})", file_kind(&meta.file_type())).into())
     }
 }
 

@@ -68,11 +68,12 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::{CsvReadOptions, DataFrame, DataType, ParquetReader, SerReader};
 use rand::SeedableRng;
-use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 pub use tempered_plugin::FeatureKind;
 
+use super::stratify;
+use crate::error::Invalid;
 use crate::{Error, Result};
 
 /// `[data]` of a tabular pipeline. Defaults live here (serde defaults); unknown keys are
@@ -244,8 +245,8 @@ fn kind_name(kind: FeatureKind) -> &'static str {
     }
 }
 
-fn check_fraction(key: &str, v: f64) -> Result<(), String> {
-    if v > 0.0 && v < 1.0 { Ok(()) } else { Err(format!("{key} must be in (0, 1) (got {v})")) }
+fn check_fraction(key: &str, v: f64) -> std::result::Result<(), Invalid> {
+    if v > 0.0 && v < 1.0 { Ok(()) } else { Err(format!("{key} must be in (0, 1) (got {v})").into()) }
 }
 
 /// `Some((lower, upper))` when both are given and lower > upper.
@@ -257,18 +258,18 @@ fn inverted(lower: Option<f32>, upper: Option<f32>) -> Option<(f32, f32)> {
 }
 
 impl FeatureConfig {
-    fn check(&self, key: &str) -> Result<(), String> {
+    fn check(&self, key: &str) -> std::result::Result<(), Invalid> {
         if let Some(c) = self.cost.filter(|c| !(*c >= 0.0 && c.is_finite())) {
-            return Err(format!("{key}.cost must be a finite number >= 0 (got {c})"));
+            return Err(format!("{key}.cost must be a finite number >= 0 (got {c})").into());
         }
         if self.lower.is_some_and(f32::is_nan) {
-            return Err(format!("{key}.lower must be a number (got nan)"));
+            return Err(format!("{key}.lower must be a number (got nan)").into());
         }
         if self.upper.is_some_and(f32::is_nan) {
-            return Err(format!("{key}.upper must be a number (got nan)"));
+            return Err(format!("{key}.upper must be a number (got nan)").into());
         }
         if self.group.as_ref().is_some_and(|g| g.trim().is_empty()) {
-            return Err(format!("{key}.group must not be empty"));
+            return Err(format!("{key}.group must not be empty").into());
         }
         Ok(())
     }
@@ -310,7 +311,7 @@ impl TabularDataConfig {
 
     /// Checks what can be checked without reading the file. Messages name the key relative
     /// to `[data]`, e.g. `split.test must be in (0, 1) (got 1.5)`.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> std::result::Result<(), Invalid> {
         if self.path.as_os_str().is_empty() {
             return Err("path must name a .csv or .parquet file".into());
         }
@@ -318,7 +319,8 @@ impl TabularDataConfig {
             return Err(format!(
                 "path {:?}: unsupported file type; expected a .csv or .parquet file",
                 self.path.display().to_string()
-            ));
+            )
+            .into());
         }
         if self.label.trim().is_empty() {
             return Err("label must name the label column".into());
@@ -333,10 +335,10 @@ impl TabularDataConfig {
             let mut seen = BTreeSet::new();
             for f in features {
                 if f == &self.label {
-                    return Err(format!("features: {f:?} is the label column"));
+                    return Err(format!("features: {f:?} is the label column").into());
                 }
                 if !seen.insert(f) {
-                    return Err(format!("features: {f:?} is listed twice"));
+                    return Err(format!("features: {f:?} is listed twice").into());
                 }
             }
         }
@@ -346,10 +348,11 @@ impl TabularDataConfig {
             return Err(format!(
                 "split.validation + split.test must be < 1 to leave rows for training (got {} + {})",
                 self.split.validation, self.split.test
-            ));
+            )
+            .into());
         }
         if let Some(limit) = self.limit.filter(|&l| l < 4) {
-            return Err(format!("limit must be at least 4 (got {limit})"));
+            return Err(format!("limit must be at least 4 (got {limit})").into());
         }
 
         self.defaults.check("defaults")?;
@@ -362,17 +365,17 @@ impl TabularDataConfig {
             return Err("defaults.kind cannot be \"categorical\": set `kind` and `group` per column".into());
         }
         if let Some((l, u)) = inverted(self.defaults.lower, self.defaults.upper) {
-            return Err(format!("defaults.lower ({l}) must be <= defaults.upper ({u})"));
+            return Err(format!("defaults.lower ({l}) must be <= defaults.upper ({u})").into());
         }
 
         let mut groups: BTreeMap<&str, Vec<(&str, bool)>> = BTreeMap::new();
         for (name, c) in &self.columns {
             let key = column_key(name);
             if name == &self.label {
-                return Err(format!("{key}: {name:?} is the label column, not a feature"));
+                return Err(format!("{key}: {name:?} is the label column, not a feature").into());
             }
             if self.features.as_ref().is_some_and(|f| !f.contains(name)) {
-                return Err(format!("{key}: {name:?} is not listed in `features`"));
+                return Err(format!("{key}: {name:?} is not listed in `features`").into());
             }
             c.check(&key)?;
             let r = self.resolve(name);
@@ -380,7 +383,8 @@ impl TabularDataConfig {
                 (FeatureKind::Categorical, None) => {
                     return Err(format!(
                         "{key}.group is required for a categorical column (the name of its one-hot group)"
-                    ));
+                    )
+                    .into());
                 }
                 (FeatureKind::Categorical, Some(g)) => {
                     groups.entry(g.as_str()).or_default().push((name, r.mutable))
@@ -389,7 +393,8 @@ impl TabularDataConfig {
                     return Err(format!(
                         "{key}.group is only for categorical columns (this one is {:?})",
                         kind_name(kind)
-                    ));
+                    )
+                    .into());
                 }
                 (_, None) => {}
             }
@@ -399,7 +404,8 @@ impl TabularDataConfig {
                 return Err(format!(
                     "{key}: lower / upper do not apply to a {} column (always within [0, 1])",
                     kind_name(r.kind)
-                ));
+                )
+                .into());
             }
             if let Some((l, u)) = inverted(r.lower, r.upper) {
                 let src = |own: bool, what: &str| {
@@ -409,7 +415,8 @@ impl TabularDataConfig {
                     "{} ({l}) must be <= {} ({u})",
                     src(c.lower.is_some(), "lower"),
                     src(c.upper.is_some(), "upper")
-                ));
+                )
+                .into());
             }
         }
         for (g, members) in &groups {
@@ -418,14 +425,16 @@ impl TabularDataConfig {
                     "{}.group = {g:?}: a one-hot group needs at least two columns (only {:?} is in it)",
                     column_key(members[0].0),
                     members[0].0
-                ));
+                )
+                .into());
             }
             if members.iter().any(|m| m.1 != members[0].1) {
                 let list: Vec<String> = members.iter().map(|(n, m)| format!("{n} (mutable = {m})")).collect();
                 return Err(format!(
                     "group {g:?}: its columns must be all mutable or all immutable: {}",
                     list.join(", ")
-                ));
+                )
+                .into());
             }
         }
         Ok(())
@@ -460,7 +469,7 @@ impl Table {
                 .map_err(|e| csv_error(path, e))?,
             Format::Parquet => ParquetReader::new(file)
                 .finish()
-                .map_err(|e| Error::data(path, format!("cannot read as Parquet: {e}")))?,
+                .map_err(|e| Error::external(format!("{}: cannot read as Parquet", path.display()), e))?,
         };
         let table = Self { path: path.to_path_buf(), format, df };
         if table.df.height() == 0 {
@@ -706,16 +715,16 @@ fn locate_bad_record(bytes: &[u8]) -> Option<String> {
 }
 
 /// Parses one CSV cell; the message says what is wrong with it.
-fn parse_cell(cell: Option<&str>) -> Result<f64, String> {
+fn parse_cell(cell: Option<&str>) -> std::result::Result<f64, Invalid> {
     let text = cell.map(str::trim).unwrap_or("");
     if text.is_empty() {
         return Err("empty cell".into());
     }
     match text.parse::<f64>() {
-        Ok(v) if v.is_nan() => Err(format!("{text:?} is not a number (NaN is not allowed)")),
-        Ok(v) if v.is_infinite() => Err(format!("{text:?} is not a finite number")),
+        Ok(v) if v.is_nan() => Err(format!("{text:?} is not a number (NaN is not allowed)").into()),
+        Ok(v) if v.is_infinite() => Err(format!("{text:?} is not a finite number").into()),
         Ok(v) => Ok(v),
-        Err(_) => Err(format!("{text:?} is not a number")),
+        Err(_) => Err(format!("{text:?} is not a number").into()),
     }
 }
 
@@ -812,36 +821,13 @@ fn read_feature(table: &Table, name: &str, r: &Resolved) -> Result<(Vec<f32>, f3
     Ok((out, lower, upper))
 }
 
-/// Per-class quotas summing to `total` (largest remainder), each class with rows getting at
-/// least one where possible.
-fn quotas(counts: &[usize], total: usize) -> Vec<usize> {
-    let n: usize = counts.iter().sum();
-    let mut q: Vec<usize> = counts.iter().map(|&c| c * total / n).collect();
-    let mut order: Vec<usize> = (0..counts.len()).collect();
-    order.sort_by_key(|&c| std::cmp::Reverse(counts[c] * total % n));
-    let short = total - q.iter().sum::<usize>();
-    for &c in order.iter().take(short) {
-        q[c] += 1;
-    }
-    for c in 0..counts.len() {
-        if q[c] == 0 && counts[c] > 0 {
-            let donor = (0..counts.len()).filter(|&d| q[d] > 1).max_by_key(|&d| q[d]);
-            if let Some(d) = donor {
-                q[d] -= 1;
-                q[c] += 1;
-            }
-        }
-    }
-    q
-}
-
 const TRAIN: usize = 0;
 const VALIDATION: usize = 1;
 const TEST: usize = 2;
 const SPLIT_NAMES: [&str; 3] = ["train", "validation", "test"];
 
 /// Splits each class's (shuffled) rows; `parts[class][split]`.
-fn split_classes(by_class: Vec<Vec<usize>>, split: &SplitConfig) -> Result<Vec<[Vec<usize>; 3]>, String> {
+fn split_classes(by_class: Vec<Vec<usize>>, split: &SplitConfig) -> Result<Vec<[Vec<usize>; 3]>, Invalid> {
     let mut parts: Vec<[Vec<usize>; 3]> = Vec::with_capacity(by_class.len());
     for rows in by_class {
         let n = rows.len();
@@ -886,7 +872,8 @@ fn split_classes(by_class: Vec<Vec<usize>>, split: &SplitConfig) -> Result<Vec<[
             let n: usize = (0..3).map(|s| total(&parts, s)).sum();
             return Err(format!(
                 "{n} rows are too few for a train, validation and test split with a train row of every class"
-            ));
+            )
+            .into());
         };
         let row = parts[c][d].pop().expect("a row to move");
         parts[c][s].push(row);
@@ -956,25 +943,13 @@ pub fn load(cfg: &TabularDataConfig, base_dir: &Path, seed: u64) -> Result<Tabul
     check_one_hot(&table, &features, &columns, &group_ids)?;
 
     // Stratified subsample and split.
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); n_classes];
-    for (i, &c) in y_all.iter().enumerate() {
-        by_class[c as usize].push(i);
+    if let Some(limit) = cfg.limit.filter(|&l| l < n && l < n_classes) {
+        return Err(Error::Config(format!(
+            "[data] limit = {limit} is smaller than the number of classes ({n_classes})"
+        )));
     }
-    for rows in &mut by_class {
-        rows.shuffle(&mut rng);
-    }
-    if let Some(limit) = cfg.limit.filter(|&l| l < n) {
-        if limit < n_classes {
-            return Err(Error::Config(format!(
-                "[data] limit = {limit} is smaller than the number of classes ({n_classes})"
-            )));
-        }
-        let counts: Vec<usize> = by_class.iter().map(Vec::len).collect();
-        for (rows, q) in by_class.iter_mut().zip(quotas(&counts, limit)) {
-            rows.truncate(q);
-        }
-    }
+    let mut by_class = stratify::by_class(&y_all, n_classes);
+    stratify::subsample(&mut by_class, cfg.limit, &mut ChaCha8Rng::seed_from_u64(seed));
     let parts = split_classes(by_class, &cfg.split).map_err(|m| Error::data(&path, m))?;
 
     let width = names.len();
@@ -1065,12 +1040,12 @@ mod tests {
         }
     }
 
-    fn parse_toml(src: &str) -> Result<TabularDataConfig, String> {
+    fn parse_toml(src: &str) -> std::result::Result<TabularDataConfig, Invalid> {
         #[derive(Deserialize)]
         struct W {
             data: TabularDataConfig,
         }
-        toml::from_str::<W>(src).map(|w| w.data).map_err(|e| e.to_string())
+        toml::from_str::<W>(src).map(|w| w.data).map_err(|e| Invalid::new(e.to_string()))
     }
 
     /// Writes `content` to `name` in a fresh temp dir; returns (dir guard, path).

@@ -43,6 +43,8 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::stratify;
+use crate::error::Invalid;
 use crate::{Error, Result};
 
 /// `[data]` of a text pipeline. See the [module docs](self).
@@ -111,11 +113,11 @@ mod defaults {
 }
 
 impl TextDataConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> std::result::Result<(), Invalid> {
         let s = &self.split;
         for (name, v) in [("split.validation", s.validation), ("split.test", s.test)] {
             if !(0.0..1.0).contains(&v) {
-                return Err(format!("{name} must be in [0, 1), got {v}"));
+                return Err(format!("{name} must be in [0, 1), got {v}").into());
             }
         }
         if s.test_last_per_class.is_none() && s.validation + s.test >= 1.0 {
@@ -125,13 +127,13 @@ impl TextDataConfig {
             return Err("split.test_last_per_class must be at least 1".into());
         }
         if self.label == self.text {
-            return Err(format!("label and text name the same column `{}`", self.label));
+            return Err(format!("label and text name the same column `{}`", self.label).into());
         }
         if let Some(d) = &self.delimiter
             && d != ","
             && d != "\t"
         {
-            return Err(format!("delimiter must be \",\" or \"\\t\", got {d:?}"));
+            return Err(format!("delimiter must be \",\" or \"\\t\", got {d:?}").into());
         }
         if let Some(c) = &self.classes {
             if c.len() < 2 {
@@ -187,7 +189,7 @@ struct Record {
 }
 
 /// Splits RFC 4180 bytes into records. Errors name the line.
-fn records(bytes: &[u8], delim: u8) -> std::result::Result<Vec<Record>, String> {
+fn records(bytes: &[u8], delim: u8) -> std::result::Result<Vec<Record>, Invalid> {
     let mut out = Vec::new();
     let (mut i, mut line) = (0usize, 1usize);
     let n = bytes.len();
@@ -200,7 +202,7 @@ fn records(bytes: &[u8], delim: u8) -> std::result::Result<Vec<Record>, String> 
                 i += 1;
                 loop {
                     if i >= n {
-                        return Err(format!("line {start_line}: a quoted field is never closed"));
+                        return Err(format!("line {start_line}: a quoted field is never closed").into());
                     }
                     match bytes[i] {
                         b'"' if bytes.get(i + 1) == Some(&b'"') => {
@@ -221,7 +223,7 @@ fn records(bytes: &[u8], delim: u8) -> std::result::Result<Vec<Record>, String> 
                     }
                 }
                 if i < n && !matches!(bytes[i], b'\n' | b'\r') && bytes[i] != delim {
-                    return Err(format!("line {line}: unexpected text after a closing quote"));
+                    return Err(format!("line {line}: unexpected text after a closing quote").into());
                 }
             } else {
                 while i < n && bytes[i] != delim && bytes[i] != b'\n' {
@@ -269,7 +271,7 @@ pub fn load(cfg: &TextDataConfig, base_dir: &Path, seed: u64) -> Result<TextData
     let bytes = super::read_regular_file(&path)?;
     let bad = |msg: String| Error::data(&path, msg);
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-    let mut recs = records(bytes, cfg.delimiter_byte()).map_err(bad)?.into_iter();
+    let mut recs = records(bytes, cfg.delimiter_byte()).map_err(|e| bad(e.into()))?.into_iter();
     let header = recs.next().ok_or_else(|| bad("the file is empty (no header row)".into()))?;
     let names: Vec<String> =
         header.fields.iter().map(|f| String::from_utf8_lossy(f).trim().to_owned()).collect();
@@ -408,7 +410,7 @@ pub fn load(cfg: &TextDataConfig, base_dir: &Path, seed: u64) -> Result<TextData
     Ok(TextData { path, classes, train: make(train), validation: make(validation), test: make(test) })
 }
 
-/// Keeps `limit` of `idx`, each class in proportion (largest remainder), chosen at random.
+/// Keeps `limit` of `idx` (a [`stratify::subsample`]), in class order.
 fn subsample(idx: &mut Vec<usize>, y: &[u32], n_classes: usize, limit: usize, rng: &mut ChaCha8Rng) {
     if idx.len() <= limit {
         return;
@@ -417,28 +419,8 @@ fn subsample(idx: &mut Vec<usize>, y: &[u32], n_classes: usize, limit: usize, rn
     for &i in idx.iter() {
         by_class[y[i] as usize].push(i);
     }
-    let total = idx.len() as f64;
-    let exact: Vec<f64> = by_class.iter().map(|m| m.len() as f64 * limit as f64 / total).collect();
-    let mut take: Vec<usize> = exact.iter().map(|e| e.floor() as usize).collect();
-    let mut order: Vec<usize> = (0..n_classes).collect();
-    order.sort_by(|&a, &b| {
-        (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())).then(a.cmp(&b))
-    });
-    let mut left = limit - take.iter().sum::<usize>();
-    for &c in order.iter().cycle().take(n_classes * 2) {
-        if left == 0 {
-            break;
-        }
-        if take[c] < by_class[c].len() {
-            take[c] += 1;
-            left -= 1;
-        }
-    }
-    idx.clear();
-    for (members, k) in by_class.iter_mut().zip(take) {
-        members.shuffle(rng);
-        idx.extend_from_slice(&members[..k]);
-    }
+    stratify::subsample(&mut by_class, Some(limit), rng);
+    *idx = by_class.concat();
 }
 
 #[cfg(test)]

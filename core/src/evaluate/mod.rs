@@ -12,6 +12,7 @@ use candle_core::D;
 
 use crate::Result;
 use crate::data::{Examples, Labelled};
+use crate::error::Context;
 use crate::model::{Classifier, Mode};
 use crate::plugin_host::{AttackHandle, BatchContext};
 use crate::progress::Progress;
@@ -107,13 +108,28 @@ impl Outcome {
 
 /// Predicted class and its probabilities for every example, in batches.
 pub fn predict(model: &dyn Classifier, x: &Examples, batch: usize) -> Result<(Vec<u32>, Vec<Vec<f32>>)> {
+    predict_in(model, x, batch, "prediction")
+}
+
+/// [`predict`], a failing batch named as `{model}, {what}, batch {k}`.
+fn predict_in(
+    model: &dyn Classifier,
+    x: &Examples,
+    batch: usize,
+    what: &str,
+) -> Result<(Vec<u32>, Vec<Vec<f32>>)> {
     let (mut preds, mut probs) = (Vec::new(), Vec::new());
     let idx: Vec<usize> = (0..x.len()).collect();
-    for chunk in idx.chunks(batch.max(1)) {
+    for (b, chunk) in idx.chunks(batch.max(1)).enumerate() {
         let part = x.select(chunk);
-        let logits = model.forward(&model.encode(&part.view())?, Mode::EVAL)?;
-        preds.extend(logits.argmax(D::Minus1)?.to_vec1::<u32>()?);
-        probs.extend(candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?);
+        let pass = || -> Result<_> {
+            let logits = model.forward(&model.encode(&part.view())?, Mode::EVAL)?;
+            let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            Ok((pred, candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?))
+        };
+        let (pred, prob) = pass().with_context(|| format!("{}, {what}, batch {}", model.name(), b + 1))?;
+        preds.extend(pred);
+        probs.extend(prob);
     }
     Ok((preds, probs))
 }
@@ -151,7 +167,7 @@ pub fn run(
     let started = Instant::now();
     let idx = select(data, run.classes, run.limit);
     let subset = data.select(&idx);
-    let (pred, probs) = predict(model, &subset.x, 1024)?;
+    let (pred, probs) = predict_in(model, &subset.x, 1024, &format!("{}, clean", run.label))?;
     let correct: Vec<usize> = (0..subset.len()).filter(|&i| pred[i] == subset.y[i]).collect();
     let mut out = Outcome { examples: subset.len(), attacked: correct.len(), ..Default::default() };
     let mut progress = Progress::new(run.label, correct.len() as u64);
@@ -159,7 +175,8 @@ pub fn run(
         let part = subset.select(chunk);
         let batch_ctx = BatchContext { seed: mix(run.seed, b as u64), ..ctx };
         let result = handle.perturb(model, &part.x, &part.y, batch_ctx)?;
-        let (adv_pred, adv_probs) = predict(model, &result.examples, 1024)?;
+        let what = format!("{}, attack batch {}", run.label, b + 1);
+        let (adv_pred, adv_probs) = predict_in(model, &result.examples, 1024, &what)?;
         for (k, &i) in chunk.iter().enumerate() {
             let q = result.queries[k];
             out.total_queries += q;

@@ -46,6 +46,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Classifier, Mode, init};
 use crate::data::ExamplesRef;
+use crate::error::Invalid;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,7 +94,7 @@ impl Default for AudioModelConfig {
 }
 
 impl AudioModelConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> std::result::Result<(), Invalid> {
         if self.channels.is_empty() || self.channels.contains(&0) {
             return Err("model.channels needs at least one block, each with at least one channel".into());
         }
@@ -125,16 +126,15 @@ impl M5 {
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
-        cfg.validate().map_err(Error::msg)?;
+        cfg.validate()?;
         if !device.is_cpu() {
-            return Err(Error::msg(
+            return Err(Error::invalid(
                 "the M5 model runs on the CPU (its kernels are hand-written): use device = \"cpu\"",
             ));
         }
         let norm = cfg.norm == Norm::Batch;
         let arch =
-            kernel::Arch::new(length, &cfg.channels, cfg.kernel, cfg.stride, cfg.pool, norm, n_classes)
-                .map_err(Error::msg)?;
+            kernel::Arch::new(length, &cfg.channels, cfg.kernel, cfg.stride, cfg.pool, norm, n_classes)?;
         // PyTorch's defaults: U(±1/√fan_in) for conv and linear weights and biases; γ = 1, β = 0.
         let mut theta = vec![0f32; arch.n_params];
         let uniform = |name: &str, n: usize, bound: f32| -> Vec<f32> {
@@ -214,7 +214,7 @@ impl CustomOp2 for M5Op {
         if width != self.arch.length {
             candle_core::bail!("M5 expects waveforms of {} samples, got {width}", self.arch.length);
         }
-        let (x, theta) = (super::cpu_f32(s1, l1, "m5")?, super::cpu_f32(s2, l2, "m5")?);
+        let (x, theta) = (crate::tensor::cpu_f32(s1, l1, "m5")?, crate::tensor::cpu_f32(s2, l2, "m5")?);
         let mut running = self.running.as_tensor().to_vec1::<f32>()?;
         let fwd = kernel::forward(&self.arch, theta, &mut running, x, n, self.train, threads());
         if self.train {
@@ -262,6 +262,9 @@ impl CustomOp2 for M5Op {
 }
 
 impl Classifier for M5 {
+    fn name(&self) -> &str {
+        "M5"
+    }
     fn n_classes(&self) -> usize {
         self.arch.classes
     }
@@ -275,11 +278,11 @@ impl Classifier for M5 {
             ExamplesRef::Dense { data, width } if *width == self.arch.length => {
                 Ok(Tensor::from_slice(data, (data.len() / width, *width), &self.device)?)
             }
-            ExamplesRef::Dense { width, .. } => Err(Error::msg(format!(
+            ExamplesRef::Dense { width, .. } => Err(Error::invalid(format!(
                 "model expects waveforms of {} samples, got {width}",
                 self.arch.length
             ))),
-            ExamplesRef::Text(_) => Err(Error::msg("an audio model cannot read text")),
+            ExamplesRef::Text(_) => Err(Error::invalid("an audio model cannot read text")),
         }
     }
 
@@ -318,7 +321,7 @@ impl Classifier for M5 {
             let mut running = self.running.as_tensor().to_vec1::<f32>()?;
             let (n, k) = (labels.len(), self.arch.classes);
             if x.len() != n * self.arch.length || grad.len() != x.len() || loss.len() != n {
-                return Err(Error::msg("M5 input gradient: buffer sizes do not match the batch"));
+                return Err(Error::invalid("M5 input gradient: buffer sizes do not match the batch"));
             }
             let fwd = kernel::forward(&self.arch, &theta, &mut running, x, n, false, threads());
             let logits = fwd.logits();

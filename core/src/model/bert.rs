@@ -77,9 +77,9 @@ fn default_max_tokens() -> usize {
 
 impl BertConfig {
     /// Checks what can be checked without reading the folder.
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> std::result::Result<(), crate::error::Invalid> {
         if !(2..=4096).contains(&self.max_tokens) {
-            return Err(format!("max_tokens must be between 2 and 4096, got {}", self.max_tokens));
+            return Err(format!("max_tokens must be between 2 and 4096, got {}", self.max_tokens).into());
         }
         Ok(())
     }
@@ -178,7 +178,7 @@ impl CustomOp1 for GeluErf {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = super::cpu_f32(s, l, "gelu")?;
+        let x = crate::tensor::cpu_f32(s, l, "gelu")?;
         let y = x.iter().map(|&v| 0.5 * v * (1.0 + erf_f32(v * std::f32::consts::FRAC_1_SQRT_2))).collect();
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
@@ -203,7 +203,10 @@ impl CustomOp2 for GeluErfGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, g) = (super::cpu_f32(s1, l1, "gelu backward")?, super::cpu_f32(s2, l2, "gelu backward")?);
+        let (x, g) = (
+            crate::tensor::cpu_f32(s1, l1, "gelu backward")?,
+            crate::tensor::cpu_f32(s2, l2, "gelu backward")?,
+        );
         if x.len() != g.len() {
             candle_core::bail!("gelu backward: {} values, {} gradients", x.len(), g.len());
         }
@@ -229,7 +232,8 @@ fn read_config(dir: &Path) -> Result<(HfConfig, Act)> {
         ));
     }
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let cfg: HfConfig = serde_json::from_str(&text).map_err(|e| Error::data(&path, e.to_string()))?;
+    let cfg: HfConfig =
+        serde_json::from_str(&text).map_err(|e| Error::external(path.display().to_string(), e))?;
     if let Some(t) = cfg.model_type.as_deref().filter(|t| *t != "bert") {
         return Err(Error::data(&path, format!("model_type `{t}` is not supported (BERT only)")));
     }
@@ -267,7 +271,8 @@ impl Tok {
         if !path.is_file() {
             return Err(Error::data(&path, "missing (the model folder needs a tokenizer.json)"));
         }
-        let mut tokenizer = Tokenizer::from_file(&path).map_err(|e| Error::data(&path, e.to_string()))?;
+        let mut tokenizer =
+            Tokenizer::from_file(&path).map_err(|e| Error::external(path.display().to_string(), e))?;
         let pad_id = match tokenizer.get_padding() {
             Some(p) => p.pad_id,
             None => tokenizer.token_to_id("[PAD]").or(cfg.pad_token_id).unwrap_or(0),
@@ -275,12 +280,14 @@ impl Tok {
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
-            .map_err(|e| Error::data(&path, format!("cannot truncate at {max_tokens} tokens: {e}")))?;
+            .map_err(|e| {
+                Error::external(format!("{}: cannot truncate at {max_tokens} tokens", path.display()), e)
+            })?;
         Ok(Self { tokenizer, pad_id })
     }
 
     fn encode(&self, texts: &[&str]) -> Result<Vec<Encoding>> {
-        self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| Error::msg(format!("tokenizer: {e}")))
+        self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| Error::external("tokenizer", e))
     }
 
     /// `[n, longest]` token ids, padded with the pad id.
@@ -307,8 +314,8 @@ impl Weights {
         if !path.is_file() {
             return Err(Error::data(&path, "missing (the model folder needs a model.safetensors)"));
         }
-        let tensors =
-            candle_core::safetensors::load(&path, device).map_err(|e| Error::data(&path, e.to_string()))?;
+        let tensors = candle_core::safetensors::load(&path, device)
+            .map_err(|e| Error::from(e).context(path.display().to_string()))?;
         let prefix = ["", "bert."]
             .into_iter()
             .find(|p| tensors.contains_key(&format!("{p}embeddings.word_embeddings.weight")))
@@ -415,7 +422,7 @@ impl Norm {
 fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
     if !(x.track_op() || w.track_op() || b.track_op()) {
         // Nothing here needs a gradient (inference, frozen layers): candle's fused op is
-        // several times faster and matches within 1e-5 (tested).
+        // faster and matches within 1e-5 (tested).
         return candle_nn::ops::layer_norm(&x.contiguous()?, w, b, eps as f32);
     }
     layer_norm_basic(x, w, b, eps)
@@ -435,7 +442,8 @@ fn layer_norm_basic(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> candle_core
 
 /// `v` (`[d]`) repeated as `n` rows. A tracked `v` is expanded by a matmul with a column
 /// of ones, so that backward sums its gradient over the rows with a matmul too: candle's
-/// sum over a leading dimension (what `broadcast_add` leaves to backward) is ~25× slower.
+/// sum over a leading dimension (what `broadcast_add` leaves to backward) is much slower
+/// (BENCHMARKS.md).
 fn rows(v: &Tensor, n: usize) -> candle_core::Result<Tensor> {
     if v.track_op() {
         Tensor::ones((n, 1), v.dtype(), v.device())?.matmul(&v.unsqueeze(0)?)
@@ -627,7 +635,7 @@ impl BertClassifier {
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
-        cfg.validate().map_err(Error::Config)?;
+        cfg.validate()?;
         let dir = if cfg.path.is_absolute() { cfg.path.clone() } else { base_dir.join(&cfg.path) };
         let (hf, act) = read_config(&dir)?;
         if cfg.max_tokens > hf.max_position_embeddings {
@@ -727,12 +735,15 @@ impl BertClassifier {
     fn text<'a>(&self, x: &ExamplesRef<'a>) -> Result<Vec<&'a str>> {
         match x {
             ExamplesRef::Text(t) => Ok(t.clone()),
-            ExamplesRef::Dense { .. } => Err(Error::msg("a BERT model reads text, not dense rows")),
+            ExamplesRef::Dense { .. } => Err(Error::invalid("a BERT model reads text, not dense rows")),
         }
     }
 }
 
 impl Classifier for BertClassifier {
+    fn name(&self) -> &str {
+        "BERT"
+    }
     fn n_classes(&self) -> usize {
         self.n_classes
     }
@@ -773,7 +784,7 @@ impl Classifier for BertClassifier {
     /// sub-tokens of each whitespace word (words cut off by `max_tokens` get 0).
     fn word_saliency(&self, texts: &[&str], labels: &[u32]) -> Result<Vec<f32>> {
         if labels.len() != texts.len() {
-            return Err(Error::msg(format!("{} texts but {} labels", texts.len(), labels.len())));
+            return Err(Error::invalid(format!("{} texts but {} labels", texts.len(), labels.len())));
         }
         let width = texts.iter().map(|t| t.split_whitespace().count()).max().unwrap_or(0);
         let mut out = vec![0f32; texts.len() * width];
@@ -872,7 +883,7 @@ impl BertSentenceEncoder {
 impl SentenceEncoder for BertSentenceEncoder {
     fn similarity(&self, a: &[&str], b: &[&str]) -> Result<Vec<f32>> {
         if a.len() != b.len() {
-            return Err(Error::msg(format!("similarity of {} sentences against {}", a.len(), b.len())));
+            return Err(Error::invalid(format!("similarity of {} sentences against {}", a.len(), b.len())));
         }
         if a.is_empty() {
             return Ok(Vec::new());
@@ -931,7 +942,7 @@ pub fn write_tiny_model(dir: &Path, seed: u64) -> Result<()> {
     vocab.dedup();
     let vocab_path = dir.join("vocab.txt");
     std::fs::write(&vocab_path, vocab.join("\n") + "\n").map_err(|e| Error::io(&vocab_path, e))?;
-    let tok_err = |e: tokenizers::Error| Error::msg(format!("tiny tokenizer: {e}"));
+    let tok_err = |e: tokenizers::Error| Error::external("tiny tokenizer", e);
     let model = WordPiece::from_file(&vocab_path.to_string_lossy())
         .unk_token("[UNK]".into())
         .build()
@@ -943,10 +954,10 @@ pub fn write_tiny_model(dir: &Path, seed: u64) -> Result<()> {
     let template = TemplateProcessing::builder()
         .try_single("[CLS] $A [SEP]")
         .and_then(|b| b.try_pair("[CLS] $A [SEP] $B:1 [SEP]:1"))
-        .map_err(Error::msg)?
+        .map_err(|e| Error::external("tiny tokenizer", e))?
         .special_tokens(vec![("[CLS]", id("[CLS]")), ("[SEP]", id("[SEP]"))])
         .build()
-        .map_err(|e| Error::msg(e.to_string()))?;
+        .map_err(|e| Error::external("tiny tokenizer", e))?;
     tokenizer.with_post_processor(Some(template));
     tokenizer.add_special_tokens(specials.iter().map(|s| AddedToken::from(*s, true))).map_err(tok_err)?;
     tokenizer
@@ -1023,7 +1034,8 @@ pub fn write_tiny_model(dir: &Path, seed: u64) -> Result<()> {
         tensors.insert(name, Tensor::from_vec(data, shape, &Device::Cpu)?);
     }
     let path = dir.join("model.safetensors");
-    candle_core::safetensors::save(&tensors, &path).map_err(|e| Error::data(&path, e.to_string()))?;
+    candle_core::safetensors::save(&tensors, &path)
+        .map_err(|e| Error::from(e).context(path.display().to_string()))?;
     Ok(())
 }
 

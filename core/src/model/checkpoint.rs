@@ -64,13 +64,13 @@ pub fn write(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap<String
     let mut raw = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let dtype = st_dtype(t.dtype())
-            .ok_or_else(|| Error::msg(format!("tensor `{name}`: cannot save dtype {:?}", t.dtype())))?;
+            .ok_or_else(|| Error::invalid(format!("tensor `{name}`: cannot save dtype {:?}", t.dtype())))?;
         let mut data = Vec::with_capacity(t.elem_count() * t.dtype().size_in_bytes());
         t.write_bytes(&mut data)?;
         raw.push((name.as_str(), Raw { dtype, shape: t.dims().to_vec(), data }));
     }
     safetensors::serialize_to_file(raw.iter().map(|(n, r)| (*n, r)), Some(metadata), path)
-        .map_err(|e| Error::msg(format!("cannot write checkpoint {}: {e}", path.display())))
+        .map_err(|e| Error::external(format!("cannot write checkpoint {}", path.display()), e))
 }
 
 /// What a tensor read back must look like.
@@ -165,7 +165,7 @@ pub fn chacha_state(rng: &ChaCha8Rng) -> Vec<u8> {
 /// The generator [`chacha_state`] saved, at the same position.
 pub fn chacha_from_state(state: &[u8]) -> Result<ChaCha8Rng> {
     if state.len() != 32 + 8 + 16 {
-        return Err(Error::msg(format!("a ChaCha8 state has 56 bytes, not {}", state.len())));
+        return Err(Error::invalid(format!("a ChaCha8 state has 56 bytes, not {}", state.len())));
     }
     let seed: [u8; 32] = state[..32].try_into().expect("32 bytes");
     let stream = u64::from_le_bytes(state[32..40].try_into().expect("8 bytes"));

@@ -10,11 +10,7 @@ use crate::Result;
 
 /// A generator for tensor `name`: independent of creation order.
 pub fn rng_for(seed: u64, name: &str) -> ChaCha8Rng {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-    }
-    ChaCha8Rng::seed_from_u64(seed ^ h)
+    ChaCha8Rng::seed_from_u64(seed ^ crate::hash::fnv1a(name.as_bytes()))
 }
 
 /// Registers a var under `name` with values uniform in `[-bound, bound]`.

@@ -96,6 +96,9 @@ impl Mlp {
 }
 
 impl Classifier for Mlp {
+    fn name(&self) -> &str {
+        "MLP"
+    }
     fn n_classes(&self) -> usize {
         self.n_classes
     }
@@ -110,9 +113,9 @@ impl Classifier for Mlp {
                 Ok(Tensor::from_slice(data, (data.len() / width, *width), &self.device)?)
             }
             ExamplesRef::Dense { width, .. } => {
-                Err(Error::msg(format!("model expects rows of {} features, got {width}", self.width)))
+                Err(Error::invalid(format!("model expects rows of {} features, got {width}", self.width)))
             }
-            ExamplesRef::Text(_) => Err(Error::msg("a tabular model cannot read text")),
+            ExamplesRef::Text(_) => Err(Error::invalid("a tabular model cannot read text")),
         }
     }
 
@@ -159,11 +162,13 @@ impl Classifier for Mlp {
 
     fn train_grads(&self, parts: &[TrainPart<'_>], grads: &mut [Vec<f32>]) -> Option<Result<f32>> {
         if parts.iter().any(|p| p.x.len() != p.labels.len() * self.width) {
-            return Some(Err(Error::msg(format!("model expects rows of {} features", self.width))));
+            return Some(Err(Error::invalid(format!("model expects rows of {} features", self.width))));
         }
         let classes = self.n_classes as u32;
         if let Some(l) = parts.iter().flat_map(|p| p.labels).find(|&&l| l >= classes) {
-            return Some(Err(Error::msg(format!("label {l} is not a class of this {classes}-class model"))));
+            return Some(Err(Error::invalid(format!(
+                "label {l} is not a class of this {classes}-class model"
+            ))));
         }
         self.with_slices(|layers, mean, inv_std| {
             Ok(mlp_grad::train_grads(layers, mean, inv_std, parts, grads))
@@ -190,7 +195,7 @@ impl Mlp {
         let mut slices: Vec<&[f32]> = Vec::with_capacity(guards.len());
         for (storage, layout) in &guards {
             let candle_core::Storage::Cpu(cpu) = &**storage else { return None };
-            slices.push(super::cpu_f32(cpu, layout, "MLP").ok()?);
+            slices.push(crate::tensor::cpu_f32(cpu, layout, "MLP").ok()?);
         }
         let layers: Vec<mlp_grad::Layer<'_>> = self
             .layers
@@ -245,7 +250,7 @@ mod tests {
         let (mut loss, mut grad) = (vec![0f32; 3], vec![0f32; 6]);
         m.input_loss_grad(&x, &labels, &mut loss, &mut grad).unwrap().unwrap();
         let view = crate::data::ExamplesRef::Dense { data: &x, width: 2 };
-        let (l2, g2) = crate::plugin_host::oracle::input_loss_grad_autograd(&m, &view, &labels).unwrap();
+        let (l2, g2) = crate::model::input_loss_grad_autograd(&m, &view, &labels).unwrap();
         for (a, b) in loss.iter().zip(&l2).chain(grad.iter().zip(&g2)) {
             assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
         }

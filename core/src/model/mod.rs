@@ -13,7 +13,7 @@ pub mod word_cnn;
 
 use std::path::Path;
 
-use candle_core::{CpuStorage, Device, Layout, Tensor, Var};
+use candle_core::{D, Device, Tensor, Var};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
@@ -37,27 +37,6 @@ impl Mode {
     pub const EVAL: Mode = Mode { train: false, param_grads: false };
 }
 
-/// What a custom op is handed, as one f32 slice: CPU storage under a contiguous layout
-/// (every op of ours is given contiguous tensors); `op` names the op in the error otherwise.
-pub(crate) fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("{op}: contiguous f32 input expected"),
-    }
-}
-
-/// [`cpu_f32`] for the storage an in-place op writes.
-pub(crate) fn cpu_f32_mut<'a>(
-    s: &'a mut CpuStorage,
-    l: &Layout,
-    op: &str,
-) -> candle_core::Result<&'a mut [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),
-        _ => candle_core::bail!("{op}: contiguous f32 input expected"),
-    }
-}
-
 /// Dense rows and their labels, entering a training loss as `weight` times their mean
 /// cross-entropy.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +47,10 @@ pub struct TrainPart<'a> {
 }
 
 pub trait Classifier: Send + Sync {
+    /// The architecture, as errors from inside its passes name it ("word-CNN").
+    fn name(&self) -> &str {
+        "model"
+    }
     fn n_classes(&self) -> usize;
     fn device(&self) -> &Device;
     /// Examples → the model's input tensor.
@@ -107,7 +90,7 @@ pub trait Classifier: Send + Sync {
     /// gradient at each word's embedding), `texts.len() × max words` values, where words
     /// are whitespace-separated and shorter rows are padded with 0.
     fn word_saliency(&self, _texts: &[&str], _labels: &[u32]) -> Result<Vec<f32>> {
-        Err(Error::msg("this model offers no word saliency"))
+        Err(Error::invalid("this model offers no word saliency"))
     }
     /// The state of a random generator the model draws from in training mode and carries
     /// from one batch to the next (dropout masks), as bytes: a checkpoint keeps it so that a
@@ -117,8 +100,25 @@ pub trait Classifier: Send + Sync {
     }
     /// Puts back what [`Classifier::rng_state`] returned.
     fn set_rng_state(&self, _state: &[u8]) -> Result<()> {
-        Err(Error::msg("this model keeps no random state"))
+        Err(Error::invalid("this model keeps no random state"))
     }
+}
+
+/// Per-row cross-entropy and its gradient with respect to the (dense) input, through
+/// autograd. The weights are detached, so backward visits the input path only.
+pub fn input_loss_grad_autograd(
+    model: &dyn Classifier,
+    x: &ExamplesRef<'_>,
+    labels: &[u32],
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let input = Var::from_tensor(&model.encode(x)?)?;
+    let logits = model.forward(input.as_tensor(), Mode::EVAL)?;
+    let y = Tensor::from_slice(labels, labels.len(), model.device())?;
+    let per_row =
+        candle_nn::ops::log_softmax(&logits, D::Minus1)?.gather(&y.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
+    let grads = per_row.sum_all()?.backward()?;
+    let g = grads.get(input.as_tensor()).ok_or_else(|| Error::msg("no gradient reached the input"))?;
+    Ok((per_row.to_vec1::<f32>()?, g.flatten_all()?.to_vec1::<f32>()?))
 }
 
 /// A sentence encoder offered to text attacks through the oracle's `similarity`.

@@ -72,7 +72,7 @@ impl Default for TextModelConfig {
 
 impl TextModelConfig {
     /// The word-CNN's settings make a model.
-    pub fn check_word_cnn(&self) -> Result<(), String> {
+    pub fn check_word_cnn(&self) -> Result<(), crate::error::Invalid> {
         if self.embedding_dim == 0 || self.filters == 0 {
             return Err("model.embedding_dim and model.filters must be at least 1".into());
         }
@@ -80,10 +80,10 @@ impl TextModelConfig {
             return Err("model.widths needs at least one width, each at least 1".into());
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(format!("model.dropout must be in [0, 1), got {}", self.dropout));
+            return Err(format!("model.dropout must be in [0, 1), got {}", self.dropout).into());
         }
         if !(0.0..1.0).contains(&self.word_dropout) {
-            return Err(format!("model.word_dropout must be in [0, 1), got {}", self.word_dropout));
+            return Err(format!("model.word_dropout must be in [0, 1), got {}", self.word_dropout).into());
         }
         if self.max_words < self.widths.iter().copied().max().unwrap_or(1) {
             return Err("model.max_words must be at least the widest convolution".into());

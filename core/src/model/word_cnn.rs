@@ -61,8 +61,8 @@ pub struct Vocab {
     ids: HashMap<String, u32>,
 }
 
-fn tk_err(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::msg(format!("{what}: {e}"))
+fn tk_err(what: &str, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+    Error::external(what, e)
 }
 
 impl Vocab {
@@ -96,7 +96,7 @@ impl Vocab {
     fn from_tokenizer(tokenizer: Tokenizer) -> Result<Self> {
         let ids = tokenizer.get_vocab(true);
         if ids.get("[PAD]") != Some(&PAD) || ids.get("[UNK]") != Some(&UNK) {
-            return Err(Error::msg("a word-CNN vocabulary needs [PAD] = 0 and [UNK] = 1"));
+            return Err(Error::invalid("a word-CNN vocabulary needs [PAD] = 0 and [UNK] = 1"));
         }
         Ok(Self { tokenizer, ids })
     }
@@ -169,7 +169,7 @@ struct Projections {
 fn cpu_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
     let (storage, layout) = t.storage_and_layout();
     let candle_core::Storage::Cpu(cpu) = &*storage else { return None };
-    Some(f(super::cpu_f32(cpu, layout, "word-CNN").ok()?))
+    Some(f(crate::tensor::cpu_f32(cpu, layout, "word-CNN").ok()?))
 }
 
 impl WordCnn {
@@ -180,7 +180,7 @@ impl WordCnn {
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
-        cfg.check_word_cnn().map_err(Error::msg)?;
+        cfg.check_word_cnn()?;
         let varmap = VarMap::new();
         let (v, d, f) = (vocab.len(), cfg.embedding_dim, cfg.filters);
         // Kim's CNN-rand: U(±0.25); [PAD] and [UNK] start at zero (no information).
@@ -221,10 +221,10 @@ impl WordCnn {
     /// A hash of a sample of the weights: every bias and output weight, a strided sample of
     /// the filters and the embeddings. Any optimiser step or restore changes it.
     fn fingerprint(&self) -> Option<u64> {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut h = crate::hash::Fnv::new();
         let mut eat = |v: &[f32], step: usize| {
             for x in v.iter().step_by(step) {
-                h = (h ^ x.to_bits() as u64).wrapping_mul(0x0100_0000_01b3);
+                h.word(x.to_bits() as u64);
             }
         };
         cpu_values(self.out_w.as_tensor(), |v| eat(v, 1))?;
@@ -234,7 +234,7 @@ impl WordCnn {
             cpu_values(w.as_tensor(), |v| eat(v, 61))?;
         }
         cpu_values(self.emb.as_tensor(), |v| eat(v, 97))?;
-        Some(h)
+        Some(h.finish())
     }
 
     fn projections(&self, fingerprint: u64) -> candle_core::Result<Projections> {
@@ -411,6 +411,9 @@ impl WordCnn {
 }
 
 impl Classifier for WordCnn {
+    fn name(&self) -> &str {
+        "word-CNN"
+    }
     fn n_classes(&self) -> usize {
         self.n_classes
     }
@@ -423,7 +426,7 @@ impl Classifier for WordCnn {
     /// `max_words`, at least the widest convolution).
     fn encode(&self, x: &ExamplesRef<'_>) -> Result<Tensor> {
         let ExamplesRef::Text(texts) = x else {
-            return Err(Error::msg("a word-CNN reads text"));
+            return Err(Error::invalid("a word-CNN reads text"));
         };
         let (ids, _, len) = self.ids(texts);
         Ok(Tensor::from_vec(ids, (texts.len(), len), &self.device)?)

@@ -115,8 +115,7 @@ impl Spec {
     }
     /// The resolved configuration, as TOML (saved with every run).
     pub fn to_toml(&self) -> Result<String> {
-        common!(self, s => toml::to_string_pretty(s))
-            .map_err(|e| Error::msg(format!("cannot write config: {e}")))
+        common!(self, s => toml::to_string_pretty(s)).map_err(|e| Error::external("cannot write config", e))
     }
 }
 

@@ -271,7 +271,7 @@ impl AttackHandle {
     ) -> Result<PerturbOutcome> {
         let n = y.len();
         if x.len() != n {
-            return Err(Error::msg(format!("{} examples but {n} labels", x.len())));
+            return Err(Error::invalid(format!("{} examples but {n} labels", x.len())));
         }
         let text_refs: Vec<StrRef> = match x {
             Examples::Text(t) => t.iter().map(|s| StrRef::new(s)).collect(),

@@ -5,11 +5,11 @@ use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 
-use candle_core::{D, Tensor, Var};
 use tempered_plugin::abi::{self, BatchView, Modality, OracleVTable, Status, StrRef};
 
+use crate::Error;
 use crate::data::ExamplesRef;
-use crate::model::{Classifier, Mode, SentenceEncoder};
+use crate::model::{Classifier, Mode, SentenceEncoder, input_loss_grad_autograd};
 
 /// Oracle queries per example of one perturb call.
 pub type QueryCounts = Vec<u64>;
@@ -48,20 +48,20 @@ impl<'m> Oracle<'m> {
     }
 
     /// Counts one query per row against the example it names, refusing rows past the budget.
-    fn count(&self, view: &BatchView) -> Result<(), String> {
+    fn count(&self, view: &BatchView) -> crate::Result<()> {
         let mut counts = self.counts.lock().expect("query counts");
         let n_examples = counts.len();
         for i in 0..view.n {
             let id =
                 if view.example_ids.is_null() { i } else { unsafe { *view.example_ids.add(i) as usize } };
-            let slot = counts
-                .get_mut(id)
-                .ok_or_else(|| format!("row {i} names example {id}, but the batch has {n_examples}"))?;
+            let slot = counts.get_mut(id).ok_or_else(|| {
+                Error::invalid(format!("row {i} names example {id}, but the batch has {n_examples}"))
+            })?;
             *slot += 1;
             if let Some(b) = self.budget
                 && *slot > b
             {
-                return Err(format!("example {id} has used its query budget of {b}"));
+                return Err(Error::invalid(format!("example {id} has used its query budget of {b}")));
             }
         }
         Ok(())
@@ -75,21 +75,24 @@ impl<'m> Oracle<'m> {
 
 /// # Safety
 /// `view` must be a valid [`BatchView`] for the duration of the call.
-unsafe fn examples<'a>(view: &'a BatchView) -> Result<ExamplesRef<'a>, String> {
+unsafe fn examples<'a>(view: &'a BatchView) -> crate::Result<ExamplesRef<'a>> {
     if view.modality == Modality::Text as u32 {
         if view.n > 0 && view.texts.is_null() {
-            return Err("text rows without texts".into());
+            return Err(Error::invalid("text rows without texts"));
         }
         let refs =
             if view.n == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(view.texts, view.n) } };
         let mut texts = Vec::with_capacity(view.n);
         for (i, r) in refs.iter().enumerate() {
-            texts.push(std::str::from_utf8(unsafe { r.as_bytes() }).map_err(|e| format!("row {i}: {e}"))?);
+            texts.push(
+                std::str::from_utf8(unsafe { r.as_bytes() })
+                    .map_err(|e| Error::external(format!("row {i}"), e))?,
+            );
         }
         Ok(ExamplesRef::Text(texts))
     } else {
         if view.n > 0 && (view.data.is_null() || view.width == 0) {
-            return Err("dense rows without data".into());
+            return Err(Error::invalid("dense rows without data"));
         }
         let data = if view.n == 0 {
             &[][..]
@@ -102,32 +105,32 @@ unsafe fn examples<'a>(view: &'a BatchView) -> Result<ExamplesRef<'a>, String> {
         if data.chunks(256).any(bad)
             && let Some(i) = data.iter().position(|v| !v.is_finite())
         {
-            return Err(format!("row {} holds a non-finite value", i / view.width));
+            return Err(Error::invalid(format!("row {} holds a non-finite value", i / view.width)));
         }
         Ok(ExamplesRef::Dense { data, width: view.width })
     }
 }
 
 /// Runs `f` on the oracle behind `ctx`, turning errors and panics into a status.
-fn guarded(ctx: *mut c_void, f: impl FnOnce(&Oracle<'_>) -> Result<(), String>) -> Status {
+fn guarded(ctx: *mut c_void, f: impl FnOnce(&Oracle<'_>) -> crate::Result<()>) -> Status {
     let oracle = unsafe { &*ctx.cast::<Oracle<'_>>() };
     match catch_unwind(AssertUnwindSafe(|| f(oracle))) {
         Ok(Ok(())) => abi::STATUS_OK,
-        Ok(Err(msg)) => oracle.fail(msg),
+        Ok(Err(e)) => oracle.fail(e.to_string()),
         Err(_) => oracle.fail("the host panicked while answering".into()),
     }
 }
 
 extern "C" fn predict(ctx: *mut c_void, input: *const BatchView, out: *mut f32, out_len: usize) -> Status {
     guarded(ctx, |o| {
-        let view = unsafe { input.as_ref() }.ok_or("null batch")?;
+        let view = unsafe { input.as_ref() }.ok_or_else(|| Error::invalid("null batch"))?;
         let want = view.n * o.model.n_classes();
         if out.is_null() || out_len != want {
-            return Err(format!("predict needs an output of {want} values, got {out_len}"));
+            return Err(Error::invalid(format!("predict needs an output of {want} values, got {out_len}")));
         }
         o.count(view)?;
         let x = unsafe { examples(view) }?;
-        let probs = probabilities(o.model, &x).map_err(|e| e.to_string())?;
+        let probs = probabilities(o.model, &x)?;
         unsafe { std::slice::from_raw_parts_mut(out, out_len) }.copy_from_slice(&probs);
         Ok(())
     })
@@ -152,18 +155,21 @@ extern "C" fn loss_grad(
     grad_len: usize,
 ) -> Status {
     guarded(ctx, |o| {
-        let view = unsafe { input.as_ref() }.ok_or("null batch")?;
+        let view = unsafe { input.as_ref() }.ok_or_else(|| Error::invalid("null batch"))?;
         if view.n > 0 && view.labels.is_null() {
-            return Err("loss_grad needs labels".into());
+            return Err(Error::invalid("loss_grad needs labels"));
         }
         if view.modality == Modality::Text as u32 {
             return text_saliency(o, view, loss, grad, grad_len);
         }
         if !o.model.dense_input() {
-            return Err("this model offers no input gradient".into());
+            return Err(Error::invalid("this model offers no input gradient"));
         }
         if grad_len != view.n * view.width || loss.is_null() || (grad_len > 0 && grad.is_null()) {
-            return Err(format!("loss_grad needs a gradient buffer of {} values", view.n * view.width));
+            return Err(Error::invalid(format!(
+                "loss_grad needs a gradient buffer of {} values",
+                view.n * view.width
+            )));
         }
         o.count(view)?;
         if view.n == 0 {
@@ -173,36 +179,19 @@ extern "C" fn loss_grad(
         let labels = unsafe { std::slice::from_raw_parts(view.labels, view.n) };
         let classes = o.model.n_classes() as u32;
         if let Some(l) = labels.iter().find(|&&l| l >= classes) {
-            return Err(format!("label {l} is not a class of this {classes}-class model"));
+            return Err(Error::invalid(format!("label {l} is not a class of this {classes}-class model")));
         }
         let loss = unsafe { std::slice::from_raw_parts_mut(loss, view.n) };
         let grad = unsafe { std::slice::from_raw_parts_mut(grad, grad_len) };
         let ExamplesRef::Dense { data, .. } = &x else { unreachable!("dense view") };
         if let Some(done) = o.model.input_loss_grad(data, labels, loss, grad) {
-            return done.map_err(|e| e.to_string());
+            return done;
         }
-        let (l, g) = input_loss_grad_autograd(o.model, &x, labels).map_err(|e| e.to_string())?;
+        let (l, g) = input_loss_grad_autograd(o.model, &x, labels)?;
         loss.copy_from_slice(&l);
         grad.copy_from_slice(&g);
         Ok(())
     })
-}
-
-/// Per-row cross-entropy and its gradient with respect to the (dense) input, through
-/// autograd. The weights are detached, so backward visits the input path only.
-pub fn input_loss_grad_autograd(
-    model: &dyn Classifier,
-    x: &ExamplesRef<'_>,
-    labels: &[u32],
-) -> crate::Result<(Vec<f32>, Vec<f32>)> {
-    let input = Var::from_tensor(&model.encode(x)?)?;
-    let logits = model.forward(input.as_tensor(), Mode::EVAL)?;
-    let y = Tensor::from_slice(labels, labels.len(), model.device())?;
-    let per_row =
-        candle_nn::ops::log_softmax(&logits, D::Minus1)?.gather(&y.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
-    let grads = per_row.sum_all()?.backward()?;
-    let g = grads.get(input.as_tensor()).ok_or_else(|| crate::Error::msg("no gradient reached the input"))?;
-    Ok((per_row.to_vec1::<f32>()?, g.flatten_all()?.to_vec1::<f32>()?))
 }
 
 /// Text: per-row loss (from `predict`) and the model's per-word saliency.
@@ -212,22 +201,28 @@ fn text_saliency(
     loss: *mut f32,
     grad: *mut f32,
     grad_len: usize,
-) -> Result<(), String> {
+) -> crate::Result<()> {
     let ExamplesRef::Text(texts) = (unsafe { examples(view) })? else { unreachable!("text view") };
     let width = texts.iter().map(|t| t.split_whitespace().count()).max().unwrap_or(0);
     if grad_len != view.n * width || (view.n > 0 && loss.is_null()) {
-        return Err(format!("loss_grad needs a saliency buffer of {} values", view.n * width));
+        return Err(Error::invalid(format!(
+            "loss_grad needs a saliency buffer of {} values",
+            view.n * width
+        )));
     }
     o.count(view)?;
     if view.n == 0 {
         return Ok(());
     }
     let labels = unsafe { std::slice::from_raw_parts(view.labels, view.n) };
-    let saliency = o.model.word_saliency(&texts, labels).map_err(|e| e.to_string())?;
+    let saliency = o.model.word_saliency(&texts, labels)?;
     if saliency.len() != grad_len {
-        return Err(format!("the model gave {} saliencies, wanted {grad_len}", saliency.len()));
+        return Err(Error::invalid(format!(
+            "the model gave {} saliencies, wanted {grad_len}",
+            saliency.len()
+        )));
     }
-    let probs = probabilities(o.model, &ExamplesRef::Text(texts)).map_err(|e| e.to_string())?;
+    let probs = probabilities(o.model, &ExamplesRef::Text(texts))?;
     let k = o.model.n_classes();
     let out = unsafe { std::slice::from_raw_parts_mut(loss, view.n) };
     for (i, l) in out.iter_mut().enumerate() {
@@ -247,24 +242,30 @@ extern "C" fn similarity(
     out: *mut f32,
 ) -> Status {
     guarded(ctx, |o| {
-        let encoder =
-            o.encoder.ok_or("this pipeline names no sentence encoder ([model] encoder = \"...\")")?;
+        let encoder = o.encoder.ok_or_else(|| {
+            Error::invalid("this pipeline names no sentence encoder ([model] encoder = \"...\")")
+        })?;
         if n == 0 {
             return Ok(());
         }
         if a.is_null() || b.is_null() || out.is_null() {
-            return Err("similarity called with a null pointer".into());
+            return Err(Error::invalid("similarity called with a null pointer"));
         }
-        let read = |p: *const StrRef| -> Result<Vec<&str>, String> {
+        let read = |p: *const StrRef| -> crate::Result<Vec<&str>> {
             unsafe { std::slice::from_raw_parts(p, n) }
                 .iter()
-                .map(|r| std::str::from_utf8(unsafe { r.as_bytes() }).map_err(|e| e.to_string()))
+                .map(|r| {
+                    std::str::from_utf8(unsafe { r.as_bytes() }).map_err(|e| Error::external("a sentence", e))
+                })
                 .collect()
         };
         let (a, b) = (read(a)?, read(b)?);
-        let sims = encoder.similarity(&a, &b).map_err(|e| e.to_string())?;
+        let sims = encoder.similarity(&a, &b)?;
         if sims.len() != n {
-            return Err(format!("the encoder gave {} similarities for {n} pairs", sims.len()));
+            return Err(Error::invalid(format!(
+                "the encoder gave {} similarities for {n} pairs",
+                sims.len()
+            )));
         }
         unsafe { std::slice::from_raw_parts_mut(out, n) }.copy_from_slice(&sims);
         Ok(())

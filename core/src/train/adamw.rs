@@ -3,7 +3,7 @@
 //! candle-nn's `AdamW` is the reference (same update, same defaults), but it spells a step
 //! as about ten tensor operations per parameter, each allocating a tensor the size of the
 //! parameter. For a word-CNN that is a dozen passes and fresh pages over a 1.2 M-weight
-//! embedding table per batch: 70 % of a training step went there. Here a step reads the
+//! embedding table per batch, most of a training step (BENCHMARKS.md). Here a step reads the
 //! gradient once and writes the weight and both moments in the same loop (an in-place
 //! custom op on the weight's CPU storage), so it costs one sweep of memory.
 //!
@@ -22,7 +22,7 @@ use candle_core::{CpuStorage, DType, Device, InplaceOp1, InplaceOp2, Layout, Ten
 use candle_nn::ParamsAdamW;
 
 use crate::model::checkpoint::Expected;
-use crate::model::{cpu_f32, cpu_f32_mut};
+use crate::tensor::{cpu_f32, cpu_f32_mut};
 
 pub enum AdamW {
     Fused(Fused),

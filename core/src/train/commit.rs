@@ -160,15 +160,15 @@ fn floats(s: &mut TrainState) -> Vec<&mut f64> {
 fn state_of(r: &Reader) -> Result<TrainState> {
     let bad = |msg: String| Error::data(r.path(), msg);
     let json = r.meta("state").ok_or_else(|| bad("no training state in its metadata".into()))?;
-    let mut state: TrainState =
-        serde_json::from_str(json).map_err(|e| bad(format!("training state: {e}")))?;
+    let mut state: TrainState = serde_json::from_str(json)
+        .map_err(|e| Error::external(format!("{}: training state", r.path().display()), e))?;
     let bits: Vec<u64> = r
         .meta("state_f64")
         .unwrap_or_default()
         .split_whitespace()
         .map(|b| u64::from_str_radix(b, 16))
         .collect::<std::result::Result<_, _>>()
-        .map_err(|e| bad(format!("training state floats: {e}")))?;
+        .map_err(|e| Error::external(format!("{}: training state floats", r.path().display()), e))?;
     let mut fields = floats(&mut state);
     if fields.len() != bits.len() {
         return Err(bad(format!("{} floats for a training state of {}", bits.len(), fields.len())));
@@ -210,7 +210,10 @@ pub(super) fn load(
         None => None,
     };
     let adversary = match file.meta("adversary") {
-        Some(json) => Some(serde_json::from_str(json).map_err(|e| bad(format!("adversary: {e}")))?),
+        Some(json) => Some(
+            serde_json::from_str(json)
+                .map_err(|e| Error::external(format!("{}: adversary", file.path().display()), e))?,
+        ),
         None => None,
     };
     let moments = match &opt {
@@ -237,7 +240,9 @@ pub(super) fn load(
     };
     model::restore(model, &weights)?;
     match (rng, model.rng_state()) {
-        (Some(rng), Some(_)) => model.set_rng_state(&rng).map_err(|e| bad(format!("model_rng: {e}")))?,
+        (Some(rng), Some(_)) => model
+            .set_rng_state(&rng)
+            .map_err(|e| e.context(format!("{}: model_rng", file.path().display())))?,
         (None, Some(_)) => return Err(bad("no model_rng, which this model needs to continue".into())),
         _ => {}
     }
@@ -264,7 +269,9 @@ pub(super) fn write(ck: &Checkpoints, c: &Commit<'_>, epoch: usize, fail: Option
     let path = if c.state.finished { ck.best() } else { ck.epoch_commit(epoch) };
     let mut tensors = model::tensors(c.model);
     if let Some((name, _)) = tensors.iter().find(|(n, _)| n.starts_with('@')) {
-        return Err(Error::msg(format!("model tensor `{name}`: names starting with @ are the trainer's")));
+        return Err(Error::invalid(format!(
+            "model tensor `{name}`: names starting with @ are the trainer's"
+        )));
     }
     if let Some(best) = c.best {
         tensors.extend(best.iter().map(|(n, t)| (format!("@best/{n}"), t.clone())));

@@ -15,6 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, Examples, Labelled};
+use crate::error::Context;
 use crate::model::{self, Classifier, Mode, TrainPart};
 use crate::progress::Progress;
 use crate::{Error, Result};
@@ -90,14 +91,30 @@ fn cross_entropy(logits: &Tensor, y: &[u32]) -> candle_core::Result<Tensor> {
 
 /// Mean loss and accuracy of `model` on `data`, in eval mode.
 pub fn evaluate_loss(model: &dyn Classifier, data: &Labelled, batch_size: usize) -> Result<(f64, f64)> {
+    evaluate_loss_in(model, data, batch_size, "evaluation")
+}
+
+/// [`evaluate_loss`], a failing batch named as `{model}, {what}, batch {k}`.
+fn evaluate_loss_in(
+    model: &dyn Classifier,
+    data: &Labelled,
+    batch_size: usize,
+    what: &str,
+) -> Result<(f64, f64)> {
     let (mut loss, mut correct) = (0.0f64, 0usize);
     let idx: Vec<usize> = (0..data.len()).collect();
-    for chunk in idx.chunks(batch_size.max(1)) {
+    for (b, chunk) in idx.chunks(batch_size.max(1)).enumerate() {
         let part = data.select(chunk);
-        let logits = model.forward(&model.encode(&part.x.view())?, Mode::EVAL)?;
-        loss += cross_entropy(&logits, &part.y)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
-        let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
-        correct += pred.iter().zip(&part.y).filter(|(p, y)| p == y).count();
+        let batch_loss = || -> Result<(f32, usize)> {
+            let logits = model.forward(&model.encode(&part.x.view())?, Mode::EVAL)?;
+            let l = cross_entropy(&logits, &part.y)?.to_scalar::<f32>()?;
+            let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            Ok((l, pred.iter().zip(&part.y).filter(|(p, y)| p == y).count()))
+        };
+        let (l, right) =
+            batch_loss().with_context(|| format!("{}, {what}, batch {}", model.name(), b + 1))?;
+        loss += l as f64 * chunk.len() as f64;
+        correct += right;
     }
     let n = data.len().max(1) as f64;
     Ok((loss / n, correct as f64 / n))
@@ -237,10 +254,14 @@ fn fit_with(
                 }
                 _ => None,
             };
-            let loss = match step_by_hand(model, &mut opt, &mut grads, &batch, adv.as_ref(), w)? {
-                Some(loss) => loss,
-                None => step_by_autograd(model, &mut opt, &batch, adv.as_ref(), w)?,
+            let mut step = || -> Result<f32> {
+                match step_by_hand(model, &mut opt, &mut grads, &batch, adv.as_ref(), w)? {
+                    Some(loss) => Ok(loss),
+                    None => step_by_autograd(model, &mut opt, &batch, adv.as_ref(), w),
+                }
             };
+            let loss = step()
+                .with_context(|| format!("{}, {phase} epoch {epoch}, batch {}", model.name(), b + 1))?;
             if !loss.is_finite() {
                 return Err(Error::msg(format!(
                     "{phase} epoch {epoch}, batch {}: the training loss is {loss} (lr = {:e}): lower {}",
@@ -254,7 +275,8 @@ fn fit_with(
             failpoint::reached(fail, phase, epoch, Point::Batch(b + 1))?;
         }
         let seconds = progress.finish().as_secs_f64();
-        let (val_loss, val_acc) = evaluate_loss(model, &data.validation, 1024)?;
+        let (val_loss, val_acc) =
+            evaluate_loss_in(model, &data.validation, 1024, &format!("{phase} epoch {epoch} validation"))?;
         if !val_loss.is_finite() {
             return Err(Error::msg(format!(
                 "{phase} epoch {epoch}: the validation loss is {val_loss} (lr = {:e}): lower {}",
@@ -267,7 +289,8 @@ fn fit_with(
                 let part = data.validation.select(&val_adv);
                 let x_adv = adv.generate(model, &part.x, &part.y, seed ^ 0xA11CE)?;
                 let adv_part = Labelled { x: x_adv, y: part.y };
-                let (adv_loss, _) = evaluate_loss(model, &adv_part, 1024)?;
+                let what = format!("{phase} epoch {epoch} attacked validation");
+                let (adv_loss, _) = evaluate_loss_in(model, &adv_part, 1024, &what)?;
                 if !adv_loss.is_finite() {
                     return Err(Error::msg(format!(
                         "{phase} epoch {epoch}: the loss on the attacked validation examples is {adv_loss}"

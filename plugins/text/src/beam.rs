@@ -16,8 +16,9 @@ use std::path::PathBuf;
 use tempered_plugin::{Attack, Batch, Oracle, Perturbed, PluginError, Result};
 
 use crate::constraints::{Constraints, attack_params};
-use crate::search::{Example, Scored, Search, Sub, expand, flipped};
+use crate::search::{Example, Scored, Search, expand, flipped};
 use crate::textfooler::{default_max_candidates, importance_orders};
+use crate::tokens::Sub;
 
 fn default_beam_width() -> usize {
     4

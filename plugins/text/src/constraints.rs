@@ -4,7 +4,7 @@
 use tempered_plugin::{PluginError, Result};
 
 use crate::lexicon::{Lexicon, LexiconFiles, match_case};
-use crate::search::Tokens;
+use crate::tokens::Tokens;
 
 pub(crate) fn default_max_change_ratio() -> f64 {
     0.2

@@ -348,8 +348,8 @@ impl Lexicon {
     ///
     /// The table lists base forms only. With `inflections`, a word it lacks is reduced by
     /// WordNet's morphy suffix rules to the first base form that has candidates, and those
-    /// are inflected back the same way ("films" → "film" → "movie" → "movies"). On MR this
-    /// makes 82 % of the non-stop words swappable instead of 68 %. The inflection is rule
+    /// are inflected back the same way ("films" → "film" → "movie" → "movies"), so far more
+    /// of MR's non-stop words are swappable (BENCHMARKS.md). The inflection is rule
     /// based, so an irregular word can come out as a non-word; a word-level model reads that
     /// as unknown, which is still a legal swap.
     ///

@@ -109,6 +109,7 @@ pub mod lexicon;
 pub mod pwws;
 mod search;
 pub mod textfooler;
+mod tokens;
 
 pub use beam::{Beam, BeamParams};
 pub use lexicon::{Lexicon, LexiconFiles};

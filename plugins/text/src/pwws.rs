@@ -41,7 +41,8 @@
 use tempered_plugin::{Attack, Batch, Oracle, Perturbed, PluginError, Result};
 
 use crate::constraints::{Constraints, attack_params};
-use crate::search::{Example, Greedy, Scored, Search, Sub, flipped, greedy, log_margin, order_by};
+use crate::search::{Example, Greedy, Scored, Search, flipped, greedy, log_margin, order_by};
+use crate::tokens::Sub;
 
 fn default_unk() -> String {
     "<unk>".into()

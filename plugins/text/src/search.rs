@@ -1,4 +1,4 @@
-//! What the three searches share: word spans, the per-example query ledger, the examples
+//! What the three searches share: the per-example query ledger, the examples
 //! prepared for attack, scoring a set of candidate sentences, and picking among flips.
 
 use std::collections::{HashMap, HashSet};
@@ -6,77 +6,7 @@ use std::collections::{HashMap, HashSet};
 use tempered_plugin::{Batch, Input, Modality, Oracle, PluginError, Result};
 
 use crate::constraints::{Constraints, Slot};
-
-/// A substitution: word position, new word.
-pub type Sub = (usize, String);
-
-/// A text as whitespace-separated words, keeping the original separators so that an
-/// untouched stretch comes back byte for byte.
-#[derive(Debug, Clone)]
-pub struct Tokens<'t> {
-    text: &'t str,
-    spans: Vec<(usize, usize)>,
-}
-
-impl<'t> Tokens<'t> {
-    pub fn new(text: &'t str) -> Self {
-        let mut spans = Vec::new();
-        let mut start = None;
-        for (i, ch) in text.char_indices() {
-            match (ch.is_whitespace(), start) {
-                (true, Some(s)) => {
-                    spans.push((s, i));
-                    start = None;
-                }
-                (false, None) => start = Some(i),
-                _ => {}
-            }
-        }
-        if let Some(s) = start {
-            spans.push((s, text.len()));
-        }
-        Self { text, spans }
-    }
-
-    pub fn len(&self) -> usize {
-        self.spans.len()
-    }
-
-    pub fn word(&self, i: usize) -> &'t str {
-        let (s, e) = self.spans[i];
-        &self.text[s..e]
-    }
-
-    /// The text with `subs` applied, and `extra` on top.
-    pub fn render(&self, subs: &[Sub], extra: Option<(usize, &str)>) -> String {
-        let mut out = String::with_capacity(self.text.len() + 16);
-        let mut at = 0;
-        for (i, &(s, e)) in self.spans.iter().enumerate() {
-            let new = match extra {
-                Some((p, w)) if p == i => Some(w),
-                _ => subs.iter().find(|(p, _)| *p == i).map(|(_, w)| w.as_str()),
-            };
-            if let Some(w) = new {
-                out.push_str(&self.text[at..s]);
-                out.push_str(w);
-                at = e;
-            }
-        }
-        out.push_str(&self.text[at..]);
-        out
-    }
-
-    /// The text without word `i` and the whitespace before it (after it, for the first).
-    pub fn without(&self, i: usize) -> String {
-        let (s, e) = self.spans[i];
-        let (cut_s, cut_e) = match (i, self.spans.get(1)) {
-            (0, Some(&(next, _))) => (s, next),
-            (0, None) => (s, e),
-            _ => (self.spans[i - 1].1, e),
-        };
-        format!("{}{}", &self.text[..cut_s], &self.text[cut_e..])
-    }
-}
+use crate::tokens::{Sub, Tokens};
 
 /// The model no longer predicts `y` (ties go to the lower class, like an argmax does).
 pub fn flipped(probs: &[f32], y: usize) -> bool {
@@ -418,19 +348,6 @@ pub fn expand(tokens: &Tokens<'_>, subs: &[Sub], slot: &Slot) -> Vec<(Vec<Sub>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn render_and_delete_keep_the_original_spacing() {
-        let t = Tokens::new("  a  good\tfilm ");
-        assert_eq!(t.len(), 3);
-        assert_eq!(t.word(1), "good");
-        assert_eq!(t.render(&[], None), "  a  good\tfilm ");
-        assert_eq!(t.render(&[(1, "fine".into())], Some((2, "movie"))), "  a  fine\tmovie ");
-        assert_eq!(t.without(0), "  good\tfilm ");
-        assert_eq!(t.without(1), "  a\tfilm ");
-        assert_eq!(t.without(2), "  a  good ");
-        assert_eq!(Tokens::new(" ").len(), 0);
-    }
 
     #[test]
     fn margins_flips_and_importance() {

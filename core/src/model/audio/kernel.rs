@@ -1,10 +1,9 @@
 //! M5's forward and backward written out by hand.
 //!
-//! Through candle's autograd one training step of M5 on 64 one-second clips took ~0.7 s on
-//! this 2-core machine (allocation, page faults, strided copies and thread barriers between
-//! ~60 small ops; the math was a tenth of it), and candle's `Conv1D` backward is wrong on the
-//! CPU anyway. Here (release, one thread, same batch): forward 12 ms, training step 36 ms,
-//! input gradient 32–41 ms (`model::audio::timing`).
+//! Through candle's autograd a training step of M5 spends most of its time on allocation,
+//! page faults, strided copies and thread barriers between ~60 small ops rather than on the
+//! math, and candle's `Conv1D` backward is wrong on the CPU anyway. BENCHMARKS.md ("Measured
+//! numbers that used to sit in comments") has the timings; `model::audio::timing` re-measures.
 //!
 //! - Activations are channels-last (`[time, channels]`), so each conv's forward is one
 //!   `gemm` per example whose im2col matrix is the input itself, read with a row stride of
@@ -90,11 +89,12 @@ impl Arch {
         pool: usize,
         norm: bool,
         classes: usize,
-    ) -> Result<Arch, String> {
+    ) -> Result<Arch, crate::error::Invalid> {
         if length < kernel {
             return Err(format!(
                 "waveforms of {length} samples are shorter than the first conv's kernel ({kernel})"
-            ));
+            )
+            .into());
         }
         // Zeros appended so that the first conv's windows tile the input exactly.
         let padded = length + (stride - (length - kernel) % stride) % stride;
@@ -106,7 +106,8 @@ impl Arch {
                 return Err(format!(
                     "waveforms of {length} samples shrink to {t_out} steps in block {} (pool {pool}): use fewer blocks or longer waveforms",
                     i + 1
-                ));
+                )
+                .into());
             }
             let w = off;
             off += c_out * k * c_in;
