@@ -3,103 +3,109 @@
 //!
 //! The adversarial epoch uses a real plugin attack through the C ABI (every PGD step is an
 //! FFI round trip into the plugin and back into the host's oracle), exactly as
-//! `tempered run` does.
+//! `tempered run` does. The data and model are the pipeline's, prepared by its modality
+//! as a run prepares them.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::data::Dataset;
+use crate::data::{Dataset, Examples};
 use crate::engine;
-use crate::model::{Classifier, Mlp, TabularModelConfig};
-use crate::pipeline::{AttackConfig, Pipeline, Spec};
+use crate::modality::{self, Setup};
+use crate::model::Classifier;
+use crate::pipeline::{AttackConfig, Pipeline};
 use crate::plugin_host::BatchContext;
 use crate::report::CleanMetrics;
 use crate::train::{self, Adversary, Checkpoints, Fit};
-use crate::{Error, Result, evaluate};
+use crate::{Error, Result};
+
+/// What to time.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// The pipeline's `[[attack]]` that makes the adversarial examples.
+    pub attack: String,
+    /// The attack's `steps`.
+    pub steps: u32,
+    /// Budgets by param name (`epsilon`, `snr_db`): the modality says which one its
+    /// attacks take ([`Task::bench_budget`]).
+    pub budgets: BTreeMap<String, f64>,
+    pub epochs: usize,
+}
 
 /// What was measured.
 #[derive(Debug, Clone)]
 pub struct BenchResult {
     pub threads: usize,
     pub train_examples: usize,
-    pub clean_samples_per_sec: f64,
-    pub adversarial_samples_per_sec: f64,
-    pub test_pr_auc: f64,
+    /// Values per example (the model's input width; 0 for text).
+    pub width: usize,
+    pub params: usize,
+    pub batch_size: usize,
+    pub clean_per_sec: f64,
+    pub adversarial_per_sec: f64,
+    pub steps: u64,
+    /// The clean model on the test split, after the clean epochs.
+    pub test: CleanMetrics,
+    /// `plugin/attack {params}`, for the printout.
     pub attack: String,
-    /// One input-gradient call on a 256-row batch: (autograd, hand-written) microseconds.
-    pub input_grad_micros: (f64, f64),
+    /// One input-gradient call on a 256-row batch: (autograd, hand-written) microseconds,
+    /// when the model has a hand-written one.
+    pub input_grad_micros: Option<(f64, f64)>,
 }
 
 impl BenchResult {
     pub fn ratio(&self) -> f64 {
-        self.clean_samples_per_sec / self.adversarial_samples_per_sec
+        self.clean_per_sec / self.adversarial_per_sec
     }
 }
 
-/// Times `epochs` clean epochs, then `epochs` adversarial epochs against the pipeline's
-/// `attack_id` with `overrides` applied to its params (e.g. `steps = 10, epsilon = 0.1`).
-pub fn tabular(
-    pipeline: &Pipeline,
-    attack_id: &str,
-    overrides: &serde_json::Map<String, serde_json::Value>,
-    epochs: usize,
-) -> Result<BenchResult> {
-    let Spec::Tabular(spec) = &pipeline.spec else {
-        return Err(Error::msg("tempered bench measures tabular pipelines"));
-    };
-    let data = crate::data::tabular::load(&spec.data, &pipeline.base_dir, pipeline.seed())?;
-    let width = data.features.len();
-    let split = |s: &crate::data::tabular::Split| crate::data::Labelled {
-        x: crate::data::Examples::Dense { data: s.x.clone(), width },
-        y: s.y.clone(),
-    };
-    let dataset = Dataset {
-        n_classes: data.n_classes,
-        train: split(&data.train),
-        validation: split(&data.validation),
-        test: split(&data.test),
-    };
-    let mean: Vec<f32> = data.features.iter().map(|f| f.mean).collect();
-    let std: Vec<f32> = data.features.iter().map(|f| f.std).collect();
-    let cfg = TabularModelConfig { hidden: vec![64, 64], ..Default::default() };
-    let device = engine::device(spec.pipeline.device)?;
-    let model = Mlp::new(&cfg, &mean, &std, data.n_classes, pipeline.seed(), &device)?;
-    let timer = Timer::new("tempered-bench", epochs, 256, 1e-3, 1e-4)?;
-    let clean_rate = timer.rate(&model, &dataset, None, pipeline.seed())?;
+/// Times `epochs` clean epochs of the pipeline's model on its train split, then `epochs`
+/// PGD-AT epochs against `opts.attack` with its `steps` and budget overridden.
+pub fn run(pipeline: &Pipeline, opts: &BenchOptions) -> Result<BenchResult> {
+    let t = pipeline.spec.train();
+    let timer = Timer::new("tempered-bench", opts.epochs, t.batch_size, t.lr, t.weight_decay)?;
+    let device = engine::device(pipeline.spec.pipeline().device)?;
+    let task = modality::prepare(pipeline, &Setup { device: &device, checkpoints: &timer.dir })?;
+    let budget = task.bench_budget().ok_or_else(|| {
+        Error::msg(format!("tempered bench has no attack budget to set for {} pipelines", task.modality()))
+    })?;
+    let value = opts.budgets.get(budget).ok_or_else(|| Error::msg(format!("no `{budget}` given")))?;
+    let mut overrides = serde_json::Map::new();
+    overrides.insert("steps".into(), opts.steps.into());
+    overrides.insert(budget.into(), (*value).into());
 
-    let (_, probs) = evaluate::predict(&model, &dataset.test.x, 1024)?;
-    let scores: Vec<f32> = probs.iter().map(|p| p[1]).collect();
-    let labels: Vec<bool> = dataset.test.y.iter().map(|&y| y == 1).collect();
-    let pr_auc = CleanMetrics::from_binary_scores(&scores, &labels, 0.5).pr_auc.unwrap_or(f64::NAN);
+    let (model, data) = (task.parts().model.as_ref(), &task.parts().dataset);
+    let clean_rate = timer.rate(model, data, None, pipeline.seed())?;
+    let (test, _) = engine::clean_metrics(task.as_ref(), &data.test)?;
+    let input_grad_micros = input_grad_timings(model, data)?;
 
-    let input_grad_micros = input_grad_timings(&model, &dataset)?;
-
-    let attack = create_attack(pipeline, &spec.attacks, attack_id, overrides)?;
-    let schema = engine::tabular_schema(&data.features);
-    let mut adversary = BenchAdversary {
-        handle: attack.handle,
-        ctx: BatchContext {
-            modality: tempered_plugin::Modality::Tabular,
-            schema: Some(&schema),
-            sample_rate: 0,
-            seed: 0,
-            query_budget: None,
-            encoder: None,
-        },
+    let attack = create_attack(pipeline, pipeline.spec.attacks(), &opts.attack, &overrides)?;
+    let steps = attack.params.get("steps").and_then(|s| s.as_u64()).unwrap_or(10);
+    let mut adversary =
+        BenchAdversary { handle: attack.handle, ctx: modality::context(task.as_ref(), 0, None) };
+    let adv_rate = timer.rate(model, data, Some(&mut adversary), pipeline.seed())?;
+    let width = match &data.train.x {
+        Examples::Dense { width, .. } => *width,
+        Examples::Text(_) => 0,
     };
-    let adv_rate = timer.rate(&model, &dataset, Some(&mut adversary), pipeline.seed())?;
     Ok(BenchResult {
         threads: candle_core::utils::get_num_threads(),
-        train_examples: dataset.train.len(),
-        clean_samples_per_sec: clean_rate,
-        adversarial_samples_per_sec: adv_rate,
-        test_pr_auc: pr_auc,
+        train_examples: data.train.len(),
+        width,
+        params: crate::model::n_params(model),
+        batch_size: t.batch_size,
+        clean_per_sec: clean_rate,
+        adversarial_per_sec: adv_rate,
+        steps,
+        test,
         attack: attack.label,
         input_grad_micros,
     })
 }
 
-/// Trains with the bench's fixed settings (no early stopping, every example attacked,
-/// weight 0.5 when adversarial) in a scratch checkpoint folder, and times the epochs.
+/// Trains with the pipeline's batch size, learning rate and weight decay, and the bench's
+/// fixed settings (no early stopping, every example attacked, weight 0.5 when adversarial)
+/// in a scratch checkpoint folder, and times the epochs.
 struct Timer {
     fit: Fit,
     dir: std::path::PathBuf,
@@ -176,23 +182,29 @@ fn create_attack(
 }
 
 /// Times the oracle's two input-gradient paths on the same batch, interleaved so that
-/// machine load hits both alike.
-fn input_grad_timings(model: &Mlp, data: &Dataset) -> Result<(f64, f64)> {
+/// machine load hits both alike; `None` when the model has no hand-written one.
+fn input_grad_timings(model: &dyn Classifier, data: &Dataset) -> Result<Option<(f64, f64)>> {
     let idx: Vec<usize> = (0..256.min(data.train.len())).collect();
     let part = data.train.select(&idx);
-    let crate::data::Examples::Dense { data: x, .. } = &part.x else { unreachable!("tabular rows") };
+    let Examples::Dense { data: x, .. } = &part.x else { return Ok(None) };
     let (mut loss, mut grad) = (vec![0f32; idx.len()], vec![0f32; x.len()]);
+    if !model.dense_input() || model.input_loss_grad(x, &part.y, &mut loss, &mut grad).is_none() {
+        return Ok(None);
+    }
     let (mut autograd, mut manual) = (0f64, 0f64);
-    let rounds = 200;
-    for _ in 0..rounds {
+    // 200 rounds of a small MLP take a fraction of a second; a waveform CNN's take minutes,
+    // and a few rounds already say what the ratio is.
+    let (mut rounds, started) = (0, Instant::now());
+    while rounds < 200 && (rounds < 3 || started.elapsed().as_secs_f64() < 2.0) {
         let t = Instant::now();
-        crate::plugin_host::oracle::input_loss_grad_autograd(model, &part.x.view(), &part.y)?;
+        crate::model::input_loss_grad_autograd(model, &part.x.view(), &part.y)?;
         autograd += t.elapsed().as_secs_f64();
         let t = Instant::now();
-        model.input_loss_grad(x, &part.y, &mut loss, &mut grad).expect("the MLP has a CPU fast path")?;
+        model.input_loss_grad(x, &part.y, &mut loss, &mut grad).expect("checked above")?;
         manual += t.elapsed().as_secs_f64();
+        rounds += 1;
     }
-    Ok((autograd / rounds as f64 * 1e6, manual / rounds as f64 * 1e6))
+    Ok(Some((autograd / rounds as f64 * 1e6, manual / rounds as f64 * 1e6)))
 }
 
 struct BenchAdversary<'a> {
@@ -201,98 +213,7 @@ struct BenchAdversary<'a> {
 }
 
 impl Adversary for BenchAdversary<'_> {
-    fn generate(
-        &mut self,
-        model: &dyn crate::model::Classifier,
-        x: &crate::data::Examples,
-        y: &[u32],
-        seed: u64,
-    ) -> Result<crate::data::Examples> {
+    fn generate(&mut self, model: &dyn Classifier, x: &Examples, y: &[u32], seed: u64) -> Result<Examples> {
         Ok(self.handle.perturb(model, x, y, BatchContext { seed, ..self.ctx })?.examples)
     }
-}
-
-/// What [`audio`] measured: waveforms per second, clean and adversarial.
-#[derive(Debug, Clone)]
-pub struct AudioBenchResult {
-    pub threads: usize,
-    pub train_examples: usize,
-    pub width: usize,
-    pub params: usize,
-    pub batch_size: usize,
-    pub clean_per_sec: f64,
-    pub adversarial_per_sec: f64,
-    pub steps: u64,
-    /// Clean test accuracy after the clean epochs.
-    pub test_accuracy: f64,
-    pub attack: String,
-}
-
-impl AudioBenchResult {
-    pub fn ratio(&self) -> f64 {
-        self.clean_per_sec / self.adversarial_per_sec
-    }
-}
-
-/// Times `epochs` clean epochs of the pipeline's M5 on its train split, then `epochs`
-/// PGD-AT epochs (adversarial weight 0.5, every example attacked) against the pipeline's
-/// `attack_id` with `overrides` applied to its params (e.g. `steps = 10, snr_db = 30`),
-/// through the real plugin, with the pipeline's batch size.
-pub fn audio(
-    pipeline: &Pipeline,
-    attack_id: &str,
-    overrides: &serde_json::Map<String, serde_json::Value>,
-    epochs: usize,
-) -> Result<AudioBenchResult> {
-    let Spec::Audio(spec) = &pipeline.spec else {
-        return Err(Error::msg("bench::audio measures audio pipelines"));
-    };
-    let data = crate::data::audio::load(&spec.data, &pipeline.base_dir, pipeline.seed())?;
-    let width = data.length;
-    let split = |s: &crate::data::audio::AudioSplit| crate::data::Labelled {
-        x: crate::data::Examples::Dense { data: s.x.clone(), width },
-        y: s.y.clone(),
-    };
-    let dataset = Dataset {
-        n_classes: data.classes.len(),
-        train: split(&data.train),
-        validation: split(&data.validation),
-        test: split(&data.test),
-    };
-    let device = engine::device(spec.pipeline.device)?;
-    let model =
-        crate::model::audio::M5::new(&spec.model, width, data.classes.len(), pipeline.seed(), &device)?;
-    let t = &spec.train;
-    let timer = Timer::new("tempered-bench-audio", epochs, t.batch_size, t.lr, t.weight_decay)?;
-    let clean_rate = timer.rate(&model, &dataset, None, pipeline.seed())?;
-    let (pred, _) = evaluate::predict(&model, &dataset.test.x, 256)?;
-    let right = pred.iter().zip(&dataset.test.y).filter(|(p, y)| p == y).count();
-    let test_accuracy = right as f64 / dataset.test.len().max(1) as f64;
-
-    let attack = create_attack(pipeline, &spec.attacks, attack_id, overrides)?;
-    let steps = attack.params.get("steps").and_then(|s| s.as_u64()).unwrap_or(10);
-    let mut adversary = BenchAdversary {
-        handle: attack.handle,
-        ctx: BatchContext {
-            modality: tempered_plugin::Modality::Audio,
-            schema: None,
-            sample_rate: data.sample_rate,
-            seed: 0,
-            query_budget: None,
-            encoder: None,
-        },
-    };
-    let adv_rate = timer.rate(&model, &dataset, Some(&mut adversary), pipeline.seed())?;
-    Ok(AudioBenchResult {
-        threads: candle_core::utils::get_num_threads(),
-        train_examples: dataset.train.len(),
-        width,
-        params: crate::model::n_params(&model as &dyn Classifier),
-        batch_size: spec.train.batch_size,
-        clean_per_sec: clean_rate,
-        adversarial_per_sec: adv_rate,
-        steps,
-        test_accuracy,
-        attack: attack.label,
-    })
 }

@@ -13,12 +13,15 @@ pub mod engine;
 pub mod error;
 pub mod evaluate;
 pub mod files;
+pub mod hash;
 pub mod interrupt;
+pub mod modality;
 pub mod model;
 pub mod pipeline;
 pub mod plugin_host;
 pub mod progress;
 pub mod report;
+pub mod tensor;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::hash::Fnv;
 use crate::{Error, Result, files};
 
 /// Every regular file under the data sources: path, size and a content hash.
@@ -18,7 +19,7 @@ pub struct Fingerprint {
 pub struct FileMark {
     pub path: PathBuf,
     pub bytes: u64,
-    /// FNV-1a over 8-byte words, in hex: stable across builds, unlike std's hasher.
+    /// FNV-1a over 8-byte words ([`crate::hash`]), in hex.
     pub hash: String,
 }
 
@@ -98,24 +99,37 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) {
 
 fn mark(path: &Path) -> Result<FileMark> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = Fnv::new();
     let mut bytes = 0u64;
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
+        // Whole buffers, so that words are aligned the same however `read` splits the file.
+        let n = fill(&mut f, &mut buf).map_err(|e| Error::io(path, e))?;
         bytes += n as u64;
         let mut words = buf[..n].chunks_exact(8);
         for w in &mut words {
-            h = (h ^ u64::from_le_bytes(w.try_into().expect("8 bytes"))).wrapping_mul(0x0100_0000_01b3);
+            h.word(u64::from_le_bytes(w.try_into().expect("8 bytes")));
         }
-        for &b in words.remainder() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        h.bytes(words.remainder());
+        if n < buf.len() {
+            break;
         }
     }
-    Ok(FileMark { path: path.to_owned(), bytes, hash: format!("{h:016x}") })
+    Ok(FileMark { path: path.to_owned(), bytes, hash: format!("{:016x}", h.finish()) })
+}
+
+/// Reads until `buf` is full or the file ends; the count read.
+fn fill(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -13,29 +13,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::scores::{self, Confusion};
 use crate::{Error, Result};
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Modality {
-    Tabular,
-    Text,
-    Audio,
-}
-
-impl Modality {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Modality::Tabular => "tabular",
-            Modality::Text => "text",
-            Modality::Audio => "audio",
-        }
-    }
-}
-
-impl fmt::Display for Modality {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The plugin ABI's tag is the one name for a modality: it serializes as the same
+/// lowercase string (`"tabular"`, `"text"`, `"audio"`).
+pub use tempered_plugin::Modality;
 
 /// Whether a measurement was taken on the model before or after adversarial fine-tuning.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

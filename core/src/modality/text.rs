@@ -7,16 +7,16 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
+use tempered_plugin::Modality;
 
-use super::Task;
+use super::{Parts, Prepare, Setup, Task, dataset, sanitize};
 use crate::data::text::{self, TextDataConfig};
-use crate::data::{Dataset, Examples, Labelled};
+use crate::data::{Examples, Labelled};
 use crate::evaluate::text::TextJudge;
 use crate::evaluate::{self, Sample};
 use crate::model::text::{TextModelConfig, TextModelKind};
 use crate::model::word_cnn::{Vocab, WordCnn};
-use crate::model::{Classifier, bert};
+use crate::model::{Classifier, SentenceEncoder, bert};
 use crate::pipeline::{Pipeline, SpecOf};
 use crate::report::{Metrics, Phase, Section};
 use crate::{Error, Result};
@@ -27,84 +27,110 @@ pub const VOCAB_FILE: &str = "tokenizer.json";
 /// Fewer words than this and a model can only learn the class frequencies.
 const MIN_VOCABULARY: usize = 20;
 
-pub(super) fn prepare(
-    pipeline: &Pipeline,
-    spec: &SpecOf<TextDataConfig, TextModelConfig>,
-    device: &Device,
-    checkpoints: &Path,
-) -> Result<Task> {
-    let seed = pipeline.seed();
-    let data = text::load(&spec.data, &pipeline.base_dir, seed)?;
-    let n_classes = data.classes.len();
-    let split = |s: &text::Split| Labelled { x: Examples::Text(s.texts.clone()), y: s.y.clone() };
-    let dataset = Dataset {
-        n_classes,
-        train: split(&data.train),
-        validation: split(&data.validation),
-        test: split(&data.test),
-    };
-    tracing::info!(
-        "{}: {} classes ({}); train {}, validation {}, test {}",
-        data.path.display(),
-        n_classes,
-        data.classes.join(", "),
-        dataset.train.len(),
-        dataset.validation.len(),
-        dataset.test.len()
-    );
-    let model: Box<dyn Classifier> = match spec.model.kind {
-        TextModelKind::WordCnn => {
-            let path = checkpoints.join(VOCAB_FILE);
-            let vocab = if path.exists() {
-                Vocab::load(&path)?
-            } else {
-                let v = Vocab::build(data.train.texts.iter(), spec.model.min_count)?;
-                v.save(&path)?;
-                v
-            };
-            let words = vocab.len();
-            // Two of the entries are [PAD] and [UNK].
-            if words < MIN_VOCABULARY + 2 {
-                return Err(Error::Config(format!(
-                    "{}: [model] min_count = {} leaves {} word(s) in the vocabulary of the {} training \
+pub(super) struct Text {
+    parts: Parts,
+    encoder: Option<Box<dyn SentenceEncoder>>,
+}
+
+impl Prepare for Text {
+    type Data = TextDataConfig;
+    type Model = TextModelConfig;
+
+    fn prepare(
+        pipeline: &Pipeline,
+        spec: &SpecOf<TextDataConfig, TextModelConfig>,
+        setup: &Setup,
+    ) -> Result<Self> {
+        let (device, checkpoints) = (setup.device, setup.checkpoints);
+        let seed = pipeline.seed();
+        let data = text::load(&spec.data, &pipeline.base_dir, seed)?;
+        let n_classes = data.classes.len();
+        let splits = [&data.train, &data.validation, &data.test];
+        let dataset =
+            dataset(n_classes, splits, |s| Labelled { x: Examples::Text(s.texts.clone()), y: s.y.clone() });
+        tracing::info!(
+            "{}: {} classes ({}); train {}, validation {}, test {}",
+            data.path.display(),
+            n_classes,
+            data.classes.join(", "),
+            dataset.train.len(),
+            dataset.validation.len(),
+            dataset.test.len()
+        );
+        let model: Box<dyn Classifier> = match spec.model.kind {
+            TextModelKind::WordCnn => {
+                let path = checkpoints.join(VOCAB_FILE);
+                let vocab = if path.exists() {
+                    Vocab::load(&path)?
+                } else {
+                    let v = Vocab::build(data.train.texts.iter(), spec.model.min_count)?;
+                    v.save(&path)?;
+                    v
+                };
+                let words = vocab.len();
+                // Two of the entries are [PAD] and [UNK].
+                if words < MIN_VOCABULARY + 2 {
+                    return Err(Error::Config(format!(
+                        "{}: [model] min_count = {} leaves {} word(s) in the vocabulary of the {} training \
                      sentences; a model needs at least {MIN_VOCABULARY} to learn from its input: lower min_count",
-                    pipeline.file.display(),
-                    spec.model.min_count,
-                    words.saturating_sub(2),
-                    dataset.train.len()
-                )));
+                        pipeline.file.display(),
+                        spec.model.min_count,
+                        words.saturating_sub(2),
+                        dataset.train.len()
+                    )));
+                }
+                let m = WordCnn::new(&spec.model, vocab, n_classes, seed, device)?;
+                tracing::info!(
+                    "word-CNN: {words} words in the vocabulary, {} parameters",
+                    crate::model::n_params(&m)
+                );
+                Box::new(m)
             }
-            let m = WordCnn::new(&spec.model, vocab, n_classes, seed, device)?;
-            tracing::info!(
-                "word-CNN: {words} words in the vocabulary, {} parameters",
-                crate::model::n_params(&m)
-            );
-            Box::new(m)
-        }
-        TextModelKind::Bert => {
-            let cfg = spec
-                .model
-                .bert
-                .as_ref()
-                .ok_or_else(|| Error::msg("model kind \"bert\" needs a [model.bert] table"))?;
-            bert::load_classifier(cfg, &pipeline.base_dir, n_classes, seed, device)?
-        }
-    };
-    let encoder = match &spec.model.encoder {
-        Some(dir) => Some(bert::load_encoder(&pipeline.resolve(dir), device)?),
-        None => None,
-    };
-    Ok(Task {
-        dataset,
-        model,
-        judge: Box::new(TextJudge::default()),
-        schema: None,
-        sample_rate: 0,
-        encoder,
-        save_samples,
-        positive_class: None,
-        render_samples,
-    })
+            TextModelKind::Bert => {
+                let cfg = spec
+                    .model
+                    .bert
+                    .as_ref()
+                    .ok_or_else(|| Error::msg("model kind \"bert\" needs a [model.bert] table"))?;
+                bert::load_classifier(cfg, &pipeline.base_dir, n_classes, seed, device)?
+            }
+        };
+        let encoder = match &spec.model.encoder {
+            Some(dir) => Some(bert::load_encoder(&pipeline.resolve(dir), device)?),
+            None => None,
+        };
+        Ok(Text { parts: Parts { dataset, model, judge: Box::new(TextJudge::default()) }, encoder })
+    }
+}
+
+impl Task for Text {
+    fn parts(&self) -> &Parts {
+        &self.parts
+    }
+
+    fn modality(&self) -> Modality {
+        Modality::Text
+    }
+
+    fn encoder(&self) -> Option<&dyn SentenceEncoder> {
+        self.encoder.as_deref()
+    }
+
+    fn save_samples(&self, dir: &Path, label: &str, samples: &[Sample]) -> Result<()> {
+        save_samples(dir, label, samples)
+    }
+
+    fn render_samples(&self, _label: &str, samples: &[Sample]) -> String {
+        render_samples(samples)
+    }
+
+    fn report_sections(&self, pipeline: &Pipeline, metrics: &mut Metrics, split: &Labelled) -> Vec<Section> {
+        vec![summary(pipeline, metrics, split)]
+    }
+
+    fn recorder(&self, run_dir: &Path, base_seed: u64) -> Result<Option<Box<dyn super::Recorder>>> {
+        Ok(Some(Box::new(Recorder::new(run_dir, base_seed)?)))
+    }
 }
 
 fn texts(e: &Examples) -> &[String] {
@@ -120,7 +146,7 @@ fn tsv_field(s: &str) -> String {
 }
 
 /// `samples/<label>.tsv`: the original and adversarial text of each kept example.
-fn save_samples(_task: &Task, dir: &Path, label: &str, samples: &[Sample]) -> Result<()> {
+fn save_samples(dir: &Path, label: &str, samples: &[Sample]) -> Result<()> {
     let mut out = String::from(
         "example\tclass\tp_class_before\tp_class_after\tpredicted_after\twords_changed\toriginal\tadversarial\n",
     );
@@ -141,7 +167,7 @@ fn save_samples(_task: &Task, dir: &Path, label: &str, samples: &[Sample]) -> Re
             tsv_field(b)
         );
     }
-    let path = dir.join(format!("{}.tsv", super::sanitize(label)));
+    let path = dir.join(format!("{}.tsv", sanitize(label)));
     crate::files::write(&path, out.as_bytes())
 }
 
@@ -195,7 +221,7 @@ fn clip(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn render_samples(_task: &Task, _label: &str, samples: &[Sample]) -> String {
+fn render_samples(samples: &[Sample]) -> String {
     let mut s = String::from(
         "| example | class | p(class) before → after | adversarial text (~~original~~ **swap**) |\n|---|---|---|---|\n",
     );
@@ -223,7 +249,7 @@ fn render_samples(_task: &Task, _label: &str, samples: &[Sample]) -> String {
 /// The epoch is read from the batch seed the trainer hands the adversary,
 /// `base ^ (epoch << 32) ^ batch` (`train::fit`); the validation call's seed has no epoch
 /// bits and belongs to the epoch just trained.
-pub(super) struct Recorder {
+struct Recorder {
     dir: PathBuf,
     base: u64,
     epoch: u64,
@@ -231,19 +257,15 @@ pub(super) struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(run_dir: &Path, base_seed: u64) -> Result<Self> {
+    fn new(run_dir: &Path, base_seed: u64) -> Result<Self> {
         let dir = run_dir.join("adversarial-training");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         Ok(Self { dir, base: base_seed, epoch: 0, started: HashSet::new() })
     }
+}
 
-    pub fn record(
-        &mut self,
-        seed: u64,
-        original: &Examples,
-        y: &[u32],
-        adversarial: &Examples,
-    ) -> Result<()> {
+impl super::Recorder for Recorder {
+    fn record(&mut self, seed: u64, original: &Examples, y: &[u32], adversarial: &Examples) -> Result<()> {
         let epoch = (seed ^ self.base) >> 32;
         let name = if epoch == 0 {
             format!("epoch-{}-validation.tsv", self.epoch)
@@ -278,7 +300,7 @@ fn pct(x: f64) -> String {
 
 /// Adds `words_per_input` (over the examples each attack ran on) to every attack's
 /// `extra`, and renders TextAttack's attack summary, before and after hardening.
-pub(super) fn summary(pipeline: &Pipeline, metrics: &mut Metrics, split: &Labelled) -> Section {
+fn summary(pipeline: &Pipeline, metrics: &mut Metrics, split: &Labelled) -> Section {
     let Examples::Text(all) = &split.x else { return Section::new("Attack summary", "") };
     let limit = pipeline.spec.evaluate().examples;
     for a in metrics.attacks.iter_mut() {
@@ -332,6 +354,7 @@ pub(super) fn summary(pipeline: &Pipeline, metrics: &mut Metrics, split: &Labell
 
 #[cfg(test)]
 mod tests {
+    use super::super::Recorder as _;
     use super::*;
 
     #[test]

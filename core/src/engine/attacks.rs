@@ -1,0 +1,329 @@
+//! The pipeline's attacks: loading their plugins, checking every set of params the run
+//! will use before any training, and running them (and their sweeps) over a split.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::data::Labelled;
+use crate::evaluate::{self, Outcome, Sample};
+use crate::modality::{self, Task};
+use crate::pipeline::{AttackConfig, OnError, Pipeline, Strategy};
+use crate::plugin_host::{AttackHandle, Plugin, SearchPath};
+use crate::report::{AttackMetrics, Metrics, Phase, Skipped, SweepPoint};
+use crate::{Error, Result};
+
+/// An attack of the pipeline, loaded and created.
+pub(super) struct Loaded {
+    pub config: AttackConfig,
+    pub params: serde_json::Value,
+    pub handle: AttackHandle,
+}
+
+pub(super) fn to_json(table: &toml::Table) -> serde_json::Value {
+    serde_json::to_value(table).expect("TOML values are JSON values")
+}
+
+/// Loads the plugin behind an `[[attack]]`.
+pub fn load_plugin(pipeline: &Pipeline, config: &AttackConfig) -> Result<Plugin> {
+    let plugin = match &config.path {
+        Some(p) => {
+            let path = pipeline.resolve(p);
+            // Anything that exists goes to the loader, which says what is wrong with it.
+            if std::fs::symlink_metadata(&path).is_err() {
+                return Err(Error::plugin(
+                    &config.plugin,
+                    format!("no plugin library at {}", path.display()),
+                ));
+            }
+            let plugin = Plugin::load(&path)?;
+            if plugin.name != config.plugin {
+                return Err(Error::plugin(
+                    &config.plugin,
+                    format!(
+                        "{} declares the name `{}`: set `plugin = \"{}\"`",
+                        path.display(),
+                        plugin.name,
+                        plugin.name
+                    ),
+                ));
+            }
+            plugin
+        }
+        None => search_path(pipeline).find(&config.plugin)?,
+    };
+    if plugin.modality != pipeline.spec.modality() {
+        return Err(Error::plugin(
+            &plugin.name,
+            format!("is a {} plugin; this pipeline is {}", plugin.modality, pipeline.spec.modality()),
+        ));
+    }
+    Ok(plugin)
+}
+
+pub fn search_path(pipeline: &Pipeline) -> SearchPath {
+    let extra: Vec<PathBuf> =
+        pipeline.spec.plugins().search_path.iter().map(|p| pipeline.resolve(p)).collect();
+    SearchPath::new(&extra)
+}
+
+/// Loads every attack up front, so a missing or broken plugin fails the run before any
+/// training time is spent (or is skipped, when its `on_error = "skip"`).
+pub(super) fn load_attacks(pipeline: &Pipeline) -> Result<(Vec<Loaded>, Vec<Skipped>)> {
+    let mut loaded = Vec::new();
+    let mut skipped = Vec::new();
+    for config in pipeline.spec.attacks() {
+        let params = to_json(&config.params);
+        let made = load_plugin(pipeline, config).and_then(|p| {
+            let handle = p.create(&config.attack, &params)?;
+            check_attack(pipeline, config, &p)?;
+            Ok(handle)
+        });
+        match made {
+            Ok(handle) => loaded.push(Loaded { config: config.clone(), params, handle }),
+            Err(e) if config.on_error == OnError::Skip => {
+                tracing::warn!("attack `{}` skipped: {e}", config.id);
+                skipped.push(Skipped { id: config.id.clone(), phase: Phase::Before, reason: e.to_string() });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((loaded, skipped))
+}
+
+/// Merges `overrides` into a copy of `params`.
+fn with_overrides(
+    params: &serde_json::Value,
+    overrides: &serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Value {
+    let mut p = params.clone();
+    if let Some(obj) = p.as_object_mut() {
+        for (k, v) in overrides {
+            obj.insert(k.clone(), v.clone());
+        }
+    }
+    p
+}
+
+/// The params the hardening attack is created with, when `config` is that attack: its
+/// `[[attack]]` params, then the strategy's (FGSM: one step from a random start), then
+/// `[harden] params`. `None` for any other attack, or when nothing is hardened.
+pub(super) fn harden_params(pipeline: &Pipeline, config: &AttackConfig) -> Option<serde_json::Value> {
+    let harden = pipeline.spec.harden();
+    if !harden.enabled || harden.strategy == Strategy::Clean || harden.attack.as_ref() != Some(&config.id) {
+        return None;
+    }
+    let mut overrides = serde_json::Map::new();
+    if harden.strategy == Strategy::Fgsm {
+        overrides.insert("steps".into(), 1.into());
+        overrides.insert("random_start".into(), true.into());
+    }
+    if let serde_json::Value::Object(m) = to_json(&harden.params) {
+        overrides.extend(m);
+    }
+    Some(with_overrides(&to_json(&config.params), &overrides))
+}
+
+/// Creates (and drops) the attack `config` with every set of params the run will use
+/// besides its own (hardening, each sweep point), so that the plugin checks them before any
+/// training time is spent: a misspelt sweep `param` fails here, not after clean training.
+pub fn check_attack(pipeline: &Pipeline, config: &AttackConfig, plugin: &Plugin) -> Result<()> {
+    check_harden_attack(pipeline, config, plugin)?;
+    let params = to_json(&config.params);
+    for sweep in pipeline.spec.evaluate().sweeps.iter().filter(|s| s.attack == config.id) {
+        for &value in &sweep.values {
+            let mut o = serde_json::Map::new();
+            o.insert(sweep.param.clone(), sweep_value(value));
+            plugin.create(&config.attack, &with_overrides(&params, &o)).map_err(|e| {
+                Error::msg(format!(
+                    "[[evaluate.sweep]] of attack `{}` sets `{} = {value}`: {e}",
+                    config.id, sweep.param
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates (and drops) the attack `config` as hardening will, when it is the hardening
+/// attack: the plugin checks those params now, before any training time is spent.
+fn check_harden_attack(pipeline: &Pipeline, config: &AttackConfig, plugin: &Plugin) -> Result<()> {
+    let Some(params) = harden_params(pipeline, config) else { return Ok(()) };
+    match plugin.create(&config.attack, &params) {
+        Ok(handle) => {
+            drop(handle);
+            Ok(())
+        }
+        Err(e) => Err(Error::msg(format!(
+            "[harden] trains with attack `{}` ({:?} strategy, with [harden] params): {e}",
+            config.id,
+            pipeline.spec.harden().strategy
+        ))),
+    }
+}
+
+/// Adversarial examples kept for the report, by run label (`pgd (before)`).
+pub(super) type Samples = Vec<(String, Vec<Sample>)>;
+
+/// Runs every evaluated attack, then every sweep point, against the model as it is now:
+/// one `phase` of the run. Results go to `metrics` (failures of `on_error = "skip"`
+/// attacks to `metrics.skipped`), kept examples to `samples`.
+pub(super) fn attack_phase(
+    pipeline: &Pipeline,
+    task: &dyn Task,
+    attacks: &mut [Loaded],
+    split: &Labelled,
+    phase: Phase,
+    metrics: &mut Metrics,
+    samples: &mut Samples,
+) -> Result<()> {
+    let ev = pipeline.spec.evaluate();
+    let seed = pipeline.seed();
+    let n_samples = pipeline.spec.report().samples;
+    for loaded in attacks.iter_mut() {
+        let id = loaded.config.id.clone();
+        if ev.attacks.as_ref().is_some_and(|ids| !ids.contains(&id)) {
+            continue;
+        }
+        let label = format!("{id} ({phase})");
+        let run = evaluate::Run {
+            batch_size: loaded.config.batch_size,
+            classes: loaded.config.classes.as_deref(),
+            limit: ev.examples,
+            seed: evaluate::mix(seed, hash(&id)),
+            samples: n_samples,
+            label: &label,
+        };
+        let ctx = modality::context(task, seed, loaded.config.query_budget);
+        let outcome = evaluate::run(
+            &mut loaded.handle,
+            task.parts().model.as_ref(),
+            split,
+            ctx,
+            task.parts().judge.as_ref(),
+            &loaded.params,
+            &run,
+        );
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) if loaded.config.on_error == OnError::Skip => {
+                tracing::warn!("attack `{id}` failed and is skipped: {e}");
+                metrics.skipped.push(Skipped { id: id.clone(), phase, reason: e.to_string() });
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for note in &outcome.violation_notes {
+            tracing::warn!("{id}: constraint violated: {note}");
+        }
+        let m = attack_metrics(task, &loaded.config, &outcome, phase, trained_against(pipeline, &id));
+        tracing::info!(
+            "{label}: success {:.1}% of {} attacked, robust accuracy {:.1}%, {:.1} queries, {} violations",
+            m.success_rate * 100.0,
+            m.attacked,
+            m.robust_accuracy * 100.0,
+            m.mean_queries,
+            m.constraint_violations
+        );
+        metrics.attacks.push(m);
+        samples.push((label, outcome.samples));
+    }
+    for sweep in &ev.sweeps {
+        let Some(loaded) = attacks.iter().find(|a| a.config.id == sweep.attack) else { continue };
+        let plugin = loaded.handle.plugin.clone();
+        for &value in &sweep.values {
+            let mut o = serde_json::Map::new();
+            o.insert(sweep.param.clone(), sweep_value(value));
+            let params = with_overrides(&loaded.params, &o);
+            let skip = loaded.config.on_error == OnError::Skip;
+            let label = format!("{} {}={value} ({phase})", sweep.attack, sweep.param);
+            let run = evaluate::Run {
+                batch_size: loaded.config.batch_size,
+                classes: loaded.config.classes.as_deref(),
+                limit: ev.examples,
+                seed: evaluate::mix(seed, hash(&sweep.attack)),
+                samples: 0,
+                label: &label,
+            };
+            let ctx = modality::context(task, seed, loaded.config.query_budget);
+            let outcome = plugin.create(&loaded.config.attack, &params).and_then(|mut handle| {
+                evaluate::run(
+                    &mut handle,
+                    task.parts().model.as_ref(),
+                    split,
+                    ctx,
+                    task.parts().judge.as_ref(),
+                    &params,
+                    &run,
+                )
+            });
+            let outcome = match outcome {
+                Ok(o) => o,
+                Err(e) if skip => {
+                    tracing::warn!("sweep point {label} failed and is skipped: {e}");
+                    metrics.skipped.push(Skipped {
+                        id: format!("{} {}={value}", sweep.attack, sweep.param),
+                        phase,
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            metrics.sweeps.push(SweepPoint {
+                attack_id: sweep.attack.clone(),
+                budget: value,
+                budget_unit: sweep.unit.clone().unwrap_or_else(|| sweep.param.clone()),
+                phase,
+                success_rate: outcome.success_rate(),
+                robust_accuracy: outcome.robust_accuracy(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A sweep value as JSON: whole numbers become integers, so an integer param (`steps`)
+/// can be swept too.
+fn sweep_value(v: f64) -> serde_json::Value {
+    if v.fract() == 0.0 && v.abs() < 9.0e15 { serde_json::json!(v as i64) } else { serde_json::json!(v) }
+}
+
+fn attack_metrics(
+    task: &dyn Task,
+    config: &AttackConfig,
+    o: &Outcome,
+    phase: Phase,
+    trained_against: bool,
+) -> AttackMetrics {
+    let mut extra: BTreeMap<String, f64> =
+        o.extra_means().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    extra.insert("max_queries".into(), o.max_queries as f64);
+    AttackMetrics {
+        id: config.id.clone(),
+        plugin: config.plugin.clone(),
+        attack: config.attack.clone(),
+        phase,
+        trained_against,
+        examples: o.examples,
+        attacked: o.attacked,
+        successes: o.successes,
+        success_rate: o.success_rate(),
+        robust_accuracy: o.robust_accuracy(),
+        mean_queries: o.mean_queries(),
+        mean_perturbation: o.mean_perturbation(),
+        perturbation_unit: task.parts().judge.unit().to_owned(),
+        constraint_violations: o.violations,
+        seconds: o.seconds,
+        extra,
+    }
+}
+
+fn hash(s: &str) -> u64 {
+    crate::hash::fnv1a(s.as_bytes())
+}
+
+/// Whether the run hardens against attack `id` (its `trained_against` in metrics.json).
+fn trained_against(pipeline: &Pipeline, id: &str) -> bool {
+    let harden = pipeline.spec.harden();
+    harden.enabled && harden.strategy != Strategy::Clean && harden.attack.as_deref() == Some(id)
+}

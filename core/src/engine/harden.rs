@@ -1,0 +1,135 @@
+//! Adversarial fine-tuning: the hardening attack as the trainer's [`Adversary`], and the
+//! phase that fine-tunes the clean model with it.
+
+use crate::data::Examples;
+use crate::modality::{self, Recorder, Task};
+use crate::model::Classifier;
+use crate::pipeline::{Pipeline, Strategy};
+use crate::plugin_host::{AttackHandle, BatchContext};
+use crate::report::HardeningStats;
+use crate::train::{self, Adversary, Checkpoints, Fit, TrainState};
+use crate::{Error, Result};
+
+use super::RunDir;
+use super::attacks::{Loaded, harden_params};
+
+/// What hardening leaves: the trainer's log and, when an attack was handed examples, what
+/// it did to them.
+pub(super) struct Hardened {
+    pub log: TrainState,
+    pub stats: Option<HardeningStats>,
+}
+
+/// Fine-tunes `task`'s model as `[harden]` says, resuming from the `hardened` checkpoints.
+pub(super) fn harden(
+    pipeline: &Pipeline,
+    task: &dyn Task,
+    attacks: &[Loaded],
+    dir: &RunDir,
+) -> Result<Hardened> {
+    let harden = pipeline.spec.harden();
+    let tc = pipeline.spec.train();
+    let seed = pipeline.seed();
+    let harden_seed = seed ^ 0x4A12_D3E7;
+    let mut adversary = match (&harden.attack, harden.strategy) {
+        (_, Strategy::Clean) | (None, _) => None,
+        (Some(id), strategy) => {
+            let source = attacks
+                .iter()
+                .find(|a| &a.config.id == id)
+                .ok_or_else(|| Error::msg(format!("harden.attack `{id}` could not be loaded")))?;
+            let params = harden_params(pipeline, &source.config).ok_or_else(|| {
+                Error::msg(format!("harden.attack `{id}` cannot train with strategy {strategy:?}"))
+            })?;
+            let plugin = source.handle.plugin.clone();
+            let handle = plugin.create(&source.config.attack, &params)?;
+            Some(PluginAdversary {
+                handle,
+                ctx: modality::context(task, seed, None),
+                classes: source.config.classes.clone(),
+                record: task.recorder(&dir.path, harden_seed)?,
+                stats: HardeningStats::default(),
+            })
+        }
+    };
+    let fit = Fit {
+        epochs: harden.epochs,
+        batch_size: tc.batch_size,
+        lr: harden.lr,
+        weight_decay: tc.weight_decay,
+        patience: harden.patience,
+        adversarial_weight: harden.adversarial_weight,
+        share: harden.share,
+        clean_epochs: harden.clean_epochs,
+        validation_attack_examples: 2048,
+    };
+    let ckpt = Checkpoints { dir: dir.checkpoints(), phase: "hardened".to_owned() };
+    let adv = adversary.as_mut().map(|a| a as &mut dyn Adversary);
+    let log = train::fit(task.parts().model.as_ref(), &task.parts().dataset, &fit, adv, harden_seed, &ckpt)?;
+    // None when nothing was handed to the attack (a clean strategy).
+    let stats = adversary.map(|a| a.stats).filter(|s| s.examples > 0);
+    Ok(Hardened { log, stats })
+}
+
+/// Trains on a plugin attack's examples. Only examples of the attack's `classes` are
+/// attacked: hardening against a threat model (frauds posing as genuine) must not also
+/// teach the model to resist attacks nobody makes (genuine rows posing as fraud), which
+/// would move its boundary in the attacker's favour.
+struct PluginAdversary<'a> {
+    handle: AttackHandle,
+    ctx: BatchContext<'a>,
+    classes: Option<Vec<u32>>,
+    /// Keeps the generated examples in the run folder, where the modality wants them.
+    record: Option<Box<dyn Recorder>>,
+    stats: HardeningStats,
+}
+
+/// How many examples of `a` differ from the same example of `b`.
+fn changed(a: &Examples, b: &Examples) -> usize {
+    match (a, b) {
+        (Examples::Dense { data: x, width }, Examples::Dense { data: y, .. }) => {
+            x.chunks(*width).zip(y.chunks(*width)).filter(|(u, v)| u != v).count()
+        }
+        (Examples::Text(x), Examples::Text(y)) => x.iter().zip(y).filter(|(u, v)| u != v).count(),
+        _ => a.len().max(b.len()),
+    }
+}
+
+impl Adversary for PluginAdversary<'_> {
+    fn generate(&mut self, model: &dyn Classifier, x: &Examples, y: &[u32], seed: u64) -> Result<Examples> {
+        let ctx = BatchContext { seed, ..self.ctx };
+        let out = match &self.classes {
+            None => {
+                self.stats.examples += x.len();
+                self.handle.perturb(model, x, y, ctx)?.examples
+            }
+            Some(classes) => {
+                let idx: Vec<usize> = (0..y.len()).filter(|&i| classes.contains(&y[i])).collect();
+                self.stats.examples += idx.len();
+                let mut out = x.clone();
+                if !idx.is_empty() {
+                    let part_y: Vec<u32> = idx.iter().map(|&i| y[i]).collect();
+                    let adv = self.handle.perturb(model, &x.select(&idx), &part_y, ctx)?.examples;
+                    out.replace(&idx, &adv);
+                }
+                out
+            }
+        };
+        self.stats.changed += changed(x, &out);
+        if let Some(r) = &mut self.record {
+            r.record(seed, x, y, &out)?;
+        }
+        Ok(out)
+    }
+
+    // The counters travel with the trainer's commits, so a resumed run reports the same.
+    fn state(&self) -> serde_json::Value {
+        serde_json::to_value(self.stats).expect("counters serialize")
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
+        self.stats = serde_json::from_value(state.clone())
+            .map_err(|e| Error::msg(format!("the hardening counters of the checkpoint: {e}")))?;
+        Ok(())
+    }
+}

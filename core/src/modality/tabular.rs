@@ -1,0 +1,152 @@
+//! Tabular pipelines: polars data, the MLP / logistic model, the schema handed to plugins.
+
+use std::path::Path;
+
+use tempered_plugin::Modality;
+use tempered_plugin::abi::{FeatureSpec, StrRef};
+
+use super::{Parts, Prepare, Setup, Task, dataset, dense, sanitize};
+use crate::Result;
+use crate::data::tabular::{self, TabularDataConfig};
+use crate::data::{Examples, Labelled};
+use crate::evaluate::Sample;
+use crate::evaluate::tabular::TabularJudge;
+use crate::model::{Mlp, TabularModelConfig};
+use crate::pipeline::{Pipeline, SpecOf};
+use crate::plugin_host::Schema;
+
+pub(super) struct Tabular {
+    parts: Parts,
+    schema: Schema,
+}
+
+impl Prepare for Tabular {
+    type Data = TabularDataConfig;
+    type Model = TabularModelConfig;
+
+    fn prepare(
+        pipeline: &Pipeline,
+        spec: &SpecOf<TabularDataConfig, TabularModelConfig>,
+        setup: &Setup,
+    ) -> Result<Self> {
+        let data = tabular::load(&spec.data, &pipeline.base_dir, pipeline.seed())?;
+        let width = data.features.len();
+        let dataset = dataset(data.n_classes, [&data.train, &data.validation, &data.test], |s| Labelled {
+            x: Examples::Dense { data: s.x.clone(), width },
+            y: s.y.clone(),
+        });
+        tracing::info!(
+            "{}: {} features, {} classes; train {}, validation {}, test {}",
+            data.path.display(),
+            width,
+            data.n_classes,
+            dataset.train.len(),
+            dataset.validation.len(),
+            dataset.test.len()
+        );
+        let mean: Vec<f32> = data.features.iter().map(|f| f.mean).collect();
+        let std: Vec<f32> = data.features.iter().map(|f| f.std).collect();
+        let model = Mlp::new(&spec.model, &mean, &std, data.n_classes, pipeline.seed(), setup.device)?;
+        let parts = Parts {
+            dataset,
+            model: Box::new(model),
+            judge: Box::new(TabularJudge { features: data.features.clone() }),
+        };
+        Ok(Tabular { parts, schema: schema(&data.features) })
+    }
+}
+
+impl Task for Tabular {
+    fn parts(&self) -> &Parts {
+        &self.parts
+    }
+
+    fn modality(&self) -> Modality {
+        Modality::Tabular
+    }
+
+    fn schema(&self) -> Option<&Schema> {
+        Some(&self.schema)
+    }
+
+    fn positive_class(&self) -> Option<u32> {
+        (self.parts.dataset.n_classes == 2).then_some(1)
+    }
+
+    /// `samples/<label>.csv`: one line per changed cell.
+    fn save_samples(&self, dir: &Path, label: &str, samples: &[Sample]) -> Result<()> {
+        let names = self.schema.names();
+        let mut csv = String::from("example,class,p_class_before,p_class_after,column,before,after\n");
+        for s in samples {
+            let Some((a, b)) = dense(s) else { continue };
+            for (j, (x, z)) in a.iter().zip(b).enumerate().filter(|(_, (x, z))| x != z) {
+                let name = names.get(j).map_or("?", String::as_str);
+                csv.push_str(&format!(
+                    "{},{},{},{},{name},{x},{z}\n",
+                    s.index, s.label, s.original_prob, s.adversarial_prob
+                ));
+            }
+        }
+        let path = dir.join(format!("{}.csv", sanitize(label)));
+        crate::files::write(&path, csv.as_bytes())
+    }
+
+    /// A table per example: only the cells the attack changed.
+    fn render_samples(&self, _label: &str, samples: &[Sample]) -> String {
+        let names = self.schema.names();
+        let mut s = String::from(
+            "| example | class | p(class) before → after | changed cells (before → after) |\n|---|---|---|---|\n",
+        );
+        for sample in samples {
+            let Some((a, b)) = dense(sample) else { continue };
+            let cells: Vec<String> = a
+                .iter()
+                .zip(b)
+                .enumerate()
+                .filter(|(_, (x, z))| x != z)
+                .map(|(j, (x, z))| {
+                    format!("{}: {} → {}", names.get(j).map_or("?", String::as_str), fmt(*x), fmt(*z))
+                })
+                .collect();
+            s.push_str(&format!(
+                "| {} | {} | {:.3} → {:.3} | {} |\n",
+                sample.index,
+                sample.label,
+                sample.original_prob,
+                sample.adversarial_prob,
+                if cells.is_empty() { "—".to_owned() } else { cells.join("; ") }
+            ));
+        }
+        s
+    }
+
+    fn bench_budget(&self) -> Option<&'static str> {
+        Some("epsilon")
+    }
+}
+
+/// The columns as plugins see them: raw units, with the standardisation scale.
+pub fn schema(features: &[tabular::FeatureInfo]) -> Schema {
+    Schema::new(
+        features
+            .iter()
+            .map(|f| {
+                let spec = FeatureSpec {
+                    name: StrRef::empty(),
+                    kind: f.kind as u32,
+                    mutable: f.mutable as u8,
+                    lower: f.lower,
+                    upper: f.upper,
+                    cost: f.cost,
+                    scale: f.std,
+                    group: f.group.map_or(-1, |g| g as i32),
+                };
+                (f.name.clone(), spec)
+            })
+            .collect(),
+    )
+}
+
+fn fmt(v: f32) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e7 { format!("{v:.0}") } else { format!("{v:.4}") }
+}
