@@ -30,7 +30,7 @@ fn an_attack_over_zero_examples_reports_no_rate_and_fails_a_check() {
     assert!(pgd["success_rate"].is_null(), "no rate over zero examples: {pgd}");
     assert!(pgd["mean_queries"].is_null(), "{pgd}");
     let failed = report::failed(&finished.metrics);
-    assert!(failed.iter().any(|f| f.contains("`pgd` (before) attacked no example")), "{failed:?}");
+    assert!(failed.iter().any(|f| f.contains("`pgd` (before) had no example to attack")), "{failed:?}");
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("❌ **Failed:**"), "the report says so at the top");
 }

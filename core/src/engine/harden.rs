@@ -67,7 +67,8 @@ pub(super) fn harden(
     let adv = adversary.as_mut().map(|a| a as &mut dyn Adversary);
     let log = train::fit(task.parts().model.as_ref(), &task.parts().dataset, &fit, adv, harden_seed, &ckpt)?;
     // None when nothing was handed to the attack (a clean strategy).
-    let stats = adversary.map(|a| a.stats).filter(|s| s.examples > 0);
+    // Zero examples handed over is a finding too (a `classes` filter that matches nothing).
+    let stats = adversary.map(|a| a.stats);
     Ok(Hardened { log, stats })
 }
 

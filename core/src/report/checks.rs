@@ -47,7 +47,8 @@ pub(crate) fn checks(m: &Metrics) -> Vec<Check> {
             "{violations} adversarial example(s) broke the domain constraints: \
              the rows with violations are not valid results."
         )));
-    } else if !m.attacks.is_empty() {
+    } else if m.attacks.iter().any(|a| a.attacked > 0) {
+        // Over nothing attacked, "no violation" would be a check that was not made.
         out.push(ok("No adversarial example broke the domain constraints.".into()));
     }
     out.extend(held_out_checks(m));
@@ -91,7 +92,13 @@ fn degenerate(m: &Metrics) -> Vec<Check> {
         }
     }
     for a in &m.attacks {
-        if a.attacked == 0 {
+        if a.examples == 0 {
+            out.push(fail(format!(
+                "`{}` ({}) had no example to attack: none of the evaluated examples is of the \
+                 attack's `classes` (check them and `[evaluate] examples`).",
+                a.id, a.phase
+            )));
+        } else if a.attacked == 0 {
             out.push(fail(format!(
                 "`{}` ({}) attacked no example: the model got none of the {} evaluated examples of \
                  the attack's classes right, so no success rate exists.",
@@ -99,14 +106,18 @@ fn degenerate(m: &Metrics) -> Vec<Check> {
             )));
         }
     }
-    if let Some(h) = m.hardening
-        && h.changed == 0
-    {
-        out.push(fail(format!(
+    match m.hardening {
+        Some(h) if h.examples == 0 => out.push(fail(
+            "The hardening attack was handed no training example (none is of its `classes`, or no \
+             epoch was adversarial): the model was trained against nothing."
+                .into(),
+        )),
+        Some(h) if h.changed == 0 => out.push(fail(format!(
             "The hardening attack changed none of the {} training examples it was given: \
              the model was trained against nothing (check its steps and budget).",
             h.examples
-        )));
+        ))),
+        _ => {}
     }
     out
 }
@@ -119,7 +130,14 @@ fn robust_changes(m: &Metrics) -> Vec<(&str, bool, f64, f64)> {
         .filter_map(|id| {
             let b = m.attack(id, Phase::Before)?;
             let a = m.attack(id, Phase::After)?;
-            Some((id, b.trained_against || a.trained_against, b.robust_accuracy, a.robust_accuracy))
+            let (before, after) = (b.robust_accuracy, a.robust_accuracy);
+            // A rate that does not exist supports no verdict either way.
+            (before.is_finite() && after.is_finite()).then_some((
+                id,
+                b.trained_against || a.trained_against,
+                before,
+                after,
+            ))
         })
         .collect()
 }
@@ -202,6 +220,20 @@ mod tests {
         let mut nothing_attacked = sample();
         nothing_attacked.attacks[1].attacked = 0;
         assert!(failed(&nothing_attacked)[0].contains("`hopskip-l2` (before) attacked no example"));
+
+        let mut nothing_of_the_class = sample();
+        for a in &mut nothing_of_the_class.attacks {
+            (a.examples, a.attacked, a.successes) = (0, 0, 0);
+            (a.success_rate, a.robust_accuracy) = (f64::NAN, f64::NAN);
+        }
+        nothing_of_the_class.hardening = Some(crate::report::HardeningStats { examples: 0, changed: 0 });
+        let c = checks(&nothing_of_the_class);
+        let fails: Vec<_> = c.iter().filter(|c| c.failed).map(|c| c.text.as_str()).collect();
+        assert_eq!(fails.len(), 5, "{fails:?}");
+        assert!(
+            fails[0].contains("had no example to attack") && fails[4].contains("handed no training example")
+        );
+        assert!(c.iter().all(|c| !c.ok), "no green check over nothing: {c:?}");
 
         let mut no_op = sample();
         no_op.hardening = Some(crate::report::HardeningStats { examples: 640, changed: 0 });
