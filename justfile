@@ -23,6 +23,14 @@ plugins:
 test:
     cargo test
 
+# The full sentiment.toml and speech.toml against their golden numbers (minutes; not in CI).
+golden-full:
+    cargo test --release -p tempered-tests --test golden_full -- --ignored --test-threads=1
+
+# More property-based cases for the loaders than the suite's default (see BENCHMARKS.md).
+fuzz cases="25000":
+    PROPTEST_CASES={{cases}} cargo test --release -p tempered-tests --test loaders
+
 # Throughput of clean vs PGD-10 adversarial training epochs (see BENCHMARKS.md).
 bench:
     cargo build --release
@@ -53,3 +61,43 @@ new-plugin name:
     sed 's/tempered-example-jitter/tempered-{{name}}/; s|../../plugins/api|../api|' examples/plugin-jitter/Cargo.toml > plugins/{{name}}/Cargo.toml
     sed 's/name: "jitter"/name: "{{name}}"/' examples/plugin-jitter/src/lib.rs > plugins/{{name}}/src/lib.rs
     @echo "plugins/{{name}} created: add it to [workspace] members in Cargo.toml, then see docs/writing-plugins.md"
+
+# --- CUDA: compile `--features tempered-core/cuda` on a machine with no GPU and no toolkit ---
+# The default build stays CPU-only. See README.md ("Building for a CUDA GPU").
+cuda_home := justfile_directory() + "/.cuda/toolkit/nvidia/cu13"
+
+# From NVIDIA's PyPI wheels (644 MB), pinned to 13.0: cudarc 0.19.10 knows CUDA <= 13.4 and
+# the GPU machine's driver is 13.0. Adds the unversioned .so links the linker wants and a
+# link-time libcuda.so stub (scripts/cuda-stub.sh). A second run does nothing.
+# Install the CUDA 13.0 compiler, headers and libraries into .cuda/ (git-ignored), no GPU needed.
+cuda-toolkit:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    pins="nvidia-cuda-nvcc==13.0.88 nvidia-cuda-crt==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-runtime==13.0.96 nvidia-cuda-cccl==13.0.85 nvidia-cuda-nvrtc==13.0.88 nvidia-cublas==13.0.2.14 nvidia-curand==10.4.0.35"
+    home="{{cuda_home}}"
+    if [ "$(cat .cuda/installed 2>/dev/null)" = "$pins" ] && [ -f "$home/lib/stubs/libcuda.so" ]; then
+        echo "CUDA 13.0 is already in $home"; exit 0
+    fi
+    rm -rf .cuda
+    mkdir -p .cuda
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target .cuda/partial $pins
+    mv .cuda/partial .cuda/toolkit
+    # The wheels ship only versioned sonames (libcudart.so.13 ...); the linker wants libcudart.so.
+    for lib in cudart cublas cublasLt nvrtc curand; do
+        versioned=$(cd "$home/lib" && ls "lib$lib.so."[0-9]* | head -n1)
+        ln -sfn "$versioned" "$home/lib/lib$lib.so"
+    done
+    scripts/cuda-stub.sh "$home/lib/stubs"
+    "$home/bin/nvcc" --version | tail -n2
+    echo "$pins" > .cuda/installed
+    echo "installed CUDA 13.0 in $home"
+
+# Needs no GPU to compile; the binary needs the NVIDIA driver (libcuda.so.1) and libcudart.so.13,
+# libcublas.so.13, libcurand.so.10 to start. CUDA_COMPUTE_CAP defaults to 90 (H100/H200: sm_90a).
+# Release build with the CUDA backend into target-cuda/release (about 26 min cold on 2 cores).
+cuda-build *args: cuda-toolkit
+    CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target-cuda}" CUDA_HOME="{{cuda_home}}" PATH="{{cuda_home}}/bin:$PATH" CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}" cargo build --release --features tempered-core/cuda {{args}}
+
+# Type-check the CUDA code paths (still runs nvcc on candle's kernels: about 8 min cold).
+cuda-check *args: cuda-toolkit
+    CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target-cuda}" CUDA_HOME="{{cuda_home}}" PATH="{{cuda_home}}/bin:$PATH" CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}" cargo check --features tempered-core/cuda {{args}}

@@ -139,7 +139,7 @@ pub struct PipelineSection {
 pub enum DeviceKind {
     #[default]
     Cpu,
-    /// Needs a build with `--features cuda`.
+    /// Needs a CUDA build (`just cuda-build`, README "Building for a CUDA GPU").
     Cuda,
 }
 
@@ -783,7 +783,7 @@ fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
     if p.device == DeviceKind::Cuda && !cfg!(feature = "cuda") {
         return Err(Invalid::new(
             keys(&["pipeline", "device"]),
-            "device = \"cuda\" needs a build with `--features cuda` (this one is CPU-only)",
+            "device = \"cuda\" needs a CUDA build (`just cuda-build`; this one is CPU-only)",
         ));
     }
     Ok(())
