@@ -39,6 +39,11 @@ fn fraud_small_trains_attacks_hardens_and_reports() {
         let id = a["id"].as_str().unwrap();
         assert_eq!(a["plugin"], "tabular");
         assert_eq!(a["constraint_violations"], 0, "{id}: every adversarial row satisfies the schema");
+        let budgets = a["budgets"].as_array().unwrap_or_else(|| panic!("{id}: budgets declared"));
+        assert!(!budgets.is_empty(), "{id}: a first-party attack declares its budgets");
+        for b in budgets {
+            assert_eq!(b["violations"], 0, "{id}: every declared budget checked and kept: {b}");
+        }
         assert_eq!(a["trained_against"], id == "pgd", "{id}");
         for key in ["success_rate", "robust_accuracy"] {
             let v = a[key].as_f64().unwrap();

@@ -103,7 +103,16 @@ fn on_error_skip_leaves_the_attack_out_and_finishes_the_run() {
 #[test]
 fn a_plugin_with_another_abi_major_is_refused_before_anything_else_is_read() {
     let e = Plugin::load(&lib("tempered_fixture_future_abi")).expect_err("refused").to_string();
-    assert!(e.contains("ABI version 2.0 is not supported: this engine speaks 1.0"), "{e}");
+    assert!(e.contains("ABI version 2.0 is not supported: this engine speaks 1.1"), "{e}");
+}
+
+#[test]
+fn a_plugin_built_for_a_newer_minor_is_refused_with_what_to_do() {
+    let e = Plugin::load(&lib("tempered_fixture_future_minor")).expect_err("refused").to_string();
+    assert!(e.contains("built for ABI 1.2, newer than this engine's 1.1"), "{e}");
+    assert!(
+        e.contains("Update the engine, or build the plugin against a tempered-plugin that speaks ABI 1.1")
+    );
 }
 
 #[test]

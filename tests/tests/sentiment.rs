@@ -129,6 +129,11 @@ fn sentiment_small_trains_attacks_hardens_and_reports() {
         let id = a["id"].as_str().unwrap();
         assert_eq!(a["plugin"], "text");
         assert_eq!(a["constraint_violations"], 0, "{id}: the host found no stop-word or antonym swap");
+        let budgets = a["budgets"].as_array().unwrap_or_else(|| panic!("{id}: budgets declared"));
+        assert!(!budgets.is_empty(), "{id}: a first-party attack declares its budgets");
+        for b in budgets {
+            assert_eq!(b["violations"], 0, "{id}: every declared budget checked and kept: {b}");
+        }
         assert_eq!(a["trained_against"], id == "textfooler", "{id}");
         assert_eq!(a["perturbation_unit"], "% words");
         let max_q = a["extra"]["max_queries"].as_f64().unwrap();

@@ -71,6 +71,11 @@ fn speech_small_trains_attacks_hardens_and_reports() {
         assert_eq!(a["plugin"], "audio");
         assert_eq!(a["perturbation_unit"], "snr_db");
         assert_eq!(a["constraint_violations"], 0, "{id}: every waveform within its SNR budget and [-1, 1]");
+        let budgets = a["budgets"].as_array().unwrap_or_else(|| panic!("{id}: budgets declared"));
+        assert!(!budgets.is_empty(), "{id}: a first-party attack declares its budgets");
+        for b in budgets {
+            assert_eq!(b["violations"], 0, "{id}: every declared budget checked and kept: {b}");
+        }
         assert_eq!(a["trained_against"], id == "pgd", "{id}");
         for key in ["success_rate", "robust_accuracy"] {
             let v = a[key].as_f64().unwrap();

@@ -9,7 +9,7 @@ use crate::evaluate::{self, Outcome, Sample};
 use crate::modality::{self, Task};
 use crate::pipeline::{AttackConfig, OnError, Pipeline, Strategy};
 use crate::plugin_host::{AttackHandle, Plugin, SearchPath};
-use crate::report::{AttackMetrics, Metrics, Phase, Skipped, SweepPoint};
+use crate::report::{AttackMetrics, BudgetCheck, Metrics, Phase, Skipped, SweepPoint};
 use crate::{Error, Result};
 
 /// An attack of the pipeline, loaded and created.
@@ -200,7 +200,6 @@ pub(super) fn attack_phase(
             split,
             ctx,
             task.parts().judge.as_ref(),
-            &loaded.params,
             &run,
         );
         let outcome = match outcome {
@@ -252,7 +251,6 @@ pub(super) fn attack_phase(
                     split,
                     ctx,
                     task.parts().judge.as_ref(),
-                    &params,
                     &run,
                 )
             });
@@ -313,6 +311,16 @@ fn attack_metrics(
         mean_perturbation: o.mean_perturbation(),
         perturbation_unit: task.parts().judge.unit().to_owned(),
         constraint_violations: o.violations,
+        budgets: o.budgets.as_ref().map(|tallies| {
+            tallies
+                .iter()
+                .map(|t| BudgetCheck {
+                    budget: t.budget.to_string(),
+                    violations: t.violations,
+                    not_verified: t.reason.clone(),
+                })
+                .collect()
+        }),
         seconds: o.seconds,
         extra,
     }

@@ -1,7 +1,10 @@
 //! Adversarial fine-tuning: the hardening attack as the trainer's [`Adversary`], and the
 //! phase that fine-tunes the clean model with it.
 
+use tempered_plugin::Budget;
+
 use crate::data::Examples;
+use crate::evaluate::{self, Judge};
 use crate::modality::{self, Recorder, Task};
 use crate::model::Classifier;
 use crate::pipeline::{Pipeline, Strategy};
@@ -44,6 +47,8 @@ pub(super) fn harden(
             let plugin = source.handle.plugin.clone();
             let handle = plugin.create(&source.config.attack, &params)?;
             Some(PluginAdversary {
+                budgets: handle.threat().map(|t| t.budgets.clone()).unwrap_or_default(),
+                judge: task.parts().judge.as_ref(),
                 handle,
                 ctx: modality::context(task, seed, None),
                 classes: source.config.classes.clone(),
@@ -78,6 +83,9 @@ pub(super) fn harden(
 /// would move its boundary in the attacker's favour.
 struct PluginAdversary<'a> {
     handle: AttackHandle,
+    /// Judges every example the attack makes, as in evaluation, against `budgets`.
+    judge: &'a dyn Judge,
+    budgets: Vec<Budget>,
     ctx: BatchContext<'a>,
     classes: Option<Vec<u32>>,
     /// Keeps the generated examples in the run folder, where the modality wants them.
@@ -96,13 +104,44 @@ fn changed(a: &Examples, b: &Examples) -> usize {
     }
 }
 
+impl PluginAdversary<'_> {
+    /// The attack's examples for `x`, each judged: one that breaks a rule or a declared
+    /// budget is replaced by its original.
+    fn attack(
+        &mut self,
+        model: &dyn Classifier,
+        x: &Examples,
+        y: &[u32],
+        ctx: BatchContext<'_>,
+    ) -> Result<Examples> {
+        let result = self.handle.perturb(model, x, y, ctx)?;
+        let mut tallies = evaluate::tallies(self.judge, &self.budgets);
+        let mut refused = Vec::new();
+        for i in 0..y.len() {
+            let q = result.queries[i];
+            let m =
+                evaluate::judge_example(self.judge, x, &result.examples, i, q, &self.budgets, &mut tallies);
+            if m.violations > 0 {
+                tracing::warn!("hardening example refused: {}", m.notes.join("; "));
+                refused.push(i);
+            }
+        }
+        self.stats.violations += refused.len();
+        let mut out = result.examples;
+        if !refused.is_empty() {
+            out.replace(&refused, &x.select(&refused));
+        }
+        Ok(out)
+    }
+}
+
 impl Adversary for PluginAdversary<'_> {
     fn generate(&mut self, model: &dyn Classifier, x: &Examples, y: &[u32], seed: u64) -> Result<Examples> {
         let ctx = BatchContext { seed, ..self.ctx };
-        let out = match &self.classes {
+        let out = match self.classes.clone() {
             None => {
                 self.stats.examples += x.len();
-                self.handle.perturb(model, x, y, ctx)?.examples
+                self.attack(model, x, y, ctx)?
             }
             Some(classes) => {
                 let idx: Vec<usize> = (0..y.len()).filter(|&i| classes.contains(&y[i])).collect();
@@ -110,7 +149,7 @@ impl Adversary for PluginAdversary<'_> {
                 let mut out = x.clone();
                 if !idx.is_empty() {
                     let part_y: Vec<u32> = idx.iter().map(|&i| y[i]).collect();
-                    let adv = self.handle.perturb(model, &x.select(&idx), &part_y, ctx)?.examples;
+                    let adv = self.attack(model, &x.select(&idx), &part_y, ctx)?;
                     out.replace(&idx, &adv);
                 }
                 out

@@ -1,6 +1,11 @@
 //! Runs one attack over a split and measures what it did: success over the examples the
 //! model got right, robust accuracy, oracle queries (counted by the host), perturbation
 //! size and constraint violations (judged by the host, never taken from the plugin).
+//!
+//! The host judges two kinds of rule: the modality's own (a table's schema, a waveform's
+//! range, a text's word count), always; and every budget the attack declares in its
+//! threat model. A budget the attack does not declare is never guessed, and a plugin that
+//! cannot declare one (ABI 1.0) has its budgets reported as not verified.
 
 pub mod audio;
 pub mod tabular;
@@ -9,6 +14,7 @@ pub mod text;
 use std::time::Instant;
 
 use candle_core::D;
+use tempered_plugin::Budget;
 
 use crate::Result;
 use crate::data::{Examples, Labelled};
@@ -22,26 +28,89 @@ use crate::progress::Progress;
 pub struct Measure {
     /// In the judge's [`Judge::unit`].
     pub perturbation: f64,
-    /// Broken constraints (schema, budget): must be 0.
+    /// Broken rules (the modality's own and the declared budgets): must be 0.
     pub violations: usize,
-    /// Which constraints broke, for the error log.
+    /// Which rules broke, for the error log.
     pub notes: Vec<String>,
+    /// Indices (into the budgets judged) of the budgets this example broke.
+    pub broken: Vec<usize>,
     /// Modality-specific figures averaged into the report (e.g. `features_changed`).
     pub extra: Vec<(&'static str, f64)>,
 }
 
+impl Measure {
+    /// Records a broken rule of the modality (no budget).
+    pub fn fail(&mut self, note: String) {
+        self.violations += 1;
+        self.notes.push(note);
+    }
+
+    /// Records that budget `k` broke.
+    pub fn fail_budget(&mut self, k: usize, note: String) {
+        self.broken.push(k);
+        self.fail(note);
+    }
+}
+
 /// Measures perturbations and checks constraints for one modality.
-pub trait Judge {
+pub trait Judge: Send + Sync {
     fn unit(&self) -> &'static str;
-    /// Compares example `i` of `original` with example `i` of `adversarial`, under the
-    /// attack's `params` (where budgets such as `epsilon` are read).
-    fn measure(
-        &self,
-        original: &Examples,
-        adversarial: &Examples,
-        i: usize,
-        params: &serde_json::Value,
-    ) -> Measure;
+    /// Whether [`Judge::measure`] checks `budget`; the reason when it cannot (reported as
+    /// "not verified by the host"). [`Budget::Queries`] is checked by the evaluation itself.
+    fn verifies(&self, budget: &Budget) -> std::result::Result<(), String>;
+    /// Compares example `i` of `original` with example `i` of `adversarial`: the
+    /// modality's own rules, and each budget of `budgets` that [`Judge::verifies`].
+    fn measure(&self, original: &Examples, adversarial: &Examples, i: usize, budgets: &[Budget]) -> Measure;
+}
+
+/// How one declared budget fared over an evaluation: `violations` is `None` when the host
+/// could not check it, with the reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetTally {
+    pub budget: Budget,
+    pub violations: Option<usize>,
+    pub reason: Option<String>,
+}
+
+/// The tallies of an attack's declared budgets, each marked checked or not.
+pub fn tallies(judge: &dyn Judge, budgets: &[Budget]) -> Vec<BudgetTally> {
+    budgets
+        .iter()
+        .map(|b| {
+            let verdict = if matches!(b, Budget::Queries { .. }) { Ok(()) } else { judge.verifies(b) };
+            match verdict {
+                Ok(()) => BudgetTally { budget: b.clone(), violations: Some(0), reason: None },
+                Err(why) => BudgetTally { budget: b.clone(), violations: None, reason: Some(why) },
+            }
+        })
+        .collect()
+}
+
+/// Judges example `i` and its query count against `budgets`, adding each broken budget to
+/// `tallies` (same order as `budgets`).
+pub fn judge_example(
+    judge: &dyn Judge,
+    original: &Examples,
+    adversarial: &Examples,
+    i: usize,
+    queries: u64,
+    budgets: &[Budget],
+    tallies: &mut [BudgetTally],
+) -> Measure {
+    let mut m = judge.measure(original, adversarial, i, budgets);
+    for (k, b) in budgets.iter().enumerate() {
+        if let Budget::Queries { max } = b
+            && queries > *max
+        {
+            m.fail_budget(k, format!("{queries} queries, over the declared {max}"));
+        }
+    }
+    for &k in &m.broken {
+        if let Some(v) = tallies.get_mut(k).and_then(|t| t.violations.as_mut()) {
+            *v += 1;
+        }
+    }
+    m
 }
 
 /// One adversarial example kept for the report.
@@ -71,6 +140,9 @@ pub struct Outcome {
     pub perturbation_sum: f64,
     pub violations: usize,
     pub violation_notes: Vec<String>,
+    /// Each declared budget and its violations; `None` when the plugin could not declare
+    /// any (ABI 1.0): nothing beyond the modality's own rules was verified.
+    pub budgets: Option<Vec<BudgetTally>>,
     pub extra_sums: Vec<(&'static str, f64)>,
     pub samples: Vec<Sample>,
     pub seconds: f64,
@@ -161,7 +233,6 @@ pub fn run(
     data: &Labelled,
     ctx: BatchContext<'_>,
     judge: &dyn Judge,
-    params: &serde_json::Value,
     run: &Run<'_>,
 ) -> Result<Outcome> {
     let started = Instant::now();
@@ -169,6 +240,8 @@ pub fn run(
     let subset = data.select(&idx);
     let (pred, probs) = predict_in(model, &subset.x, 1024, &format!("{}, clean", run.label))?;
     let correct: Vec<usize> = (0..subset.len()).filter(|&i| pred[i] == subset.y[i]).collect();
+    let budgets: Vec<Budget> = handle.threat().map(|t| t.budgets.clone()).unwrap_or_default();
+    let mut tally = tallies(judge, &budgets);
     let mut out = Outcome { examples: subset.len(), attacked: correct.len(), ..Default::default() };
     let mut progress = Progress::new(run.label, correct.len() as u64);
     for (b, chunk) in correct.chunks(run.batch_size.max(1)).enumerate() {
@@ -181,10 +254,10 @@ pub fn run(
             let q = result.queries[k];
             out.total_queries += q;
             out.max_queries = out.max_queries.max(q);
-            let m = judge.measure(&part.x, &result.examples, k, params);
+            let m = judge_example(judge, &part.x, &result.examples, k, q, &budgets, &mut tally);
             // An example that breaks the rules of the threat model fools nobody who enforces them.
             let success = adv_pred[k] != part.y[k] && m.violations == 0;
-            out.violations += m.violations;
+            out.violations += usize::from(m.violations > 0);
             if m.violations > 0 && out.violation_notes.len() < 20 {
                 out.violation_notes.extend(m.notes.iter().map(|n| format!("example {}: {n}", idx[i])));
             }
@@ -215,6 +288,7 @@ pub fn run(
         progress.inc(chunk.len() as u64);
     }
     progress.finish();
+    out.budgets = handle.threat().map(|_| tally);
     out.seconds = started.elapsed().as_secs_f64();
     Ok(out)
 }

@@ -1,23 +1,21 @@
 //! The host's judge for word-substitution attacks: the share of words changed, and the
 //! constraints checked here rather than trusted to the plugin.
 //!
-//! Words are whitespace tokens, compared position by position. Read from the attack's
-//! params (the files the plugin got, by the same convention):
-//! - `stopwords`: a file, one word per line; a changed word that is one is a violation.
-//! - `antonyms`: files of `word antonym` pairs (symmetric); a swap to an antonym of the
-//!   replaced word is a violation.
-//! - `max_change_ratio` (default 0.2, the text plugin's): changing more than
-//!   ⌊words × ratio⌋ words is a violation.
-//!
-//! A changed word count is always a violation (a swap replaces a word by one word).
-//! Comparisons ignore case. A list that cannot be read counts as a violation on every
-//! example, with the reason in the note: the result could not be checked.
+//! Words are whitespace tokens, compared position by position; comparisons ignore case.
+//! Always: a swap replaces a word by one word, so the word count must not change. Declared
+//! budgets: `word_swaps` (at most ⌊words × ratio⌋ changed), `stop_words` and `no_antonyms`
+//! (read from the files the attack names, once each), `min_similarity` (the pipeline's
+//! sentence encoder, the one the plugin's oracle answers with). A list that cannot be read
+//! breaks its budget on every example, with the reason in the note: nothing was checked.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use tempered_plugin::Budget;
+
 use super::{Judge, Measure};
 use crate::data::Examples;
+use crate::model::SentenceEncoder;
 
 /// The stop words and antonym pairs of one params set.
 #[derive(Debug, Default)]
@@ -29,16 +27,10 @@ struct Lists {
 
 #[derive(Default)]
 pub struct TextJudge {
-    /// By the params' file paths: read once per attack configuration.
+    /// By the files' paths: each set read once.
     cache: Mutex<HashMap<String, Arc<Lists>>>,
-}
-
-fn paths(params: &serde_json::Value, key: &str) -> Vec<String> {
-    match params.get(key) {
-        Some(serde_json::Value::String(s)) => vec![s.clone()],
-        Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
-        _ => Vec::new(),
-    }
+    /// The pipeline's sentence encoder, for `min_similarity`.
+    encoder: Option<Arc<dyn SentenceEncoder>>,
 }
 
 fn read_lists(stopwords: &[String], antonyms: &[String]) -> Lists {
@@ -74,11 +66,14 @@ fn read_lists(stopwords: &[String], antonyms: &[String]) -> Lists {
 }
 
 impl TextJudge {
-    fn lists(&self, params: &serde_json::Value) -> Arc<Lists> {
-        let (stop, ant) = (paths(params, "stopwords"), paths(params, "antonyms"));
+    pub fn new(encoder: Option<Arc<dyn SentenceEncoder>>) -> Self {
+        Self { cache: Mutex::default(), encoder }
+    }
+
+    fn lists(&self, stop: &[String], ant: &[String]) -> Arc<Lists> {
         let key = format!("{stop:?}|{ant:?}");
         let mut cache = self.cache.lock().expect("judge cache");
-        cache.entry(key).or_insert_with(|| Arc::new(read_lists(&stop, &ant))).clone()
+        cache.entry(key).or_insert_with(|| Arc::new(read_lists(stop, ant))).clone()
     }
 }
 
@@ -87,48 +82,83 @@ impl Judge for TextJudge {
         "% words"
     }
 
-    fn measure(
-        &self,
-        original: &Examples,
-        adversarial: &Examples,
-        i: usize,
-        params: &serde_json::Value,
-    ) -> Measure {
+    fn verifies(&self, budget: &Budget) -> Result<(), String> {
+        match budget {
+            Budget::WordSwaps { .. } | Budget::StopWords { .. } | Budget::NoAntonyms { .. } => Ok(()),
+            Budget::MinSimilarity { .. } if self.encoder.is_none() => {
+                Err("the pipeline names no sentence encoder ([model] encoder) to check it with".into())
+            }
+            Budget::MinSimilarity { .. } => Ok(()),
+            b => Err(format!("`{b}` is not a budget of texts")),
+        }
+    }
+
+    fn measure(&self, original: &Examples, adversarial: &Examples, i: usize, budgets: &[Budget]) -> Measure {
         let (Examples::Text(a), Examples::Text(b)) = (original, adversarial) else {
             return Measure { violations: 1, notes: vec!["not a text".into()], ..Default::default() };
         };
-        let lists = self.lists(params);
         let (x, z): (Vec<&str>, Vec<&str>) =
             (a[i].split_whitespace().collect(), b[i].split_whitespace().collect());
         let mut m = Measure::default();
-        let mut fail = |note: String| {
-            m.violations += 1;
-            m.notes.push(note);
-        };
-        if let Some(e) = &lists.error {
-            fail(e.clone());
-        }
         if x.len() != z.len() {
-            fail(format!("the word count changed from {} to {}", x.len(), z.len()));
+            m.fail(format!("the word count changed from {} to {}", x.len(), z.len()));
         }
-        let mut changed = 0usize;
-        for (w, v) in x.iter().zip(&z).filter(|(w, v)| w != v) {
-            changed += 1;
-            let (wl, vl) = (w.to_lowercase(), v.to_lowercase());
-            if lists.stopwords.contains(&wl) {
-                fail(format!("stop word `{w}` was swapped for `{v}`"));
+        let swaps: Vec<(&str, &str)> =
+            x.iter().zip(&z).filter(|(w, v)| w != v).map(|(w, v)| (*w, *v)).collect();
+        let changed = swaps.len();
+        for (k, budget) in budgets.iter().enumerate() {
+            match budget {
+                Budget::WordSwaps { max_ratio } => {
+                    let allowed = (x.len() as f64 * max_ratio + 1e-9).floor() as usize;
+                    if changed > allowed {
+                        m.fail_budget(
+                            k,
+                            format!(
+                                "{changed} of {} words changed; a ratio of {max_ratio} allows {allowed}",
+                                x.len()
+                            ),
+                        );
+                    }
+                }
+                Budget::StopWords { files } => {
+                    let lists = self.lists(files, &[]);
+                    if let Some(e) = &lists.error {
+                        m.fail_budget(k, e.clone());
+                    } else if let Some((w, v)) =
+                        swaps.iter().find(|(w, _)| lists.stopwords.contains(&w.to_lowercase()))
+                    {
+                        m.fail_budget(k, format!("stop word `{w}` was swapped for `{v}`"));
+                    }
+                }
+                Budget::NoAntonyms { files } => {
+                    let lists = self.lists(&[], files);
+                    if let Some(e) = &lists.error {
+                        m.fail_budget(k, e.clone());
+                    } else if let Some((w, v)) = swaps
+                        .iter()
+                        .find(|(w, v)| lists.antonyms.contains(&(w.to_lowercase(), v.to_lowercase())))
+                    {
+                        m.fail_budget(k, format!("`{w}` was swapped for its antonym `{v}`"));
+                    }
+                }
+                Budget::MinSimilarity { floor } => {
+                    let Some(encoder) = &self.encoder else { continue };
+                    if changed == 0 {
+                        continue;
+                    }
+                    match encoder.similarity(&[a[i].as_str()], &[b[i].as_str()]) {
+                        // The encoder runs in f32; the plugin saw the same numbers through the oracle.
+                        Ok(sim) if f64::from(sim[0]) + 1e-6 >= *floor => {}
+                        Ok(sim) => {
+                            m.fail_budget(k, format!("sentence similarity {:.4} is below {floor}", sim[0]))
+                        }
+                        Err(e) => {
+                            m.fail_budget(k, format!("could not compute the similarity to check it: {e}"))
+                        }
+                    }
+                }
+                _ => {}
             }
-            if lists.antonyms.contains(&(wl, vl)) {
-                fail(format!("`{w}` was swapped for its antonym `{v}`"));
-            }
-        }
-        let ratio = params.get("max_change_ratio").and_then(|v| v.as_f64()).unwrap_or(0.2);
-        let allowed = (x.len() as f64 * ratio + 1e-9).floor() as usize;
-        if changed > allowed {
-            fail(format!(
-                "{changed} of {} words changed; max_change_ratio {ratio} allows {allowed}",
-                x.len()
-            ));
         }
         m.perturbation = if x.is_empty() { 0.0 } else { 100.0 * changed as f64 / x.len() as f64 };
         m.extra = vec![("words_changed", changed as f64)];
@@ -140,51 +170,88 @@ impl Judge for TextJudge {
 mod tests {
     use super::*;
 
-    fn judge_with_lists() -> (TextJudge, serde_json::Value) {
+    fn budgets() -> Vec<Budget> {
         let d = std::env::temp_dir().join(format!("tempered-text-judge-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("stop.txt"), "the\nnot\n").unwrap();
         std::fs::write(d.join("ant.txt"), "good bad \n").unwrap();
-        let params = serde_json::json!({
-            "stopwords": d.join("stop.txt"),
-            "antonyms": [d.join("ant.txt")],
-            "max_change_ratio": 0.25,
-        });
-        (TextJudge::default(), params)
+        let path = |f: &str| d.join(f).to_string_lossy().into_owned();
+        vec![
+            Budget::StopWords { files: vec![path("stop.txt")] },
+            Budget::NoAntonyms { files: vec![path("ant.txt")] },
+            Budget::WordSwaps { max_ratio: 0.25 },
+        ]
     }
 
-    fn measure(j: &TextJudge, params: &serde_json::Value, a: &str, b: &str) -> Measure {
-        j.measure(&Examples::Text(vec![a.into()]), &Examples::Text(vec![b.into()]), 0, params)
+    fn measure(j: &TextJudge, budgets: &[Budget], a: &str, b: &str) -> Measure {
+        j.measure(&Examples::Text(vec![a.into()]), &Examples::Text(vec![b.into()]), 0, budgets)
     }
 
     #[test]
     fn a_clean_swap_is_measured_in_percent_of_words() {
-        let (j, p) = judge_with_lists();
-        let m = measure(&j, &p, "the film is good", "the movie is good");
+        let (j, b) = (TextJudge::default(), budgets());
+        let m = measure(&j, &b, "the film is good", "the movie is good");
         assert_eq!((m.violations, m.perturbation), (0, 25.0));
         assert_eq!(m.extra, [("words_changed", 1.0)]);
-        assert_eq!(measure(&j, &p, "the film", "the film").perturbation, 0.0);
+        assert_eq!(measure(&j, &b, "the film", "the film").perturbation, 0.0);
     }
 
     #[test]
-    fn stop_words_antonyms_ratio_and_word_count_are_violations() {
-        let (j, p) = judge_with_lists();
-        let m = measure(&j, &p, "the film is good", "a film is good");
-        assert_eq!(m.violations, 1, "{:?}", m.notes);
+    fn stop_words_antonyms_and_the_ratio_break_their_budgets() {
+        let (j, b) = (TextJudge::default(), budgets());
+        let m = measure(&j, &b, "the film is good", "a film is good");
+        assert_eq!((m.violations, m.broken.as_slice()), (1, &[0][..]), "{:?}", m.notes);
         assert!(m.notes[0].contains("stop word `the`"));
-        let m = measure(&j, &p, "the film is Good", "the film is BAD");
-        assert!(m.notes.iter().any(|n| n.contains("antonym")), "{:?}", m.notes);
-        let m = measure(&j, &p, "the film is good", "the movie was good");
-        assert!(m.notes.iter().any(|n| n.contains("max_change_ratio 0.25 allows 1")), "{:?}", m.notes);
-        let m = measure(&j, &p, "the film is good", "the film is very good");
-        assert!(m.notes.iter().any(|n| n.contains("word count changed from 4 to 5")), "{:?}", m.notes);
+        let m = measure(&j, &b, "the film is Good", "the film is BAD");
+        assert_eq!(m.broken, [1], "{:?}", m.notes);
+        assert!(m.notes[0].contains("antonym"), "{:?}", m.notes);
+        let m = measure(&j, &b, "the film is good", "the movie was good");
+        assert_eq!(m.broken, [2], "{:?}", m.notes);
+        assert!(m.notes[0].contains("a ratio of 0.25 allows 1"), "{:?}", m.notes);
     }
 
     #[test]
-    fn an_unreadable_list_is_a_violation_naming_it() {
-        let p = serde_json::json!({"stopwords": "/nonexistent/stop.txt"});
-        let m = measure(&TextJudge::default(), &p, "a film", "a film");
+    fn the_word_count_is_always_checked_and_budgets_never_guessed() {
+        let j = TextJudge::default();
+        let m = measure(&j, &[], "the film is good", "the film is very good");
         assert_eq!(m.violations, 1);
+        assert!(m.notes[0].contains("word count changed from 4 to 5"), "{:?}", m.notes);
+        assert!(m.broken.is_empty());
+        assert_eq!(measure(&j, &[], "the film is good", "a movie was bad").violations, 0);
+    }
+
+    #[test]
+    fn an_unreadable_list_breaks_its_budget_naming_it() {
+        let b = [Budget::StopWords { files: vec!["/nonexistent/stop.txt".into()] }];
+        let m = measure(&TextJudge::default(), &b, "a film", "a film");
+        assert_eq!(m.broken, [0]);
         assert!(m.notes[0].contains("/nonexistent/stop.txt"), "{:?}", m.notes);
+    }
+
+    struct Overlap;
+
+    impl SentenceEncoder for Overlap {
+        /// The share of positions with the same word: enough to test the floor.
+        fn similarity(&self, a: &[&str], b: &[&str]) -> crate::Result<Vec<f32>> {
+            Ok(a.iter()
+                .zip(b)
+                .map(|(x, y)| {
+                    let (x, y): (Vec<_>, Vec<_>) = (x.split(' ').collect(), y.split(' ').collect());
+                    x.iter().zip(&y).filter(|(u, v)| u == v).count() as f32 / x.len() as f32
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn the_similarity_floor_is_checked_with_the_pipelines_encoder() {
+        let floor = [Budget::MinSimilarity { floor: 0.7 }];
+        assert!(TextJudge::default().verifies(&floor[0]).is_err(), "no encoder: not verified");
+        let j = TextJudge::new(Some(Arc::new(Overlap)));
+        assert!(j.verifies(&floor[0]).is_ok());
+        assert_eq!(measure(&j, &floor, "the film is good", "the movie is good").violations, 0);
+        let m = measure(&j, &floor, "the film is good", "a movie is good");
+        assert_eq!(m.broken, [0]);
+        assert!(m.notes[0].contains("sentence similarity 0.5000 is below 0.7"), "{:?}", m.notes);
     }
 }

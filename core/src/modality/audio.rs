@@ -65,7 +65,11 @@ impl Prepare for Audio {
         }
         let model = M5::new(&spec.model, width, data.classes.len(), pipeline.seed(), setup.device)?;
         tracing::info!("M5: {} parameters", crate::model::n_params(&model));
-        let parts = Parts { dataset, model: Box::new(model), judge: Box::new(AudioJudge) };
+        let parts = Parts {
+            dataset,
+            model: Box::new(model),
+            judge: Box::new(AudioJudge { sample_rate: data.sample_rate }),
+        };
         Ok(Audio { parts, sample_rate: data.sample_rate })
     }
 }

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tempered_plugin::Modality;
 
@@ -29,7 +30,7 @@ const MIN_VOCABULARY: usize = 20;
 
 pub(super) struct Text {
     parts: Parts,
-    encoder: Option<Box<dyn SentenceEncoder>>,
+    encoder: Option<Arc<dyn SentenceEncoder>>,
 }
 
 impl Prepare for Text {
@@ -96,10 +97,13 @@ impl Prepare for Text {
             }
         };
         let encoder = match &spec.model.encoder {
-            Some(dir) => Some(bert::load_encoder(&pipeline.resolve(dir), device)?),
+            Some(dir) => Some(Arc::from(bert::load_encoder(&pipeline.resolve(dir), device)?)),
             None => None,
         };
-        Ok(Text { parts: Parts { dataset, model, judge: Box::new(TextJudge::default()) }, encoder })
+        Ok(Text {
+            parts: Parts { dataset, model, judge: Box::new(TextJudge::new(encoder.clone())) },
+            encoder,
+        })
     }
 }
 

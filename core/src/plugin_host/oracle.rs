@@ -1,6 +1,7 @@
 //! The host's side of the oracle: a plugin's `predict` and `loss_grad` calls land here,
 //! run on the pipeline's model, and are counted per example.
 
+use std::cell::RefCell;
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
@@ -19,7 +20,31 @@ pub(super) struct Oracle<'m> {
     encoder: Option<&'m dyn SentenceEncoder>,
     counts: Mutex<QueryCounts>,
     budget: Option<u64>,
-    error: Mutex<String>,
+}
+
+thread_local! {
+    /// The message of this thread's last failed oracle call: per thread, as the ABI promises,
+    /// so a plugin calling from several threads reads its own error.
+    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Why a call was refused: a plain error, or an example out of queries (a typed status, so
+/// the attack can go on with the examples that have some left).
+enum Refusal {
+    Error(Error),
+    QueryBudget(String),
+}
+
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Self {
+        Refusal::Error(e)
+    }
+}
+
+impl From<candle_core::Error> for Refusal {
+    fn from(e: candle_core::Error) -> Self {
+        Refusal::Error(e.into())
+    }
 }
 
 impl<'m> Oracle<'m> {
@@ -29,7 +54,7 @@ impl<'m> Oracle<'m> {
         n: usize,
         budget: Option<u64>,
     ) -> Self {
-        Self { model, encoder, counts: Mutex::new(vec![0; n]), budget, error: Mutex::new(String::new()) }
+        Self { model, encoder, counts: Mutex::new(vec![0; n]), budget }
     }
 
     pub fn vtable(&self) -> OracleVTable {
@@ -47,30 +72,44 @@ impl<'m> Oracle<'m> {
         self.counts.into_inner().expect("query counts")
     }
 
-    /// Counts one query per row against the example it names, refusing rows past the budget.
-    fn count(&self, view: &BatchView) -> crate::Result<()> {
+    /// Counts one query per row against the example it names. A call that would take any
+    /// example past its budget is refused whole and counts nothing, so the attack can ask
+    /// again with the examples that have queries left.
+    fn count(&self, view: &BatchView) -> Result<(), Refusal> {
+        let ids = if view.example_ids.is_null() || view.n == 0 {
+            &[][..]
+        } else {
+            // SAFETY: a non-null `example_ids` of a valid view holds `n` ids.
+            unsafe { std::slice::from_raw_parts(view.example_ids, view.n) }
+        };
         let mut counts = self.counts.lock().expect("query counts");
         let n_examples = counts.len();
+        let mut want = vec![0u64; n_examples];
         for i in 0..view.n {
-            let id =
-                if view.example_ids.is_null() { i } else { unsafe { *view.example_ids.add(i) as usize } };
-            let slot = counts.get_mut(id).ok_or_else(|| {
+            let id = ids.get(i).map_or(i, |&id| id as usize);
+            *want.get_mut(id).ok_or_else(|| {
                 Error::invalid(format!("row {i} names example {id}, but the batch has {n_examples}"))
-            })?;
-            *slot += 1;
-            if let Some(b) = self.budget
-                && *slot > b
-            {
-                return Err(Error::invalid(format!("example {id} has used its query budget of {b}")));
-            }
+            })? += 1;
+        }
+        if let Some(b) = self.budget
+            && let Some(id) = (0..n_examples).find(|&id| want[id] > 0 && counts[id] + want[id] > b)
+        {
+            return Err(Refusal::QueryBudget(format!(
+                "example {id} has {} of its {b} queries left and the call asks {}",
+                b.saturating_sub(counts[id]),
+                want[id]
+            )));
+        }
+        for (c, w) in counts.iter_mut().zip(want) {
+            *c += w;
         }
         Ok(())
     }
+}
 
-    fn fail(&self, msg: String) -> Status {
-        *self.error.lock().expect("oracle error") = msg;
-        abi::STATUS_ERROR
-    }
+fn fail(msg: String, status: Status) -> Status {
+    LAST_ERROR.with(|e| *e.borrow_mut() = msg);
+    status
 }
 
 /// # Safety
@@ -80,11 +119,16 @@ unsafe fn examples<'a>(view: &'a BatchView) -> crate::Result<ExamplesRef<'a>> {
         if view.n > 0 && view.texts.is_null() {
             return Err(Error::invalid("text rows without texts"));
         }
-        let refs =
-            if view.n == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(view.texts, view.n) } };
+        let refs = if view.n == 0 {
+            &[][..]
+        } else {
+            // SAFETY: non-null (checked) `n` strings of a valid view.
+            unsafe { std::slice::from_raw_parts(view.texts, view.n) }
+        };
         let mut texts = Vec::with_capacity(view.n);
         for (i, r) in refs.iter().enumerate() {
             texts.push(
+                // SAFETY: each string of a valid view is `len` live bytes.
                 std::str::from_utf8(unsafe { r.as_bytes() })
                     .map_err(|e| Error::external(format!("row {i}"), e))?,
             );
@@ -97,6 +141,7 @@ unsafe fn examples<'a>(view: &'a BatchView) -> crate::Result<ExamplesRef<'a>> {
         let data = if view.n == 0 {
             &[][..]
         } else {
+            // SAFETY: non-null (checked) `n * width` values of a valid view.
             unsafe { std::slice::from_raw_parts(view.data, view.n * view.width) }
         };
         // Every PGD step passes through here: a whole-chunk test vectorises, where
@@ -111,27 +156,52 @@ unsafe fn examples<'a>(view: &'a BatchView) -> crate::Result<ExamplesRef<'a>> {
     }
 }
 
-/// Runs `f` on the oracle behind `ctx`, turning errors and panics into a status.
-fn guarded(ctx: *mut c_void, f: impl FnOnce(&Oracle<'_>) -> crate::Result<()>) -> Status {
-    let oracle = unsafe { &*ctx.cast::<Oracle<'_>>() };
+/// The oracle behind a vtable's context.
+///
+/// # Safety
+/// `ctx` must be the context of a live [`Oracle::vtable`].
+unsafe fn oracle<'a>(ctx: *mut c_void) -> &'a Oracle<'a> {
+    // SAFETY: the caller promises a live oracle; it is only read, behind its own locks.
+    unsafe { &*ctx.cast::<Oracle<'_>>() }
+}
+
+/// Runs `f` on `oracle`, turning errors and panics into a status.
+fn guarded(oracle: &Oracle<'_>, f: impl FnOnce(&Oracle<'_>) -> Result<(), Refusal>) -> Status {
     match catch_unwind(AssertUnwindSafe(|| f(oracle))) {
         Ok(Ok(())) => abi::STATUS_OK,
-        Ok(Err(e)) => oracle.fail(e.to_string()),
-        Err(_) => oracle.fail("the host panicked while answering".into()),
+        Ok(Err(Refusal::Error(e))) => fail(e.to_string(), abi::STATUS_ERROR),
+        Ok(Err(Refusal::QueryBudget(msg))) => fail(msg, abi::STATUS_QUERY_BUDGET),
+        Err(_) => fail("the host panicked while answering".into(), abi::STATUS_ERROR),
     }
 }
 
-extern "C" fn predict(ctx: *mut c_void, input: *const BatchView, out: *mut f32, out_len: usize) -> Status {
-    guarded(ctx, |o| {
+/// # Safety
+/// The ABI's `predict`: `ctx` from [`Oracle::vtable`], `input` a valid batch or null, `out`
+/// `out_len` writable values.
+unsafe extern "C" fn predict(
+    ctx: *mut c_void,
+    input: *const BatchView,
+    out: *mut f32,
+    out_len: usize,
+) -> Status {
+    // SAFETY: the plugin passes back the context of the vtable it was given.
+    guarded(unsafe { oracle(ctx) }, |o| {
+        // SAFETY: null or a batch valid for the call, as the ABI promises.
         let view = unsafe { input.as_ref() }.ok_or_else(|| Error::invalid("null batch"))?;
         let want = view.n * o.model.n_classes();
         if out.is_null() || out_len != want {
-            return Err(Error::invalid(format!("predict needs an output of {want} values, got {out_len}")));
+            return Err(
+                Error::invalid(format!("predict needs an output of {want} values, got {out_len}")).into()
+            );
         }
         o.count(view)?;
+        // SAFETY: as above.
         let x = unsafe { examples(view) }?;
         let probs = probabilities(o.model, &x)?;
-        unsafe { std::slice::from_raw_parts_mut(out, out_len) }.copy_from_slice(&probs);
+        if out_len > 0 {
+            // SAFETY: non-null (checked) with `out_len` writable values, as the ABI promises.
+            unsafe { std::slice::from_raw_parts_mut(out, out_len) }.copy_from_slice(&probs);
+        }
         Ok(())
     })
 }
@@ -147,45 +217,58 @@ pub fn probabilities(model: &dyn Classifier, x: &ExamplesRef<'_>) -> crate::Resu
     Ok(p.flatten_all()?.to_vec1::<f32>()?)
 }
 
-extern "C" fn loss_grad(
+/// # Safety
+/// The ABI's `loss_grad`: `ctx` from [`Oracle::vtable`], `input` a valid batch or null,
+/// `loss` `n` and `grad` `grad_len` writable values.
+unsafe extern "C" fn loss_grad(
     ctx: *mut c_void,
     input: *const BatchView,
     loss: *mut f32,
     grad: *mut f32,
     grad_len: usize,
 ) -> Status {
-    guarded(ctx, |o| {
+    // SAFETY: the plugin passes back the context of the vtable it was given.
+    guarded(unsafe { oracle(ctx) }, |o| {
+        // SAFETY: null or a batch valid for the call, as the ABI promises.
         let view = unsafe { input.as_ref() }.ok_or_else(|| Error::invalid("null batch"))?;
         if view.n > 0 && view.labels.is_null() {
-            return Err(Error::invalid("loss_grad needs labels"));
+            return Err(Error::invalid("loss_grad needs labels").into());
         }
         if view.modality == Modality::Text as u32 {
-            return text_saliency(o, view, loss, grad, grad_len);
+            // SAFETY: as above, and the buffers are the plugin's.
+            return unsafe { text_saliency(o, view, loss, grad, grad_len) };
         }
         if !o.model.dense_input() {
-            return Err(Error::invalid("this model offers no input gradient"));
+            return Err(Error::invalid("this model offers no input gradient").into());
         }
         if grad_len != view.n * view.width || loss.is_null() || (grad_len > 0 && grad.is_null()) {
             return Err(Error::invalid(format!(
                 "loss_grad needs a gradient buffer of {} values",
                 view.n * view.width
-            )));
+            ))
+            .into());
         }
         o.count(view)?;
         if view.n == 0 {
             return Ok(());
         }
+        // SAFETY: as above.
         let x = unsafe { examples(view) }?;
+        // SAFETY: non-null (checked) `n` labels of a valid view.
         let labels = unsafe { std::slice::from_raw_parts(view.labels, view.n) };
         let classes = o.model.n_classes() as u32;
         if let Some(l) = labels.iter().find(|&&l| l >= classes) {
-            return Err(Error::invalid(format!("label {l} is not a class of this {classes}-class model")));
+            return Err(
+                Error::invalid(format!("label {l} is not a class of this {classes}-class model")).into()
+            );
         }
+        // SAFETY: non-null (checked) `n` writable losses, as the ABI promises.
         let loss = unsafe { std::slice::from_raw_parts_mut(loss, view.n) };
+        // SAFETY: non-null (checked: `grad_len = n * width > 0`) writable values.
         let grad = unsafe { std::slice::from_raw_parts_mut(grad, grad_len) };
         let ExamplesRef::Dense { data, .. } = &x else { unreachable!("dense view") };
         if let Some(done) = o.model.input_loss_grad(data, labels, loss, grad) {
-            return done;
+            return Ok(done?);
         }
         let (l, g) = input_loss_grad_autograd(o.model, &x, labels)?;
         loss.copy_from_slice(&l);
@@ -195,53 +278,70 @@ extern "C" fn loss_grad(
 }
 
 /// Text: per-row loss (from `predict`) and the model's per-word saliency.
-fn text_saliency(
+///
+/// # Safety
+/// `view` valid; `loss` `n` and `grad` `grad_len` writable values (or null where none).
+unsafe fn text_saliency(
     o: &Oracle<'_>,
     view: &BatchView,
     loss: *mut f32,
     grad: *mut f32,
     grad_len: usize,
-) -> crate::Result<()> {
+) -> Result<(), Refusal> {
+    // SAFETY: the caller promises a valid view.
     let ExamplesRef::Text(texts) = (unsafe { examples(view) })? else { unreachable!("text view") };
     let width = texts.iter().map(|t| t.split_whitespace().count()).max().unwrap_or(0);
-    if grad_len != view.n * width || (view.n > 0 && loss.is_null()) {
+    if grad_len != view.n * width || (view.n > 0 && loss.is_null()) || (grad_len > 0 && grad.is_null()) {
         return Err(Error::invalid(format!(
             "loss_grad needs a saliency buffer of {} values",
             view.n * width
-        )));
+        ))
+        .into());
     }
     o.count(view)?;
     if view.n == 0 {
         return Ok(());
     }
+    // SAFETY: the caller's valid view has `n` labels (checked non-null by the caller).
     let labels = unsafe { std::slice::from_raw_parts(view.labels, view.n) };
+    let classes = o.model.n_classes() as u32;
+    if let Some(l) = labels.iter().find(|&&l| l >= classes) {
+        return Err(Error::invalid(format!("label {l} is not a class of this {classes}-class model")).into());
+    }
     let saliency = o.model.word_saliency(&texts, labels)?;
     if saliency.len() != grad_len {
         return Err(Error::invalid(format!(
             "the model gave {} saliencies, wanted {grad_len}",
             saliency.len()
-        )));
+        ))
+        .into());
     }
     let probs = probabilities(o.model, &ExamplesRef::Text(texts))?;
     let k = o.model.n_classes();
+    // SAFETY: non-null (checked) `n` writable losses.
     let out = unsafe { std::slice::from_raw_parts_mut(loss, view.n) };
     for (i, l) in out.iter_mut().enumerate() {
         *l = -probs[i * k + labels[i] as usize].max(f32::MIN_POSITIVE).ln();
     }
     if grad_len > 0 {
+        // SAFETY: non-null (checked) `grad_len` writable values.
         unsafe { std::slice::from_raw_parts_mut(grad, grad_len) }.copy_from_slice(&saliency);
     }
     Ok(())
 }
 
-extern "C" fn similarity(
+/// # Safety
+/// The ABI's `similarity`: `ctx` from [`Oracle::vtable`], `a` and `b` `n` valid strings each,
+/// `out` `n` writable values.
+unsafe extern "C" fn similarity(
     ctx: *mut c_void,
     a: *const StrRef,
     b: *const StrRef,
     n: usize,
     out: *mut f32,
 ) -> Status {
-    guarded(ctx, |o| {
+    // SAFETY: the plugin passes back the context of the vtable it was given.
+    guarded(unsafe { oracle(ctx) }, |o| {
         let encoder = o.encoder.ok_or_else(|| {
             Error::invalid("this pipeline names no sentence encoder ([model] encoder = \"...\")")
         })?;
@@ -249,12 +349,14 @@ extern "C" fn similarity(
             return Ok(());
         }
         if a.is_null() || b.is_null() || out.is_null() {
-            return Err(Error::invalid("similarity called with a null pointer"));
+            return Err(Error::invalid("similarity called with a null pointer").into());
         }
         let read = |p: *const StrRef| -> crate::Result<Vec<&str>> {
+            // SAFETY: non-null (checked), `n` strings as the ABI promises.
             unsafe { std::slice::from_raw_parts(p, n) }
                 .iter()
                 .map(|r| {
+                    // SAFETY: each string is `len` live bytes for the call.
                     std::str::from_utf8(unsafe { r.as_bytes() }).map_err(|e| Error::external("a sentence", e))
                 })
                 .collect()
@@ -265,18 +367,22 @@ extern "C" fn similarity(
             return Err(Error::invalid(format!(
                 "the encoder gave {} similarities for {n} pairs",
                 sims.len()
-            )));
+            ))
+            .into());
         }
+        // SAFETY: non-null (checked) `n` writable values.
         unsafe { std::slice::from_raw_parts_mut(out, n) }.copy_from_slice(&sims);
         Ok(())
     })
 }
 
-extern "C" fn last_error(ctx: *mut c_void) -> StrRef {
-    let oracle = unsafe { &*ctx.cast::<Oracle<'_>>() };
-    match oracle.error.lock() {
-        // The String is only replaced by the next failing call, after the plugin has read it.
-        Ok(e) => StrRef { ptr: e.as_ptr(), len: e.len() },
-        Err(_) => StrRef::from_static("oracle error unavailable"),
-    }
+/// # Safety
+/// None beyond the ABI's: the context is not touched (the message is per thread).
+unsafe extern "C" fn last_error(_ctx: *mut c_void) -> StrRef {
+    // The String lives in this thread's slot and is replaced only by the next failing
+    // oracle call on this thread, after the plugin has copied it.
+    LAST_ERROR.with(|e| {
+        let e = e.borrow();
+        StrRef { ptr: e.as_ptr(), len: e.len() }
+    })
 }

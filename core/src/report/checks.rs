@@ -51,6 +51,8 @@ pub(crate) fn checks(m: &Metrics) -> Vec<Check> {
         // Over nothing attacked, "no violation" would be a check that was not made.
         out.push(ok("No adversarial example broke the domain constraints.".into()));
     }
+    out.extend(unverified(m));
+    out.extend(hardening_violations(m));
     out.extend(held_out_checks(m));
     if let Some(after) = &m.clean.after {
         let before = &m.clean.before;
@@ -71,6 +73,28 @@ pub(crate) fn checks(m: &Metrics) -> Vec<Check> {
                 pp_change(before.accuracy, after.accuracy)
             )));
         }
+    }
+    out
+}
+
+/// Attacks whose budgets the host did not check: visible, never read as "0 violations".
+fn unverified(m: &Metrics) -> Vec<Check> {
+    let mut out = Vec::new();
+    for id in m.attack_ids() {
+        let Some(a) = m.attack(id, Phase::Before).or_else(|| m.attack(id, Phase::After)) else { continue };
+        let what = match &a.budgets {
+            None => "its plugin predates declared budgets (ABI 1.0)".to_owned(),
+            Some(l) if l.is_empty() => "it declares no budget".to_owned(),
+            Some(l) => {
+                let open: Vec<&str> =
+                    l.iter().filter(|c| c.violations.is_none()).map(|c| c.budget.as_str()).collect();
+                if open.is_empty() {
+                    continue;
+                }
+                format!("the host could not check {}", open.join(", "))
+            }
+        };
+        out.push(warn(format!("The budgets of `{id}` are not verified by the host: {what}.")));
     }
     out
 }
@@ -120,6 +144,16 @@ fn degenerate(m: &Metrics) -> Vec<Check> {
         _ => {}
     }
     out
+}
+
+/// Hardening examples the host refused: trained on as their originals, but a sign the
+/// attack breaks its own threat model.
+fn hardening_violations(m: &Metrics) -> Option<Check> {
+    let h = m.hardening.filter(|h| h.violations > 0)?;
+    Some(warn(format!(
+        "{} of the {} hardening examples broke the attack's rules or budgets: the host trained on          their originals instead.",
+        h.violations, h.examples
+    )))
 }
 
 /// Robust-accuracy change of every attack id measured in both phases:
@@ -191,6 +225,34 @@ mod tests {
     }
 
     #[test]
+    fn budgets_the_host_did_not_check_are_said_to_be_unverified() {
+        let mut m = sample();
+        let unverified = |m: &Metrics| -> Vec<String> {
+            checks(m).into_iter().filter(|c| c.text.contains("not verified")).map(|c| c.text).collect()
+        };
+        assert!(unverified(&m).is_empty());
+        let pgd: Vec<usize> = (0..m.attacks.len()).filter(|&i| m.attacks[i].id == "pgd-linf-0.5").collect();
+        for &i in &pgd {
+            m.attacks[i].budgets = None;
+        }
+        assert_eq!(
+            unverified(&m),
+            [
+                "The budgets of `pgd-linf-0.5` are not verified by the host: its plugin predates declared budgets (ABI 1.0)."
+            ]
+        );
+        m.attacks[pgd[0]].budgets = Some(Vec::new());
+        assert!(unverified(&m)[0].ends_with("it declares no budget."));
+        m.attacks[pgd[0]].budgets = Some(vec![crate::report::BudgetCheck {
+            budget: "sentence similarity ≥ 0.8".into(),
+            violations: None,
+            not_verified: Some("no encoder".into()),
+        }]);
+        assert!(unverified(&m)[0].ends_with("the host could not check sentence similarity ≥ 0.8."));
+        assert!(checks(&m).iter().all(|c| !c.failed), "unverified is a warning, not a failed run");
+    }
+
+    #[test]
     fn flags_masking_violations_and_flag_everything() {
         let mut m = sample();
         m.attacks[3].robust_accuracy = 0.2; // held-out attack, after: worse than before
@@ -226,7 +288,8 @@ mod tests {
             (a.examples, a.attacked, a.successes) = (0, 0, 0);
             (a.success_rate, a.robust_accuracy) = (f64::NAN, f64::NAN);
         }
-        nothing_of_the_class.hardening = Some(crate::report::HardeningStats { examples: 0, changed: 0 });
+        nothing_of_the_class.hardening =
+            Some(crate::report::HardeningStats { examples: 0, changed: 0, violations: 0 });
         let c = checks(&nothing_of_the_class);
         let fails: Vec<_> = c.iter().filter(|c| c.failed).map(|c| c.text.as_str()).collect();
         assert_eq!(fails.len(), 5, "{fails:?}");
@@ -236,7 +299,7 @@ mod tests {
         assert!(c.iter().all(|c| !c.ok), "no green check over nothing: {c:?}");
 
         let mut no_op = sample();
-        no_op.hardening = Some(crate::report::HardeningStats { examples: 640, changed: 0 });
+        no_op.hardening = Some(crate::report::HardeningStats { examples: 640, changed: 0, violations: 0 });
         assert!(failed(&no_op)[0].contains("changed none of the 640 training examples"));
     }
 

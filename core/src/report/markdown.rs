@@ -36,6 +36,7 @@ pub fn render(metrics: &Metrics, sections: &[Section]) -> String {
     render_checks(&mut out, m);
     render_clean(&mut out, &m.clean.before, m.clean.after.as_ref());
     render_attacks(&mut out, m);
+    render_threat_models(&mut out, m);
     render_attack_details(&mut out, m);
     render_sweeps(&mut out, m);
     for s in sections {
@@ -163,6 +164,62 @@ fn render_attacks(out: &mut String, m: &Metrics) {
         "Success rate counts the examples the model classified correctly before the attack; \
          robust accuracy is over all examples. Attacks marked **held out** were never used to \
          make fine-tuning examples: a gain against them is not an artefact of gradient masking.\n\n",
+    );
+}
+
+/// What the host verified of each attack's declared budgets, before and after together.
+fn render_threat_models(out: &mut String, m: &Metrics) {
+    let ids = m.attack_ids();
+    if ids.is_empty() {
+        return;
+    }
+    out.push_str(
+        "## Threat models checked by the host
+
+",
+    );
+    for id in &ids {
+        let (b, a) = both(m, id);
+        let Some(first) = b.or(a) else { continue };
+        let _ = write!(out, "- `{}` (`{}`): ", cell(id), cell(&first.attack));
+        match &first.budgets {
+            None => out.push_str(
+                "**not verified by the host**: the plugin predates declared budgets (ABI 1.0),                  so only the modality's own rules were checked.
+",
+            ),
+            Some(list) if list.is_empty() => out.push_str(
+                "**not verified by the host**: the attack declares no budget, so only the                  modality's own rules were checked.
+",
+            ),
+            Some(list) => {
+                let parts: Vec<String> = list
+                    .iter()
+                    .enumerate()
+                    .map(|(k, c)| {
+                        let total: Option<usize> = b
+                            .into_iter()
+                            .chain(a)
+                            .map(|x| x.budgets.as_ref().and_then(|l| l.get(k)).and_then(|c| c.violations))
+                            .sum();
+                        match (total, &c.not_verified) {
+                            (Some(0), _) => format!("{}: 0 violations", c.budget),
+                            (Some(v), _) => format!("{}: **{v} violations** ⚠️", c.budget),
+                            (None, why) => format!(
+                                "{}: **not verified by the host** ({})",
+                                c.budget,
+                                why.as_deref().unwrap_or("not checked")
+                            ),
+                        }
+                    })
+                    .collect();
+                out.push_str(&parts.join("; "));
+                out.push('\n');
+            }
+        }
+    }
+    out.push_str(
+        "\nThe modality's own rules (a table's schema, a waveform's range, a text's word count) \
+         are checked on every example whatever the attack declares.\n\n",
     );
 }
 

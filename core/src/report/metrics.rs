@@ -76,6 +76,11 @@ pub struct Skipped {
 pub struct HardeningStats {
     pub examples: usize,
     pub changed: usize,
+    /// Examples that broke the modality's rules or a declared budget: the host trained on
+    /// the original instead, so the model never learns from an example outside the threat
+    /// model.
+    #[serde(default)]
+    pub violations: usize,
 }
 
 /// Clean (unattacked) test-set performance; `after` is `null` when the pipeline has no
@@ -176,13 +181,30 @@ pub struct AttackMetrics {
     pub mean_perturbation: f64,
     /// What `mean_perturbation` measures, e.g. `L∞`, `% words`, `dB SNR`.
     pub perturbation_unit: String,
-    /// Adversarial examples that broke the domain's constraints; anything but 0 voids the row.
+    /// Adversarial examples that broke the domain's constraints or a declared budget;
+    /// anything but 0 voids the row.
     pub constraint_violations: usize,
+    /// The attack's declared budgets as the host checked them. `null`: the plugin could not
+    /// declare any (ABI 1.0), so only the modality's own rules were verified.
+    #[serde(default)]
+    pub budgets: Option<Vec<BudgetCheck>>,
     #[serde(default, deserialize_with = "nan_if_null")]
     pub seconds: f64,
     /// Modality-specific means, e.g. `mean_cost`, `mean_features_changed`, `words_per_input`.
     #[serde(default, deserialize_with = "map_nan_if_null")]
     pub extra: BTreeMap<String, f64>,
+}
+
+/// One declared budget over one evaluation.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct BudgetCheck {
+    /// As reports name it, e.g. `L∞ ≤ 0.5 std`.
+    pub budget: String,
+    /// Examples that broke it; `null` when the host could not check it.
+    pub violations: Option<usize>,
+    /// Why the host could not check it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_verified: Option<String>,
 }
 
 /// One point of an "attack success vs budget" curve.
@@ -288,6 +310,11 @@ pub(crate) mod tests {
             mean_perturbation: 0.123,
             perturbation_unit: "L∞".into(),
             constraint_violations: 0,
+            budgets: Some(vec![BudgetCheck {
+                budget: "L∞ ≤ 0.5 std".into(),
+                violations: Some(0),
+                not_verified: None,
+            }]),
             seconds: 3.5,
             extra: BTreeMap::from([("mean_features_changed".into(), 2.5), ("mean_cost".into(), 41.0)]),
         }
@@ -350,7 +377,7 @@ pub(crate) mod tests {
                 ("attack_after".into(), 31.0),
             ]),
             skipped: Vec::new(),
-            hardening: Some(HardeningStats { examples: 5000, changed: 4870 }),
+            hardening: Some(HardeningStats { examples: 5000, changed: 4870, violations: 0 }),
         }
     }
 

@@ -13,6 +13,7 @@ mod summary;
 pub use checks::failed;
 pub use markdown::{Section, render};
 pub use metrics::{
-    AttackMetrics, Clean, CleanMetrics, HardeningStats, Metrics, Modality, Phase, Skipped, SweepPoint,
+    AttackMetrics, BudgetCheck, Clean, CleanMetrics, HardeningStats, Metrics, Modality, Phase, Skipped,
+    SweepPoint,
 };
 pub use summary::summary;

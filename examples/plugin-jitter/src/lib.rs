@@ -5,7 +5,9 @@
 //! through it. No `unsafe` anywhere: the export macro writes the C ABI.
 
 use serde::Deserialize;
-use tempered_plugin::{Attack, Batch, Input, Oracle, Perturbed, Result, Rng, project_row};
+use tempered_plugin::{
+    Attack, Batch, Budget, Input, Oracle, Perturbed, Result, Rng, ThreatModel, project_row,
+};
 
 /// `[attack.params]` of `jitter`.
 #[derive(Deserialize)]
@@ -40,6 +42,15 @@ impl Attack for Jitter {
             return Err("tries must be at least 1".into());
         }
         Ok(Self { params })
+    }
+
+    /// What the host checks on every example this attack returns: the ball, and one query
+    /// per try.
+    fn threat_model(&self) -> ThreatModel {
+        ThreatModel::new([
+            Budget::LinfStd { epsilon: f64::from(self.params.epsilon) },
+            Budget::Queries { max: u64::from(self.params.tries) },
+        ])
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {

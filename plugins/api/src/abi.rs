@@ -1,6 +1,6 @@
 //! The C ABI between the Tempered engine and an attack plugin.
 //!
-//! Everything here is `#[repr(C)]` plain data and `extern "C"` function pointers, so a
+//! Everything here is `#[repr(C)]` plain data and `unsafe extern "C"` function pointers, so a
 //! plugin built by another compiler version (or in another language) can be loaded. The
 //! rules, learned from polars expression plugins and datafusion-ffi:
 //!
@@ -14,12 +14,21 @@
 //!   [`AttackDecl::release_output`]; an attack state until [`AttackDecl::release`].
 //! * Options cross as bytes (JSON), which the plugin deserializes into its own serde struct.
 //! * Every exported body runs inside `catch_unwind` (unwinding out of `extern "C"` aborts).
+//! * Every function pointer is `unsafe` to call: its safety rests on the pointer arguments
+//!   the caller passes, which only the documentation here describes.
+//!
+//! ## Versions
+//!
+//! 1.1 added, after every 1.0 field: [`AttackDecl::threat_model`] (what an attack promises,
+//! checked by the host) and [`BatchView::query_budget`] (the host's query cap). A 1.1 host
+//! reads a 1.0 plugin's attack table through [`v1_0::AttackDecl`] and reports its budgets
+//! as not verified; a 1.0 plugin never reads past the 1.0 fields of a batch.
 
 use std::ffi::c_void;
 
 /// `major << 16 | minor`. A host accepts a plugin with the same major and a minor no newer
 /// than its own.
-pub const ABI_VERSION: u32 = abi_version(1, 0);
+pub const ABI_VERSION: u32 = abi_version(1, 1);
 
 /// The symbol every plugin exports (NUL-terminated, as `libloading` wants it).
 pub const ENTRY_SYMBOL: &[u8] = b"tempered_plugin_v1\0";
@@ -41,6 +50,10 @@ pub type Status = i32;
 pub const STATUS_OK: Status = 0;
 pub const STATUS_ERROR: Status = 1;
 pub const STATUS_PANIC: Status = 2;
+/// An oracle call asked more rows for an example than its query budget has left (1.1).
+/// Nothing in the call was answered or counted: the attack may ask for fewer rows, and
+/// must return its best example so far for an example whose budget is spent.
+pub const STATUS_QUERY_BUDGET: Status = 3;
 
 /// A borrowed UTF-8 string: valid for as long as the owner documented at the use site.
 #[repr(C)]
@@ -69,6 +82,7 @@ impl StrRef {
         if self.ptr.is_null() || self.len == 0 {
             &[]
         } else {
+            // SAFETY: non-null, and the caller promises `len` live bytes for `'a`.
             unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
         }
     }
@@ -78,6 +92,7 @@ impl StrRef {
     /// # Safety
     /// As [`StrRef::as_bytes`].
     pub unsafe fn to_string_lossy(self) -> String {
+        // SAFETY: the caller's promise is `as_bytes`'s.
         String::from_utf8_lossy(unsafe { self.as_bytes() }).into_owned()
     }
 }
@@ -185,7 +200,14 @@ pub struct BatchView {
     pub features: *const FeatureSpec,
     /// A seed for this batch: a plugin draws all its randomness from it, so runs repeat.
     pub seed: u64,
+    /// (1.1) The most oracle rows the host answers for each example of this batch;
+    /// [`NO_QUERY_BUDGET`] for no cap. Set in `perturb`'s batch only: the host ignores it in
+    /// the views a plugin passes to the oracle (a 1.0 plugin's views end before it).
+    pub query_budget: u64,
 }
+
+/// [`BatchView::query_budget`] when the host sets no cap.
+pub const NO_QUERY_BUDGET: u64 = u64::MAX;
 
 /// A plugin's answer to `perturb`: owned by the plugin until `release_output`.
 #[repr(C)]
@@ -221,13 +243,17 @@ pub struct OracleVTable {
     pub ctx: *mut c_void,
     pub n_classes: usize,
     /// Class probabilities: writes `n * n_classes` values into `out` (`out_len` of them).
-    pub predict:
-        extern "C" fn(ctx: *mut c_void, input: *const BatchView, out: *mut f32, out_len: usize) -> Status,
+    pub predict: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        input: *const BatchView,
+        out: *mut f32,
+        out_len: usize,
+    ) -> Status,
     /// Cross-entropy of `input.labels` and its gradient with respect to the input.
     /// Dense: `grad` gets `n * width` values (raw units). Text: `grad` gets `n * width`
     /// word saliencies (`width` = the most whitespace-separated words of any row, padded
     /// with 0). `loss` gets `n` values.
-    pub loss_grad: extern "C" fn(
+    pub loss_grad: unsafe extern "C" fn(
         ctx: *mut c_void,
         input: *const BatchView,
         loss: *mut f32,
@@ -236,16 +262,37 @@ pub struct OracleVTable {
     ) -> Status,
     /// Text only: cosine similarity of sentence embeddings of `a[i]` and `b[i]` for
     /// `i < n`, written to `out`. Fails when the pipeline names no sentence encoder.
-    pub similarity: extern "C" fn(
+    pub similarity: unsafe extern "C" fn(
         ctx: *mut c_void,
         a: *const StrRef,
         b: *const StrRef,
         n: usize,
         out: *mut f32,
     ) -> Status,
-    /// The message of the last failed call on this thread, valid until the next call.
-    pub last_error: extern "C" fn(ctx: *mut c_void) -> StrRef,
+    /// The message of the last failed call on this thread, valid until the next oracle
+    /// call on this thread.
+    pub last_error: unsafe extern "C" fn(ctx: *mut c_void) -> StrRef,
 }
+
+/// Builds an attack from JSON `params` (`params_len` bytes, UTF-8); writes an opaque state
+/// to `*state`.
+pub type CreateFn =
+    unsafe extern "C" fn(params: *const u8, params_len: usize, state: *mut *mut c_void) -> Status;
+/// Perturbs `batch`; the same modality and shape come back in `*out`. `state` came from
+/// `create`; the host makes one call on a state at a time.
+pub type PerturbFn = unsafe extern "C" fn(
+    state: *mut c_void,
+    batch: *const BatchView,
+    oracle: *const OracleVTable,
+    out: *mut BatchOut,
+) -> Status;
+/// Frees what a successful `perturb` wrote to `*out`, and empties it.
+pub type ReleaseOutputFn = unsafe extern "C" fn(out: *mut BatchOut);
+/// Frees a state from `create`. The state is not used again.
+pub type ReleaseFn = unsafe extern "C" fn(state: *mut c_void);
+/// (1.1) Writes the attack's threat model, as JSON (`tempered_plugin::ThreatModel`), to
+/// `*out`: valid until the next call on `state` or its release.
+pub type ThreatModelFn = unsafe extern "C" fn(state: *mut c_void, out: *mut StrRef) -> Status;
 
 /// One attack a plugin offers.
 #[repr(C)]
@@ -253,17 +300,30 @@ pub struct OracleVTable {
 pub struct AttackDecl {
     pub name: StrRef,
     pub description: StrRef,
-    /// Builds the attack from JSON `params`; writes an opaque state to `state`.
-    pub create: extern "C" fn(params: *const u8, params_len: usize, state: *mut *mut c_void) -> Status,
-    /// Perturbs `batch` (the same modality and shape come back in `out`).
-    pub perturb: extern "C" fn(
-        state: *mut c_void,
-        batch: *const BatchView,
-        oracle: *const OracleVTable,
-        out: *mut BatchOut,
-    ) -> Status,
-    pub release_output: extern "C" fn(out: *mut BatchOut),
-    pub release: extern "C" fn(state: *mut c_void),
+    pub create: CreateFn,
+    pub perturb: PerturbFn,
+    pub release_output: ReleaseOutputFn,
+    pub release: ReleaseFn,
+    /// (1.1)
+    pub threat_model: ThreatModelFn,
+}
+
+/// The layouts of ABI 1.0 that changed in 1.1, so a 1.1 host can read a 1.0 plugin.
+pub mod v1_0 {
+    use super::*;
+
+    /// An attack of a 1.0 plugin: [`super::AttackDecl`] without `threat_model`. The
+    /// stride of a 1.0 attack table is this struct's size.
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    pub struct AttackDecl {
+        pub name: StrRef,
+        pub description: StrRef,
+        pub create: CreateFn,
+        pub perturb: PerturbFn,
+        pub release_output: ReleaseOutputFn,
+        pub release: ReleaseFn,
+    }
 }
 
 /// What [`ENTRY_SYMBOL`] returns. `abi_version` must stay the first field forever.
@@ -276,13 +336,18 @@ pub struct PluginDecl {
     pub version: StrRef,
     pub attacks: *const AttackDecl,
     pub n_attacks: usize,
-    /// The message of the last failed call on this thread, valid until the next call.
-    pub last_error: extern "C" fn() -> StrRef,
+    /// The message of the last failed call on this thread, valid until the next call into
+    /// the plugin on this thread.
+    pub last_error: unsafe extern "C" fn() -> StrRef,
 }
 
-// Safety: a declaration is immutable static data (string literals and function pointers).
+// SAFETY: a declaration is immutable static data: string literals and function pointers,
+// never written after the plugin builds it, so sharing it between threads is sound.
 unsafe impl Sync for PluginDecl {}
+// SAFETY: as for `PluginDecl`.
 unsafe impl Sync for AttackDecl {}
+// SAFETY: as for `PluginDecl`.
+unsafe impl Sync for v1_0::AttackDecl {}
 
 /// The signature of [`ENTRY_SYMBOL`].
 pub type EntryFn = unsafe extern "C" fn() -> *const PluginDecl;

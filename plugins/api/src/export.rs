@@ -2,10 +2,6 @@
 //! each [`Attack`]: every body runs inside `catch_unwind`, and errors land in a
 //! thread-local the host reads through `last_error`.
 
-// These functions are only ever called through the ABI's function pointers, whose
-// contract (documented on `abi::AttackDecl`) is what makes the pointer arguments valid.
-#![allow(clippy::not_unsafe_ptr_arg_deref)]
-
 use std::any::Any;
 use std::cell::RefCell;
 use std::ffi::c_void;
@@ -13,6 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::abi::{self, AttackDecl, BatchOut, BatchView, OracleVTable, Status, StrRef};
 use crate::safe::{Attack, Batch, Oracle, Perturbed, PluginError};
+use crate::threat::ThreatModel;
 
 thread_local! {
     static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
@@ -23,7 +20,12 @@ fn set_error(msg: String) {
 }
 
 /// The plugin side's `last_error`. The pointer stays valid until the next call on this thread.
-pub extern "C" fn last_error() -> StrRef {
+///
+/// # Safety
+/// None needed: it takes nothing. It is `unsafe` only to match the ABI's pointer type.
+pub unsafe extern "C" fn last_error() -> StrRef {
+    // The String lives in this thread's slot and is only replaced by `set_error`, which runs
+    // inside a later call on this thread.
     LAST_ERROR.with(|e| StrRef::new(e.borrow().as_str()))
 }
 
@@ -59,11 +61,29 @@ struct Owned {
     _refs: Vec<StrRef>,
 }
 
-pub extern "C" fn create<A: Attack>(params: *const u8, params_len: usize, state: *mut *mut c_void) -> Status {
+/// What `create` hands the host as the opaque state: the attack, and the JSON of its
+/// threat model kept alive behind the pointer `threat_model` returns.
+struct State<A> {
+    attack: A,
+    threat_json: String,
+}
+
+/// # Safety
+/// `params` must be null or point to `params_len` readable bytes; `state` must be null or
+/// point to a writable pointer. (The ABI's `create`.)
+pub unsafe extern "C" fn create<A: Attack>(
+    params: *const u8,
+    params_len: usize,
+    state: *mut *mut c_void,
+) -> Status {
     guarded("create", || {
+        if state.is_null() {
+            return Err(PluginError("create called with a null state pointer".into()));
+        }
         let bytes = if params.is_null() || params_len == 0 {
             &b"{}"[..]
         } else {
+            // SAFETY: non-null, and the host promises `params_len` bytes for this call.
             unsafe { std::slice::from_raw_parts(params, params_len) }
         };
         let params: A::Params = serde_json::from_slice(bytes).map_err(|e| {
@@ -73,12 +93,18 @@ pub extern "C" fn create<A: Attack>(params: *const u8, params_len: usize, state:
             PluginError(format!("bad params for attack `{}`: {msg}", A::NAME))
         })?;
         let attack = A::new(params)?;
-        unsafe { *state = Box::into_raw(Box::new(attack)).cast() };
+        let boxed = Box::new(State { attack, threat_json: String::new() });
+        // SAFETY: checked non-null above; the host gives a writable slot.
+        unsafe { *state = Box::into_raw(boxed).cast() };
         Ok(())
     })
 }
 
-pub extern "C" fn perturb<A: Attack>(
+/// # Safety
+/// `state` must come from `create::<A>` and not be released, with no other call on it in
+/// flight; `batch`, `oracle` and `out` must be null or valid for the call, as documented on
+/// [`BatchView`], [`OracleVTable`] and [`BatchOut`]. (The ABI's `perturb`.)
+pub unsafe extern "C" fn perturb<A: Attack>(
     state: *mut c_void,
     batch: *const BatchView,
     oracle: *const OracleVTable,
@@ -88,11 +114,15 @@ pub extern "C" fn perturb<A: Attack>(
         if state.is_null() || batch.is_null() || oracle.is_null() || out.is_null() {
             return Err(PluginError("perturb called with a null pointer".into()));
         }
-        let attack = unsafe { &mut *state.cast::<A>() };
+        // SAFETY: `state` is a live `State<A>` from `create::<A>`, used by one call at a time.
+        let state = unsafe { &mut *state.cast::<State<A>>() };
+        // SAFETY: the host keeps the batch and what it points to alive for the call.
         let view = unsafe { &*batch };
+        // SAFETY: as above: `view` is valid as documented on `BatchView` for the call.
         let batch = unsafe { Batch::from_view(view)? };
+        // SAFETY: the host keeps its oracle table alive for the call.
         let oracle = Oracle::new(unsafe { &*oracle }, view);
-        let result = attack.perturb(&batch, &oracle)?;
+        let result = state.attack.perturb(&batch, &oracle)?;
         let owned = match result {
             Perturbed::Dense(data) => Owned { _data: data, _texts: Vec::new(), _refs: Vec::new() },
             Perturbed::Text(texts) => {
@@ -108,31 +138,59 @@ pub extern "C" fn perturb<A: Attack>(
             n_texts: owned._refs.len(),
             owner: Box::into_raw(owned).cast(),
         };
+        // SAFETY: checked non-null above; the host gives a writable `BatchOut`.
         unsafe { *out = answer };
         Ok(())
     })
 }
 
-pub extern "C" fn release_output(out: *mut BatchOut) {
+/// # Safety
+/// `out` must be null or a `BatchOut` written by this plugin's `perturb` and not yet
+/// released. (The ABI's `release_output`.)
+pub unsafe extern "C" fn release_output(out: *mut BatchOut) {
     // A panic here could only come from the allocator; there is nothing to report it to.
     let _ = catch_unwind(AssertUnwindSafe(|| {
         if out.is_null() {
             return;
         }
+        // SAFETY: non-null and written by `perturb`, as the caller promises.
         let out = unsafe { &mut *out };
         if !out.owner.is_null() {
+            // SAFETY: `owner` is the `Box<Owned>` that `perturb` leaked, released once: the
+            // `BatchOut` is emptied below.
             drop(unsafe { Box::from_raw(out.owner.cast::<Owned>()) });
         }
         *out = BatchOut::empty();
     }));
 }
 
-pub extern "C" fn release<A: Attack>(state: *mut c_void) {
+/// # Safety
+/// `state` must be null or come from `create::<A>`, with no call on it in flight; it is
+/// not used again. (The ABI's `release`.)
+pub unsafe extern "C" fn release<A: Attack>(state: *mut c_void) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
         if !state.is_null() {
-            drop(unsafe { Box::from_raw(state.cast::<A>()) });
+            // SAFETY: the `Box<State<A>>` leaked by `create::<A>`, released once.
+            drop(unsafe { Box::from_raw(state.cast::<State<A>>()) });
         }
     }));
+}
+
+/// # Safety
+/// As [`perturb`] for `state`; `out` must be null or writable. (The ABI's `threat_model`.)
+pub unsafe extern "C" fn threat_model<A: Attack>(state: *mut c_void, out: *mut StrRef) -> Status {
+    guarded("threat_model", || {
+        if state.is_null() || out.is_null() {
+            return Err(PluginError("threat_model called with a null pointer".into()));
+        }
+        // SAFETY: a live `State<A>` from `create::<A>`, used by one call at a time.
+        let state = unsafe { &mut *state.cast::<State<A>>() };
+        let threat: ThreatModel = state.attack.threat_model();
+        state.threat_json = serde_json::to_string(&threat).map_err(|e| PluginError(e.to_string()))?;
+        // SAFETY: checked non-null above. The string stays in `state` until the next call.
+        unsafe { *out = StrRef::new(&state.threat_json) };
+        Ok(())
+    })
 }
 
 /// The table entry for one attack type.
@@ -144,6 +202,7 @@ pub const fn attack_decl<A: Attack>() -> AttackDecl {
         perturb: perturb::<A>,
         release_output,
         release: release::<A>,
+        threat_model: threat_model::<A>,
     }
 }
 

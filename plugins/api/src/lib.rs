@@ -31,16 +31,20 @@
 //!
 //! The C ABI underneath lives in [`abi`]; nothing in a plugin needs to touch it.
 
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
 pub mod abi;
 #[doc(hidden)]
 pub mod export;
 mod rng;
 mod safe;
 pub mod testing;
+mod threat;
 
 pub use abi::{ABI_VERSION, FeatureKind, Modality};
 pub use rng::Rng;
 pub use safe::{Attack, Batch, Feature, Input, Oracle, Perturbed, PluginError, Result, project_row};
+pub use threat::{Budget, ThreatModel};
 
 /// Re-exported so `export_plugin!` and plugins agree on one version.
 #[doc(hidden)]

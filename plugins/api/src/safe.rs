@@ -1,6 +1,9 @@
 //! The safe side of the ABI: what a plugin author implements and calls.
 
+use std::cell::RefCell;
+
 use crate::abi::{self, BatchView, FeatureKind, FeatureSpec, Modality, OracleVTable, StrRef};
+use crate::threat::ThreatModel;
 
 /// An error a plugin reports to the engine; the engine shows it with the plugin's name.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +45,14 @@ pub trait Attack: Sized + Send + 'static {
     /// Perturb every example of `batch`, asking `oracle` about the model as needed.
     /// Return one example per input example, in order, of the same modality and width.
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed>;
+
+    /// Every budget this attack, as configured, promises to keep on every example it
+    /// returns. The host checks each one on each example and counts a breach as a
+    /// violation, never a success; what is not declared here is reported as "not verified
+    /// by the host". The default declares nothing.
+    fn threat_model(&self) -> ThreatModel {
+        ThreatModel::default()
+    }
 }
 
 /// A tabular column, as the attack sees it.
@@ -95,6 +106,9 @@ pub struct Batch<'a> {
     pub sample_rate: u32,
     /// Draw all randomness from this, so a seeded run repeats.
     pub seed: u64,
+    /// The most oracle rows the host answers for each example (`None`: no cap). A call
+    /// that would go past it is refused whole; see [`Oracle::queries_left`].
+    pub query_budget: Option<u64>,
 }
 
 impl<'a> Batch<'a> {
@@ -117,22 +131,29 @@ impl<'a> Batch<'a> {
         let modality = Modality::from_u32(view.modality)
             .ok_or_else(|| PluginError(format!("unknown modality {}", view.modality)))?;
         let n = view.n;
+        // SAFETY: the caller promises `view` is valid, so each non-null pointer has the
+        // length the ABI documents for it (here and in the slices below).
         let labels = unsafe { slice(view.labels, n) };
         let (data, text_refs) = if modality == Modality::Text {
+            // SAFETY: as above.
             (&[][..], unsafe { slice(view.texts, n) })
         } else {
+            // SAFETY: as above.
             (unsafe { slice(view.data, n * view.width) }, &[][..])
         };
         let mut texts = Vec::new();
         for r in text_refs {
+            // SAFETY: each text of a valid view is `len` live bytes.
             let bytes = unsafe { r.as_bytes() };
             texts.push(
                 std::str::from_utf8(bytes).map_err(|e| PluginError(format!("text is not UTF-8: {e}")))?,
             );
         }
         let mut features = Vec::new();
+        // SAFETY: a non-null `features` of a valid view holds `width` columns.
         for f in unsafe { slice(view.features, if view.features.is_null() { 0 } else { view.width }) } {
             features.push(Feature {
+                // SAFETY: a column name of a valid view is `len` live bytes.
                 name: std::str::from_utf8(unsafe { f.name.as_bytes() }).unwrap_or("?"),
                 kind: FeatureKind::from_u32(f.kind)
                     .ok_or_else(|| PluginError(format!("unknown feature kind {}", f.kind)))?,
@@ -153,6 +174,7 @@ impl<'a> Batch<'a> {
             features,
             sample_rate: view.sample_rate,
             seed: view.seed,
+            query_budget: (view.query_budget != abi::NO_QUERY_BUDGET).then_some(view.query_budget),
         })
     }
 }
@@ -221,6 +243,9 @@ pub struct Oracle<'a> {
     modality: Modality,
     sample_rate: u32,
     features: *const FeatureSpec,
+    /// The host's cap and the rows asked so far per example, mirroring the host's count.
+    budget: Option<u64>,
+    asked: RefCell<Vec<u64>>,
 }
 
 impl<'a> Oracle<'a> {
@@ -230,11 +255,30 @@ impl<'a> Oracle<'a> {
             modality: Modality::from_u32(batch.modality).unwrap_or(Modality::Tabular),
             sample_rate: batch.sample_rate,
             features: batch.features,
+            budget: (batch.query_budget != abi::NO_QUERY_BUDGET).then_some(batch.query_budget),
+            asked: RefCell::new(vec![0; batch.n]),
         }
     }
 
     pub fn n_classes(&self) -> usize {
         self.vtable.n_classes
+    }
+
+    /// How many more rows the host answers for `example` (`None`: no cap). A call asking
+    /// more than this for any example is refused whole, and counts nothing.
+    pub fn queries_left(&self, example: u32) -> Option<u64> {
+        let asked = self.asked.borrow().get(example as usize).copied().unwrap_or(0);
+        self.budget.map(|b| b.saturating_sub(asked))
+    }
+
+    /// Adds a successful call's rows to the per-example tally behind `queries_left`.
+    fn tally(&self, ids: &[u32]) {
+        let mut asked = self.asked.borrow_mut();
+        for &id in ids {
+            if let Some(slot) = asked.get_mut(id as usize) {
+                *slot += 1;
+            }
+        }
     }
 
     fn view(
@@ -270,12 +314,19 @@ impl<'a> Oracle<'a> {
             sample_rate: self.sample_rate,
             features: self.features,
             seed: 0,
+            query_budget: abi::NO_QUERY_BUDGET,
         })
     }
 
-    fn error(&self) -> PluginError {
+    fn error(&self, status: abi::Status) -> PluginError {
+        // SAFETY: the host's `last_error` takes its own context and nothing else; the
+        // message is copied out before the next oracle call.
         let msg = unsafe { (self.vtable.last_error)(self.vtable.ctx).to_string_lossy() };
-        PluginError(format!("host: {msg}"))
+        if status == abi::STATUS_QUERY_BUDGET {
+            PluginError(format!("host: query budget: {msg}"))
+        } else {
+            PluginError(format!("host: {msg}"))
+        }
     }
 
     /// Class probabilities, `rows * n_classes` values. `ids[i]` is the example row `i` is for.
@@ -283,10 +334,13 @@ impl<'a> Oracle<'a> {
         let mut refs = Vec::new();
         let view = self.view(&input, &[], ids, &mut refs)?;
         let mut out = vec![0f32; view.n * self.n_classes()];
-        let status = (self.vtable.predict)(self.vtable.ctx, &view, out.as_mut_ptr(), out.len());
+        // SAFETY: `view` and what it points to (`input`, `ids`, `refs`) outlive the call, and
+        // `out` holds the `n * n_classes` values the host writes.
+        let status = unsafe { (self.vtable.predict)(self.vtable.ctx, &view, out.as_mut_ptr(), out.len()) };
         if status != abi::STATUS_OK {
-            return Err(self.error());
+            return Err(self.error(status));
         }
+        self.tally(ids);
         Ok(out)
     }
 
@@ -320,11 +374,15 @@ impl<'a> Oracle<'a> {
         // The host overwrites every value, so stale contents need no clearing.
         loss.resize(view.n, 0.0);
         grad.resize(view.n * width, 0.0);
-        let status =
-            (self.vtable.loss_grad)(self.vtable.ctx, &view, loss.as_mut_ptr(), grad.as_mut_ptr(), grad.len());
+        // SAFETY: `view` and what it points to outlive the call; `loss` holds `n` values and
+        // `grad` the `grad.len()` the host is told about.
+        let status = unsafe {
+            (self.vtable.loss_grad)(self.vtable.ctx, &view, loss.as_mut_ptr(), grad.as_mut_ptr(), grad.len())
+        };
         if status != abi::STATUS_OK {
-            return Err(self.error());
+            return Err(self.error(status));
         }
+        self.tally(ids);
         Ok(())
     }
 
@@ -336,10 +394,13 @@ impl<'a> Oracle<'a> {
         let ra: Vec<StrRef> = a.iter().map(|s| StrRef::new(s)).collect();
         let rb: Vec<StrRef> = b.iter().map(|s| StrRef::new(s)).collect();
         let mut out = vec![0f32; a.len()];
-        let status =
-            (self.vtable.similarity)(self.vtable.ctx, ra.as_ptr(), rb.as_ptr(), a.len(), out.as_mut_ptr());
+        // SAFETY: `ra`, `rb` (pointing into `a`, `b`) and `out` hold `a.len()` entries each
+        // and outlive the call.
+        let status = unsafe {
+            (self.vtable.similarity)(self.vtable.ctx, ra.as_ptr(), rb.as_ptr(), a.len(), out.as_mut_ptr())
+        };
         if status != abi::STATUS_OK {
-            return Err(self.error());
+            return Err(self.error(status));
         }
         Ok(out)
     }
@@ -348,5 +409,10 @@ impl<'a> Oracle<'a> {
 /// # Safety
 /// `ptr` must be null or point to `len` valid `T`s for `'a`.
 unsafe fn slice<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
-    if ptr.is_null() || len == 0 { &[] } else { unsafe { std::slice::from_raw_parts(ptr, len) } }
+    if ptr.is_null() || len == 0 {
+        &[]
+    } else {
+        // SAFETY: non-null, and the caller promises `len` valid values for `'a`.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
 }

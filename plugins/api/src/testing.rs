@@ -9,6 +9,7 @@ use std::ffi::c_void;
 use crate::abi::{self, BatchOut, BatchView, FeatureKind, FeatureSpec, Modality, OracleVTable, StrRef};
 use crate::export::attack_decl;
 use crate::safe::{Attack, Input, Perturbed, PluginError};
+use crate::threat::ThreatModel;
 
 /// A model for tests: probabilities and loss gradients over plain slices.
 pub trait TestModel {
@@ -62,6 +63,8 @@ pub struct TestBatch {
     pub features: Vec<TestFeature>,
     pub sample_rate: u32,
     pub seed: u64,
+    /// The host's cap on oracle rows per example (`None`: none).
+    pub query_budget: Option<u64>,
 }
 
 impl TestBatch {
@@ -75,6 +78,7 @@ impl TestBatch {
             features: Vec::new(),
             sample_rate: 0,
             seed: 0,
+            query_budget: None,
         }
     }
 
@@ -88,6 +92,7 @@ impl TestBatch {
             features: Vec::new(),
             sample_rate: 0,
             seed: 0,
+            query_budget: None,
         }
     }
 }
@@ -97,92 +102,175 @@ impl TestBatch {
 pub struct TestOutcome {
     pub perturbed: Perturbed,
     pub queries: Vec<u64>,
+    /// What the attack declared (already checked to be well formed for the modality).
+    pub threat: ThreatModel,
 }
 
 struct Ctx<'m> {
     model: &'m dyn TestModel,
     queries: RefCell<Vec<u64>>,
+    budget: Option<u64>,
     error: RefCell<String>,
+}
+
+/// `len` values at `ptr`, or none for a null or empty one (`from_raw_parts` wants a
+/// non-null pointer even for zero values).
+///
+/// # Safety
+/// A non-null `ptr` must point to `len` valid values for `'a`.
+unsafe fn slice<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
+    if ptr.is_null() || len == 0 {
+        &[]
+    } else {
+        // SAFETY: non-null, and the caller promises `len` values.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
+}
+
+/// # Safety
+/// A non-null `ptr` must point to `len` writable values for `'a`.
+unsafe fn slice_mut<'a, T>(ptr: *mut T, len: usize) -> &'a mut [T] {
+    if ptr.is_null() || len == 0 {
+        &mut []
+    } else {
+        // SAFETY: non-null, and the caller promises `len` writable values.
+        unsafe { std::slice::from_raw_parts_mut(ptr, len) }
+    }
 }
 
 /// # Safety
 /// `view` must be a valid [`BatchView`].
 unsafe fn input_of<'a>(view: &'a BatchView, texts: &'a mut Vec<&'a str>) -> Input<'a> {
     if view.modality == Modality::Text as u32 {
-        let refs = unsafe { std::slice::from_raw_parts(view.texts, view.n) };
-        for r in refs {
+        // SAFETY: a valid text view holds `n` strings.
+        for r in unsafe { slice(view.texts, view.n) } {
+            // SAFETY: each string of a valid view is `len` live bytes.
             texts.push(std::str::from_utf8(unsafe { r.as_bytes() }).unwrap_or(""));
         }
         Input::Text(texts)
     } else {
-        let data = unsafe { std::slice::from_raw_parts(view.data, view.n * view.width) };
+        // SAFETY: a valid dense view holds `n * width` values.
+        let data = unsafe { slice(view.data, view.n * view.width) };
         Input::Dense { data, width: view.width }
     }
 }
 
-fn count(ctx: &Ctx<'_>, view: &BatchView) {
+/// Counts the call's rows per example the way the host does: all of them, or none when
+/// any example would go past the budget.
+///
+/// # Safety
+/// `view` must be a valid [`BatchView`].
+unsafe fn count(ctx: &Ctx<'_>, view: &BatchView) -> Result<(), abi::Status> {
+    // SAFETY: a non-null `example_ids` of a valid view holds `n` ids.
+    let ids = unsafe { slice(view.example_ids, view.n) };
     let mut q = ctx.queries.borrow_mut();
+    let mut want = vec![0u64; q.len()];
     for i in 0..view.n {
-        let id = if view.example_ids.is_null() { i } else { unsafe { *view.example_ids.add(i) as usize } };
-        if let Some(slot) = q.get_mut(id) {
-            *slot += 1;
+        let id = ids.get(i).map_or(i, |&id| id as usize);
+        match want.get_mut(id) {
+            Some(w) => *w += 1,
+            None => {
+                *ctx.error.borrow_mut() =
+                    format!("row {i} names example {id}, but the batch has {}", q.len());
+                return Err(abi::STATUS_ERROR);
+            }
         }
     }
+    if let Some(b) = ctx.budget
+        && let Some(id) = (0..q.len()).find(|&id| want[id] > 0 && q[id] + want[id] > b)
+    {
+        *ctx.error.borrow_mut() = format!(
+            "example {id} has {} of its {b} queries left and the call asks {}",
+            b.saturating_sub(q[id]),
+            want[id]
+        );
+        return Err(abi::STATUS_QUERY_BUDGET);
+    }
+    for (slot, w) in q.iter_mut().zip(want) {
+        *slot += w;
+    }
+    Ok(())
 }
 
-extern "C" fn predict(
+/// # Safety
+/// The ABI's `predict`, with `ctx` a `Ctx` from [`run`].
+unsafe extern "C" fn predict(
     ctx: *mut c_void,
     input: *const BatchView,
     out: *mut f32,
     out_len: usize,
 ) -> abi::Status {
+    // SAFETY: `run` passes its own live `Ctx`.
     let ctx = unsafe { &*ctx.cast::<Ctx<'_>>() };
+    // SAFETY: the plugin passes a batch valid for the call.
     let view = unsafe { &*input };
-    count(ctx, view);
+    // SAFETY: as above.
+    if let Err(status) = unsafe { count(ctx, view) } {
+        return status;
+    }
     let mut texts = Vec::new();
+    // SAFETY: as above.
     let probs = ctx.model.predict(unsafe { input_of(view, &mut texts) });
-    if probs.len() != out_len {
+    if probs.len() != out_len || probs.len() != view.n * ctx.model.n_classes() {
         *ctx.error.borrow_mut() = format!("test model gave {} probabilities, wanted {out_len}", probs.len());
         return abi::STATUS_ERROR;
     }
-    unsafe { std::slice::from_raw_parts_mut(out, out_len) }.copy_from_slice(&probs);
+    // SAFETY: the plugin gives `out_len` writable values.
+    unsafe { slice_mut(out, out_len) }.copy_from_slice(&probs);
     abi::STATUS_OK
 }
 
-extern "C" fn loss_grad(
+/// # Safety
+/// The ABI's `loss_grad`, with `ctx` a `Ctx` from [`run`].
+unsafe extern "C" fn loss_grad(
     ctx: *mut c_void,
     input: *const BatchView,
     loss: *mut f32,
     grad: *mut f32,
     grad_len: usize,
 ) -> abi::Status {
+    // SAFETY: `run` passes its own live `Ctx`.
     let ctx = unsafe { &*ctx.cast::<Ctx<'_>>() };
+    // SAFETY: the plugin passes a batch valid for the call.
     let view = unsafe { &*input };
-    count(ctx, view);
-    let labels = unsafe { std::slice::from_raw_parts(view.labels, view.n) };
+    // SAFETY: as above.
+    if let Err(status) = unsafe { count(ctx, view) } {
+        return status;
+    }
+    // SAFETY: as above: `n` labels.
+    let labels = unsafe { slice(view.labels, view.n) };
     let mut texts = Vec::new();
+    // SAFETY: as above.
     let (l, g) = ctx.model.loss_grad(unsafe { input_of(view, &mut texts) }, labels);
     if l.len() != view.n || g.len() != grad_len {
         *ctx.error.borrow_mut() = format!("test model gave {} losses / {} gradients", l.len(), g.len());
         return abi::STATUS_ERROR;
     }
-    unsafe { std::slice::from_raw_parts_mut(loss, view.n) }.copy_from_slice(&l);
-    unsafe { std::slice::from_raw_parts_mut(grad, grad_len) }.copy_from_slice(&g);
+    // SAFETY: the plugin gives `n` losses and `grad_len` gradient values, writable.
+    unsafe { slice_mut(loss, view.n) }.copy_from_slice(&l);
+    // SAFETY: as above.
+    unsafe { slice_mut(grad, grad_len) }.copy_from_slice(&g);
     abi::STATUS_OK
 }
 
-extern "C" fn similarity(
+/// # Safety
+/// The ABI's `similarity`, with `ctx` a `Ctx` from [`run`].
+unsafe extern "C" fn similarity(
     ctx: *mut c_void,
     a: *const StrRef,
     b: *const StrRef,
     n: usize,
     out: *mut f32,
 ) -> abi::Status {
+    // SAFETY: `run` passes its own live `Ctx`.
     let ctx = unsafe { &*ctx.cast::<Ctx<'_>>() };
+    // SAFETY: the plugin passes `n` strings in each list and `n` writable outputs.
+    let (a, b, out) = unsafe { (slice(a, n), slice(b, n), slice_mut(out, n)) };
     for i in 0..n {
-        let (sa, sb) = unsafe { ((*a.add(i)).to_string_lossy(), (*b.add(i)).to_string_lossy()) };
+        // SAFETY: each string is `len` live bytes.
+        let (sa, sb) = unsafe { (a[i].to_string_lossy(), b[i].to_string_lossy()) };
         match ctx.model.similarity(&sa, &sb) {
-            Some(s) => unsafe { *out.add(i) = s },
+            Some(s) => out[i] = s,
             None => {
                 *ctx.error.borrow_mut() = "no sentence encoder".into();
                 return abi::STATUS_ERROR;
@@ -192,9 +280,14 @@ extern "C" fn similarity(
     abi::STATUS_OK
 }
 
-extern "C" fn last_error(ctx: *mut c_void) -> StrRef {
+/// # Safety
+/// The ABI's `last_error`, with `ctx` a `Ctx` from [`run`].
+unsafe extern "C" fn last_error(ctx: *mut c_void) -> StrRef {
+    // SAFETY: `run` passes its own live `Ctx`.
     let ctx = unsafe { &*ctx.cast::<Ctx<'_>>() };
     let e = ctx.error.borrow();
+    // The harness is single-threaded and the message is replaced only by the next failing
+    // call, after the plugin has copied it.
     StrRef::new(e.as_str())
 }
 
@@ -206,11 +299,30 @@ pub fn run<A: Attack>(
     model: &dyn TestModel,
 ) -> Result<TestOutcome, PluginError> {
     let decl = attack_decl::<A>();
+    // SAFETY: the plugin side's `last_error` takes no arguments.
     let plugin_error = || unsafe { crate::export::last_error().to_string_lossy() };
     let mut state: *mut c_void = std::ptr::null_mut();
-    if (decl.create)(params.as_ptr(), params.len(), &mut state) != abi::STATUS_OK {
+    // SAFETY: `params` is `params.len()` bytes and `state` a writable slot.
+    if unsafe { (decl.create)(params.as_ptr(), params.len(), &mut state) } != abi::STATUS_OK {
         return Err(PluginError(plugin_error()));
     }
+    let mut threat_json = StrRef::empty();
+    // SAFETY: `state` is the live state `create` just made; `threat_json` is writable.
+    let threat = if unsafe { (decl.threat_model)(state, &mut threat_json) } == abi::STATUS_OK {
+        // SAFETY: the JSON lives in the state until the next call on it.
+        let bytes = unsafe { threat_json.as_bytes() };
+        serde_json::from_slice::<ThreatModel>(bytes).map_err(|e| PluginError(format!("threat model: {e}")))
+    } else {
+        Err(PluginError(plugin_error()))
+    };
+    let threat = match threat.and_then(|t| t.validate(batch.modality).map(|()| t).map_err(PluginError)) {
+        Ok(t) => t,
+        Err(e) => {
+            // SAFETY: the state from `create`, released once.
+            unsafe { (decl.release)(state) };
+            return Err(e);
+        }
+    };
     let names: Vec<String> = batch.features.iter().map(|f| f.name.clone()).collect();
     let specs: Vec<FeatureSpec> = batch
         .features
@@ -239,9 +351,14 @@ pub fn run<A: Attack>(
         sample_rate: batch.sample_rate,
         features: if specs.is_empty() { std::ptr::null() } else { specs.as_ptr() },
         seed: batch.seed,
+        query_budget: batch.query_budget.unwrap_or(abi::NO_QUERY_BUDGET),
     };
-    let ctx =
-        Ctx { model, queries: RefCell::new(vec![0; batch.labels.len()]), error: RefCell::new(String::new()) };
+    let ctx = Ctx {
+        model,
+        queries: RefCell::new(vec![0; batch.labels.len()]),
+        budget: batch.query_budget,
+        error: RefCell::new(String::new()),
+    };
     let oracle = OracleVTable {
         ctx: (&ctx as *const Ctx<'_>).cast_mut().cast(),
         n_classes: model.n_classes(),
@@ -251,19 +368,27 @@ pub fn run<A: Attack>(
         last_error,
     };
     let mut out = BatchOut::empty();
-    let status = (decl.perturb)(state, &view, &oracle, &mut out);
+    // SAFETY: the state is live; the batch, the oracle (and its `Ctx`) and `out` outlive the
+    // call.
+    let status = unsafe { (decl.perturb)(state, &view, &oracle, &mut out) };
     let result = if status == abi::STATUS_OK {
         let perturbed = if batch.modality == Modality::Text {
-            let refs = unsafe { std::slice::from_raw_parts(out.texts, out.n_texts) };
+            // SAFETY: a successful `perturb` wrote `n_texts` strings, alive until released.
+            let refs = unsafe { slice(out.texts, out.n_texts) };
+            // SAFETY: as above.
             Perturbed::Text(refs.iter().map(|r| unsafe { r.to_string_lossy() }).collect())
         } else {
-            Perturbed::Dense(unsafe { std::slice::from_raw_parts(out.data, out.data_len) }.to_vec())
+            // SAFETY: a successful `perturb` wrote `data_len` values, alive until released.
+            Perturbed::Dense(unsafe { slice(out.data, out.data_len) }.to_vec())
         };
-        Ok(TestOutcome { perturbed, queries: ctx.queries.into_inner() })
+        Ok(TestOutcome { perturbed, queries: ctx.queries.into_inner(), threat })
     } else {
         Err(PluginError(plugin_error()))
     };
-    (decl.release_output)(&mut out);
-    (decl.release)(state);
+    // SAFETY: `out` is this plugin's answer (or empty), and `state` is released once, after it.
+    unsafe {
+        (decl.release_output)(&mut out);
+        (decl.release)(state);
+    }
     result
 }

@@ -1,7 +1,9 @@
 //! `fgsm` and `pgd` on the waveform, under an L∞ or an SNR (row-scaled L2) budget.
 
 use serde::Deserialize;
-use tempered_plugin::{Attack, Batch, Input, Oracle, Perturbed, PluginError, Result, Rng};
+use tempered_plugin::{
+    Attack, Batch, Budget, Input, Oracle, Perturbed, PluginError, Result, Rng, ThreatModel,
+};
 
 use crate::budget;
 
@@ -81,7 +83,7 @@ fn resolve_ball(
     budget: Option<BudgetKind>,
     epsilon: Option<f64>,
     snr_db: Option<f64>,
-) -> Result<Ball> {
+) -> Result<(Ball, Budget)> {
     let kind = match (budget, epsilon, snr_db) {
         (Some(k), _, _) => k,
         (None, Some(_), None) => BudgetKind::Linf,
@@ -111,7 +113,7 @@ fn resolve_ball(
             if !(eps.is_finite() && eps >= 0.0) {
                 return Err(format!("{attack}: epsilon must be a finite number >= 0, got {eps}").into());
             }
-            Ok(Ball::Linf(budget::linf_limit(eps)))
+            Ok((Ball::Linf(budget::linf_limit(eps)), Budget::Linf { epsilon: eps }))
         }
         BudgetKind::Snr => {
             if epsilon.is_some() {
@@ -124,7 +126,7 @@ fn resolve_ball(
             if !snr.is_finite() {
                 return Err(format!("{attack}: snr_db must be a finite number of dB, got {snr}").into());
             }
-            Ok(Ball::Snr(snr))
+            Ok((Ball::Snr(snr), Budget::SnrFloor { db: snr }))
         }
     }
 }
@@ -133,12 +135,24 @@ fn resolve_ball(
 #[derive(Debug, Clone)]
 struct Config {
     ball: Ball,
+    /// The ball as the user gave it, for the host to check.
+    declared: Budget,
     steps: u32,
     /// L∞: absolute step. SNR: multiple of the row's radius.
     step: f64,
     restarts: u32,
     random_start: bool,
     salt: u64,
+}
+
+impl Config {
+    /// The ball, and one `loss_grad` row per step and restart for each example.
+    fn threat_model(&self) -> ThreatModel {
+        ThreatModel::new([
+            self.declared.clone(),
+            Budget::Queries { max: u64::from(self.steps) * u64::from(self.restarts) },
+        ])
+    }
 }
 
 fn check_step(attack: &str, step_size: Option<f64>) -> Result<()> {
@@ -159,7 +173,7 @@ impl Attack for Fgsm {
     const DESCRIPTION: &'static str = "one gradient step on the waveform under an L∞ or SNR budget";
 
     fn new(p: FgsmParams) -> Result<Self> {
-        let ball = resolve_ball(Self::NAME, p.budget, p.epsilon, p.snr_db)?;
+        let (ball, declared) = resolve_ball(Self::NAME, p.budget, p.epsilon, p.snr_db)?;
         check_step(Self::NAME, p.step_size)?;
         // Wong et al. 2020: after a random start a full-radius step lands on the boundary
         // too rarely; 1.25 × radius is their tuned value.
@@ -168,7 +182,19 @@ impl Attack for Fgsm {
             Ball::Linf(eps) => mult * f64::from(eps),
             Ball::Snr(_) => mult,
         });
-        Ok(Self(Config { ball, steps: 1, step, restarts: 1, random_start: p.random_start, salt: FGSM_SALT }))
+        Ok(Self(Config {
+            ball,
+            declared,
+            steps: 1,
+            step,
+            restarts: 1,
+            random_start: p.random_start,
+            salt: FGSM_SALT,
+        }))
+    }
+
+    fn threat_model(&self) -> ThreatModel {
+        self.0.threat_model()
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
@@ -193,7 +219,7 @@ impl Attack for Pgd {
         "projected gradient descent on the waveform under an L∞ or SNR budget, with restarts";
 
     fn new(p: PgdParams) -> Result<Self> {
-        let ball = resolve_ball(Self::NAME, p.budget, p.epsilon, p.snr_db)?;
+        let (ball, declared) = resolve_ball(Self::NAME, p.budget, p.epsilon, p.snr_db)?;
         check_step(Self::NAME, p.step_size)?;
         if p.steps == 0 {
             return Err("pgd: steps must be >= 1".into());
@@ -208,12 +234,17 @@ impl Attack for Pgd {
         });
         Ok(Self(Config {
             ball,
+            declared,
             steps: p.steps,
             step,
             restarts: p.restarts,
             random_start: p.random_start,
             salt: PGD_SALT,
         }))
+    }
+
+    fn threat_model(&self) -> ThreatModel {
+        self.0.threat_model()
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
@@ -351,8 +382,14 @@ mod tests {
 
     #[test]
     fn the_budget_kind_is_inferred_or_checked() {
-        assert_eq!(resolve_ball("pgd", None, Some(0.1), None), Ok(Ball::Linf(budget::linf_limit(0.1))));
-        assert_eq!(resolve_ball("pgd", None, None, Some(30.0)), Ok(Ball::Snr(30.0)));
+        assert_eq!(
+            resolve_ball("pgd", None, Some(0.1), None),
+            Ok((Ball::Linf(budget::linf_limit(0.1)), Budget::Linf { epsilon: 0.1 }))
+        );
+        assert_eq!(
+            resolve_ball("pgd", None, None, Some(30.0)),
+            Ok((Ball::Snr(30.0), Budget::SnrFloor { db: 30.0 }))
+        );
         let e = resolve_ball("pgd", Some(BudgetKind::Linf), None, Some(30.0)).unwrap_err();
         assert!(e.0.contains("budget = \"snr\""), "{e}");
         let e = resolve_ball("pgd", None, Some(0.1), Some(30.0)).unwrap_err();

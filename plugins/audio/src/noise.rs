@@ -1,7 +1,7 @@
 //! `noise`: additive white, pink or background noise at an exact SNR.
 
 use serde::Deserialize;
-use tempered_plugin::{Attack, Batch, Oracle, Perturbed, Result, Rng};
+use tempered_plugin::{Attack, Batch, Budget, Oracle, Perturbed, Result, Rng, ThreatModel};
 
 use crate::budget;
 
@@ -51,6 +51,11 @@ impl Attack for Noise {
             return Err(format!("noise: snr_db must be a finite number of dB, got {}", p.snr_db).into());
         }
         Ok(Self { kind: p.kind, snr_db: p.snr_db })
+    }
+
+    /// The SNR the noise is mixed at (a floor, after clipping), and no model queries.
+    fn threat_model(&self) -> ThreatModel {
+        ThreatModel::new([Budget::SnrFloor { db: self.snr_db }, Budget::Queries { max: 0 }])
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, _oracle: &Oracle<'_>) -> Result<Perturbed> {

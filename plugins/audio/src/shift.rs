@@ -1,7 +1,7 @@
 //! `shift`: random time shift (zero-fill) and optional speed change.
 
 use serde::Deserialize;
-use tempered_plugin::{Attack, Batch, Oracle, Perturbed, Result, Rng};
+use tempered_plugin::{Attack, Batch, Budget, Oracle, Perturbed, Result, Rng, ThreatModel};
 
 use crate::budget;
 
@@ -50,6 +50,13 @@ impl Attack for Shift {
             return Err(format!("shift: max_stretch must be in [0, 1), got {}", p.max_stretch).into());
         }
         Ok(Self { max_shift: p.max_shift, max_stretch: p.max_stretch })
+    }
+
+    /// A pure shift is checked by the host to the bit; with a stretch the row is resampled,
+    /// which no declared budget describes, so only the query count is promised.
+    fn threat_model(&self) -> ThreatModel {
+        ThreatModel::new([Budget::Queries { max: 0 }])
+            .with_opt((self.max_stretch == 0.0).then_some(Budget::TimeShift { max_seconds: self.max_shift }))
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, _oracle: &Oracle<'_>) -> Result<Perturbed> {

@@ -10,7 +10,9 @@
 //! shortened by bisection, since a full step usually overshoots the decision boundary.
 
 use serde::Deserialize;
-use tempered_plugin::{Attack, Batch, Feature, FeatureKind, Input, Oracle, Perturbed, Result};
+use tempered_plugin::{
+    Attack, Batch, Budget, Feature, FeatureKind, Input, Oracle, Perturbed, Result, ThreatModel,
+};
 
 use crate::budget::step_toward;
 use crate::shared::{
@@ -76,6 +78,10 @@ impl Attack for Fraudster {
             return Err("fraudster: fraud_class and target_class must differ".into());
         }
         Ok(Self { p })
+    }
+
+    fn threat_model(&self) -> ThreatModel {
+        ThreatModel::new([Budget::Cost { budget: f64::from(self.p.budget) }])
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {

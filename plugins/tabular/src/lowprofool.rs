@@ -8,7 +8,7 @@
 //! an L∞ ball of `epsilon` standardised units; binary and one-hot columns stay untouched.
 
 use serde::Deserialize;
-use tempered_plugin::{Attack, Batch, Oracle, Perturbed, Result};
+use tempered_plugin::{Attack, Batch, Budget, Oracle, Perturbed, Result, ThreatModel};
 
 use crate::budget::{boxes, clamp, materialize};
 use crate::shared::{
@@ -78,6 +78,10 @@ impl Attack for LowProFool {
             return Err("lowprofool: fraud_class and target_class must differ".into());
         }
         Ok(Self { p })
+    }
+
+    fn threat_model(&self) -> ThreatModel {
+        ThreatModel::new([Budget::LinfStd { epsilon: f64::from(self.p.epsilon) }])
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {

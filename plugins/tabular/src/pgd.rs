@@ -5,7 +5,7 @@
 //! every oracle call, so the model only ever sees valid rows yet small steps still add up.
 
 use serde::Deserialize;
-use tempered_plugin::{Attack, Batch, Feature, Input, Oracle, Perturbed, Result, Rng};
+use tempered_plugin::{Attack, Batch, Budget, Feature, Input, Oracle, Perturbed, Result, Rng, ThreatModel};
 
 use crate::budget::{boxes, clamp, fit_l2, materialize};
 use crate::shared::{Columns, check_batch, finish, hot, non_negative};
@@ -88,6 +88,15 @@ impl Attack for Pgd {
             None => 2.5 * p.epsilon / p.steps.max(1) as f32,
         };
         Ok(Self { p, step_size })
+    }
+
+    /// The ball; discrete flips are outside the norm, as the host measures it too.
+    fn threat_model(&self) -> ThreatModel {
+        let epsilon = f64::from(self.p.epsilon);
+        ThreatModel::new([match self.p.norm {
+            Norm::Linf => Budget::LinfStd { epsilon },
+            Norm::L2 => Budget::L2Std { epsilon },
+        }])
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {

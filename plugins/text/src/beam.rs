@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use tempered_plugin::{Attack, Batch, Oracle, Perturbed, PluginError, Result};
+use tempered_plugin::{Attack, Batch, Oracle, Perturbed, PluginError, Result, ThreatModel};
 
 use crate::constraints::{Constraints, attack_params};
 use crate::search::{Example, Scored, Search, expand, flipped};
@@ -58,6 +58,10 @@ impl Attack for Beam {
         }
         let c = p.constraints(p.ppdb_synonyms.clone(), Some(p.max_candidates))?;
         Ok(Self { c, width: p.beam_width })
+    }
+
+    fn threat_model(&self) -> ThreatModel {
+        self.c.threat_model()
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {

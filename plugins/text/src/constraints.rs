@@ -1,7 +1,7 @@
 //! The parameters and limits all three attacks share: word lists, the share of words that
 //! may change, the query budget and the optional sentence-similarity floor.
 
-use tempered_plugin::{PluginError, Result};
+use tempered_plugin::{Budget, PluginError, Result, ThreatModel};
 
 use crate::lexicon::{Lexicon, LexiconFiles, match_case};
 use crate::tokens::Tokens;
@@ -111,6 +111,9 @@ pub struct Constraints {
     pub max_change_ratio: f64,
     pub query_budget: u64,
     pub min_similarity: Option<f32>,
+    /// The lists the lexicon applies, named again in the threat model for the host to check.
+    stopwords: Option<std::path::PathBuf>,
+    antonyms: Vec<std::path::PathBuf>,
 }
 
 /// A word that may be swapped, with its candidates in the case of the original.
@@ -136,7 +139,31 @@ impl Constraints {
         if let Some(m) = min_similarity.filter(|m| !(-1.0..=1.0).contains(m)) {
             return Err(PluginError(format!("min_similarity is a cosine, in [-1, 1]; got {m}")));
         }
-        Ok(Self { lexicon: Lexicon::load(files)?, max_change_ratio, query_budget, min_similarity })
+        Ok(Self {
+            lexicon: Lexicon::load(files)?,
+            max_change_ratio,
+            query_budget,
+            min_similarity,
+            stopwords: files.stopwords.clone(),
+            antonyms: files.antonyms.clone(),
+        })
+    }
+
+    /// Everything the three attacks promise: one-for-one swaps within the ratio, no stop
+    /// word or antonym swapped (by the very files they read), the similarity floor, and
+    /// the query budget.
+    pub fn threat_model(&self) -> ThreatModel {
+        let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+        ThreatModel::new([
+            Budget::WordSwaps { max_ratio: self.max_change_ratio },
+            Budget::Queries { max: self.query_budget },
+        ])
+        .with_opt(self.stopwords.as_deref().map(|p| Budget::StopWords { files: vec![path(p)] }))
+        .with_opt(
+            (!self.antonyms.is_empty())
+                .then(|| Budget::NoAntonyms { files: self.antonyms.iter().map(|p| path(p)).collect() }),
+        )
+        .with_opt(self.min_similarity.map(|f| Budget::MinSimilarity { floor: f64::from(f) }))
     }
 
     /// How many words of an `n_words`-word example may change. Rounded down, because the

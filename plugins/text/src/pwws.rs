@@ -38,7 +38,7 @@
 //! `lazy = false` evaluates every word's candidates in one oracle call before applying
 //! any, which is the paper's order of work.
 
-use tempered_plugin::{Attack, Batch, Oracle, Perturbed, PluginError, Result};
+use tempered_plugin::{Attack, Batch, Oracle, Perturbed, PluginError, Result, ThreatModel};
 
 use crate::constraints::{Constraints, attack_params};
 use crate::search::{Example, Greedy, Scored, Search, flipped, greedy, log_margin, order_by};
@@ -88,6 +88,10 @@ impl Attack for Pwws {
         }
         let c = p.constraints(None, p.max_candidates)?;
         Ok(Self { c, unk: p.unk_token, lazy: p.lazy, in_context: p.in_context })
+    }
+
+    fn threat_model(&self) -> ThreatModel {
+        self.c.threat_model()
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {

@@ -140,7 +140,10 @@ impl<'c, 'o, 'a> Search<'c, 'o, 'a> {
                 },
             },
         };
-        Ok(Self { c, oracle, q: Queries::new(oracle, batch.len(), c.query_budget), encoder })
+        // The host's cap, when lower, is the one that binds: asking past it would have the
+        // whole batched call refused.
+        let budget = batch.query_budget.map_or(c.query_budget, |host| host.min(c.query_budget));
+        Ok(Self { c, oracle, q: Queries::new(oracle, batch.len(), budget), encoder })
     }
 
     /// Splits the batch into examples and scores the clean texts in one call.

@@ -16,7 +16,7 @@
 
 use std::path::PathBuf;
 
-use tempered_plugin::{Attack, Batch, Oracle, Perturbed, Result};
+use tempered_plugin::{Attack, Batch, Oracle, Perturbed, Result, ThreatModel};
 
 use crate::constraints::{Constraints, attack_params};
 use crate::search::{Example, Search, deletion_importance, greedy, order_by};
@@ -53,6 +53,10 @@ impl Attack for TextFooler {
 
     fn new(p: TextFoolerParams) -> Result<Self> {
         Ok(Self { c: p.constraints(p.ppdb_synonyms.clone(), Some(p.max_candidates))? })
+    }
+
+    fn threat_model(&self) -> ThreatModel {
+        self.c.threat_model()
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
