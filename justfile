@@ -55,6 +55,10 @@ models:
     mv "$dest.partial" "$dest"
     echo "installed $dest"
 
+# Write a synthetic card-transaction table with a fraud label (see data/transactions/README.md).
+gen-transactions rows="1000000" out="target/transactions.csv" seed="7" fraud_rate="0.03":
+    cargo run --release -p tempered-txgen -- --rows {{rows}} --seed {{seed}} --fraud-rate {{fraud_rate}} --out {{out}}
+
 # Start a new attack plugin from the example: just new-plugin my-attack
 new-plugin name:
     mkdir -p plugins/{{name}}/src
