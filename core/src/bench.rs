@@ -176,7 +176,8 @@ fn create_attack(
     if let Some(p) = params.as_object_mut() {
         p.extend(overrides.clone());
     }
-    let handle = engine::load_plugin(pipeline, config)?.create(&config.attack, &params)?;
+    let handle =
+        engine::load_plugin(pipeline, config)?.create(&config.attack, &params, &pipeline.base_dir)?;
     let label = format!("{}/{} {}", config.plugin, config.attack, params);
     Ok(BenchAttack { handle, params, label })
 }

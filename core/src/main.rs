@@ -133,7 +133,7 @@ fn execute(command: Command) -> Result<ExitCode, tempered_core::Error> {
                 let plugin = engine::load_plugin(&p, a)?;
                 let params = serde_json::to_value(&a.params).expect("TOML is JSON");
                 // Creating the attack makes the plugin check its params, too.
-                drop(plugin.create(&a.attack, &params)?);
+                drop(plugin.create(&a.attack, &params, &p.base_dir)?);
                 engine::check_attack(&p, a, &plugin)?;
             }
             let printed = sayln!(

@@ -171,7 +171,7 @@ fn a_plugin_built_for_abi_1_0_loads_runs_and_its_budgets_are_not_verified() {
     let plugin = Plugin::load(&lib("tempered_fixture_abi_1_0")).expect("a 1.0 plugin loads under 1.1");
     assert_eq!(tempered_core::plugin_host::format_abi(plugin.abi_version), "1.0");
     assert_eq!(plugin.attacks.len(), 1);
-    let handle = plugin.create("nudge", &serde_json::json!({})).expect("created");
+    let handle = plugin.create("nudge", &serde_json::json!({}), &repo()).expect("created");
     assert!(handle.threat().is_none(), "a 1.0 plugin cannot declare budgets");
     drop(handle);
 
@@ -192,22 +192,11 @@ fn every_first_party_attack_declares_budgets_the_host_can_check() {
         let p = Pipeline::load(&repo().join("pipelines").join(file)).unwrap();
         let plugin = Plugin::load(&lib(&format!("tempered_{modality}"))).unwrap();
         for a in p.spec.attacks() {
-            let mut params = serde_json::to_value(&a.params).unwrap();
-            // Word-list params are relative to the repository.
-            for v in params.as_object_mut().unwrap().values_mut() {
-                let absolute = |v: &Value| match v.as_str() {
-                    Some(s) if s.starts_with("data/") => {
-                        Value::from(repo().join(s).to_string_lossy().into_owned())
-                    }
-                    _ => v.clone(),
-                };
-                let new = match &*v {
-                    Value::Array(items) => Value::Array(items.iter().map(absolute).collect()),
-                    other => absolute(other),
-                };
-                *v = new;
-            }
-            let handle = plugin.create(&a.attack, &params).unwrap_or_else(|e| panic!("{file} {}: {e}", a.id));
+            let params = serde_json::to_value(&a.params).unwrap();
+            // Word-list params ("data/...") resolve against the pipeline's folder, as in a run.
+            let handle = plugin
+                .create(&a.attack, &params, &p.base_dir)
+                .unwrap_or_else(|e| panic!("{file} {}: {e}", a.id));
             let threat = handle.threat().expect("ABI 1.1");
             assert!(!threat.is_empty(), "{file} {}: declares its budgets", a.id);
         }

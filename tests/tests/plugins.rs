@@ -149,7 +149,7 @@ fn the_first_party_plugin_is_found_by_name_with_its_attacks() {
     let names: Vec<&str> = p.attacks.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["pgd", "fraudster", "lowprofool"]);
     assert!(Path::new(&p.path).is_file());
-    let e = p.create("pgd", &serde_json::json!({ "epsilon": "big" })).err().unwrap().to_string();
+    let e = p.create("pgd", &serde_json::json!({ "epsilon": "big" }), &repo()).err().unwrap().to_string();
     assert!(e.starts_with("plugin `tabular`: attack `pgd`:"), "bad params are the plugin's error: {e}");
 }
 

@@ -74,7 +74,7 @@ pub(super) fn load_attacks(pipeline: &Pipeline) -> Result<(Vec<Loaded>, Vec<Skip
     for config in pipeline.spec.attacks() {
         let params = to_json(&config.params);
         let made = load_plugin(pipeline, config).and_then(|p| {
-            let handle = p.create(&config.attack, &params)?;
+            let handle = p.create(&config.attack, &params, &pipeline.base_dir)?;
             check_attack(pipeline, config, &p)?;
             Ok(handle)
         });
@@ -133,7 +133,7 @@ pub fn check_attack(pipeline: &Pipeline, config: &AttackConfig, plugin: &Plugin)
         for &value in &sweep.values {
             let mut o = serde_json::Map::new();
             o.insert(sweep.param.clone(), sweep_value(value));
-            plugin.create(&config.attack, &with_overrides(&params, &o)).map_err(|e| {
+            plugin.create(&config.attack, &with_overrides(&params, &o), &pipeline.base_dir).map_err(|e| {
                 Error::msg(format!(
                     "[[evaluate.sweep]] of attack `{}` sets `{} = {value}`: {e}",
                     config.id, sweep.param
@@ -148,7 +148,7 @@ pub fn check_attack(pipeline: &Pipeline, config: &AttackConfig, plugin: &Plugin)
 /// attack: the plugin checks those params now, before any training time is spent.
 fn check_harden_attack(pipeline: &Pipeline, config: &AttackConfig, plugin: &Plugin) -> Result<()> {
     let Some(params) = harden_params(pipeline, config) else { return Ok(()) };
-    match plugin.create(&config.attack, &params) {
+    match plugin.create(&config.attack, &params, &pipeline.base_dir) {
         Ok(handle) => {
             drop(handle);
             Ok(())
@@ -244,16 +244,17 @@ pub(super) fn attack_phase(
                 label: &label,
             };
             let ctx = modality::context(task, seed, loaded.config.query_budget);
-            let outcome = plugin.create(&loaded.config.attack, &params).and_then(|mut handle| {
-                evaluate::run(
-                    &mut handle,
-                    task.parts().model.as_ref(),
-                    split,
-                    ctx,
-                    task.parts().judge.as_ref(),
-                    &run,
-                )
-            });
+            let outcome =
+                plugin.create(&loaded.config.attack, &params, &pipeline.base_dir).and_then(|mut handle| {
+                    evaluate::run(
+                        &mut handle,
+                        task.parts().model.as_ref(),
+                        split,
+                        ctx,
+                        task.parts().judge.as_ref(),
+                        &run,
+                    )
+                });
             let outcome = match outcome {
                 Ok(o) => o,
                 Err(e) if skip => {

@@ -45,7 +45,7 @@ pub(super) fn harden(
                 Error::msg(format!("harden.attack `{id}` cannot train with strategy {strategy:?}"))
             })?;
             let plugin = source.handle.plugin.clone();
-            let handle = plugin.create(&source.config.attack, &params)?;
+            let handle = plugin.create(&source.config.attack, &params, &pipeline.base_dir)?;
             Some(PluginAdversary {
                 budgets: handle.threat().map(|t| t.budgets.clone()).unwrap_or_default(),
                 judge: task.parts().judge.as_ref(),

@@ -24,9 +24,9 @@ use std::sync::{Mutex, OnceLock};
 
 use tempered_plugin::ThreatModel;
 use tempered_plugin::abi::{
-    self, ABI_VERSION, AttackDecl, BatchOut, BatchView, CreateFn, ENTRY_SYMBOL, EntryFn, FeatureSpec,
-    Modality, PerturbFn, PluginDecl, ReleaseFn, ReleaseOutputFn, StrRef, ThreatModelFn, abi_major, abi_minor,
-    v1_0,
+    self, ABI_VERSION, AttackDecl, BatchOut, BatchView, CreateFn, CreateInFn, ENTRY_SYMBOL, EntryFn,
+    FeatureSpec, Modality, PerturbFn, PluginDecl, ReleaseFn, ReleaseOutputFn, StrRef, ThreatModelFn,
+    abi_major, abi_minor, v1_0,
 };
 
 use crate::data::Examples;
@@ -63,8 +63,9 @@ struct AttackFns {
     perturb: PerturbFn,
     release_output: ReleaseOutputFn,
     release: ReleaseFn,
-    /// `None` for a 1.0 plugin.
+    /// `None` for a 1.0 plugin (as is `create_in`).
     threat_model: Option<ThreatModelFn>,
+    create_in: Option<CreateInFn>,
 }
 
 impl std::fmt::Debug for AttackFns {
@@ -81,6 +82,7 @@ impl AttackFns {
             release_output: a.release_output,
             release: a.release,
             threat_model: Some(a.threat_model),
+            create_in: Some(a.create_in),
         }
     }
 
@@ -91,6 +93,7 @@ impl AttackFns {
             release_output: a.release_output,
             release: a.release,
             threat_model: None,
+            create_in: None,
         }
     }
 }
@@ -225,13 +228,22 @@ impl Plugin {
         })
     }
 
-    /// Creates attack `name` with JSON `params`, and reads what it promises.
-    pub fn create(&self, name: &str, params: &serde_json::Value) -> Result<AttackHandle> {
+    /// Creates attack `name` with JSON `params`, and reads what it promises. Relative paths
+    /// in the params resolve against `base_dir` (a 1.0 plugin: against the current folder).
+    pub fn create(&self, name: &str, params: &serde_json::Value, base_dir: &Path) -> Result<AttackHandle> {
         let info = self.attack(name)?;
         let bytes = serde_json::to_vec(params).map_err(|e| Error::plugin(&self.name, e.to_string()))?;
         let mut state: *mut c_void = std::ptr::null_mut();
-        // SAFETY: `bytes` is `bytes.len()` bytes of JSON and `state` a writable slot.
-        let status = unsafe { (info.fns.create)(bytes.as_ptr(), bytes.len(), &mut state) };
+        let base = base_dir.to_string_lossy();
+        let status = match info.fns.create_in {
+            // SAFETY: `bytes` is `bytes.len()` bytes of JSON, `base` lives through the call,
+            // and `state` is a writable slot.
+            Some(create_in) => unsafe {
+                create_in(bytes.as_ptr(), bytes.len(), StrRef::new(&base), &mut state)
+            },
+            // SAFETY: as above.
+            None => unsafe { (info.fns.create)(bytes.as_ptr(), bytes.len(), &mut state) },
+        };
         if status != abi::STATUS_OK {
             return Err(Error::plugin(
                 &self.name,

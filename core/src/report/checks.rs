@@ -44,12 +44,12 @@ pub(crate) fn checks(m: &Metrics) -> Vec<Check> {
     let violations: usize = m.attacks.iter().map(|a| a.constraint_violations).sum();
     if violations > 0 {
         out.push(warn(format!(
-            "{violations} adversarial example(s) broke the domain constraints: \
-             the rows with violations are not valid results."
+            "{violations} adversarial example(s) broke the domain constraints or a declared budget: \
+             they count as failed attacks, and the attack does not keep its own threat model."
         )));
     } else if m.attacks.iter().any(|a| a.attacked > 0) {
         // Over nothing attacked, "no violation" would be a check that was not made.
-        out.push(ok("No adversarial example broke the domain constraints.".into()));
+        out.push(ok("No adversarial example broke the domain constraints or a declared budget.".into()));
     }
     out.extend(unverified(m));
     out.extend(hardening_violations(m));

@@ -20,7 +20,8 @@
 //! ## Versions
 //!
 //! 1.1 added, after every 1.0 field: [`AttackDecl::threat_model`] (what an attack promises,
-//! checked by the host) and [`BatchView::query_budget`] (the host's query cap). A 1.1 host
+//! checked by the host), [`AttackDecl::create_in`] (creation with the folder that relative
+//! paths in params resolve against) and [`BatchView::query_budget`] (the host's query cap). A 1.1 host
 //! reads a 1.0 plugin's attack table through [`v1_0::AttackDecl`] and reports its budgets
 //! as not verified; a 1.0 plugin never reads past the 1.0 fields of a batch.
 
@@ -290,6 +291,14 @@ pub type PerturbFn = unsafe extern "C" fn(
 pub type ReleaseOutputFn = unsafe extern "C" fn(out: *mut BatchOut);
 /// Frees a state from `create`. The state is not used again.
 pub type ReleaseFn = unsafe extern "C" fn(state: *mut c_void);
+/// (1.1) [`CreateFn`], with `base_dir` (UTF-8, valid for the call): the folder the
+/// pipeline's own relative paths resolve against, for relative paths in `params`.
+pub type CreateInFn = unsafe extern "C" fn(
+    params: *const u8,
+    params_len: usize,
+    base_dir: StrRef,
+    state: *mut *mut c_void,
+) -> Status;
 /// (1.1) Writes the attack's threat model, as JSON (`tempered_plugin::ThreatModel`), to
 /// `*out`: valid until the next call on `state` or its release.
 pub type ThreatModelFn = unsafe extern "C" fn(state: *mut c_void, out: *mut StrRef) -> Status;
@@ -306,6 +315,8 @@ pub struct AttackDecl {
     pub release: ReleaseFn,
     /// (1.1)
     pub threat_model: ThreatModelFn,
+    /// (1.1) The host creates 1.1 attacks through this rather than `create`.
+    pub create_in: CreateInFn,
 }
 
 /// The layouts of ABI 1.0 that changed in 1.1, so a 1.1 host can read a 1.0 plugin.

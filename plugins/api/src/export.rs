@@ -76,6 +76,19 @@ pub unsafe extern "C" fn create<A: Attack>(
     params_len: usize,
     state: *mut *mut c_void,
 ) -> Status {
+    // SAFETY: the caller's promises are `create_in`'s, with no base folder.
+    unsafe { create_in::<A>(params, params_len, StrRef::empty(), state) }
+}
+
+/// # Safety
+/// As [`create`]; `base_dir` must be empty or `len` live UTF-8 bytes for the call. (The
+/// ABI's `create_in`.)
+pub unsafe extern "C" fn create_in<A: Attack>(
+    params: *const u8,
+    params_len: usize,
+    base_dir: StrRef,
+    state: *mut *mut c_void,
+) -> Status {
     guarded("create", || {
         if state.is_null() {
             return Err(PluginError("create called with a null state pointer".into()));
@@ -86,12 +99,15 @@ pub unsafe extern "C" fn create<A: Attack>(
             // SAFETY: non-null, and the host promises `params_len` bytes for this call.
             unsafe { std::slice::from_raw_parts(params, params_len) }
         };
-        let params: A::Params = serde_json::from_slice(bytes).map_err(|e| {
-            // serde_json's "at line 1 column 10" points into JSON the user never wrote.
-            let msg = e.to_string();
-            let msg = msg.rsplit_once(" at line ").map_or(msg.as_str(), |(m, _)| m).to_owned();
-            PluginError(format!("bad params for attack `{}`: {msg}", A::NAME))
-        })?;
+        // SAFETY: the host promises `len` live bytes for the call; copied right away.
+        let base = String::from_utf8_lossy(unsafe { base_dir.as_bytes() }).into_owned();
+        let params: A::Params = crate::paths::with_base_dir(&base, || serde_json::from_slice(bytes))
+            .map_err(|e| {
+                // serde_json's "at line 1 column 10" points into JSON the user never wrote.
+                let msg = e.to_string();
+                let msg = msg.rsplit_once(" at line ").map_or(msg.as_str(), |(m, _)| m).to_owned();
+                PluginError(format!("bad params for attack `{}`: {msg}", A::NAME))
+            })?;
         let attack = A::new(params)?;
         let boxed = Box::new(State { attack, threat_json: String::new() });
         // SAFETY: checked non-null above; the host gives a writable slot.
@@ -203,6 +219,7 @@ pub const fn attack_decl<A: Attack>() -> AttackDecl {
         release_output,
         release: release::<A>,
         threat_model: threat_model::<A>,
+        create_in: create_in::<A>,
     }
 }
 

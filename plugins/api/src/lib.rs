@@ -36,12 +36,14 @@
 pub mod abi;
 #[doc(hidden)]
 pub mod export;
+mod paths;
 mod rng;
 mod safe;
 pub mod testing;
 mod threat;
 
 pub use abi::{ABI_VERSION, FeatureKind, Modality};
+pub use paths::PipelinePath;
 pub use rng::Rng;
 pub use safe::{Attack, Batch, Feature, Input, Oracle, Perturbed, PluginError, Result, project_row};
 pub use threat::{Budget, ThreatModel};

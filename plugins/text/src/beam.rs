@@ -11,7 +11,6 @@
 //! that only pays off together with a later one is not lost to greediness.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 
 use tempered_plugin::{Attack, Batch, Oracle, Perturbed, PluginError, Result, ThreatModel};
 
@@ -29,7 +28,7 @@ attack_params! {
     pub struct BeamParams {
         /// PPDB synonym pairs, added to the WordNet candidates. Default: none.
         #[serde(default)]
-        pub ppdb_synonyms: Option<PathBuf>,
+        pub ppdb_synonyms: Option<tempered_plugin::PipelinePath>,
         /// Candidates tried per word: PPDB ones first, then WordNet ones. Default 30.
         #[serde(default = "default_max_candidates")]
         pub max_candidates: usize,

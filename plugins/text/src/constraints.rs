@@ -33,15 +33,16 @@ macro_rules! attack_params {
         #[derive(Debug, Clone, serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct $name {
-            /// Path to `wordnet-synonyms.tsv`. Required.
-            pub synonyms: std::path::PathBuf,
+            /// Path to `wordnet-synonyms.tsv`. Required. Relative paths here and below
+            /// resolve as the pipeline's own do.
+            pub synonyms: tempered_plugin::PipelinePath,
             /// Antonym-pair files (`ppdb_antonyms.txt`, `wordnet_antonyms.txt`): a swap to an
             /// antonym of the replaced word is never made. Default: none.
             #[serde(default)]
-            pub antonyms: Vec<std::path::PathBuf>,
+            pub antonyms: Vec<tempered_plugin::PipelinePath>,
             /// Stop-word file; stop words are never swapped. Default: none (any word may be).
             #[serde(default)]
-            pub stopwords: Option<std::path::PathBuf>,
+            pub stopwords: Option<tempered_plugin::PipelinePath>,
             /// At most this share of an example's words is changed (rounded down). Default 0.2.
             #[serde(default = "crate::constraints::default_max_change_ratio")]
             pub max_change_ratio: f64,
@@ -65,11 +66,11 @@ macro_rules! attack_params {
             /// `wordnet-exceptions.tsv`, the irregular forms for `base_forms` ("better" →
             /// "good"). Default: none (suffix rules only).
             #[serde(default)]
-            pub exceptions: Option<std::path::PathBuf>,
+            pub exceptions: Option<tempered_plugin::PipelinePath>,
             /// `wordnet-lemmas.tsv`, the lemmas without synonyms, for `base_forms`
             /// ("critics" → "critic"). Default: none.
             #[serde(default)]
-            pub lemmas: Option<std::path::PathBuf>,
+            pub lemmas: Option<tempered_plugin::PipelinePath>,
             $( $(#[$fmeta])* pub $field : $ty, )*
         }
 
@@ -78,19 +79,20 @@ macro_rules! attack_params {
             /// are the attack's own to give.
             pub(crate) fn constraints(
                 &self,
-                ppdb_synonyms: Option<std::path::PathBuf>,
+                ppdb_synonyms: Option<tempered_plugin::PipelinePath>,
                 max_candidates: Option<usize>,
             ) -> tempered_plugin::Result<crate::constraints::Constraints> {
+                let path = |p: &tempered_plugin::PipelinePath| p.as_path().to_owned();
                 let files = crate::lexicon::LexiconFiles {
-                    synonyms: self.synonyms.clone(),
-                    ppdb_synonyms,
-                    antonyms: self.antonyms.clone(),
-                    stopwords: self.stopwords.clone(),
+                    synonyms: path(&self.synonyms),
+                    ppdb_synonyms: ppdb_synonyms.as_ref().map(path),
+                    antonyms: self.antonyms.iter().map(path).collect(),
+                    stopwords: self.stopwords.as_ref().map(path),
                     max_candidates,
                     inflections: self.inflections,
                     base_forms: self.base_forms,
-                    exceptions: self.exceptions.clone(),
-                    lemmas: self.lemmas.clone(),
+                    exceptions: self.exceptions.as_ref().map(path),
+                    lemmas: self.lemmas.as_ref().map(path),
                 };
                 crate::constraints::Constraints::new(
                     &files,

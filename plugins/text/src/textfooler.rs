@@ -14,8 +14,6 @@
 //! oracle call), then the candidates of each visited word. Candidates under
 //! `min_similarity` are dropped before they are sent.
 
-use std::path::PathBuf;
-
 use tempered_plugin::{Attack, Batch, Oracle, Perturbed, Result, ThreatModel};
 
 use crate::constraints::{Constraints, attack_params};
@@ -31,7 +29,7 @@ attack_params! {
         /// PPDB synonym pairs (`ppdb_synonyms.txt`), added to the WordNet candidates.
         /// Default: none (WordNet only).
         #[serde(default)]
-        pub ppdb_synonyms: Option<PathBuf>,
+        pub ppdb_synonyms: Option<tempered_plugin::PipelinePath>,
         /// Candidates tried per word, K in the paper: PPDB ones first, then WordNet ones.
         /// Default 30.
         #[serde(default = "default_max_candidates")]
