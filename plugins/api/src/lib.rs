@@ -5,7 +5,7 @@
 //!
 //! ```ignore
 //! use serde::Deserialize;
-//! use tempered_plugin::{Attack, Batch, Oracle, Perturbed, Result};
+//! use tempered_plugin::{Attack, Batch, Budget, Oracle, Perturbed, Result, ThreatModel};
 //!
 //! #[derive(Deserialize)]
 //! #[serde(deny_unknown_fields)]
@@ -16,10 +16,22 @@
 //! impl Attack for Nudge {
 //!     type Params = Params;
 //!     const NAME: &'static str = "nudge";
-//!     const DESCRIPTION: &'static str = "adds epsilon to every mutable feature";
+//!     const DESCRIPTION: &'static str = "moves every column by epsilon standard deviations";
 //!     fn new(p: Params) -> Result<Self> { Ok(Self { epsilon: p.epsilon }) }
+//!     // What the engine checks on every example: here, each column moves by at most
+//!     // `epsilon` standard deviations.
+//!     fn threat_model(&self) -> ThreatModel {
+//!         ThreatModel::new([Budget::LinfStd { epsilon: f64::from(self.epsilon) }])
+//!     }
 //!     fn perturb(&mut self, batch: &Batch<'_>, _oracle: &Oracle<'_>) -> Result<Perturbed> {
-//!         Ok(Perturbed::Dense(batch.data.iter().map(|v| v + self.epsilon).collect()))
+//!         let mut out = batch.data.to_vec();
+//!         for (i, row) in out.chunks_mut(batch.width).enumerate() {
+//!             for (v, f) in row.iter_mut().zip(&batch.features) {
+//!                 *v += self.epsilon * f.scale;
+//!             }
+//!             tempered_plugin::project_row(&batch.features, batch.row(i), row);
+//!         }
+//!         Ok(Perturbed::Dense(out))
 //!     }
 //! }
 //!
