@@ -202,3 +202,41 @@ fn every_first_party_attack_declares_budgets_the_host_can_check() {
         }
     }
 }
+
+/// Half and half, whatever the input: the harness only needs an oracle.
+struct Unsure;
+
+impl tempered_plugin::testing::TestModel for Unsure {
+    fn n_classes(&self) -> usize {
+        2
+    }
+    fn predict(&self, input: tempered_plugin::Input<'_>) -> Vec<f32> {
+        let tempered_plugin::Input::Dense { data, width } = input else { panic!("dense") };
+        vec![0.5; data.len() / width * 2]
+    }
+    fn loss_grad(&self, _: tempered_plugin::Input<'_>, _: &[u32]) -> (Vec<f32>, Vec<f32>) {
+        unimplemented!("the cheats only predict")
+    }
+}
+
+#[test]
+fn the_plugin_test_harness_fails_what_the_engine_counts_as_violations() {
+    use tempered_fixture_cheat_tabular::{Cost, L2, Linf, Queries};
+    use tempered_plugin::testing::{TestBatch, run};
+    let batch = TestBatch::dense(tempered_plugin::Modality::Tabular, vec![0.0, 1.0, 2.0, 3.0], 2, vec![0, 1]);
+    let said = [
+        run::<Linf>("{}", &batch, &Unsure).unwrap_err().0,
+        run::<L2>("{}", &batch, &Unsure).unwrap_err().0,
+        run::<Cost>("{}", &batch, &Unsure).unwrap_err().0,
+        run::<Queries>("{}", &batch, &Unsure).unwrap_err().0,
+    ];
+    for (e, note) in said.iter().zip([
+        "L∞ change 3.00000 std exceeds 0.1",
+        "std exceeds 0.1",
+        "exceeds the budget 0.01",
+        "3 queries, over the declared 1",
+    ]) {
+        assert!(e.starts_with("the engine would count 2 violation(s): example 0: "), "{e}");
+        assert!(e.contains(note), "{e}");
+    }
+}

@@ -23,34 +23,9 @@ use crate::model::{Classifier, Mode};
 use crate::plugin_host::{AttackHandle, BatchContext};
 use crate::progress::Progress;
 
-/// The host's verdict on one adversarial example.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Measure {
-    /// In the judge's [`Judge::unit`].
-    pub perturbation: f64,
-    /// Broken rules (the modality's own and the declared budgets): must be 0.
-    pub violations: usize,
-    /// Which rules broke, for the error log.
-    pub notes: Vec<String>,
-    /// Indices (into the budgets judged) of the budgets this example broke.
-    pub broken: Vec<usize>,
-    /// Modality-specific figures averaged into the report (e.g. `features_changed`).
-    pub extra: Vec<(&'static str, f64)>,
-}
-
-impl Measure {
-    /// Records a broken rule of the modality (no budget).
-    pub fn fail(&mut self, note: String) {
-        self.violations += 1;
-        self.notes.push(note);
-    }
-
-    /// Records that budget `k` broke.
-    pub fn fail_budget(&mut self, k: usize, note: String) {
-        self.broken.push(k);
-        self.fail(note);
-    }
-}
+/// The host's verdict on one adversarial example: the definition shared with the
+/// plugin test harness.
+pub type Measure = tempered_plugin::judge::Verdict;
 
 /// Measures perturbations and checks constraints for one modality.
 pub trait Judge: Send + Sync {

@@ -48,6 +48,7 @@
 pub mod abi;
 #[doc(hidden)]
 pub mod export;
+pub mod judge;
 mod paths;
 mod rng;
 mod safe;

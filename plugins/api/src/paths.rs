@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 
 thread_local! {
     /// The folder of the params being deserialized on this thread (empty: none given).
-    static BASE_DIR: RefCell<PathBuf> = const { RefCell::new(PathBuf::new()) };
+    static BASE_DIR: RefCell<Option<PathBuf>> = const { RefCell::new(None) };
 }
 
 /// Runs `f` (a params deserialization) with relative [`PipelinePath`]s resolved against
 /// `base`.
 pub(crate) fn with_base_dir<T>(base: &str, f: impl FnOnce() -> T) -> T {
-    let previous = BASE_DIR.with(|b| b.replace(PathBuf::from(base)));
+    let previous = BASE_DIR.with(|b| b.replace(Some(PathBuf::from(base))));
     let out = f();
     BASE_DIR.with(|b| *b.borrow_mut() = previous);
     out
@@ -50,7 +50,7 @@ impl<'de> serde::Deserialize<'de> for PipelinePath {
         if p.is_absolute() {
             return Ok(Self(p));
         }
-        Ok(Self(BASE_DIR.with(|b| b.borrow().join(&p))))
+        Ok(Self(BASE_DIR.with(|b| b.borrow().as_ref().map_or(p.clone(), |base| base.join(&p)))))
     }
 }
 

@@ -1,14 +1,17 @@
 //! Test an attack without the engine: [`run`] drives it through the same `extern "C"`
 //! entry points the engine calls (params as JSON bytes, `catch_unwind`, the oracle vtable),
-//! against a model you write in plain Rust, and counts queries per example the way the
-//! host does.
+//! against a model you write in plain Rust, counts queries per example the way the host
+//! does (cap included), refuses output of the wrong shape or with non-finite values as
+//! the host does, and judges every returned example with the host's own rules
+//! ([`crate::judge`]) against the threat model the attack declares.
 
 use std::cell::RefCell;
 use std::ffi::c_void;
 
 use crate::abi::{self, BatchOut, BatchView, FeatureKind, FeatureSpec, Modality, OracleVTable, StrRef};
 use crate::export::attack_decl;
-use crate::safe::{Attack, Input, Perturbed, PluginError};
+use crate::judge::{self, Verdict, WordLists};
+use crate::safe::{Attack, Feature, Input, Perturbed, PluginError};
 use crate::threat::ThreatModel;
 
 /// A model for tests: probabilities and loss gradients over plain slices.
@@ -68,14 +71,22 @@ pub struct TestBatch {
 }
 
 impl TestBatch {
+    /// A dense batch. A tabular one starts with `width` unbounded continuous columns
+    /// (`x0`, `x1`…, scale 1, cost 1), as the engine always sends a schema; replace
+    /// `features` to test real columns.
     pub fn dense(modality: Modality, data: Vec<f32>, width: usize, labels: Vec<u32>) -> Self {
+        let features = if modality == Modality::Tabular {
+            (0..width).map(|j| TestFeature::continuous(&format!("x{j}"))).collect()
+        } else {
+            Vec::new()
+        };
         Self {
             modality,
             labels,
             data,
             width,
             texts: Vec::new(),
-            features: Vec::new(),
+            features,
             sample_rate: 0,
             seed: 0,
             query_budget: None,
@@ -104,6 +115,19 @@ pub struct TestOutcome {
     pub queries: Vec<u64>,
     /// What the attack declared (already checked to be well formed for the modality).
     pub threat: ThreatModel,
+    /// The host's verdict on each returned example, queries included.
+    pub verdicts: Vec<Verdict>,
+}
+
+impl TestOutcome {
+    /// Every rule each example broke, as `example i: note`.
+    pub fn violations(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, v) in self.verdicts.iter().enumerate() {
+            out.extend(v.notes.iter().map(|n| format!("example {i}: {n}")));
+        }
+        out
+    }
 }
 
 struct Ctx<'m> {
@@ -292,8 +316,29 @@ unsafe extern "C" fn last_error(ctx: *mut c_void) -> StrRef {
 }
 
 /// Creates attack `A` from JSON `params` and perturbs `batch` against `model`, through the
-/// plugin's C entry points.
+/// plugin's C entry points, and fails, as a test should, when an example breaks the
+/// modality's rules or a budget the attack declares: what the engine would count as a
+/// violation. [`run_judged`] returns the verdicts instead.
 pub fn run<A: Attack>(
+    params: &str,
+    batch: &TestBatch,
+    model: &dyn TestModel,
+) -> Result<TestOutcome, PluginError> {
+    let out = run_judged::<A>(params, batch, model)?;
+    let broken = out.violations();
+    if !broken.is_empty() {
+        return Err(PluginError(format!(
+            "the engine would count {} violation(s): {}",
+            broken.len(),
+            broken.join("; ")
+        )));
+    }
+    Ok(out)
+}
+
+/// [`run`], returning the host's verdict on every example (in `verdicts`) rather than
+/// failing on a violation: for tests of what an attack does at or past its limits.
+pub fn run_judged<A: Attack>(
     params: &str,
     batch: &TestBatch,
     model: &dyn TestModel,
@@ -372,16 +417,12 @@ pub fn run<A: Attack>(
     // call.
     let status = unsafe { (decl.perturb)(state, &view, &oracle, &mut out) };
     let result = if status == abi::STATUS_OK {
-        let perturbed = if batch.modality == Modality::Text {
-            // SAFETY: a successful `perturb` wrote `n_texts` strings, alive until released.
-            let refs = unsafe { slice(out.texts, out.n_texts) };
-            // SAFETY: as above.
-            Perturbed::Text(refs.iter().map(|r| unsafe { r.to_string_lossy() }).collect())
-        } else {
-            // SAFETY: a successful `perturb` wrote `data_len` values, alive until released.
-            Perturbed::Dense(unsafe { slice(out.data, out.data_len) }.to_vec())
-        };
-        Ok(TestOutcome { perturbed, queries: ctx.queries.into_inner(), threat })
+        // SAFETY: a successful `perturb` wrote these, alive until released.
+        unsafe { read_output(batch, &out) }.map(|perturbed| {
+            let queries = ctx.queries.into_inner();
+            let verdicts = judge_all(batch, &perturbed, &queries, &threat, model);
+            TestOutcome { perturbed, queries, threat, verdicts }
+        })
     } else {
         Err(PluginError(plugin_error()))
     };
@@ -391,4 +432,107 @@ pub fn run<A: Attack>(
         (decl.release)(state);
     }
     result
+}
+
+/// Copies the plugin's answer out, refusing what the engine refuses (a wrong number of
+/// values or texts, non-finite values), with the engine's wording.
+///
+/// # Safety
+/// `out` was written by a successful `perturb` and is not yet released.
+unsafe fn read_output(batch: &TestBatch, out: &BatchOut) -> Result<Perturbed, PluginError> {
+    let n = batch.labels.len();
+    if batch.modality == Modality::Text {
+        if out.n_texts != n {
+            return Err(PluginError(format!("returned {} texts for {n} examples", out.n_texts)));
+        }
+        // SAFETY: the caller's promise: `n_texts` strings.
+        let refs = unsafe { slice(out.texts, out.n_texts) };
+        let mut texts = Vec::with_capacity(n);
+        for (i, r) in refs.iter().enumerate() {
+            // SAFETY: each string is `len` live bytes until released.
+            let bytes = unsafe { r.as_bytes() };
+            let s = std::str::from_utf8(bytes)
+                .map_err(|e| PluginError(format!("returned invalid UTF-8 for example {i}: {e}")))?;
+            texts.push(s.to_owned());
+        }
+        return Ok(Perturbed::Text(texts));
+    }
+    let want = n * batch.width;
+    if out.data_len != want {
+        return Err(PluginError(format!(
+            "returned {} values for {n} examples of width {} (expected {want})",
+            out.data_len, batch.width
+        )));
+    }
+    // SAFETY: the caller's promise: `data_len` values.
+    let data = unsafe { slice(out.data, out.data_len) }.to_vec();
+    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+        let w = batch.width.max(1);
+        return Err(PluginError(format!(
+            "returned a non-finite value ({}) for example {} at position {}",
+            data[i],
+            i / w,
+            i % w
+        )));
+    }
+    Ok(Perturbed::Dense(data))
+}
+
+/// The host's verdict on every example of `perturbed`.
+fn judge_all(
+    batch: &TestBatch,
+    perturbed: &Perturbed,
+    queries: &[u64],
+    threat: &ThreatModel,
+    model: &dyn TestModel,
+) -> Vec<Verdict> {
+    let budgets = &threat.budgets;
+    let w = batch.width;
+    let features: Vec<Feature<'_>> = batch
+        .features
+        .iter()
+        .map(|f| Feature {
+            name: &f.name,
+            kind: f.kind,
+            mutable: f.mutable,
+            lower: f.lower,
+            upper: f.upper,
+            cost: f.cost,
+            scale: f.scale,
+            group: f.group,
+        })
+        .collect();
+    let lists = WordLists::default();
+    let similarity =
+        |a: &str, b: &str| model.similarity(a, b).ok_or_else(|| "no sentence encoder".to_owned());
+    let has_encoder = model.similarity("", "").is_some();
+    (0..batch.labels.len())
+        .map(|i| {
+            let mut v = match (batch.modality, perturbed) {
+                (Modality::Text, Perturbed::Text(t)) => {
+                    let sim: Option<judge::Similarity<'_>> = has_encoder.then_some(&similarity as _);
+                    judge::text(&batch.texts[i], &t[i], budgets, &lists, sim)
+                }
+                (Modality::Audio, Perturbed::Dense(d)) => judge::audio(
+                    batch.sample_rate,
+                    &batch.data[i * w..(i + 1) * w],
+                    &d[i * w..(i + 1) * w],
+                    budgets,
+                ),
+                (Modality::Tabular, Perturbed::Dense(d)) => judge::tabular(
+                    &features,
+                    &batch.data[i * w..(i + 1) * w],
+                    &d[i * w..(i + 1) * w],
+                    budgets,
+                ),
+                _ => {
+                    let mut v = Verdict::default();
+                    v.fail(format!("a {} example of another kind", batch.modality));
+                    v
+                }
+            };
+            judge::queries(&mut v, queries[i], budgets);
+            v
+        })
+        .collect()
 }
