@@ -30,6 +30,7 @@ impl Prepare for Tabular {
         setup: &Setup,
     ) -> Result<Self> {
         let data = tabular::load(&spec.data, &pipeline.base_dir, pipeline.seed())?;
+        write_encoding(&data, setup.checkpoints)?;
         let width = data.features.len();
         let dataset = dataset(data.n_classes, [&data.train, &data.validation, &data.test], |s| Labelled {
             x: Examples::Dense { data: s.x.clone(), width },
@@ -145,6 +146,21 @@ pub fn schema(features: &[tabular::FeatureInfo]) -> Schema {
             })
             .collect(),
     )
+}
+
+/// `encoding.json` in the run folder (beside `checkpoints/`): how the file's columns became
+/// the model's features, so that new rows can be encoded the same way.
+fn write_encoding(data: &tabular::TabularData, checkpoints: &Path) -> Result<()> {
+    // A run folder holds `checkpoints/`; anything else (`tempered bench`'s scratch folder)
+    // keeps it in the folder it was given.
+    let dir = match checkpoints.parent() {
+        Some(run) if checkpoints.file_name().is_some_and(|n| n == "checkpoints") => run,
+        _ => checkpoints,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+    let json = serde_json::to_vec_pretty(&data.encoding)
+        .map_err(|e| crate::Error::msg(format!("cannot write encoding.json: {e}")))?;
+    crate::files::write(&dir.join("encoding.json"), &json)
 }
 
 fn fmt(v: f32) -> String {

@@ -1,0 +1,482 @@
+//! Tabular data: a CSV or Parquet table as it comes (numbers, string categories, Yes/No
+//! columns, datetimes, empty cells) → typed, bounded features and a stratified
+//! train / validation / test split.
+//!
+//! # The `[data]` section of a tabular pipeline
+//!
+//! ```toml
+//! [data]
+//! path = "data/creditcard-ulb/creditcard_ulb_sample.csv"  # .csv or .parquet, relative to the pipeline file
+//! label = "Class"                          # integer classes 0..K-1, K >= 2, or text with `classes`
+//! # classes = ["genuine", "fraud"]         # label text in class order: class i is classes[i]
+//! # features = ["Time", "V1", "Amount"]    # default: every column but the label, in file order
+//! split = { validation = 0.15, test = 0.25 }  # fractions of each class (stratified), seeded
+//! # limit = 600                            # keep a stratified seeded subsample of this many rows
+//! defaults = { kind = "continuous", mutable = true, cost = 1.0 }  # for every feature
+//!
+//! [data.columns.Time]                      # per-column overrides of `defaults`
+//! kind = "integer"
+//! mutable = false
+//!
+//! [data.columns.Amount]
+//! lower = 0.0                              # a fraudster cannot make an amount negative
+//! cost = 0.1
+//!
+//! [data.columns."V*"]                      # a glob pattern (`*`, `?`): every column it matches
+//! cost = 2.0
+//!
+//! [data.columns.merchant_category]         # a string column, one-hot encoded by the engine
+//! kind = "categorical"
+//! max_categories = 12                      # the rarest merged into merchant_category:other
+//! missing = "impute"                       # an empty cell is its own category
+//! cost = 2.0                               # the cost of one switch of category
+//!
+//! [data.columns.new_device]                # Yes/No → 1/0
+//! kind = "binary"
+//! values = ["No", "Yes"]                   # the text of 0, then of 1 (optional for no/yes,
+//!                                          # false/true, n/y, 0/1 in any case)
+//!
+//! [data.columns.timestamp]                 # → timestamp:hour, timestamp:weekday, timestamp:day
+//! kind = "datetime"
+//! # reference = "2024-01-01"               # day 0 of timestamp:day; default the train split's earliest date
+//!
+//! [data.columns.distance_km]
+//! missing = "impute"                       # the train median, plus distance_km:missing (0/1)
+//!
+//! # Columns that are already one-hot (numbers 0/1) name their group; a group needs at
+//! # least two columns and every row must have exactly one 1 among them.
+//! # [data.columns.card_visa]
+//! # kind = "categorical"
+//! # group = "card"
+//! # [data.columns.card_amex]
+//! # kind = "categorical"
+//! # group = "card"
+//! ```
+//!
+//! Each column's settings: `kind` (`"continuous"`, `"integer"`, `"binary"`, `"categorical"`,
+//! `"datetime"`), `mutable` (may the attacker change it), `lower` / `upper` (inclusive bounds;
+//! `inf` is allowed), `cost` (attacker's cost per unit change, raw units), `group` (numeric
+//! one-hot columns only), `values` (binary), `max_categories` (string categorical),
+//! `missing` (`"refuse"`, the default, or `"impute"`) and `reference` (datetime). Built-in
+//! default: continuous, mutable, cost 1, bounds observed, missing refused.
+//!
+//! ## Which setting wins
+//!
+//! A key of `[data.columns]` is a column name or a glob pattern (`*` any run of characters,
+//! `?` one). For each setting of a column: its own table wins, then the patterns that match
+//! it, then `defaults`. Two patterns that match one column and give one setting different
+//! values are an error naming both patterns and the column (settle it in the column's own
+//! table); a pattern that matches no feature column is an error (a typo must not be silent).
+//! A setting from `defaults` that does not fit a column's kind does not apply to it (bounds on
+//! a binary column, `missing = "impute"` on a datetime one); given in a column's table or a
+//! pattern, it is an error. `defaults` cannot set `group`, nor `kind = "categorical"` or
+//! `"datetime"`.
+//!
+//! ## How columns become features
+//!
+//! - **Numbers** (`continuous`, `integer`, `binary` holding 0/1, one-hot members with
+//!   `group`): one feature each, as before. Bounds not given are the minimum / maximum
+//!   observed in the *whole file* for that column (before `limit` and the split). Binary and
+//!   categorical columns are always within [0, 1] (`lower` / `upper` on such a column is an
+//!   error; those from `defaults` do not apply). A value outside a given bound is an error, as
+//!   is a non-integer in an integer column and anything but 0 / 1 in a binary or numeric
+//!   categorical one.
+//! - **Two-valued text** (`kind = "binary"`): `values = ["No", "Yes"]` maps the first to 0
+//!   and the second to 1 (exact text). Without `values`, a column whose values are one of the
+//!   pairs no/yes, false/true, n/y, 0/1 (any case) is mapped by that pair. Any other value is
+//!   an error naming the file, column, row and the values found.
+//! - **Text categories** (`kind = "categorical"` without `group`): one-hot encoded. The
+//!   vocabulary is fitted on the **train split only**: its values by descending train
+//!   frequency, ties by value. With `max_categories = n`, the first n are kept and the
+//!   rest (the rarest) share one `column:other` feature. Then comes `column:missing` when
+//!   `missing = "impute"`, and always a last `column:unseen` feature: a validation, test or
+//!   scored value that the train split never had goes there (it is 0 on every train row).
+//!   The features are named `column=value` and form one one-hot group; each takes the
+//!   column's `mutable`, and `cost / 2` as its cost, because a switch of category moves two
+//!   features by 1 each, so one switch costs `cost`. Parquet numbers or booleans in such a
+//!   column are taken as their text (`3`, `true`).
+//! - **Datetimes** (`kind = "datetime"`, `YYYY-MM-DDTHH:MM:SS`, `YYYY-MM-DD HH:MM:SS` or
+//!   `YYYY-MM-DD`): three integer features, `column:hour` (0–23), `column:weekday` (0 =
+//!   Monday … 6) and `column:day` (days since `reference`, or since the train split's
+//!   earliest date; bounds observed over the whole file), each with the column's `mutable`
+//!   and `cost`. Empty cells are always refused. Time zones are not read.
+//! - **Empty cells**: `missing = "refuse"` (the default) makes an empty cell an error naming
+//!   it. With `missing = "impute"`, a numeric column's empty cells take the median of its
+//!   non-empty train cells (the lower middle value for an integer column, the more frequent
+//!   value, ties 0, for a binary one) and a `column:missing` feature follows it, 1 where the
+//!   cell was empty (binary, immutable); a text category column gets its `column:missing`
+//!   category.
+//!
+//! Labels: without `classes`, integers 0..K-1 (every class needs a row); with `classes`,
+//! each label's text is looked up there (trimmed), an unknown one is an error naming the row.
+//!
+//! The fitted encoding (vocabularies, binary mappings, imputation values, datetime
+//! references, the classes and the feature list with its standardisation) is
+//! [`Encoding`]; a run writes it to its folder as `encoding.json`, and
+//! [`Encoding::encode_row`] encodes a new row of text cells exactly as the training rows.
+//!
+//! # Reading
+//!
+//! CSV is read with every column as text (no schema inference) and each cell parsed here, so
+//! that every error names the file, the column and the data row (row 1 is the first row
+//! after the header; "line" counts the header too, assuming one line per record). Parquet is
+//! read typed: numbers and booleans are taken as they are, text columns are parsed like
+//! CSV. Empty cells and nulls are errors unless a column imputes them; NaN and infinities are
+//! always errors. So are a header that names a column twice, a row with more fields than the
+//! header (its row, line and both counts are named), and quotes that do not enclose a whole
+//! field. The file must be a regular file.
+//!
+//! # Split
+//!
+//! Rows of each class are shuffled with ChaCha8 seeded by the pipeline seed; `limit` keeps
+//! the first rows of each class in proportion (largest remainder, every class at least one
+//! row); then each class gives `round(n × test)` rows to test, `round(n × validation)` to
+//! validation and the rest to train (train keeps at least one row of every class; an empty
+//! validation or test split borrows one row from the largest split). Each split lists its
+//! rows in file order. Encodings and standardisation (`mean`, `std`) are fitted on the train
+//! split only.
+//!
+//! # Modules
+//!
+//! `config` (the `[data]` types, patterns, which setting wins), `reading` (CSV / Parquet into
+//! cells, with the errors that name them), `labels`, `encoding` (each column's reading by
+//! kind, fitting and writing of features; [`Encoding`]), `datetime` (ISO dates as day
+//! numbers), `split` (the stratified split).
+
+mod config;
+mod datetime;
+mod encoding;
+mod labels;
+mod reading;
+mod split;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+pub use tempered_plugin::FeatureKind;
+
+pub use config::{
+    ColumnKind, FeatureConfig, MissingPolicy, SplitConfig, TabularDataConfig, glob_match, is_pattern,
+};
+pub use encoding::{ColumnEncoding, ENCODING_VERSION, Encoding};
+
+use super::stratify;
+use crate::{Error, Result};
+use config::{Resolved, check_groups, column_key};
+use encoding::Parsed;
+use reading::Table;
+use split::{SPLIT_NAMES, TRAIN, split_classes};
+
+/// One resolved feature column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureInfo {
+    pub name: String,
+    pub kind: FeatureKind,
+    pub mutable: bool,
+    /// Inclusive bounds in raw units (may be ±inf when configured so; JSON writes those as
+    /// `"inf"` / `"-inf"`).
+    #[serde(with = "bound")]
+    pub lower: f32,
+    #[serde(with = "bound")]
+    pub upper: f32,
+    pub cost: f32,
+    /// Index of the one-hot group (numbered in order of first appearance), for categorical
+    /// columns.
+    pub group: Option<u32>,
+    /// Standardisation fitted on the train split: `(x - mean) / std`; `std` is 1 for a
+    /// constant column.
+    pub mean: f32,
+    pub std: f32,
+}
+
+/// Rows of one split, raw (unstandardised).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Split {
+    /// `len() × width` values, row-major.
+    pub x: Vec<f32>,
+    pub y: Vec<u32>,
+    /// 1-based data row number in the file (row 1 is the first row after a CSV header).
+    pub rows: Vec<usize>,
+}
+
+impl Split {
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+
+    /// Number of features per row (0 for an empty split).
+    pub fn width(&self) -> usize {
+        self.x.len().checked_div(self.y.len()).unwrap_or(0)
+    }
+
+    /// The raw features of row `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        let w = self.width();
+        &self.x[i * w..(i + 1) * w]
+    }
+
+    /// Rows per class, `n_classes` long.
+    pub fn class_counts(&self, n_classes: usize) -> Vec<usize> {
+        let mut counts = vec![0; n_classes];
+        for &y in &self.y {
+            counts[y as usize] += 1;
+        }
+        counts
+    }
+}
+
+/// A loaded table: features, classes and the three splits.
+#[derive(Debug, Clone)]
+pub struct TabularData {
+    /// The resolved path of the file.
+    pub path: PathBuf,
+    pub features: Vec<FeatureInfo>,
+    pub n_classes: usize,
+    pub train: Split,
+    pub validation: Split,
+    pub test: Split,
+    /// How the file's columns became the features, fitted on the train split.
+    pub encoding: Encoding,
+}
+
+impl TabularData {
+    /// Number of features per row.
+    pub fn width(&self) -> usize {
+        self.features.len()
+    }
+}
+
+/// A bound in JSON: a number, or `"inf"` / `"-inf"` (JSON has no infinity).
+mod bound {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f32, s: S) -> Result<S::Ok, S::Error> {
+        match *v {
+            f32::INFINITY => s.serialize_str("inf"),
+            f32::NEG_INFINITY => s.serialize_str("-inf"),
+            v => s.serialize_f32(v),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Bound {
+            Number(f32),
+            Text(String),
+        }
+        match Bound::deserialize(d)? {
+            Bound::Number(v) => Ok(v),
+            Bound::Text(t) if t == "inf" => Ok(f32::INFINITY),
+            Bound::Text(t) if t == "-inf" => Ok(f32::NEG_INFINITY),
+            Bound::Text(t) => Err(serde::de::Error::custom(format!("{t:?} is not a bound"))),
+        }
+    }
+}
+
+/// A one-hot group: named by `group` (numeric columns), or a string categorical column's own.
+#[derive(PartialEq)]
+enum GroupKey<'a> {
+    Named(&'a str),
+    Column(usize),
+}
+
+/// Reads, checks and splits the table `cfg` describes. `base_dir` resolves a relative `path`;
+/// `seed` makes the subsample and the split reproducible.
+pub fn load(cfg: &TabularDataConfig, base_dir: &Path, seed: u64) -> Result<TabularData> {
+    cfg.validate().map_err(|m| Error::Config(format!("[data] {m}")))?;
+    let path = cfg.resolved_path(base_dir);
+    let table = Table::read(&path)?;
+
+    if !table.has_column(&cfg.label) {
+        return Err(table.missing_column(&format!("label column {:?}", cfg.label)));
+    }
+    let names: Vec<String> = match &cfg.features {
+        Some(f) => f.clone(),
+        None => table.column_names().into_iter().filter(|c| c != &cfg.label).collect(),
+    };
+    if names.is_empty() {
+        return Err(Error::data(
+            &path,
+            format!("no feature columns: the file has only the label {:?}", cfg.label),
+        ));
+    }
+    for name in &names {
+        if !table.has_column(name) {
+            return Err(table.missing_column(&format!("feature column {name:?}")));
+        }
+    }
+    for name in cfg.exact_columns() {
+        if !table.has_column(name) {
+            return Err(table.missing_column(&format!("column {name:?} (of [data.{}])", column_key(name))));
+        }
+    }
+    for pattern in cfg.patterns() {
+        if !names.iter().any(|n| glob_match(pattern, n)) {
+            return Err(Error::data(
+                &path,
+                format!(
+                    "[data.{}] matches no feature column (a pattern must match at least one); the feature columns are: {}",
+                    column_key(pattern),
+                    names.join(", ")
+                ),
+            ));
+        }
+    }
+    let resolved: Vec<Resolved> = names
+        .iter()
+        .map(|n| cfg.resolve(n))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|m| Error::data(&path, format!("[data] {m}")))?;
+    let pairs: Vec<(&str, Resolved)> =
+        names.iter().map(String::as_str).zip(resolved.iter().cloned()).collect();
+    check_groups(&pairs).map_err(|m| Error::data(&path, format!("[data] {m}")))?;
+
+    let (y_all, classes) = labels::read_labels(&table, &cfg.label, cfg.classes.as_deref())?;
+    let n_classes = classes.len();
+    let n = y_all.len();
+    let mut parsed: Vec<Parsed> = Vec::with_capacity(names.len());
+    for (name, r) in names.iter().zip(&resolved) {
+        parsed.push(encoding::read_column(&table, name, r)?);
+    }
+    let mut group_keys: Vec<GroupKey> = Vec::new();
+    let groups: Vec<Option<u32>> = resolved
+        .iter()
+        .enumerate()
+        .map(|(j, r)| {
+            let key = match (&r.group, r.encoded_categorical()) {
+                (Some(g), _) => GroupKey::Named(g),
+                (None, true) => GroupKey::Column(j),
+                (None, false) => return None,
+            };
+            Some(match group_keys.iter().position(|k| *k == key) {
+                Some(i) => i as u32,
+                None => {
+                    group_keys.push(key);
+                    (group_keys.len() - 1) as u32
+                }
+            })
+        })
+        .collect();
+    check_one_hot(&table, &names, &parsed, &groups, &group_keys)?;
+
+    // Stratified subsample and split.
+    if let Some(limit) = cfg.limit.filter(|&l| l < n && l < n_classes) {
+        return Err(Error::Config(format!(
+            "[data] limit = {limit} is smaller than the number of classes ({n_classes})"
+        )));
+    }
+    let mut by_class = stratify::by_class(&y_all, n_classes);
+    stratify::subsample(&mut by_class, cfg.limit, &mut ChaCha8Rng::seed_from_u64(seed));
+    let parts = split_classes(by_class, &cfg.split).map_err(|m| Error::data(&path, m))?;
+    let split_rows: Vec<Vec<usize>> = (0..3)
+        .map(|s| {
+            let mut rows: Vec<usize> = parts.iter().flat_map(|p| p[s].iter().copied()).collect();
+            rows.sort_unstable();
+            rows
+        })
+        .collect();
+    for (s, rows) in split_rows.iter().enumerate() {
+        if rows.is_empty() {
+            return Err(Error::data(&path, format!("the {} split is empty", SPLIT_NAMES[s])));
+        }
+    }
+
+    // Encodings fitted on the train rows; every row encoded by them.
+    let mut columns: Vec<Vec<f32>> = Vec::with_capacity(names.len());
+    let mut features = Vec::with_capacity(names.len());
+    let mut encodings = Vec::with_capacity(names.len());
+    for (j, name) in names.iter().enumerate() {
+        let (enc, f) = encoding::ColumnEncoding::fit(
+            name,
+            &resolved[j],
+            &parsed[j],
+            &split_rows[TRAIN],
+            groups[j],
+            &table,
+        )?;
+        columns.extend(enc.apply(&parsed[j]));
+        features.extend(f);
+        encodings.push(enc);
+    }
+    drop(parsed);
+
+    let width = features.len();
+    let mut splits: [Split; 3] = Default::default();
+    for (split, rows) in splits.iter_mut().zip(&split_rows) {
+        split.x = Vec::with_capacity(rows.len() * width);
+        for &i in rows {
+            split.x.extend(columns.iter().map(|c| c[i]));
+        }
+        split.y = rows.iter().map(|&i| y_all[i]).collect();
+        split.rows = rows.iter().map(|&i| i + 1).collect();
+    }
+
+    // Standardisation from the train split only.
+    let train = &splits[TRAIN];
+    let m = train.len() as f64;
+    for (j, f) in features.iter_mut().enumerate() {
+        let mean = (0..train.len()).map(|i| f64::from(train.x[i * width + j])).sum::<f64>() / m;
+        let var =
+            (0..train.len()).map(|i| (f64::from(train.x[i * width + j]) - mean).powi(2)).sum::<f64>() / m;
+        let std = var.sqrt();
+        f.mean = mean as f32;
+        f.std = if std > 1e-12 && (std as f32) > 0.0 { std as f32 } else { 1.0 };
+    }
+
+    let encoding = Encoding {
+        version: ENCODING_VERSION,
+        label: cfg.label.clone(),
+        classes,
+        columns: encodings,
+        features: features.clone(),
+    };
+    let [train, validation, test] = splits;
+    Ok(TabularData { path, features, n_classes, train, validation, test, encoding })
+}
+
+/// Every row has exactly one 1 among the columns of each numeric one-hot group.
+fn check_one_hot(
+    table: &Table,
+    names: &[String],
+    parsed: &[Parsed],
+    groups: &[Option<u32>],
+    keys: &[GroupKey],
+) -> Result<()> {
+    for (g, key) in keys.iter().enumerate() {
+        let GroupKey::Named(name) = key else { continue };
+        let members: Vec<(usize, &[Option<f32>])> = (0..names.len())
+            .filter(|&j| groups[j] == Some(g as u32))
+            .filter_map(|j| match &parsed[j] {
+                Parsed::Number { values, .. } => Some((j, values.as_slice())),
+                _ => None,
+            })
+            .collect();
+        let n = members.first().map_or(0, |m| m.1.len());
+        let ones = |i: usize| members.iter().filter(|m| m.1[i] == Some(1.0)).count();
+        if let Some(i) = (0..n).find(|&i| ones(i) != 1) {
+            let cells: Vec<String> = members
+                .iter()
+                .map(|(j, v)| format!("{} = {}", names[*j], v[i].unwrap_or(f32::NAN)))
+                .collect();
+            return Err(Error::data(
+                &table.path,
+                format!(
+                    "one-hot group {name:?}, {}: expected exactly one 1 among its columns, found {} ({})",
+                    table.at(i),
+                    ones(i),
+                    cells.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
