@@ -1,8 +1,8 @@
-//! The host's judge for table rows: `tempered_plugin::judge::tabular` (the schema, then
-//! the declared `linf_std`, `l2_std` and `cost`) on the pipeline's columns. The
-//! perturbation is the attacker's cost.
+//! The host's judge for table rows: `tempered_plugin::judge::tabular` (the schema and the
+//! pipeline's directions and relations, then the declared `linf_std`, `l2_std` and `cost`)
+//! on the pipeline's columns. The perturbation is the attacker's cost.
 
-use tempered_plugin::{Budget, Feature, Modality, judge};
+use tempered_plugin::{Budget, Feature, Modality, TabularConstraints, judge};
 
 use super::{Judge, Measure};
 use crate::data::Examples;
@@ -10,6 +10,8 @@ use crate::data::tabular::{FeatureInfo, FeatureKind};
 
 pub struct TabularJudge {
     pub features: Vec<FeatureInfo>,
+    /// The pipeline's directions and relations.
+    pub constraints: TabularConstraints,
 }
 
 /// A column as the plugin saw it (`scale` is the standardisation's std).
@@ -54,6 +56,7 @@ impl Judge for TabularJudge {
             };
         }
         let features: Vec<Feature<'_>> = self.features.iter().map(feature).collect();
-        judge::tabular(&features, &a[i * width..(i + 1) * width], &b[i * width..(i + 1) * width], budgets)
+        let (x, z) = (&a[i * width..(i + 1) * width], &b[i * width..(i + 1) * width]);
+        judge::tabular(&features, &self.constraints, x, z, budgets)
     }
 }

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use tempered_plugin::Modality;
 use tempered_plugin::abi::{FeatureSpec, StrRef};
+use tempered_plugin::{Modality, TabularConstraints};
 
 use super::{Parts, Prepare, Setup, Task, dataset, dense, sanitize};
 use crate::Result;
@@ -51,9 +51,12 @@ impl Prepare for Tabular {
         let parts = Parts {
             dataset,
             model: Box::new(model),
-            judge: Box::new(TabularJudge { features: data.features.clone() }),
+            judge: Box::new(TabularJudge {
+                features: data.features.clone(),
+                constraints: data.constraints.clone(),
+            }),
         };
-        Ok(Tabular { parts, schema: schema(&data.features) })
+        Ok(Tabular { parts, schema: schema(&data.features, &data.constraints) })
     }
 }
 
@@ -126,16 +129,18 @@ impl Task for Tabular {
     }
 }
 
-/// The columns as plugins see them: raw units, with the standardisation scale.
-pub fn schema(features: &[tabular::FeatureInfo]) -> Schema {
+/// The columns as plugins see them: raw units, with the standardisation scale. A column
+/// that follows from others is immutable to the attacker: it moves only with its terms.
+pub fn schema(features: &[tabular::FeatureInfo], constraints: &TabularConstraints) -> Schema {
     Schema::new(
         features
             .iter()
-            .map(|f| {
+            .enumerate()
+            .map(|(j, f)| {
                 let spec = FeatureSpec {
                     name: StrRef::empty(),
                     kind: f.kind as u32,
-                    mutable: f.mutable as u8,
+                    mutable: (f.mutable && !constraints.is_derived(j)) as u8,
                     lower: f.lower,
                     upper: f.upper,
                     cost: f.cost,
@@ -145,6 +150,7 @@ pub fn schema(features: &[tabular::FeatureInfo]) -> Schema {
                 (f.name.clone(), spec)
             })
             .collect(),
+        constraints,
     )
 }
 

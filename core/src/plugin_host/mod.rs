@@ -296,19 +296,30 @@ impl Drop for AttackHandle {
     }
 }
 
-/// Owned tabular column descriptions in ABI form.
+/// Owned tabular column descriptions in ABI form, with the table's constraints.
 pub struct Schema {
     names: Vec<String>,
     specs: Vec<FeatureSpec>,
+    /// `TabularConstraints` as JSON; empty for none.
+    constraints: String,
 }
 
 impl Schema {
-    pub fn new(columns: Vec<(String, FeatureSpec)>) -> Self {
+    pub fn new(
+        columns: Vec<(String, FeatureSpec)>,
+        constraints: &tempered_plugin::TabularConstraints,
+    ) -> Self {
         let (names, mut specs): (Vec<String>, Vec<FeatureSpec>) = columns.into_iter().unzip();
         for (s, n) in specs.iter_mut().zip(&names) {
             s.name = StrRef::new(n);
         }
-        Self { names, specs }
+        let constraints = if constraints.is_empty() {
+            String::new()
+        } else {
+            // Indices, floats and enums: serializing cannot fail.
+            serde_json::to_string(constraints).unwrap_or_default()
+        };
+        Self { names, specs, constraints }
     }
 
     pub fn specs(&self) -> &[FeatureSpec] {
@@ -414,6 +425,7 @@ impl AttackHandle {
             features: ctx.schema.map_or(std::ptr::null(), |s| s.specs().as_ptr()),
             seed: ctx.seed,
             query_budget: ctx.query_budget.unwrap_or(abi::NO_QUERY_BUDGET),
+            constraints: ctx.schema.map_or(StrRef::empty(), |s| StrRef::new(&s.constraints)),
         };
         let oracle = oracle::Oracle::new(model, ctx.encoder, n, ctx.query_budget);
         let vtable = oracle.vtable();

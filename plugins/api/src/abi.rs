@@ -21,7 +21,8 @@
 //!
 //! 1.1 added, after every 1.0 field: [`AttackDecl::threat_model`] (what an attack promises,
 //! checked by the host), [`AttackDecl::create_in`] (creation with the folder that relative
-//! paths in params resolve against) and [`BatchView::query_budget`] (the host's query cap). A 1.1 host
+//! paths in params resolve against), [`BatchView::query_budget`] (the host's query cap) and
+//! [`BatchView::constraints`] (a table's directions and relations). A 1.1 host
 //! reads a 1.0 plugin's attack table through [`v1_0::AttackDecl`] and reports its budgets
 //! as not verified; a 1.0 plugin never reads past the 1.0 fields of a batch.
 
@@ -205,6 +206,10 @@ pub struct BatchView {
     /// [`NO_QUERY_BUDGET`] for no cap. Set in `perturb`'s batch only: the host ignores it in
     /// the views a plugin passes to the oracle (a 1.0 plugin's views end before it).
     pub query_budget: u64,
+    /// (1.1) Tabular: the pipeline's directions and relations as JSON
+    /// (`tempered_plugin::TabularConstraints`); empty for none. Set in `perturb`'s batch
+    /// only, like `query_budget`.
+    pub constraints: StrRef,
 }
 
 /// [`BatchView::query_budget`] when the host sets no cap.

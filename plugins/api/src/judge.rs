@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crate::abi::{FeatureKind, Modality};
+use crate::constraints::TabularConstraints;
 use crate::safe::Feature;
 use crate::threat::Budget;
 
@@ -80,10 +81,18 @@ pub fn queries(v: &mut Verdict, asked: u64, budgets: &[Budget]) {
 }
 
 /// A table row: the schema (immutable columns, bounds, integers, binaries, one-hot
-/// groups), then `linf_std`, `l2_std` (continuous and integer columns, in standard
-/// deviations) and `cost` (Σ cost_j·|Δ_j| over all columns, raw units). The perturbation
-/// is the cost.
-pub fn tabular(features: &[Feature<'_>], x: &[f32], z: &[f32], budgets: &[Budget]) -> Verdict {
+/// groups) and the pipeline's `constraints` (directions; relations that held on the
+/// original must hold on the row), then `linf_std`, `l2_std` (continuous and integer
+/// columns, in standard deviations) and `cost` (Σ cost_j·|Δ_j|, raw units). A derived
+/// column follows its terms, so its change counts toward no budget. The perturbation is
+/// the cost.
+pub fn tabular(
+    features: &[Feature<'_>],
+    constraints: &TabularConstraints,
+    x: &[f32],
+    z: &[f32],
+    budgets: &[Budget],
+) -> Verdict {
     if x.len() != features.len() || z.len() != features.len() {
         return Verdict::invalid(format!("a row of {} values, expected {}", z.len(), features.len()));
     }
@@ -91,7 +100,8 @@ pub fn tabular(features: &[Feature<'_>], x: &[f32], z: &[f32], budgets: &[Budget
     let (mut cost, mut changed, mut linf, mut l2) = (0.0f64, 0usize, 0.0f64, 0.0f64);
     for (j, f) in features.iter().enumerate() {
         let d = f64::from(z[j] - x[j]);
-        if d != 0.0 {
+        let derived = constraints.is_derived(j);
+        if d != 0.0 && !derived {
             changed += 1;
             cost += f64::from(f.cost) * d.abs();
             if matches!(f.kind, FeatureKind::Continuous | FeatureKind::Integer) {
@@ -100,8 +110,13 @@ pub fn tabular(features: &[Feature<'_>], x: &[f32], z: &[f32], budgets: &[Budget
                 l2 += s * s;
             }
         }
-        if !f.mutable && d != 0.0 {
+        if !f.mutable && !derived && d != 0.0 {
             v.fail(format!("immutable `{}` changed from {} to {}", f.name, x[j], z[j]));
+        }
+        let way = constraints.direction(j);
+        if !way.allows(x[j], z[j]) {
+            let may = if way == crate::Direction::Up { "up" } else { "down" };
+            v.fail(format!("`{}` moved from {} to {}; it may only go {may}", f.name, x[j], z[j]));
         }
         let slack = TABULAR_TOL * (1.0 + f64::from((f.upper - f.lower).abs().min(1e6)));
         let zj = f64::from(z[j]);
@@ -123,6 +138,21 @@ pub fn tabular(features: &[Feature<'_>], x: &[f32], z: &[f32], budgets: &[Budget
         let ones: f32 = features.iter().zip(z).filter(|(f, _)| f.group == Some(g)).map(|(_, &zj)| zj).sum();
         if ones != 1.0 {
             v.fail(format!("one-hot group {g} holds {ones} ones"));
+        }
+    }
+    for r in &constraints.relations {
+        let name = |j: usize| features.get(j).map_or("?", |f| f.name);
+        if r.residual(x).abs() <= r.tolerance(x) && r.residual(z).abs() > r.tolerance(z) {
+            let rhs: Vec<String> = r.terms.iter().map(|&(j, c)| format!("{c} × `{}`", name(j))).collect();
+            v.fail(format!(
+                "`{}` = {} breaks `{}` = {}{} = {}",
+                name(r.column),
+                z[r.column],
+                name(r.column),
+                rhs.join(" + "),
+                if r.constant != 0.0 { format!(" + {}", r.constant) } else { String::new() },
+                r.value(z)
+            ));
         }
     }
     let l2 = l2.sqrt();
@@ -381,7 +411,7 @@ mod tests {
     fn a_row_within_every_budget_passes_and_is_measured() {
         let budgets =
             [Budget::LinfStd { epsilon: 1.0 }, Budget::L2Std { epsilon: 1.2 }, Budget::Cost { budget: 5.0 }];
-        let v = tabular(&table(), &X, &MOVED, &budgets);
+        let v = tabular(&table(), &TabularConstraints::default(), &X, &MOVED, &budgets);
         assert_eq!((v.violations, v.broken.len()), (0, 0), "{:?}", v.notes);
         // amount moves 2 raw = 0.5 std at cost 2·2; count moves 1 = 1 std at cost 1.
         assert_eq!(v.perturbation, 5.0);
@@ -394,13 +424,17 @@ mod tests {
     fn each_tabular_budget_is_caught_and_named() {
         let budgets =
             [Budget::Cost { budget: 4.0 }, Budget::LinfStd { epsilon: 0.9 }, Budget::L2Std { epsilon: 1.1 }];
-        let v = tabular(&table(), &X, &MOVED, &budgets);
+        let v = tabular(&table(), &TabularConstraints::default(), &X, &MOVED, &budgets);
         assert_eq!(v.broken, [0, 1, 2], "{:?}", v.notes);
         assert!(v.notes[0].contains("cost 5.0000 exceeds the budget 4"), "{:?}", v.notes);
         assert!(v.notes[1].contains("L∞ change 1.00000 std exceeds 0.9"), "{:?}", v.notes);
         assert!(v.notes[2].contains("L2 change"), "{:?}", v.notes);
         let far = [9.0, 2.0, 3.0, 0.0, 1.0, 0.0];
-        assert_eq!(tabular(&table(), &X, &far, &[]).violations, 0, "nothing declared: only the schema");
+        assert_eq!(
+            tabular(&table(), &TabularConstraints::default(), &X, &far, &[]).violations,
+            0,
+            "nothing declared: only the schema"
+        );
     }
 
     #[test]
@@ -414,11 +448,45 @@ mod tests {
             ([1.0, 2.0, 3.0, 0.0, 0.0, 0.0], "one-hot group 0 holds 0 ones"),
         ];
         for (z, note) in cases {
-            let v = tabular(&table(), &X, &z, &[]);
+            let v = tabular(&table(), &TabularConstraints::default(), &X, &z, &[]);
             assert_eq!(v.notes, [note], "{z:?}");
             assert!(v.broken.is_empty(), "a schema rule is no budget");
         }
-        assert_eq!(tabular(&table(), &X, &X[..5], &[]).notes, ["a row of 5 values, expected 6"]);
+        assert_eq!(
+            tabular(&table(), &TabularConstraints::default(), &X, &X[..5], &[]).notes,
+            ["a row of 5 values, expected 6"]
+        );
+    }
+
+    #[test]
+    fn directions_and_relations_are_checked_and_derived_columns_cost_nothing() {
+        use crate::constraints::{Direction, Relation};
+        // before, amount, after = before - amount; after is immutable but derived.
+        let features = vec![
+            Feature { mutable: false, ..col("before", FeatureKind::Continuous, 1.0, 1.0) },
+            Feature { lower: 0.0, upper: 1e6, ..col("amount", FeatureKind::Continuous, 10.0, 1.0) },
+            Feature {
+                mutable: false,
+                lower: -1e6,
+                upper: 1e6,
+                ..col("after", FeatureKind::Continuous, 1.0, 1.0)
+            },
+        ];
+        let c = TabularConstraints {
+            directions: vec![Direction::Any, Direction::Up, Direction::Any],
+            relations: vec![Relation { column: 2, terms: vec![(0, 1.0), (1, -1.0)], constant: 0.0 }],
+        };
+        let x = [100.0f32, 20.0, 80.0];
+        let v = tabular(&features, &c, &x, &[100.0, 30.0, 70.0], &[Budget::Cost { budget: 10.0 }]);
+        assert_eq!(v.violations, 0, "{:?}", v.notes);
+        assert_eq!(v.perturbation, 10.0, "the balance follows the amount and costs nothing");
+        let v = tabular(&features, &c, &x, &[100.0, 10.0, 90.0], &[]);
+        assert_eq!(v.notes, ["`amount` moved from 20 to 10; it may only go up"]);
+        let v = tabular(&features, &c, &x, &[100.0, 30.0, 80.0], &[]);
+        assert_eq!(v.notes, ["`after` = 80 breaks `after` = 1 × `before` + -1 × `amount` = 70"]);
+        // A relation the original row did not keep is no promise about the adversarial one.
+        let odd = [100.0f32, 20.0, 50.0];
+        assert_eq!(tabular(&features, &c, &odd, &[100.0, 30.0, 50.0], &[]).violations, 0);
     }
 
     #[test]

@@ -46,6 +46,7 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod abi;
+mod constraints;
 #[doc(hidden)]
 pub mod export;
 pub mod judge;
@@ -56,6 +57,7 @@ pub mod testing;
 mod threat;
 
 pub use abi::{ABI_VERSION, FeatureKind, Modality};
+pub use constraints::{Direction, Relation, TabularConstraints};
 pub use paths::PipelinePath;
 pub use rng::Rng;
 pub use safe::{Attack, Batch, Feature, Input, Oracle, Perturbed, PluginError, Result, project_row};

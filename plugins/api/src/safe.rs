@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 
 use crate::abi::{self, BatchView, FeatureKind, FeatureSpec, Modality, OracleVTable, StrRef};
+use crate::constraints::TabularConstraints;
 use crate::threat::ThreatModel;
 
 /// An error a plugin reports to the engine; the engine shows it with the plugin's name.
@@ -109,6 +110,9 @@ pub struct Batch<'a> {
     /// The most oracle rows the host answers for each example (`None`: no cap). A call
     /// that would go past it is refused whole; see [`Oracle::queries_left`].
     pub query_budget: Option<u64>,
+    /// Tabular: which way each column may move and which columns follow from others. The
+    /// host checks them on every row; [`Batch::project`] keeps them.
+    pub constraints: TabularConstraints,
 }
 
 impl<'a> Batch<'a> {
@@ -123,6 +127,15 @@ impl<'a> Batch<'a> {
     /// Row `i` of a dense batch.
     pub fn row(&self, i: usize) -> &'a [f32] {
         &self.data[i * self.width..(i + 1) * self.width]
+    }
+
+    /// Makes `row`, a perturbed version of row `i`, keep every rule the host checks on a
+    /// table row: [`project_row`] (immutable columns, bounds, integers, binaries, one-hot
+    /// groups), then the pipeline's directions and relations.
+    pub fn project(&self, i: usize, row: &mut [f32]) {
+        let original = self.row(i);
+        project_row(&self.features, original, row);
+        self.constraints.apply(original, row);
     }
 
     /// # Safety
@@ -175,12 +188,26 @@ impl<'a> Batch<'a> {
             sample_rate: view.sample_rate,
             seed: view.seed,
             query_budget: (view.query_budget != abi::NO_QUERY_BUDGET).then_some(view.query_budget),
+            constraints: {
+                // SAFETY: the string of a valid view is `len` live bytes (or empty).
+                let json = unsafe { view.constraints.as_bytes() };
+                if json.is_empty() {
+                    TabularConstraints::default()
+                } else {
+                    let c: TabularConstraints = serde_json::from_slice(json)
+                        .map_err(|e| PluginError(format!("the host's table constraints: {e}")))?;
+                    c.validate(view.width)
+                        .map_err(|e| PluginError(format!("the host's table constraints: {e}")))?;
+                    c
+                }
+            },
         })
     }
 }
 
 /// Makes a tabular row satisfy every column constraint: immutable columns restored from
 /// `original`, bounds, integers, binaries, and one-hot groups (the largest value wins).
+/// Directions and relations live in the batch: [`Batch::project`] applies those too.
 pub fn project_row(features: &[Feature<'_>], original: &[f32], row: &mut [f32]) {
     for (j, f) in features.iter().enumerate() {
         row[j] = if f.mutable && row[j].is_finite() { f.clamp(row[j]) } else { original[j] };
@@ -315,6 +342,7 @@ impl<'a> Oracle<'a> {
             features: self.features,
             seed: 0,
             query_budget: abi::NO_QUERY_BUDGET,
+            constraints: StrRef::empty(),
         })
     }
 

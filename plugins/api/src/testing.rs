@@ -9,6 +9,7 @@ use std::cell::RefCell;
 use std::ffi::c_void;
 
 use crate::abi::{self, BatchOut, BatchView, FeatureKind, FeatureSpec, Modality, OracleVTable, StrRef};
+use crate::constraints::TabularConstraints;
 use crate::export::attack_decl;
 use crate::judge::{self, Verdict, WordLists};
 use crate::safe::{Attack, Feature, Input, Perturbed, PluginError};
@@ -68,6 +69,8 @@ pub struct TestBatch {
     pub seed: u64,
     /// The host's cap on oracle rows per example (`None`: none).
     pub query_budget: Option<u64>,
+    /// Tabular: directions and relations, as a pipeline declares them.
+    pub constraints: TabularConstraints,
 }
 
 impl TestBatch {
@@ -90,6 +93,7 @@ impl TestBatch {
             sample_rate: 0,
             seed: 0,
             query_budget: None,
+            constraints: TabularConstraints::default(),
         }
     }
 
@@ -104,6 +108,7 @@ impl TestBatch {
             sample_rate: 0,
             seed: 0,
             query_budget: None,
+            constraints: TabularConstraints::default(),
         }
     }
 }
@@ -385,6 +390,12 @@ pub fn run_judged<A: Attack>(
         })
         .collect();
     let text_refs: Vec<StrRef> = batch.texts.iter().map(|s| StrRef::new(s)).collect();
+    let constraints = if batch.constraints.is_empty() {
+        String::new()
+    } else {
+        // Plain numbers and enums: serializing cannot fail.
+        serde_json::to_string(&batch.constraints).unwrap_or_default()
+    };
     let view = BatchView {
         modality: batch.modality as u32,
         n: batch.labels.len(),
@@ -397,6 +408,7 @@ pub fn run_judged<A: Attack>(
         features: if specs.is_empty() { std::ptr::null() } else { specs.as_ptr() },
         seed: batch.seed,
         query_budget: batch.query_budget.unwrap_or(abi::NO_QUERY_BUDGET),
+        constraints: StrRef::new(&constraints),
     };
     let ctx = Ctx {
         model,
@@ -519,12 +531,10 @@ fn judge_all(
                     &d[i * w..(i + 1) * w],
                     budgets,
                 ),
-                (Modality::Tabular, Perturbed::Dense(d)) => judge::tabular(
-                    &features,
-                    &batch.data[i * w..(i + 1) * w],
-                    &d[i * w..(i + 1) * w],
-                    budgets,
-                ),
+                (Modality::Tabular, Perturbed::Dense(d)) => {
+                    let (x, z) = (&batch.data[i * w..(i + 1) * w], &d[i * w..(i + 1) * w]);
+                    judge::tabular(&features, &batch.constraints, x, z, budgets)
+                }
                 _ => {
                     let mut v = Verdict::default();
                     v.fail(format!("a {} example of another kind", batch.modality));

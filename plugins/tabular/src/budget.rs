@@ -2,7 +2,7 @@
 //! check here runs in f64 on the very f32 values the host will see (the difference of two
 //! f32s is exact in f64), and rounding can never leave a row a hair outside its ball.
 
-use tempered_plugin::{Batch, Feature};
+use tempered_plugin::{Batch, Direction, Feature};
 
 use crate::shared::Columns;
 
@@ -49,7 +49,8 @@ pub(crate) fn clamp(v: f32, [lo, hi]: [f32; 2]) -> f32 {
 }
 
 /// `interval` of every moving column of every row (`n * moving.len()` of them), for an
-/// L∞ ball of `radius_std` standardised units, or the bounds alone for `None`.
+/// L∞ ball of `radius_std` standardised units, or the bounds alone for `None`, cut to the
+/// side of the original the pipeline's direction allows.
 pub(crate) fn boxes(batch: &Batch<'_>, cols: &Columns, radius_std: Option<f32>) -> Vec<[f32; 2]> {
     let radii: Vec<f64> = cols
         .moving
@@ -60,7 +61,12 @@ pub(crate) fn boxes(batch: &Batch<'_>, cols: &Columns, radius_std: Option<f32>) 
     for i in 0..batch.len() {
         let row = batch.row(i);
         for ((&j, &integer), &r) in cols.moving.iter().zip(&cols.integer).zip(&radii) {
-            out.push(interval(&batch.features[j], row[j], r, integer));
+            let [lo, hi] = interval(&batch.features[j], row[j], r, integer);
+            out.push(match batch.constraints.direction(j) {
+                Direction::Any => [lo, hi],
+                Direction::Up => [lo.max(row[j]).min(hi.max(row[j])), hi.max(row[j])],
+                Direction::Down => [lo.min(row[j]), hi.min(row[j]).max(lo.min(row[j]))],
+            });
         }
     }
     out

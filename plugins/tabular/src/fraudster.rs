@@ -11,7 +11,7 @@
 
 use serde::Deserialize;
 use tempered_plugin::{
-    Attack, Batch, Budget, Feature, FeatureKind, Input, Oracle, Perturbed, Result, ThreatModel,
+    Attack, Batch, Budget, Direction, Feature, FeatureKind, Input, Oracle, Perturbed, Result, ThreatModel,
 };
 
 use crate::budget::step_toward;
@@ -223,6 +223,15 @@ impl Fraudster {
             let gj = grad(j);
             let dir: i8 = if gj > 0.0 { -1 } else { 1 };
             if gj == 0.0 || (t.dir[q] != 0 && t.dir[q] != dir) {
+                continue;
+            }
+            // A column the pipeline lets move one way only is never offered the other.
+            let allowed = match batch.constraints.direction(j) {
+                Direction::Any => true,
+                Direction::Up => dir > 0,
+                Direction::Down => dir < 0,
+            };
+            if !allowed {
                 continue;
             }
             let integer = cols.integer[q];

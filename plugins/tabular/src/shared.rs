@@ -177,7 +177,8 @@ pub(crate) fn positive(attack: &str, name: &str, v: f32) -> Result<()> {
 }
 
 /// The last line of defence: whatever an attack computed, the row it returns satisfies the
-/// schema (`project_row`) and holds only finite values.
+/// schema, the pipeline's directions and relations (`Batch::project`), and holds only
+/// finite values.
 pub(crate) fn finish(batch: &Batch<'_>, out: &mut [f32]) {
     let w = batch.width;
     for i in 0..batch.len() {
@@ -187,6 +188,6 @@ pub(crate) fn finish(batch: &Batch<'_>, out: &mut [f32]) {
                 *v = o;
             }
         }
-        tempered_plugin::project_row(&batch.features, orig, row);
+        batch.project(i, row);
     }
 }

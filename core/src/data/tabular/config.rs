@@ -6,6 +6,7 @@ use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use tempered_plugin::Direction;
 use tempered_plugin::FeatureKind;
 
 use super::datetime;
@@ -39,6 +40,20 @@ pub struct TabularDataConfig {
     /// Keep a stratified, seeded subsample of this many rows (small test pipelines).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+    /// Columns that follow from others: `[[data.relations]] column = "balance_after",
+    /// equals = "balance_before - amount"`. The attacker cannot move them; they follow.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relations: Vec<RelationConfig>,
+}
+
+/// One `[[data.relations]]`: `column = equals`, a linear expression of other numeric
+/// feature columns (`a - b`, `0.5 * a + 2 * b - 3`; a name that is not a plain word goes in
+/// backticks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelationConfig {
+    pub column: String,
+    pub equals: String,
 }
 
 /// What a source column holds. The first four are also the kinds of the features plugins
@@ -99,6 +114,10 @@ pub struct FeatureConfig {
     /// earliest date.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    /// `"up"` or `"down"`: the only way the attacker may move the value (an amount only up,
+    /// a date only forward: for a datetime column it is its `:day`). Default `"any"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
 }
 
 /// Fractions of each class held out for validation and test; the rest is train.
@@ -230,6 +249,7 @@ pub(super) struct Resolved {
     pub missing: MissingPolicy,
     /// Day number of `reference` (days since 1970-01-01).
     pub reference: Option<i64>,
+    pub direction: Direction,
     /// Where `lower` / `upper` came from (`columns.a`, `columns."V*"`, `defaults`).
     lower_from: String,
     upper_from: String,
@@ -330,6 +350,7 @@ impl TabularDataConfig {
         let reference = pick(name, own, pats, d, "reference", |c| c.reference.clone())?;
         let mutable = pick(name, own, pats, d, "mutable", |c| c.mutable)?;
         let cost = pick(name, own, pats, d, "cost", |c| c.cost)?;
+        let direction = pick(name, own, pats, d, "direction", |c| c.direction)?;
         // Bounds from a column table or a pattern are errors on kinds they do not apply to;
         // those from `defaults` just do not apply.
         let bounded = matches!(kind, ColumnKind::Continuous | ColumnKind::Integer);
@@ -366,6 +387,10 @@ impl TabularDataConfig {
                 Some((r, from)) => Some(datetime::parse(r).map_err(|m| format!("{from}.reference: {m}"))?.0),
                 None => None,
             },
+            direction: direction
+                .as_ref()
+                .filter(|_| bounded || kind == ColumnKind::Datetime)
+                .map_or(Direction::Any, |d| d.0),
             lower_from,
             upper_from,
         };
@@ -393,6 +418,10 @@ impl TabularDataConfig {
         }
         if let Some(from) = given(reference.as_ref().map(|v| &v.1)).filter(|_| kind != ColumnKind::Datetime) {
             return Err(wrong(&from, "reference", "datetime columns"));
+        }
+        let moves = bounded || kind == ColumnKind::Datetime;
+        if let Some(from) = given(direction.as_ref().map(|v| &v.1)).filter(|_| !moves) {
+            return Err(wrong(&from, "direction", "numeric and datetime columns"));
         }
         if r.missing == MissingPolicy::Impute {
             // From `defaults`, it applies where it can; given for this column, it must fit.

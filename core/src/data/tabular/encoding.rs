@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
-use tempered_plugin::FeatureKind;
+use tempered_plugin::{Direction, FeatureKind};
 
 use super::FeatureInfo;
 use super::config::{ColumnKind, MissingPolicy, Resolved, kind_name};
@@ -369,6 +369,7 @@ impl ColumnEncoding {
             group: None,
             mean: 0.0,
             std: 1.0,
+            direction: Direction::Any,
         };
         let indicator = || FeatureInfo {
             mutable: false,
@@ -396,7 +397,11 @@ impl ColumnEncoding {
                 let kind = r.kind.feature_kind();
                 let whole = kind != FeatureKind::Continuous;
                 let impute = impute_value(values, whole, kind == FeatureKind::Binary)?;
-                let mut f = vec![FeatureInfo { group, ..feature(name.to_owned(), kind, *lower, *upper) }];
+                let mut f = vec![FeatureInfo {
+                    group,
+                    direction: r.direction,
+                    ..feature(name.to_owned(), kind, *lower, *upper)
+                }];
                 f.extend(impute.map(|_| indicator()));
                 (Self::Number { column: name.to_owned(), kind, impute }, f)
             }
@@ -447,7 +452,10 @@ impl ColumnEncoding {
                 let f = vec![
                     feature(format!("{name}:hour"), FeatureKind::Integer, 0.0, 23.0),
                     feature(format!("{name}:weekday"), FeatureKind::Integer, 0.0, 6.0),
-                    feature(format!("{name}:day"), FeatureKind::Integer, lo, hi),
+                    FeatureInfo {
+                        direction: r.direction,
+                        ..feature(format!("{name}:day"), FeatureKind::Integer, lo, hi)
+                    },
                 ];
                 (Self::Datetime { column: name.to_owned(), reference: datetime::format_date(reference) }, f)
             }
@@ -624,6 +632,7 @@ mod tests {
             group: None,
             mean: 2.0,
             std: 1.5,
+            direction: Direction::Any,
         };
         let js = serde_json::to_string(&f).unwrap();
         assert!(js.contains("\"upper\":\"inf\""), "{js}");

@@ -43,6 +43,13 @@
 //! [data.columns.distance_km]
 //! missing = "impute"                       # the train median, plus distance_km:missing (0/1)
 //!
+//! [data.columns.amount]
+//! direction = "up"                         # the fraud keeps its money: the amount only grows
+//!
+//! [[data.relations]]                       # a column that follows from others
+//! column = "balance_after"
+//! equals = "balance_before - amount"       # a linear expression: `0.5 * a + b - 3`, `` `odd name` ``
+//!
 //! # Columns that are already one-hot (numbers 0/1) name their group; a group needs at
 //! # least two columns and every row must have exactly one 1 among them.
 //! # [data.columns.card_visa]
@@ -57,8 +64,20 @@
 //! `"datetime"`), `mutable` (may the attacker change it), `lower` / `upper` (inclusive bounds;
 //! `inf` is allowed), `cost` (attacker's cost per unit change, raw units), `group` (numeric
 //! one-hot columns only), `values` (binary), `max_categories` (string categorical),
-//! `missing` (`"refuse"`, the default, or `"impute"`) and `reference` (datetime). Built-in
-//! default: continuous, mutable, cost 1, bounds observed, missing refused.
+//! `missing` (`"refuse"`, the default, or `"impute"`), `reference` (datetime) and
+//! `direction` (`"up"` or `"down"`: the only way the attacker may move a numeric column;
+//! for a datetime column, its `:day`). Built-in default: continuous, mutable, cost 1,
+//! bounds observed, missing refused, either direction.
+//!
+//! ## Relations
+//!
+//! `[[data.relations]]` makes `column` follow from numeric feature columns:
+//! `column = Σ coefficient · term + constant`. The attacker never moves `column` itself
+//! (plugins see it as immutable); when a term moves, `column` moves with it
+//! (`Batch::project` in the plugin API recomputes it), and its change counts toward no
+//! budget. The host checks every adversarial row: where the original row keeps the
+//! relation (to `f32` rounding), the adversarial row must too. A derived column cannot be
+//! a term of another relation. The log says on how many train rows each relation holds.
 //!
 //! ## Which setting wins
 //!
@@ -148,6 +167,7 @@ mod datetime;
 mod encoding;
 mod labels;
 mod reading;
+mod relations;
 mod split;
 #[cfg(test)]
 mod tests;
@@ -158,9 +178,11 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 pub use tempered_plugin::FeatureKind;
+use tempered_plugin::{Direction, TabularConstraints};
 
 pub use config::{
-    ColumnKind, FeatureConfig, MissingPolicy, SplitConfig, TabularDataConfig, glob_match, is_pattern,
+    ColumnKind, FeatureConfig, MissingPolicy, RelationConfig, SplitConfig, TabularDataConfig, glob_match,
+    is_pattern,
 };
 pub use encoding::{ColumnEncoding, ENCODING_VERSION, Encoding};
 
@@ -191,6 +213,13 @@ pub struct FeatureInfo {
     /// constant column.
     pub mean: f32,
     pub std: f32,
+    /// The only way the attacker may move it (`up`, `down`), if not either.
+    #[serde(default, skip_serializing_if = "is_any")]
+    pub direction: Direction,
+}
+
+fn is_any(d: &Direction) -> bool {
+    *d == Direction::Any
 }
 
 /// Rows of one split, raw (unstandardised).
@@ -245,6 +274,8 @@ pub struct TabularData {
     pub test: Split,
     /// How the file's columns became the features, fitted on the train split.
     pub encoding: Encoding,
+    /// Directions and relations by feature index, as plugins and the judge get them.
+    pub constraints: TabularConstraints,
 }
 
 impl TabularData {
@@ -439,8 +470,32 @@ pub fn load(cfg: &TabularDataConfig, base_dir: &Path, seed: u64) -> Result<Tabul
         columns: encodings,
         features: features.clone(),
     };
+    let relations = relations::resolve(&cfg.relations, &features).map_err(|m| Error::data(&path, m))?;
+    for r in &relations {
+        let train = &splits[TRAIN];
+        let held = (0..train.len())
+            .filter(|&i| {
+                let row = &train.x[i * width..(i + 1) * width];
+                r.residual(row).abs() <= r.tolerance(row)
+            })
+            .count();
+        // The judge enforces a relation on rows whose original keeps it; say how many do.
+        tracing::info!(
+            "relation `{}`: holds on {held} of {} train rows",
+            features[r.column].name,
+            train.len()
+        );
+    }
+    let constraints = TabularConstraints {
+        directions: if features.iter().all(|f| f.direction == Direction::Any) {
+            Vec::new()
+        } else {
+            features.iter().map(|f| f.direction).collect()
+        },
+        relations,
+    };
     let [train, validation, test] = splits;
-    Ok(TabularData { path, features, n_classes, train, validation, test, encoding })
+    Ok(TabularData { path, features, n_classes, train, validation, test, encoding, constraints })
 }
 
 /// Every row has exactly one 1 among the columns of each numeric one-hot group.
