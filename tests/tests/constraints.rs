@@ -18,7 +18,7 @@ fn lib(name: &str) -> PathBuf {
 
 /// 800 transactions: fraud is a large amount at night; balances are linked exactly (cents).
 fn table(dir: &std::path::Path) -> PathBuf {
-    let mut csv = String::from("hour,balance_before,amount,balance_after,is_fraud\n");
+    let mut csv = String::from("hour,channel,balance_before,amount,balance_after,is_fraud\n");
     let mut state = 12345u64;
     let mut next = || {
         state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -31,10 +31,12 @@ fn table(dir: &std::path::Path) -> PathBuf {
         let amount_cents =
             if fraud { 20_000 + (next() * 30_000.0) as i64 } else { 500 + (next() * 15_000.0) as i64 };
         let night = !(6..22).contains(&hour);
-        let label = u8::from(fraud && (night || next() < 0.5));
+        let channel = ["pos", "online", "atm"][(next() * 3.0) as usize % 3];
+        let label = u8::from(fraud && (night || channel == "online" || next() < 0.3));
         let after = before_cents - amount_cents;
         let c = |v: i64| format!("{}{}.{:02}", if v < 0 { "-" } else { "" }, v.abs() / 100, v.abs() % 100);
-        writeln!(csv, "{hour},{},{},{},{label}", c(before_cents), c(amount_cents), c(after)).unwrap();
+        writeln!(csv, "{hour},{channel},{},{},{},{label}", c(before_cents), c(amount_cents), c(after))
+            .unwrap();
     }
     let path = dir.join("transactions.csv");
     std::fs::write(&path, csv).unwrap();
@@ -58,6 +60,10 @@ defaults = {{ kind = "continuous", mutable = true, cost = 1.0 }}
 
 [data.columns.hour]                # the fraudster chooses when to strike
 kind = "integer"
+
+[data.columns.channel]             # and may move a point-of-sale fraud online, nothing else
+kind = "categorical"
+transitions = {{ pos = ["online"] }}
 
 [data.columns.amount]
 direction = "up"                  # a fraudster keeps the money: the amount only grows
@@ -122,8 +128,21 @@ fn an_attack_that_ignores_directions_and_relations_is_caught_on_every_row() {
 }
 
 #[test]
+fn a_category_switch_the_pipeline_does_not_list_is_caught() {
+    let attacks = format!(
+        "[[attack]]\nid = \"switch\"\nplugin = \"fixture-cheat-tabular\"\npath = \"{}\"\nattack = \"switch\"\n",
+        lib("tempered_fixture_cheat_tabular").display()
+    );
+    let (m, _) = run(&pipeline("cheat-switch", &attacks));
+    let a = attack(&m, "switch");
+    // The last column is `channel:unseen`, never a target: every attacked row is caught.
+    assert_eq!(a["constraint_violations"], a["attacked"], "{a}");
+    assert_eq!(a["successes"], 0);
+}
+
+#[test]
 fn first_party_attacks_keep_directions_and_relations() {
-    let attacks = "[[attack]]\nid = \"pgd\"\nplugin = \"tabular\"\nattack = \"pgd\"\nclasses = [1]\nparams = { epsilon = 1.0, steps = 10 }\n\n\
+    let attacks = "[[attack]]\nid = \"pgd\"\nplugin = \"tabular\"\nattack = \"pgd\"\nclasses = [1]\nparams = { epsilon = 1.0, steps = 10, discrete = true }\n\n\
                    [[attack]]\nid = \"fraudster\"\nplugin = \"tabular\"\nattack = \"fraudster\"\nclasses = [1]\nparams = { budget = 500.0 }\n";
     let (m, _) = run(&pipeline("keep-constraints", attacks));
     for id in ["pgd", "fraudster"] {
@@ -162,6 +181,8 @@ fn a_relation_or_direction_that_cannot_hold_is_a_clear_error() {
         "chained",
     );
     assert!(e.contains("`balance_after` follows from `amount`, which itself follows from others"), "{e}");
+    let e = err("[data.columns.\"hou*\"]\ntransitions = { a = [\"b\"] }\n", "bad-transitions");
+    assert!(e.contains("transitions is only for string categorical columns"), "{e}");
     let e = err("[data.columns.\"bal*\"]\ndirection = \"upward\"\n", "bad-direction");
     assert!(e.contains("unknown variant `upward`, expected one of `any`, `up`, `down`"), "{e}");
 }

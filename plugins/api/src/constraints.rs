@@ -72,6 +72,23 @@ impl Relation {
     }
 }
 
+/// The category switches allowed in one one-hot group: from each listed column (category),
+/// the columns it may switch to. A switch not listed is forbidden; a category not listed
+/// as a `from` may not be left.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Transitions {
+    /// The group's columns.
+    pub group: Vec<usize>,
+    pub allowed: Vec<(usize, Vec<usize>)>,
+}
+
+impl Transitions {
+    pub fn allows(&self, from: usize, to: usize) -> bool {
+        from == to || self.allowed.iter().any(|(f, tos)| *f == from && tos.contains(&to))
+    }
+}
+
 /// The constraints of a tabular batch beyond each column's own settings.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -81,11 +98,42 @@ pub struct TabularConstraints {
     pub directions: Vec<Direction>,
     #[serde(default)]
     pub relations: Vec<Relation>,
+    /// One-hot groups whose switches are restricted (groups not listed: any switch).
+    #[serde(default)]
+    pub transitions: Vec<Transitions>,
 }
 
 impl TabularConstraints {
     pub fn is_empty(&self) -> bool {
-        self.directions.iter().all(|d| *d == Direction::Any) && self.relations.is_empty()
+        self.directions.iter().all(|d| *d == Direction::Any)
+            && self.relations.is_empty()
+            && self.transitions.is_empty()
+    }
+
+    /// Whether a one-hot group may switch from column `from` to column `to`.
+    pub fn switch_allowed(&self, from: usize, to: usize) -> bool {
+        self.transitions.iter().find(|t| t.group.contains(&from)).is_none_or(|t| t.allows(from, to))
+    }
+
+    /// The hot column of `group` in `row`, when exactly one is 1 and the rest 0.
+    fn hot(group: &[usize], row: &[f32]) -> Option<usize> {
+        let mut found = None;
+        for &j in group {
+            match row[j] {
+                v if v == 1.0 && found.is_none() => found = Some(j),
+                0.0 => {}
+                _ => return None,
+            }
+        }
+        found
+    }
+
+    /// The restricted switch `row` makes against `original`, as `(from, to)`, if any.
+    pub fn forbidden_switch(&self, original: &[f32], row: &[f32]) -> Option<(usize, usize)> {
+        self.transitions.iter().find_map(|t| {
+            let (a, b) = (Self::hot(&t.group, original)?, Self::hot(&t.group, row)?);
+            (!t.allows(a, b)).then_some((a, b))
+        })
     }
 
     /// The direction column `j` may move in.
@@ -115,15 +163,33 @@ impl TabularConstraints {
                 return Err("a relation has a coefficient that is not a finite number".into());
             }
         }
+        for t in &self.transitions {
+            let inside = |j: &usize| t.group.contains(j);
+            if t.group.iter().any(|&j| j >= width)
+                || !t.allowed.iter().all(|(f, tos)| inside(f) && tos.iter().all(inside))
+            {
+                return Err("category transitions name a column outside their group or the row".into());
+            }
+        }
         Ok(())
     }
 
-    /// Makes `row` keep every direction (against `original`) and every relation (derived
-    /// columns recomputed from their terms). A derived value that cannot be stored (not
-    /// finite) puts the whole row back to `original`, which keeps everything.
+    /// Makes `row` keep every direction (against `original`), every category transition
+    /// (a forbidden switch is undone) and every relation (derived columns recomputed from
+    /// their terms). A derived value that cannot be stored (not finite) puts the whole row
+    /// back to `original`, which keeps everything.
     pub fn apply(&self, original: &[f32], row: &mut [f32]) {
         for (j, v) in row.iter_mut().enumerate() {
             *v = self.direction(j).clamp(original[j], *v);
+        }
+        for t in &self.transitions {
+            if let (Some(a), Some(b)) = (Self::hot(&t.group, original), Self::hot(&t.group, row))
+                && !t.allows(a, b)
+            {
+                for &j in &t.group {
+                    row[j] = original[j];
+                }
+            }
         }
         for r in &self.relations {
             // An unchanged row keeps the data's own value, whatever its rounding.
@@ -147,6 +213,7 @@ mod tests {
         TabularConstraints {
             directions: vec![Direction::Any, Direction::Up, Direction::Any],
             relations: vec![Relation { column: 2, terms: vec![(0, 1.0), (1, -1.0)], constant: 0.0 }],
+            transitions: Vec::new(),
         }
     }
 
@@ -164,6 +231,26 @@ mod tests {
     }
 
     #[test]
+    fn a_forbidden_category_switch_is_found_and_undone() {
+        // One group of three categories: 0 may go to 1 only; 2 (say, `unseen`) is no target.
+        let c = TabularConstraints {
+            transitions: vec![Transitions {
+                group: vec![0, 1, 2],
+                allowed: vec![(0, vec![1]), (2, vec![0, 1])],
+            }],
+            ..Default::default()
+        };
+        let x = [1.0f32, 0.0, 0.0];
+        assert!(c.switch_allowed(0, 1) && !c.switch_allowed(0, 2) && !c.switch_allowed(1, 0));
+        assert_eq!(c.forbidden_switch(&x, &[0.0, 1.0, 0.0]), None);
+        assert_eq!(c.forbidden_switch(&x, &[0.0, 0.0, 1.0]), Some((0, 2)));
+        let mut row = [0.0f32, 0.0, 1.0];
+        c.apply(&x, &mut row);
+        assert_eq!(row, x, "undone");
+        assert!(c.validate(3).is_ok() && c.validate(2).is_err());
+    }
+
+    #[test]
     fn malformed_constraints_are_refused() {
         let mut c = balance();
         assert!(c.validate(3).is_ok());
@@ -178,7 +265,7 @@ mod tests {
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(
             json,
-            r#"{"directions":["any","up","any"],"relations":[{"column":2,"terms":[[0,1.0],[1,-1.0]],"constant":0.0}]}"#
+            r#"{"directions":["any","up","any"],"relations":[{"column":2,"terms":[[0,1.0],[1,-1.0]],"constant":0.0}],"transitions":[]}"#
         );
         assert_eq!(serde_json::from_str::<TabularConstraints>(&json).unwrap(), c);
     }

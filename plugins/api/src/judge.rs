@@ -140,8 +140,11 @@ pub fn tabular(
             v.fail(format!("one-hot group {g} holds {ones} ones"));
         }
     }
+    let name = |j: usize| features.get(j).map_or("?", |f| f.name);
+    if let Some((a, b)) = constraints.forbidden_switch(x, z) {
+        v.fail(format!("switched from `{}` to `{}`, which the pipeline does not allow", name(a), name(b)));
+    }
     for r in &constraints.relations {
-        let name = |j: usize| features.get(j).map_or("?", |f| f.name);
         if r.residual(x).abs() <= r.tolerance(x) && r.residual(z).abs() > r.tolerance(z) {
             let rhs: Vec<String> = r.terms.iter().map(|&(j, c)| format!("{c} × `{}`", name(j))).collect();
             v.fail(format!(
@@ -475,6 +478,7 @@ mod tests {
         let c = TabularConstraints {
             directions: vec![Direction::Any, Direction::Up, Direction::Any],
             relations: vec![Relation { column: 2, terms: vec![(0, 1.0), (1, -1.0)], constant: 0.0 }],
+            transitions: Vec::new(),
         };
         let x = [100.0f32, 20.0, 80.0];
         let v = tabular(&features, &c, &x, &[100.0, 30.0, 70.0], &[Budget::Cost { budget: 10.0 }]);

@@ -57,7 +57,7 @@ pub mod testing;
 mod threat;
 
 pub use abi::{ABI_VERSION, FeatureKind, Modality};
-pub use constraints::{Direction, Relation, TabularConstraints};
+pub use constraints::{Direction, Relation, TabularConstraints, Transitions};
 pub use paths::PipelinePath;
 pub use rng::Rng;
 pub use safe::{Attack, Batch, Feature, Input, Oracle, Perturbed, PluginError, Result, project_row};

@@ -266,7 +266,8 @@ impl Fraudster {
             if t.used[cols.binaries.len() + gi] || f[cur].lower > 0.0 {
                 continue;
             }
-            for &to in gcols.iter().filter(|&&b| b != cur && f[b].upper >= 1.0) {
+            let allowed = |b: usize| batch.constraints.switch_allowed(cur, b);
+            for &to in gcols.iter().filter(|&&b| b != cur && f[b].upper >= 1.0 && allowed(b)) {
                 let price = f[cur].cost as f64 + f[to].cost as f64;
                 if price <= left {
                     offer(grad(cur) - grad(to), price, Move::Switch { g: gi, to });

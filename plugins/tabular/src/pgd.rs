@@ -346,6 +346,7 @@ impl<'a, 'b> Run<'a, 'b> {
                     .iter()
                     .copied()
                     .filter(|&b| b != cur && f[b].upper >= 1.0 && gain(b) > 0.0)
+                    .filter(|&b| self.batch.constraints.switch_allowed(cur, b))
                     .max_by(|&a, &b| gain(a).total_cmp(&gain(b)));
                 if let Some(b) = pick {
                     row[cur] = 0.0;

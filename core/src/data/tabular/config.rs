@@ -118,6 +118,12 @@ pub struct FeatureConfig {
     /// a date only forward: for a datetime column it is its `:day`). Default `"any"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub direction: Option<Direction>,
+    /// A string categorical column: every switch the attacker may make, as
+    /// `{ from = ["to", ...] }`; a switch not listed is forbidden. Default: any category to
+    /// any other. The engine's own buckets (`:other`, `:missing`, `:unseen`) are never a
+    /// target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transitions: Option<BTreeMap<String, Vec<String>>>,
 }
 
 /// Fractions of each class held out for validation and test; the rest is train.
@@ -250,6 +256,7 @@ pub(super) struct Resolved {
     /// Day number of `reference` (days since 1970-01-01).
     pub reference: Option<i64>,
     pub direction: Direction,
+    pub transitions: Option<BTreeMap<String, Vec<String>>>,
     /// Where `lower` / `upper` came from (`columns.a`, `columns."V*"`, `defaults`).
     lower_from: String,
     upper_from: String,
@@ -351,6 +358,7 @@ impl TabularDataConfig {
         let mutable = pick(name, own, pats, d, "mutable", |c| c.mutable)?;
         let cost = pick(name, own, pats, d, "cost", |c| c.cost)?;
         let direction = pick(name, own, pats, d, "direction", |c| c.direction)?;
+        let transitions = pick(name, own, pats, None, "transitions", |c| c.transitions.clone())?;
         // Bounds from a column table or a pattern are errors on kinds they do not apply to;
         // those from `defaults` just do not apply.
         let bounded = matches!(kind, ColumnKind::Continuous | ColumnKind::Integer);
@@ -391,6 +399,7 @@ impl TabularDataConfig {
                 .as_ref()
                 .filter(|_| bounded || kind == ColumnKind::Datetime)
                 .map_or(Direction::Any, |d| d.0),
+            transitions: transitions.as_ref().map(|t| t.0.clone()),
             lower_from,
             upper_from,
         };
@@ -418,6 +427,9 @@ impl TabularDataConfig {
         }
         if let Some(from) = given(reference.as_ref().map(|v| &v.1)).filter(|_| kind != ColumnKind::Datetime) {
             return Err(wrong(&from, "reference", "datetime columns"));
+        }
+        if let Some((_, from)) = transitions.as_ref().filter(|_| !r.encoded_categorical()) {
+            return Err(wrong(from, "transitions", "string categorical columns (without `group`)"));
         }
         let moves = bounded || kind == ColumnKind::Datetime;
         if let Some(from) = given(direction.as_ref().map(|v| &v.1)).filter(|_| !moves) {

@@ -43,6 +43,10 @@
 //! [data.columns.distance_km]
 //! missing = "impute"                       # the train median, plus distance_km:missing (0/1)
 //!
+//! [data.columns.entry_mode]                # which category switches a fraudster can make
+//! kind = "categorical"
+//! transitions = { chip = ["contactless"], swipe = ["chip", "manual"] }  # only these
+//!
 //! [data.columns.amount]
 //! direction = "up"                         # the fraud keeps its money: the amount only grows
 //!
@@ -66,8 +70,11 @@
 //! one-hot columns only), `values` (binary), `max_categories` (string categorical),
 //! `missing` (`"refuse"`, the default, or `"impute"`), `reference` (datetime) and
 //! `direction` (`"up"` or `"down"`: the only way the attacker may move a numeric column;
-//! for a datetime column, its `:day`). Built-in default: continuous, mutable, cost 1,
-//! bounds observed, missing refused, either direction.
+//! for a datetime column, its `:day`) and `transitions` (string categorical: `{ from =
+//! ["to", ...] }`, every switch the attacker may make; default any category to any other).
+//! The engine's own buckets (`:other`, `:missing`, `:unseen`) are never a switch target:
+//! no fraudster can choose "a category the model never saw". Built-in default:
+//! continuous, mutable, cost 1, bounds observed, missing refused, either direction.
 //!
 //! ## Relations
 //!
@@ -486,6 +493,8 @@ pub fn load(cfg: &TabularDataConfig, base_dir: &Path, seed: u64) -> Result<Tabul
             train.len()
         );
     }
+    let transitions =
+        transitions(&names, &resolved, &groups, &features).map_err(|m| Error::data(&path, m))?;
     let constraints = TabularConstraints {
         directions: if features.iter().all(|f| f.direction == Direction::Any) {
             Vec::new()
@@ -493,6 +502,7 @@ pub fn load(cfg: &TabularDataConfig, base_dir: &Path, seed: u64) -> Result<Tabul
             features.iter().map(|f| f.direction).collect()
         },
         relations,
+        transitions,
     };
     let [train, validation, test] = splits;
     Ok(TabularData { path, features, n_classes, train, validation, test, encoding, constraints })
@@ -534,4 +544,47 @@ fn check_one_hot(
         }
     }
     Ok(())
+}
+
+/// The allowed category switches of every engine-encoded categorical column: the
+/// column's `transitions` when given (by category value), else any category to any other;
+/// never into the engine's own buckets (`:other`, `:missing`, `:unseen`), which hold no
+/// value a fraudster could choose.
+fn transitions(
+    names: &[String],
+    resolved: &[Resolved],
+    groups: &[Option<u32>],
+    features: &[FeatureInfo],
+) -> std::result::Result<Vec<tempered_plugin::Transitions>, String> {
+    let mut out = Vec::new();
+    for ((name, r), g) in names.iter().zip(resolved).zip(groups) {
+        let Some(g) = g.filter(|_| r.encoded_categorical()) else { continue };
+        let group: Vec<usize> = (0..features.len()).filter(|&j| features[j].group == Some(g)).collect();
+        let prefix = format!("{name}=");
+        let value = |j: usize| features[j].name.strip_prefix(&prefix);
+        let real: Vec<usize> = group.iter().copied().filter(|&j| value(j).is_some()).collect();
+        let allowed = match &r.transitions {
+            None => group.iter().map(|&a| (a, real.iter().copied().filter(|&b| b != a).collect())).collect(),
+            Some(map) => {
+                let column = |v: &str| {
+                    real.iter().copied().find(|&j| value(j) == Some(v)).ok_or_else(|| {
+                        format!(
+                            "[data.{}] transitions name {v:?}, which is not a category of the train split \
+                             (or was merged into `{name}:other`)",
+                            column_key(name)
+                        )
+                    })
+                };
+                let mut allowed = Vec::new();
+                for (from, tos) in map {
+                    let to: Vec<usize> =
+                        tos.iter().map(|t| column(t)).collect::<std::result::Result<_, _>>()?;
+                    allowed.push((column(from)?, to));
+                }
+                allowed
+            }
+        };
+        out.push(tempered_plugin::Transitions { group, allowed });
+    }
+    Ok(out)
 }
