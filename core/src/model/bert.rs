@@ -744,6 +744,19 @@ impl Classifier for BertClassifier {
     fn name(&self) -> &str {
         "BERT"
     }
+
+    /// Whether the WordPiece tokenizer spells the word without its unknown token (a word
+    /// split into known pieces is known: the model sees its pieces).
+    fn known_words(&self, words: &[&str]) -> Result<Vec<bool>> {
+        let unk = self.tok.tokenizer.token_to_id("[UNK]");
+        words
+            .iter()
+            .map(|w| {
+                let e = self.tok.tokenizer.encode(*w, false).map_err(|e| Error::external("tokenizer", e))?;
+                Ok(!e.get_ids().is_empty() && unk.is_none_or(|u| !e.get_ids().contains(&u)))
+            })
+            .collect()
+    }
     fn n_classes(&self) -> usize {
         self.n_classes
     }

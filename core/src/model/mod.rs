@@ -92,6 +92,11 @@ pub trait Classifier: Send + Sync {
     fn word_saliency(&self, _texts: &[&str], _labels: &[u32]) -> Result<Vec<f32>> {
         Err(Error::invalid("this model offers no word saliency"))
     }
+    /// Text models: whether each word reaches the model as itself rather than as its
+    /// unknown token, so an attack does not spend queries on edits the model cannot see.
+    fn known_words(&self, _words: &[&str]) -> Result<Vec<bool>> {
+        Err(Error::invalid("this model has no word vocabulary"))
+    }
     /// The state of a random generator the model draws from in training mode and carries
     /// from one batch to the next (dropout masks), as bytes: a checkpoint keeps it so that a
     /// resumed run draws the masks the uninterrupted run would have. `None`: no such state.

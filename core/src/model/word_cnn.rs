@@ -414,6 +414,12 @@ impl Classifier for WordCnn {
     fn name(&self) -> &str {
         "word-CNN"
     }
+
+    /// In the vocabulary, as the model reads a whitespace word (a literal `[PAD]` or
+    /// `[UNK]` is unknown).
+    fn known_words(&self, words: &[&str]) -> Result<Vec<bool>> {
+        Ok(words.iter().map(|w| !matches!(self.vocab.id(w), PAD | UNK)).collect())
+    }
     fn n_classes(&self) -> usize {
         self.n_classes
     }
@@ -568,6 +574,13 @@ mod tests {
 
     /// Inference without dropout, through candle's graph (the training path).
     const GRAPH: Mode = Mode { train: false, param_grads: true };
+
+    #[test]
+    fn known_words_are_the_vocabulary_as_the_model_reads_it() {
+        let m = model(1);
+        let known = m.known_words(&["funny", "Funny", "fnuny", "[UNK]", "[PAD]", "tedious"]).unwrap();
+        assert_eq!(known, [true, false, false, false, false, true]);
+    }
 
     #[test]
     fn the_inference_path_matches_the_graph_and_follows_weight_changes() {

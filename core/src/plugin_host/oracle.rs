@@ -7,6 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 
 use tempered_plugin::abi::{self, BatchView, Modality, OracleVTable, Status, StrRef};
+use tempered_plugin::ledger::{Ledger, Refused};
 
 use crate::Error;
 use crate::data::ExamplesRef;
@@ -18,8 +19,7 @@ pub type QueryCounts = Vec<u64>;
 pub(super) struct Oracle<'m> {
     model: &'m dyn Classifier,
     encoder: Option<&'m dyn SentenceEncoder>,
-    counts: Mutex<QueryCounts>,
-    budget: Option<u64>,
+    ledger: Mutex<Ledger>,
 }
 
 thread_local! {
@@ -54,7 +54,7 @@ impl<'m> Oracle<'m> {
         n: usize,
         budget: Option<u64>,
     ) -> Self {
-        Self { model, encoder, counts: Mutex::new(vec![0; n]), budget }
+        Self { model, encoder, ledger: Mutex::new(Ledger::new(n, budget)) }
     }
 
     pub fn vtable(&self) -> OracleVTable {
@@ -65,16 +65,16 @@ impl<'m> Oracle<'m> {
             loss_grad,
             similarity,
             last_error,
+            known_words,
         }
     }
 
     pub fn into_counts(self) -> QueryCounts {
-        self.counts.into_inner().expect("query counts")
+        self.ledger.into_inner().expect("query counts").into_counts()
     }
 
-    /// Counts one query per row against the example it names. A call that would take any
-    /// example past its budget is refused whole and counts nothing, so the attack can ask
-    /// again with the examples that have queries left.
+    /// Counts one query per row against the example it names, with the ledger the plugin
+    /// test harness uses too: a call past the budget is refused whole and counts nothing.
     fn count(&self, view: &BatchView) -> Result<(), Refusal> {
         let ids = if view.example_ids.is_null() || view.n == 0 {
             &[][..]
@@ -82,28 +82,10 @@ impl<'m> Oracle<'m> {
             // SAFETY: a non-null `example_ids` of a valid view holds `n` ids.
             unsafe { std::slice::from_raw_parts(view.example_ids, view.n) }
         };
-        let mut counts = self.counts.lock().expect("query counts");
-        let n_examples = counts.len();
-        let mut want = vec![0u64; n_examples];
-        for i in 0..view.n {
-            let id = ids.get(i).map_or(i, |&id| id as usize);
-            *want.get_mut(id).ok_or_else(|| {
-                Error::invalid(format!("row {i} names example {id}, but the batch has {n_examples}"))
-            })? += 1;
-        }
-        if let Some(b) = self.budget
-            && let Some(id) = (0..n_examples).find(|&id| want[id] > 0 && counts[id] + want[id] > b)
-        {
-            return Err(Refusal::QueryBudget(format!(
-                "example {id} has {} of its {b} queries left and the call asks {}",
-                b.saturating_sub(counts[id]),
-                want[id]
-            )));
-        }
-        for (c, w) in counts.iter_mut().zip(want) {
-            *c += w;
-        }
-        Ok(())
+        self.ledger.lock().expect("query counts").charge(view.n, ids).map_err(|e| match e {
+            Refused::Budget(m) => Refusal::QueryBudget(m),
+            Refused::BadId(m) => Refusal::Error(Error::invalid(m)),
+        })
     }
 }
 
@@ -372,6 +354,38 @@ unsafe extern "C" fn similarity(
         }
         // SAFETY: non-null (checked) `n` writable values.
         unsafe { std::slice::from_raw_parts_mut(out, n) }.copy_from_slice(&sims);
+        Ok(())
+    })
+}
+
+/// # Safety
+/// The ABI's `known_words`: `ctx` from [`Oracle::vtable`], `words` `n` valid strings,
+/// `out` `n` writable bytes.
+unsafe extern "C" fn known_words(ctx: *mut c_void, words: *const StrRef, n: usize, out: *mut u8) -> Status {
+    // SAFETY: the plugin passes back the context of the vtable it was given.
+    guarded(unsafe { oracle(ctx) }, |o| {
+        if n == 0 {
+            return Ok(());
+        }
+        if words.is_null() || out.is_null() {
+            return Err(Error::invalid("known_words called with a null pointer").into());
+        }
+        // SAFETY: non-null (checked), `n` strings as the ABI promises.
+        let refs = unsafe { std::slice::from_raw_parts(words, n) };
+        let words = refs
+            .iter()
+            // SAFETY: each string is `len` live bytes for the call.
+            .map(|r| std::str::from_utf8(unsafe { r.as_bytes() }).map_err(|e| Error::external("a word", e)))
+            .collect::<crate::Result<Vec<&str>>>()?;
+        let known = o.model.known_words(&words)?;
+        if known.len() != n {
+            return Err(Error::invalid(format!("the model answered for {} of {n} words", known.len())).into());
+        }
+        // SAFETY: non-null (checked) `n` writable bytes.
+        let out = unsafe { std::slice::from_raw_parts_mut(out, n) };
+        for (o, k) in out.iter_mut().zip(known) {
+            *o = u8::from(k);
+        }
         Ok(())
     })
 }

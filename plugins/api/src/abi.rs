@@ -21,8 +21,9 @@
 //!
 //! 1.1 added, after every 1.0 field: [`AttackDecl::threat_model`] (what an attack promises,
 //! checked by the host), [`AttackDecl::create_in`] (creation with the folder that relative
-//! paths in params resolve against), [`BatchView::query_budget`] (the host's query cap) and
-//! [`BatchView::constraints`] (a table's directions and relations). A 1.1 host
+//! paths in params resolve against), [`BatchView::query_budget`] (the host's query cap),
+//! [`BatchView::constraints`] (a table's directions and relations) and
+//! [`OracleVTable::known_words`] (the model's vocabulary). A 1.1 host
 //! reads a 1.0 plugin's attack table through [`v1_0::AttackDecl`] and reports its budgets
 //! as not verified; a 1.0 plugin never reads past the 1.0 fields of a batch.
 
@@ -278,6 +279,10 @@ pub struct OracleVTable {
     /// The message of the last failed call on this thread, valid until the next oracle
     /// call on this thread.
     pub last_error: unsafe extern "C" fn(ctx: *mut c_void) -> StrRef,
+    /// (1.1) Text only: for each of the `n` words, 1 when the model reads it as itself, 0
+    /// when as its unknown token, written to `out`. Not counted as a query.
+    pub known_words:
+        unsafe extern "C" fn(ctx: *mut c_void, words: *const StrRef, n: usize, out: *mut u8) -> Status,
 }
 
 /// Builds an attack from JSON `params` (`params_len` bytes, UTF-8); writes an opaque state

@@ -50,6 +50,7 @@ mod constraints;
 #[doc(hidden)]
 pub mod export;
 pub mod judge;
+pub mod ledger;
 mod paths;
 mod rng;
 mod safe;

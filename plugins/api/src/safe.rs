@@ -414,6 +414,22 @@ impl<'a> Oracle<'a> {
         Ok(())
     }
 
+    /// Text: whether the model reads each word as itself (`true`) or as its unknown token,
+    /// so edits that only make a word unknown can be told apart. Costs no query.
+    pub fn known_words(&self, words: &[&str]) -> Result<Vec<bool>> {
+        let refs: Vec<StrRef> = words.iter().map(|s| StrRef::new(s)).collect();
+        let mut out = vec![0u8; words.len()];
+        // SAFETY: `refs` (pointing into `words`) and `out` hold `words.len()` entries each
+        // and outlive the call.
+        let status = unsafe {
+            (self.vtable.known_words)(self.vtable.ctx, refs.as_ptr(), words.len(), out.as_mut_ptr())
+        };
+        if status != abi::STATUS_OK {
+            return Err(self.error(status));
+        }
+        Ok(out.into_iter().map(|b| b != 0).collect())
+    }
+
     /// Cosine similarity of the host's sentence embeddings of `a[i]` and `b[i]`.
     pub fn similarity(&self, a: &[&str], b: &[&str]) -> Result<Vec<f32>> {
         if a.len() != b.len() {

@@ -12,6 +12,7 @@ use crate::abi::{self, BatchOut, BatchView, FeatureKind, FeatureSpec, Modality, 
 use crate::constraints::TabularConstraints;
 use crate::export::attack_decl;
 use crate::judge::{self, Verdict, WordLists};
+use crate::ledger::{Ledger, Refused};
 use crate::safe::{Attack, Feature, Input, Perturbed, PluginError};
 use crate::threat::ThreatModel;
 
@@ -24,6 +25,11 @@ pub trait TestModel {
     fn loss_grad(&self, input: Input<'_>, labels: &[u32]) -> (Vec<f32>, Vec<f32>);
     /// Sentence similarity; `None` when the model has no encoder.
     fn similarity(&self, _a: &str, _b: &str) -> Option<f32> {
+        None
+    }
+    /// Whether the model reads `word` as itself; `None` when it has no vocabulary (then
+    /// `Oracle::known_words` fails, as for a model without one).
+    fn knows(&self, _word: &str) -> Option<bool> {
         None
     }
 }
@@ -137,8 +143,7 @@ impl TestOutcome {
 
 struct Ctx<'m> {
     model: &'m dyn TestModel,
-    queries: RefCell<Vec<u64>>,
-    budget: Option<u64>,
+    queries: RefCell<Ledger>,
     error: RefCell<String>,
 }
 
@@ -184,41 +189,20 @@ unsafe fn input_of<'a>(view: &'a BatchView, texts: &'a mut Vec<&'a str>) -> Inpu
     }
 }
 
-/// Counts the call's rows per example the way the host does: all of them, or none when
-/// any example would go past the budget.
+/// Counts the call's rows per example with the host's own ledger.
 ///
 /// # Safety
 /// `view` must be a valid [`BatchView`].
 unsafe fn count(ctx: &Ctx<'_>, view: &BatchView) -> Result<(), abi::Status> {
     // SAFETY: a non-null `example_ids` of a valid view holds `n` ids.
     let ids = unsafe { slice(view.example_ids, view.n) };
-    let mut q = ctx.queries.borrow_mut();
-    let mut want = vec![0u64; q.len()];
-    for i in 0..view.n {
-        let id = ids.get(i).map_or(i, |&id| id as usize);
-        match want.get_mut(id) {
-            Some(w) => *w += 1,
-            None => {
-                *ctx.error.borrow_mut() =
-                    format!("row {i} names example {id}, but the batch has {}", q.len());
-                return Err(abi::STATUS_ERROR);
-            }
+    ctx.queries.borrow_mut().charge(view.n, ids).map_err(|e| {
+        *ctx.error.borrow_mut() = e.to_string();
+        match e {
+            Refused::Budget(_) => abi::STATUS_QUERY_BUDGET,
+            Refused::BadId(_) => abi::STATUS_ERROR,
         }
-    }
-    if let Some(b) = ctx.budget
-        && let Some(id) = (0..q.len()).find(|&id| want[id] > 0 && q[id] + want[id] > b)
-    {
-        *ctx.error.borrow_mut() = format!(
-            "example {id} has {} of its {b} queries left and the call asks {}",
-            b.saturating_sub(q[id]),
-            want[id]
-        );
-        return Err(abi::STATUS_QUERY_BUDGET);
-    }
-    for (slot, w) in q.iter_mut().zip(want) {
-        *slot += w;
-    }
-    Ok(())
+    })
 }
 
 /// # Safety
@@ -302,6 +286,31 @@ unsafe extern "C" fn similarity(
             Some(s) => out[i] = s,
             None => {
                 *ctx.error.borrow_mut() = "no sentence encoder".into();
+                return abi::STATUS_ERROR;
+            }
+        }
+    }
+    abi::STATUS_OK
+}
+
+/// # Safety
+/// The ABI's `known_words`, with `ctx` a `Ctx` from [`run`].
+unsafe extern "C" fn known_words(
+    ctx: *mut c_void,
+    words: *const StrRef,
+    n: usize,
+    out: *mut u8,
+) -> abi::Status {
+    // SAFETY: `run` passes its own live `Ctx`.
+    let ctx = unsafe { &*ctx.cast::<Ctx<'_>>() };
+    // SAFETY: the plugin passes `n` strings and `n` writable outputs.
+    let (words, out) = unsafe { (slice(words, n), slice_mut(out, n)) };
+    for (w, o) in words.iter().zip(out) {
+        // SAFETY: each string is `len` live bytes.
+        match ctx.model.knows(&unsafe { w.to_string_lossy() }) {
+            Some(k) => *o = u8::from(k),
+            None => {
+                *ctx.error.borrow_mut() = "this model has no word vocabulary".into();
                 return abi::STATUS_ERROR;
             }
         }
@@ -412,8 +421,7 @@ pub fn run_judged<A: Attack>(
     };
     let ctx = Ctx {
         model,
-        queries: RefCell::new(vec![0; batch.labels.len()]),
-        budget: batch.query_budget,
+        queries: RefCell::new(Ledger::new(batch.labels.len(), batch.query_budget)),
         error: RefCell::new(String::new()),
     };
     let oracle = OracleVTable {
@@ -423,6 +431,7 @@ pub fn run_judged<A: Attack>(
         loss_grad,
         similarity,
         last_error,
+        known_words,
     };
     let mut out = BatchOut::empty();
     // SAFETY: the state is live; the batch, the oracle (and its `Ctx`) and `out` outlive the
@@ -431,7 +440,7 @@ pub fn run_judged<A: Attack>(
     let result = if status == abi::STATUS_OK {
         // SAFETY: a successful `perturb` wrote these, alive until released.
         unsafe { read_output(batch, &out) }.map(|perturbed| {
-            let queries = ctx.queries.into_inner();
+            let queries = ctx.queries.into_inner().into_counts();
             let verdicts = judge_all(batch, &perturbed, &queries, &threat, model);
             TestOutcome { perturbed, queries, threat, verdicts }
         })

@@ -621,6 +621,7 @@ mod tests {
             columns: columns.iter().map(|(k, c)| (k.to_string(), c.clone())).collect(),
             split: SplitConfig::default(),
             limit: None,
+            relations: Vec::new(),
         }
     }
 
