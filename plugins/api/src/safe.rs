@@ -298,11 +298,13 @@ impl<'a> Oracle<'a> {
         self.budget.map(|b| b.saturating_sub(asked))
     }
 
-    /// Adds a successful call's rows to the per-example tally behind `queries_left`.
-    fn tally(&self, ids: &[u32]) {
+    /// Adds a successful call's `rows` rows to the per-example tally behind
+    /// `queries_left` (no `ids`: row `i` is example `i`).
+    fn tally(&self, rows: usize, ids: &[u32]) {
         let mut asked = self.asked.borrow_mut();
-        for &id in ids {
-            if let Some(slot) = asked.get_mut(id as usize) {
+        for i in 0..rows {
+            let id = ids.get(i).map_or(i, |&id| id as usize);
+            if let Some(slot) = asked.get_mut(id) {
                 *slot += 1;
             }
         }
@@ -316,7 +318,8 @@ impl<'a> Oracle<'a> {
         refs: &mut Vec<StrRef>,
     ) -> Result<BatchView> {
         let n = input.rows();
-        if ids.len() != n || (!labels.is_empty() && labels.len() != n) {
+        // No ids: row `i` is example `i`, the common case of asking about the whole batch.
+        if (!ids.is_empty() && ids.len() != n) || (!labels.is_empty() && labels.len() != n) {
             return Err(PluginError(format!(
                 "oracle call with {n} rows but {} example ids and {} labels",
                 ids.len(),
@@ -337,7 +340,7 @@ impl<'a> Oracle<'a> {
             data,
             texts: if refs.is_empty() { std::ptr::null() } else { refs.as_ptr() },
             labels: if labels.is_empty() { std::ptr::null() } else { labels.as_ptr() },
-            example_ids: ids.as_ptr(),
+            example_ids: if ids.is_empty() { std::ptr::null() } else { ids.as_ptr() },
             sample_rate: self.sample_rate,
             features: self.features,
             seed: 0,
@@ -357,7 +360,8 @@ impl<'a> Oracle<'a> {
         }
     }
 
-    /// Class probabilities, `rows * n_classes` values. `ids[i]` is the example row `i` is for.
+    /// Class probabilities, `rows * n_classes` values. `ids[i]` is the example row `i` is
+    /// for; `&[]` when row `i` is example `i`.
     pub fn predict(&self, input: Input<'_>, ids: &[u32]) -> Result<Vec<f32>> {
         let mut refs = Vec::new();
         let view = self.view(&input, &[], ids, &mut refs)?;
@@ -368,7 +372,7 @@ impl<'a> Oracle<'a> {
         if status != abi::STATUS_OK {
             return Err(self.error(status));
         }
-        self.tally(ids);
+        self.tally(view.n, ids);
         Ok(out)
     }
 
@@ -410,7 +414,7 @@ impl<'a> Oracle<'a> {
         if status != abi::STATUS_OK {
             return Err(self.error(status));
         }
-        self.tally(ids);
+        self.tally(view.n, ids);
         Ok(())
     }
 

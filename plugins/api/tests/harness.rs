@@ -23,6 +23,9 @@ struct Params {
     /// Returns NaN as the first value.
     #[serde(default)]
     nan: bool,
+    /// Asks with no ids: row i is example i.
+    #[serde(default)]
+    identity: bool,
 }
 
 struct Shove(Params);
@@ -41,7 +44,7 @@ impl Attack for Shove {
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
-        let ids: Vec<u32> = (0..batch.len() as u32).collect();
+        let ids: Vec<u32> = if self.0.identity { Vec::new() } else { (0..batch.len() as u32).collect() };
         for _ in 0..self.0.asks {
             oracle.predict(Input::Dense { data: batch.data, width: batch.width }, &ids)?;
         }
@@ -78,6 +81,13 @@ fn an_attack_within_its_claims_passes() {
     let out = run::<Shove>(r#"{"by": 0.5, "claim": 0.5, "asks": 2}"#, &batch(), &Half).unwrap();
     assert_eq!(out.queries, vec![2, 2]);
     assert!(out.violations().is_empty());
+}
+
+#[test]
+fn no_ids_means_row_i_is_example_i() {
+    let out =
+        run::<Shove>(r#"{"by": 0.5, "claim": 0.5, "asks": 2, "identity": true}"#, &batch(), &Half).unwrap();
+    assert_eq!(out.queries, vec![2, 2]);
 }
 
 #[test]
