@@ -561,3 +561,31 @@ fn an_undeclared_text_column_says_how_to_declare_it() {
         "{e}"
     );
 }
+
+#[test]
+fn an_out_of_time_split_trains_on_the_past_and_tests_on_the_future() {
+    let body = table();
+    let path = write_table("out-of-time", &body);
+    let mut v = base(&path);
+    v["split"] = json!({ "validation": 0.2, "test": 0.3, "by": "when" });
+    let d = load(v.clone());
+    // `when` is day (i % 28) + 1 at some hour: order every split's rows by their date.
+    let day = |row: usize| {
+        let cell = &cells(&body, row).into_iter().find(|(h, _)| h == "when").unwrap().1;
+        tempered_core::data::tabular::datetime_key(cell).unwrap()
+    };
+    let latest = |s: &Split| s.rows.iter().map(|&r| day(r)).fold(f64::MIN, f64::max);
+    let earliest = |s: &Split| s.rows.iter().map(|&r| day(r)).fold(f64::MAX, f64::min);
+    assert!(latest(&d.train) <= earliest(&d.validation), "train is before validation");
+    assert!(latest(&d.validation) <= earliest(&d.test), "validation is before test");
+    assert_eq!((d.train.len(), d.validation.len(), d.test.len()), (200, 80, 120));
+
+    v["split"]["by"] = json!("nowhere");
+    assert!(load_err(v.clone()).contains("split.by column \"nowhere\" not found"));
+    v["split"]["by"] = json!("merchant");
+    let e = load_err(v);
+    assert!(
+        e.contains("column \"merchant\", row 1 (line 2): \"jewelry\" is neither an ISO date nor a number"),
+        "{e}"
+    );
+}

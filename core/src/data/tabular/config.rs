@@ -127,16 +127,22 @@ pub struct FeatureConfig {
 }
 
 /// Fractions of each class held out for validation and test; the rest is train.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SplitConfig {
     pub validation: f64,
     pub test: f64,
+    /// Out of time: order the rows by this column (ISO dates and date-times, or numbers;
+    /// it need not be a feature) and keep the latest `test` share for test, the `validation`
+    /// share before it for validation, the earliest rows for training, as fraud teams train
+    /// on the past and test on the future. Default: a stratified, seeded split.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 impl Default for SplitConfig {
     fn default() -> Self {
-        Self { validation: 0.15, test: 0.25 }
+        Self { validation: 0.15, test: 0.25, by: None }
     }
 }
 

@@ -11,6 +11,7 @@
 //! # classes = ["genuine", "fraud"]         # label text in class order: class i is classes[i]
 //! # features = ["Time", "V1", "Amount"]    # default: every column but the label, in file order
 //! split = { validation = 0.15, test = 0.25 }  # fractions of each class (stratified), seeded
+//! # split = { by = "timestamp", validation = 0.15, test = 0.25 }  # out of time: the latest rows test
 //! # limit = 600                            # keep a stratified seeded subsample of this many rows
 //! defaults = { kind = "continuous", mutable = true, cost = 1.0 }  # for every feature
 //!
@@ -198,7 +199,7 @@ use crate::{Error, Result};
 use config::{Resolved, check_groups, column_key};
 use encoding::Parsed;
 use reading::Table;
-use split::{SPLIT_NAMES, TRAIN, split_classes};
+use split::{SPLIT_NAMES, TRAIN, split_by_time, split_classes};
 
 /// One resolved feature column.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -414,14 +415,45 @@ pub fn load(cfg: &TabularDataConfig, base_dir: &Path, seed: u64) -> Result<Tabul
     }
     let mut by_class = stratify::by_class(&y_all, n_classes);
     stratify::subsample(&mut by_class, cfg.limit, &mut ChaCha8Rng::seed_from_u64(seed));
-    let parts = split_classes(by_class, &cfg.split).map_err(|m| Error::data(&path, m))?;
-    let split_rows: Vec<Vec<usize>> = (0..3)
-        .map(|s| {
-            let mut rows: Vec<usize> = parts.iter().flat_map(|p| p[s].iter().copied()).collect();
-            rows.sort_unstable();
-            rows
-        })
-        .collect();
+    let split_rows: Vec<Vec<usize>> = match &cfg.split.by {
+        None => {
+            let parts = split_classes(by_class, &cfg.split).map_err(|m| Error::data(&path, m))?;
+            (0..3)
+                .map(|s| {
+                    let mut rows: Vec<usize> = parts.iter().flat_map(|p| p[s].iter().copied()).collect();
+                    rows.sort_unstable();
+                    rows
+                })
+                .collect()
+        }
+        Some(column) => {
+            let key = time_keys(&table, column)?;
+            let kept: Vec<usize> = by_class.into_iter().flatten().collect();
+            let parts = split_by_time(kept, &key, &cfg.split).map_err(|m| Error::data(&path, m))?;
+            let (first, last) = (&parts[TRAIN][0], parts[2].last().expect("a test row"));
+            tracing::info!(
+                "out-of-time split by {column:?}: train from {}, test up to {}",
+                table.at(*first),
+                table.at(*last)
+            );
+            if let Some(c) = (0..n_classes).find(|&c| !parts[TRAIN].iter().any(|&i| y_all[i] as usize == c)) {
+                return Err(Error::data(
+                    &path,
+                    format!(
+                        "the out-of-time train split (the earliest rows by {column:?}) has no row of class {:?}",
+                        classes[c]
+                    ),
+                ));
+            }
+            parts
+                .into_iter()
+                .map(|mut rows| {
+                    rows.sort_unstable();
+                    rows
+                })
+                .collect()
+        }
+    };
     for (s, rows) in split_rows.iter().enumerate() {
         if rows.is_empty() {
             return Err(Error::data(&path, format!("the {} split is empty", SPLIT_NAMES[s])));
@@ -587,4 +619,33 @@ fn transitions(
         out.push(tempered_plugin::Transitions { group, allowed });
     }
     Ok(out)
+}
+
+/// Where an ISO date or date-time falls in time, in hours (what `split.by` orders by).
+pub fn datetime_key(text: &str) -> std::result::Result<f64, String> {
+    datetime::parse(text).map(|(day, hour)| day as f64 * 24.0 + f64::from(hour))
+}
+
+/// The time order of every row by `column`: ISO dates and date-times (to the hour), or
+/// numbers; an empty or unreadable cell is an error naming it.
+fn time_keys(table: &Table, column: &str) -> Result<Vec<f64>> {
+    if !table.has_column(column) {
+        return Err(table.missing_column(&format!("split.by column {column:?}")));
+    }
+    let cells = table.texts(column)?;
+    cells
+        .iter()
+        .enumerate()
+        .map(|(row, cell)| {
+            let text = cell.as_deref().ok_or_else(|| {
+                table.cell_error(column, row, "empty: every row needs a time to be split by")
+            })?;
+            if let Ok(key) = datetime_key(text) {
+                return Ok(key);
+            }
+            text.trim().parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| {
+                table.cell_error(column, row, format!("{text:?} is neither an ISO date nor a number"))
+            })
+        })
+        .collect()
 }

@@ -1,4 +1,5 @@
-//! The stratified train / validation / test split of a table's rows.
+//! The train / validation / test split of a table's rows: stratified and seeded, or out of
+//! time (by a time column).
 
 use super::config::SplitConfig;
 use crate::error::Invalid;
@@ -64,4 +65,45 @@ pub(super) fn split_classes(
         parts[c][s].push(row);
     }
     Ok(parts)
+}
+
+/// The out-of-time split of `rows` (the rows kept, any order): ordered by `key` (ties in
+/// file order), the latest `round(n × test)` rows are test, the `round(n × validation)`
+/// before them validation, the rest train. Returns the three row lists.
+pub(super) fn split_by_time(
+    mut rows: Vec<usize>,
+    key: &[f64],
+    split: &SplitConfig,
+) -> std::result::Result<[Vec<usize>; 3], Invalid> {
+    rows.sort_by(|&a, &b| key[a].total_cmp(&key[b]).then(a.cmp(&b)));
+    let n = rows.len();
+    let n_test = (n as f64 * split.test).round() as usize;
+    let n_val = (n as f64 * split.validation).round() as usize;
+    if n_test == 0 || n_val == 0 || n_test + n_val >= n {
+        return Err(format!(
+            "{n} rows are too few for an out-of-time split with validation = {} and test = {}",
+            split.validation, split.test
+        )
+        .into());
+    }
+    let test = rows.split_off(n - n_test);
+    let validation = rows.split_off(n - n_test - n_val);
+    Ok([rows, validation, test])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latest_rows_are_test_and_the_earliest_train() {
+        // Row i happened at time key[i]; rows 4 and 5 at the same time keep file order.
+        let key = [5.0, 1.0, 9.0, 3.0, 7.0, 7.0, 2.0, 8.0, 4.0, 6.0];
+        let split = SplitConfig { validation: 0.2, test: 0.3, by: Some("t".into()) };
+        let [train, val, test] = split_by_time((0..10).collect(), &key, &split).unwrap();
+        assert_eq!(test, [5, 7, 2]);
+        assert_eq!(val, [9, 4]);
+        assert_eq!(train, [1, 6, 3, 8, 0]);
+        assert!(split_by_time((0..3).collect(), &key, &split).is_err());
+    }
 }
