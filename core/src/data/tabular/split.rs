@@ -104,6 +104,6 @@ mod tests {
         assert_eq!(test, [5, 7, 2]);
         assert_eq!(val, [9, 4]);
         assert_eq!(train, [1, 6, 3, 8, 0]);
-        assert!(split_by_time((0..3).collect(), &key, &split).is_err());
+        assert!(split_by_time((0..2).collect(), &key, &split).is_err());
     }
 }

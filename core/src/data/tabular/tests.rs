@@ -171,7 +171,7 @@ cost = 0.5
 "#,
     )
     .unwrap();
-    assert_eq!(c.split, SplitConfig { validation: 0.2, test: 0.3 });
+    assert_eq!(c.split, SplitConfig { validation: 0.2, test: 0.3, by: None });
     let mut body = String::from("a,b,c,y\n");
     for i in 0..40 {
         let _ = writeln!(body, "{}.0,{},{},{}", i, i as f32 / 4.0, i % 2, i % 3 % 2);
@@ -454,7 +454,7 @@ fn validate_names_the_key() {
     check(&|c| c.split.test = 1.5, "split.test must be in (0, 1)");
     check(&|c| c.split.validation = 0.0, "split.validation must be in (0, 1)");
     check(
-        &|c| c.split = SplitConfig { validation: 0.5, test: 0.5 },
+        &|c| c.split = SplitConfig { validation: 0.5, test: 0.5, by: None },
         "split.validation + split.test must be < 1",
     );
     check(&|c| c.limit = Some(3), "limit must be at least 4");
