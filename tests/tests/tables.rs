@@ -589,3 +589,46 @@ fn an_out_of_time_split_trains_on_the_past_and_tests_on_the_future() {
         "{e}"
     );
 }
+
+#[test]
+fn a_table_split_in_advance_is_read_from_its_three_files() {
+    let body = table();
+    let lines: Vec<&str> = body.lines().collect();
+    let (header, rows) = (lines[0], &lines[1..]);
+    let part = |name: &str, r: std::ops::Range<usize>| {
+        let mut s = format!("{header}\n");
+        for l in &rows[r] {
+            s.push_str(l);
+            s.push('\n');
+        }
+        write_table(name, &s)
+    };
+    let (train, val, test) = (part("train", 0..250), part("val", 250..320), part("test", 320..400));
+    let mut v = base(&train);
+    v.as_object_mut().unwrap().remove("split");
+    v["files"] = json!({ "validation": val, "test": test });
+    let d = load(v.clone());
+    assert_eq!((d.train.len(), d.validation.len(), d.test.len()), (250, 70, 80));
+    assert_eq!(d.test.rows[0], 321, "rows count on through the files");
+
+    // A bad cell in the test file is named in the test file, at its own row.
+    let mut bad = std::fs::read_to_string(&test).unwrap();
+    bad = bad.replacen("genuine", "maybe", 1);
+    std::fs::write(&test, bad).unwrap();
+    let e = tabular::load(&config(v.clone()), Path::new("/"), 3).expect_err("refused").to_string();
+    assert!(
+        e.starts_with(&format!(
+            "{}: column \"label\", row 2 (line 3): unknown label \"maybe\"",
+            test.display()
+        )),
+        "{e}"
+    );
+
+    v["limit"] = json!(100);
+    assert!(
+        tabular::load(&config(v), Path::new("/"), 3)
+            .unwrap_err()
+            .to_string()
+            .contains("`limit` does not apply")
+    );
+}

@@ -40,10 +40,22 @@ pub struct TabularDataConfig {
     /// Keep a stratified, seeded subsample of this many rows (small test pipelines).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+    /// Splits given as files: `path` is then the train file, and these the validation and
+    /// test files (same columns), used as they are (no `limit`, no `split`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<SplitFiles>,
     /// Columns that follow from others: `[[data.relations]] column = "balance_after",
     /// equals = "balance_before - amount"`. The attacker cannot move them; they follow.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub relations: Vec<RelationConfig>,
+}
+
+/// `[data.files]`: the validation and test files of a table split in advance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitFiles {
+    pub validation: PathBuf,
+    pub test: PathBuf,
 }
 
 /// One `[[data.relations]]`: `column = equals`, a linear expression of other numeric
@@ -319,6 +331,17 @@ impl TabularDataConfig {
         if self.path.is_absolute() { self.path.clone() } else { base_dir.join(&self.path) }
     }
 
+    /// Every file the data comes from: `path`, then the validation and test files.
+    pub fn resolved_files(&self, base_dir: &Path) -> Vec<PathBuf> {
+        let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base_dir.join(p) };
+        let mut out = vec![resolve(&self.path)];
+        if let Some(f) = &self.files {
+            out.push(resolve(&f.validation));
+            out.push(resolve(&f.test));
+        }
+        out
+    }
+
     /// The pattern keys of `columns` that match `name`.
     fn patterns_for(&self, name: &str) -> Vec<(&str, &FeatureConfig)> {
         self.columns
@@ -515,6 +538,18 @@ impl TabularDataConfig {
                 }
             }
         }
+        if self.files.is_some() {
+            if self.limit.is_some() {
+                return Err(
+                    "`limit` does not apply to a table split into files (each file is used whole)".into()
+                );
+            }
+            if self.split != SplitConfig::default() {
+                return Err(
+                    "`split` does not apply when `[data.files]` gives the validation and test files".into()
+                );
+            }
+        }
         check_fraction("split.validation", self.split.validation)?;
         check_fraction("split.test", self.split.test)?;
         if self.split.validation + self.split.test >= 1.0 {
@@ -627,6 +662,7 @@ mod tests {
             columns: columns.iter().map(|(k, c)| (k.to_string(), c.clone())).collect(),
             split: SplitConfig::default(),
             limit: None,
+            files: None,
             relations: Vec::new(),
         }
     }

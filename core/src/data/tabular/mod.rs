@@ -12,6 +12,7 @@
 //! # features = ["Time", "V1", "Amount"]    # default: every column but the label, in file order
 //! split = { validation = 0.15, test = 0.25 }  # fractions of each class (stratified), seeded
 //! # split = { by = "timestamp", validation = 0.15, test = 0.25 }  # out of time: the latest rows test
+//! # files = { validation = "data/val.csv", test = "data/test.csv" }  # split in advance: `path` is train
 //! # limit = 600                            # keep a stratified seeded subsample of this many rows
 //! defaults = { kind = "continuous", mutable = true, cost = 1.0 }  # for every feature
 //!
@@ -189,8 +190,8 @@ pub use tempered_plugin::FeatureKind;
 use tempered_plugin::{Direction, TabularConstraints};
 
 pub use config::{
-    ColumnKind, FeatureConfig, MissingPolicy, RelationConfig, SplitConfig, TabularDataConfig, glob_match,
-    is_pattern,
+    ColumnKind, FeatureConfig, MissingPolicy, RelationConfig, SplitConfig, SplitFiles, TabularDataConfig,
+    glob_match, is_pattern,
 };
 pub use encoding::{ColumnEncoding, ENCODING_VERSION, Encoding};
 
@@ -333,7 +334,8 @@ enum GroupKey<'a> {
 pub fn load(cfg: &TabularDataConfig, base_dir: &Path, seed: u64) -> Result<TabularData> {
     cfg.validate().map_err(|m| Error::Config(format!("[data] {m}")))?;
     let path = cfg.resolved_path(base_dir);
-    let table = Table::read(&path)?;
+    let files = cfg.resolved_files(base_dir);
+    let table = Table::read_all(&files)?;
 
     if !table.has_column(&cfg.label) {
         return Err(table.missing_column(&format!("label column {:?}", cfg.label)));
@@ -416,6 +418,13 @@ pub fn load(cfg: &TabularDataConfig, base_dir: &Path, seed: u64) -> Result<Tabul
     let mut by_class = stratify::by_class(&y_all, n_classes);
     stratify::subsample(&mut by_class, cfg.limit, &mut ChaCha8Rng::seed_from_u64(seed));
     let split_rows: Vec<Vec<usize>> = match &cfg.split.by {
+        // Split in advance: each file is one split, whole.
+        None if cfg.files.is_some() => {
+            let starts: Vec<usize> = (1..files.len()).map(|k| table.part_start(k)).chain([n]).collect();
+            let mut rows = vec![(0..starts[0]).collect::<Vec<usize>>()];
+            rows.extend(starts.windows(2).map(|w| (w[0]..w[1]).collect()));
+            rows
+        }
         None => {
             let parts = split_classes(by_class, &cfg.split).map_err(|m| Error::data(&path, m))?;
             (0..3)

@@ -31,9 +31,54 @@ pub(super) struct Table {
     pub path: PathBuf,
     format: Format,
     df: DataFrame,
+    /// For a table read from several files: each file after the first and the table row
+    /// it starts at, so that a cell's error names its own file and row.
+    parts: Vec<(PathBuf, usize)>,
 }
 
 impl Table {
+    /// The files of `paths` one after another, as one table: every file must have the same
+    /// columns, in the same order. Errors about a cell name its own file.
+    pub fn read_all(paths: &[PathBuf]) -> Result<Self> {
+        let mut table = Self::read(&paths[0])?;
+        for path in &paths[1..] {
+            let next = Self::read(path)?;
+            if next.column_names() != table.column_names() {
+                return Err(Error::data(
+                    path,
+                    format!(
+                        "its columns ({}) are not those of {} ({})",
+                        next.column_list(),
+                        table.path.display(),
+                        table.column_list()
+                    ),
+                ));
+            }
+            if next.format != table.format {
+                return Err(Error::data(path, format!("not the same file type as {}", table.path.display())));
+            }
+            let start = table.df.height();
+            table.df.vstack_mut(&next.df).map_err(|e| {
+                Error::external(format!("{}: cannot append to {}", path.display(), table.path.display()), e)
+            })?;
+            table.parts.push((path.clone(), start));
+        }
+        Ok(table)
+    }
+
+    /// The table row where file `k` (0: the first) starts.
+    pub fn part_start(&self, k: usize) -> usize {
+        if k == 0 { 0 } else { self.parts[k - 1].1 }
+    }
+
+    /// The file holding table row `row0`, and the row's index in it.
+    fn locate(&self, row0: usize) -> (&Path, usize) {
+        match self.parts.iter().rev().find(|(_, start)| row0 >= *start) {
+            Some((path, start)) => (path, row0 - start),
+            None => (&self.path, row0),
+        }
+    }
+
     pub fn read(path: &Path) -> Result<Self> {
         let format = format_of(path)
             .ok_or_else(|| Error::data(path, "unsupported file type; expected a .csv or .parquet file"))?;
@@ -56,7 +101,7 @@ impl Table {
                 .finish()
                 .map_err(|e| Error::external(format!("{}: cannot read as Parquet", path.display()), e))?,
         };
-        let table = Self { path: path.to_path_buf(), format, df };
+        let table = Self { path: path.to_path_buf(), format, df, parts: Vec::new() };
         if table.df.height() == 0 {
             return Err(Error::data(
                 path,
@@ -85,6 +130,7 @@ impl Table {
 
     /// `row 17 (line 18)` for the 0-based data row 16 of a CSV file.
     pub fn at(&self, row0: usize) -> String {
+        let (_, row0) = self.locate(row0);
         match self.format {
             Format::Csv => format!("row {} (line {})", row0 + 1, row0 + 2),
             Format::Parquet => format!("row {}", row0 + 1),
@@ -92,7 +138,7 @@ impl Table {
     }
 
     pub fn cell_error(&self, column: &str, row0: usize, msg: impl std::fmt::Display) -> Error {
-        Error::data(&self.path, format!("column {column:?}, {}: {msg}", self.at(row0)))
+        Error::data(self.locate(row0).0, format!("column {column:?}, {}: {msg}", self.at(row0)))
     }
 
     /// Number of data rows.

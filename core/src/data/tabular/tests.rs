@@ -25,6 +25,7 @@ fn cfg(path: impl Into<PathBuf>, label: &str) -> TabularDataConfig {
         columns: BTreeMap::new(),
         split: SplitConfig::default(),
         limit: None,
+        files: None,
         relations: Vec::new(),
     }
 }
