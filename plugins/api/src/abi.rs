@@ -16,6 +16,11 @@
 //! * Every exported body runs inside `catch_unwind` (unwinding out of `extern "C"` aborts).
 //! * Every function pointer is `unsafe` to call: its safety rests on the pointer arguments
 //!   the caller passes, which only the documentation here describes.
+//! * Threads: the host makes one call on an attack state at a time, but not always from
+//!   the same thread, so a state must not keep thread-locals between calls. Inside
+//!   `perturb`, the plugin may call the oracle from several threads at once (1.1): the
+//!   host's oracle counts and answers each call on its own, and `last_error` is per
+//!   thread on both sides.
 //!
 //! ## Versions
 //!
