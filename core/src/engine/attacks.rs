@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::data::Labelled;
-use crate::evaluate::{self, Outcome, Sample};
+use crate::evaluate::{self, Decision, Outcome, Sample};
 use crate::modality::{self, Task};
 use crate::pipeline::{AttackConfig, OnError, Pipeline, Strategy};
 use crate::plugin_host::{AttackHandle, Plugin, SearchPath};
@@ -166,13 +166,17 @@ pub(super) type Samples = Vec<(String, Vec<Sample>)>;
 
 /// Runs every evaluated attack, then every sweep point, against the model as it is now:
 /// one `phase` of the run. Results go to `metrics` (failures of `on_error = "skip"`
-/// attacks to `metrics.skipped`), kept examples to `samples`.
+/// attacks to `metrics.skipped`), kept examples to `samples`. With a `decision`, an example
+/// is right, and an attack succeeds, by the operating point rather than argmax.
+// Each input is a different thing the phase is run against; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn attack_phase(
     pipeline: &Pipeline,
     task: &dyn Task,
     attacks: &mut [Loaded],
     split: &Labelled,
     phase: Phase,
+    decision: Option<Decision>,
     metrics: &mut Metrics,
     samples: &mut Samples,
 ) -> Result<()> {
@@ -186,6 +190,7 @@ pub(super) fn attack_phase(
         }
         let label = format!("{id} ({phase})");
         let run = evaluate::Run {
+            decision,
             batch_size: loaded.config.batch_size,
             classes: loaded.config.classes.as_deref(),
             limit: ev.examples,
@@ -236,6 +241,7 @@ pub(super) fn attack_phase(
             let skip = loaded.config.on_error == OnError::Skip;
             let label = format!("{} {}={value} ({phase})", sweep.attack, sweep.param);
             let run = evaluate::Run {
+                decision,
                 batch_size: loaded.config.batch_size,
                 classes: loaded.config.classes.as_deref(),
                 limit: ev.examples,

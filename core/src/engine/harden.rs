@@ -29,6 +29,7 @@ pub(super) fn harden(
     task: &dyn Task,
     attacks: &[Loaded],
     dir: &RunDir,
+    balance: &train::Balance,
 ) -> Result<Hardened> {
     let harden = pipeline.spec.harden();
     let tc = pipeline.spec.train();
@@ -70,7 +71,10 @@ pub(super) fn harden(
     };
     let ckpt = Checkpoints { dir: dir.checkpoints(), phase: "hardened".to_owned() };
     let adv = adversary.as_mut().map(|a| a as &mut dyn Adversary);
-    let log = train::fit(task.parts().model.as_ref(), &task.parts().dataset, &fit, adv, harden_seed, &ckpt)?;
+    let (model, data) = (task.parts().model.as_ref(), &task.parts().dataset);
+    // The clean model's class balance holds while it is fine-tuned: without it, hardening
+    // would drift back towards "never fraud".
+    let log = train::fit_balanced(model, data, &fit, balance, adv, harden_seed, &ckpt)?;
     // None when nothing was handed to the attack (a clean strategy).
     // Zero examples handed over is a finding too (a `classes` filter that matches nothing).
     let stats = adversary.map(|a| a.stats);

@@ -191,8 +191,75 @@ pub fn select(data: &Labelled, classes: Option<&[u32]>, limit: Option<usize>) ->
     idx
 }
 
+/// A binary operating point: the positive class is decided when its probability is at
+/// least `threshold` (argmax is the threshold 0.5).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    pub positive: u32,
+    pub threshold: f32,
+}
+
+impl Decision {
+    /// The class decided for one example's probabilities (two classes).
+    pub fn decide(&self, probs: &[f32]) -> u32 {
+        if probs[self.positive as usize] >= self.threshold { self.positive } else { 1 - self.positive.min(1) }
+    }
+}
+
+/// The model as deployed at an operating point: the positive logit is lowered by
+/// logit(threshold), so that its argmax, which is what an attack sets out to flip, is the
+/// thresholded decision. An attack handed the raw model would stop as soon as p(fraud)
+/// fell below 0.5, though a fraud at 0.3 is still flagged at a threshold of 0.1.
+pub struct AtOperatingPoint<'a> {
+    inner: &'a dyn Classifier,
+    shift: candle_core::Tensor,
+}
+
+impl<'a> AtOperatingPoint<'a> {
+    pub fn new(inner: &'a dyn Classifier, d: Decision) -> Result<Self> {
+        // A threshold outside (0, 1) flags nothing or everything; a finite shift keeps the
+        // logits finite.
+        let t = f64::from(d.threshold).clamp(1e-7, 1.0 - 1e-7);
+        let mut shift = vec![0f32; inner.n_classes()];
+        shift[d.positive as usize] = (-(t / (1.0 - t)).ln()) as f32;
+        let shift = candle_core::Tensor::from_vec(shift, (1, inner.n_classes()), inner.device())?;
+        Ok(Self { inner, shift })
+    }
+}
+
+impl Classifier for AtOperatingPoint<'_> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn n_classes(&self) -> usize {
+        self.inner.n_classes()
+    }
+    fn device(&self) -> &candle_core::Device {
+        self.inner.device()
+    }
+    fn encode(&self, x: &crate::data::ExamplesRef<'_>) -> Result<candle_core::Tensor> {
+        self.inner.encode(x)
+    }
+    fn forward(&self, x: &candle_core::Tensor, mode: Mode) -> candle_core::Result<candle_core::Tensor> {
+        let logits = self.inner.forward(x, mode)?;
+        logits.broadcast_add(&self.shift.to_dtype(logits.dtype())?)
+    }
+    fn varmap(&self) -> &candle_nn::VarMap {
+        self.inner.varmap()
+    }
+    fn trainable(&self) -> Vec<candle_core::Var> {
+        self.inner.trainable()
+    }
+    fn dense_input(&self) -> bool {
+        self.inner.dense_input()
+    }
+}
+
 /// Settings of one evaluation.
 pub struct Run<'a> {
+    /// Decide at an operating point instead of argmax: an example counts as right, and an
+    /// attack as successful, by the thresholded decision.
+    pub decision: Option<Decision>,
     pub batch_size: usize,
     pub classes: Option<&'a [u32]>,
     pub limit: Option<usize>,
@@ -214,6 +281,12 @@ pub fn run(
     let idx = select(data, run.classes, run.limit);
     let subset = data.select(&idx);
     let (pred, probs) = predict_in(model, &subset.x, 1024, &format!("{}, clean", run.label))?;
+    let pred = decided(pred, &probs, run.decision);
+    let at_point = run.decision.map(|d| AtOperatingPoint::new(model, d)).transpose()?;
+    let attacked_model: &dyn Classifier = match &at_point {
+        Some(m) => m,
+        None => model,
+    };
     let correct: Vec<usize> = (0..subset.len()).filter(|&i| pred[i] == subset.y[i]).collect();
     let budgets: Vec<Budget> = handle.threat().map(|t| t.budgets.clone()).unwrap_or_default();
     let mut tally = tallies(judge, &budgets);
@@ -222,9 +295,10 @@ pub fn run(
     for (b, chunk) in correct.chunks(run.batch_size.max(1)).enumerate() {
         let part = subset.select(chunk);
         let batch_ctx = BatchContext { seed: mix(run.seed, b as u64), ..ctx };
-        let result = handle.perturb(model, &part.x, &part.y, batch_ctx)?;
+        let result = handle.perturb(attacked_model, &part.x, &part.y, batch_ctx)?;
         let what = format!("{}, attack batch {}", run.label, b + 1);
         let (adv_pred, adv_probs) = predict_in(model, &result.examples, 1024, &what)?;
+        let adv_pred = decided(adv_pred, &adv_probs, run.decision);
         for (k, &i) in chunk.iter().enumerate() {
             let q = result.queries[k];
             out.total_queries += q;
@@ -266,6 +340,14 @@ pub fn run(
     out.budgets = handle.threat().map(|_| tally);
     out.seconds = started.elapsed().as_secs_f64();
     Ok(out)
+}
+
+/// Argmax predictions, or the operating point's decisions when there is one.
+fn decided(argmax: Vec<u32>, probs: &[Vec<f32>], decision: Option<Decision>) -> Vec<u32> {
+    match decision {
+        Some(d) => probs.iter().map(|p| d.decide(p)).collect(),
+        None => argmax,
+    }
 }
 
 /// A per-batch seed: the same for "before" and "after", so both face the same randomness.

@@ -192,12 +192,94 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// Stop after this many epochs without a better validation loss (0: never).
     pub patience: usize,
+    /// Per-class loss weights, in clean training and in adversarial fine-tuning: at a 3 %
+    /// fraud rate an unweighted model learns that "never fraud" is 97 % right.
+    pub class_weight: ClassWeight,
+    /// How each epoch draws its training examples.
+    pub sampling: Sampling,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self { epochs: 20, batch_size: 256, lr: 1e-3, weight_decay: 1e-4, patience: 5 }
+        Self {
+            epochs: 20,
+            batch_size: 256,
+            lr: 1e-3,
+            weight_decay: 1e-4,
+            patience: 5,
+            class_weight: ClassWeight::default(),
+            sampling: Sampling::None,
+        }
     }
+}
+
+/// `class_weight = "none" | "balanced" | [w0, w1, …]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged, expecting = "\"none\", \"balanced\" or a list of one weight per class")]
+pub enum ClassWeight {
+    Mode(WeightMode),
+    /// One weight per class, in class order; the loss is their weighted mean.
+    Weights(Vec<f64>),
+}
+
+impl Default for ClassWeight {
+    fn default() -> Self {
+        ClassWeight::Mode(WeightMode::None)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightMode {
+    #[default]
+    None,
+    /// `n / (k · n_c)` from the training split (scikit-learn's "balanced"): every class
+    /// weighs as much in the loss as every other.
+    Balanced,
+}
+
+impl ClassWeight {
+    pub fn is_none(&self) -> bool {
+        *self == ClassWeight::Mode(WeightMode::None)
+    }
+
+    /// The weight of each of `counts.len()` classes given the training split's class
+    /// counts; `None` when the loss is unweighted. An explicit list of the wrong length is
+    /// an error naming what the data holds.
+    pub fn resolve(&self, counts: &[usize]) -> std::result::Result<Option<Vec<f64>>, String> {
+        match self {
+            ClassWeight::Mode(WeightMode::None) => Ok(None),
+            ClassWeight::Mode(WeightMode::Balanced) => {
+                let n: usize = counts.iter().sum();
+                let present = counts.iter().filter(|&&c| c > 0).count().max(1);
+                // A class absent from training has no rows to weigh; 0 keeps it out.
+                Ok(Some(
+                    counts
+                        .iter()
+                        .map(|&c| if c == 0 { 0.0 } else { n as f64 / (present as f64 * c as f64) })
+                        .collect(),
+                ))
+            }
+            ClassWeight::Weights(w) if w.len() != counts.len() => Err(format!(
+                "gives {} weight(s) but the data has {} classes: give one weight per class, in class order",
+                w.len(),
+                counts.len()
+            )),
+            ClassWeight::Weights(w) => Ok(Some(w.clone())),
+        }
+    }
+}
+
+/// `sampling = "none" | "balanced"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sampling {
+    /// Every training example once per epoch.
+    #[default]
+    None,
+    /// Each epoch draws as many examples as the training split holds, with replacement,
+    /// every class equally likely: the rare class is seen as often as the common one.
+    Balanced,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -274,11 +356,78 @@ pub struct EvaluateConfig {
     pub examples: Option<usize>,
     #[serde(rename = "sweep")]
     pub sweeps: Vec<SweepConfig>,
+    /// Binary tasks: the decision threshold, chosen on the validation split for a target
+    /// false-positive rate or precision, instead of argmax (0.5). The evaluated split is
+    /// then scored once at that fixed threshold, and attacks target the frauds it detects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operating_point: Option<OperatingPoint>,
 }
 
 impl Default for EvaluateConfig {
     fn default() -> Self {
-        Self { split: SplitName::Test, attacks: None, examples: None, sweeps: Vec::new() }
+        Self {
+            split: SplitName::Test,
+            attacks: None,
+            examples: None,
+            sweeps: Vec::new(),
+            operating_point: None,
+        }
+    }
+}
+
+/// `operating_point = { fpr = 0.01 }` or `{ precision = 0.9 }`: exactly one target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OperatingPoint {
+    /// The largest false-positive rate allowed on validation; the lowest threshold within
+    /// it is taken (the most frauds caught for that alert budget).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fpr: Option<f64>,
+    /// The lowest precision allowed on validation; the lowest threshold reaching it is taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precision: Option<f64>,
+}
+
+/// What an operating point asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Fpr(f64),
+    Precision(f64),
+}
+
+impl OperatingPoint {
+    /// The target, once validated (exactly one of the two is set).
+    pub fn target(&self) -> Target {
+        match (self.fpr, self.precision) {
+            (Some(f), _) => Target::Fpr(f),
+            (None, Some(p)) => Target::Precision(p),
+            (None, None) => unreachable!("validated: an operating point has a target"),
+        }
+    }
+
+    fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+        match (self.fpr, self.precision) {
+            (None, None) => Err((
+                "",
+                "operating_point needs a target: `{ fpr = 0.01 }` (false-positive rate) or `{ precision = 0.9 }`"
+                    .into(),
+            )),
+            (Some(_), Some(_)) => Err((
+                "",
+                "operating_point takes one target, `fpr` or `precision`, not both: one threshold cannot be chosen for two"
+                    .into(),
+            )),
+            (Some(f), None) if !(f > 0.0 && f < 1.0) => Err((
+                "fpr",
+                format!("operating_point.fpr = {f}: a false-positive rate strictly between 0 and 1 (0.01 is 1 %)"),
+            )),
+            (None, Some(p)) if !(p > 0.0 && p <= 1.0) => Err((
+                "precision",
+                format!("operating_point.precision = {p}: a precision in (0, 1] (0.9 is 90 %)"),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -443,6 +592,15 @@ impl Pipeline {
 
     pub fn seed(&self) -> u64 {
         self.spec.pipeline().seed
+    }
+
+    /// A configuration error found once the data is read (a class count, a task that is
+    /// not binary), named `file:line:col` at the key `path` when the file still reads.
+    pub fn config_error(&self, path: &[&str], msg: &str) -> Error {
+        match std::fs::read_to_string(&self.file) {
+            Ok(src) => Error::Config(span::at(&self.file, &src, span::offset_of(&src, &keys(path)), msg)),
+            Err(_) => Error::Config(format!("{}: {msg}", self.file.display())),
+        }
     }
 
     /// Resolves a path from the file against the base directory.
@@ -654,6 +812,60 @@ fn check_model(spec: &Spec) -> std::result::Result<(), Invalid> {
     Ok(())
 }
 
+/// The `[train]` and `[evaluate]` settings for imbalanced data, as far as they can be
+/// checked without the data (the class count comes with it: see
+/// [`Pipeline::config_error`]).
+fn check_imbalance(spec: &Spec) -> std::result::Result<(), Invalid> {
+    let t = spec.train();
+    if let ClassWeight::Weights(w) = &t.class_weight {
+        if w.is_empty() {
+            return Err(Invalid::new(
+                keys(&["train", "class_weight"]),
+                "train.class_weight = []: give one weight per class, or \"balanced\"",
+            ));
+        }
+        if let Some(i) = w.iter().position(|&x| !(x >= 0.0 && x.is_finite())) {
+            return Err(Invalid::new(
+                vec!["train".into(), "class_weight".into(), Key::Index(i)],
+                format!("train.class_weight[{i}] = {}: a weight is a finite number ≥ 0", w[i]),
+            ));
+        }
+        if w.iter().all(|&x| x == 0.0) {
+            return Err(Invalid::new(
+                keys(&["train", "class_weight"]),
+                "train.class_weight: every weight is 0, so nothing would be learnt",
+            ));
+        }
+    }
+    if !t.class_weight.is_none() && t.sampling != Sampling::None {
+        return Err(Invalid::new(
+            keys(&["train", "sampling"]),
+            "train.sampling = \"balanced\" with train.class_weight: both rebalance the classes, so \
+             together they overcorrect; choose one",
+        ));
+    }
+    if let Some(op) = &spec.evaluate().operating_point {
+        if spec.modality() != Modality::Tabular {
+            return Err(Invalid::new(
+                keys(&["evaluate", "operating_point"]),
+                format!(
+                    "evaluate.operating_point needs a binary task with a positive class (a tabular \
+                     table of two classes); a {} pipeline has none",
+                    spec.modality()
+                ),
+            ));
+        }
+        if let Err((key, msg)) = op.check() {
+            let mut path = keys(&["evaluate", "operating_point"]);
+            if !key.is_empty() {
+                path.push(key.into());
+            }
+            return Err(Invalid::new(path, msg));
+        }
+    }
+    Ok(())
+}
+
 fn fill_attack_ids(spec: &mut Spec) {
     let attacks = common!(spec, s => &mut s.attacks);
     for a in attacks.iter_mut() {
@@ -723,6 +935,7 @@ fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
             "train.epochs = 0 would attack and harden an untrained model: set at least 1",
         ));
     }
+    check_imbalance(spec)?;
     let h = spec.harden();
     if h.enabled {
         if h.epochs == 0 {
@@ -856,6 +1069,57 @@ attack = "pgd"
     fn validation_errors_point_at_the_offending_key() {
         let src = GOOD.replace("[harden]\nattack = \"pgd\"", "[harden]\nattack = \"nope\"");
         assert_eq!(err(&src), "pipelines/t.toml:20:1: no [[attack]] has id `nope`");
+    }
+
+    #[test]
+    fn imbalance_settings_default_to_nothing_and_parse() {
+        let p = parse(GOOD).unwrap();
+        assert!(p.spec.train().class_weight.is_none());
+        assert_eq!(p.spec.train().sampling, Sampling::None);
+        assert!(p.spec.evaluate().operating_point.is_none());
+        let src = format!(
+            "{GOOD}\n[train]\nclass_weight = \"balanced\"\n[evaluate]\noperating_point = {{ fpr = 0.01 }}\n"
+        );
+        let p = parse(&src).unwrap();
+        assert_eq!(p.spec.train().class_weight, ClassWeight::Mode(WeightMode::Balanced));
+        assert_eq!(p.spec.evaluate().operating_point.unwrap().target(), Target::Fpr(0.01));
+        let again = p.spec.to_toml().unwrap();
+        assert!(again.contains("class_weight = \"balanced\"") && again.contains("fpr = 0.01"), "{again}");
+        let p = parse(&format!("{GOOD}\n[train]\nclass_weight = [1.0, 20.0]\n")).unwrap();
+        assert_eq!(p.spec.train().class_weight, ClassWeight::Weights(vec![1.0, 20.0]));
+        assert_eq!(p.spec.train().class_weight.resolve(&[90, 10]).unwrap(), Some(vec![1.0, 20.0]));
+        let balanced = ClassWeight::Mode(WeightMode::Balanced).resolve(&[90, 10]).unwrap().unwrap();
+        assert!((balanced[0] - 100.0 / 180.0).abs() < 1e-12 && (balanced[1] - 5.0).abs() < 1e-12);
+        let e = p.spec.train().class_weight.resolve(&[1, 2, 3]).unwrap_err();
+        assert!(e.contains("gives 2 weight(s) but the data has 3 classes"), "{e}");
+    }
+
+    #[test]
+    fn imbalance_settings_are_validated_naming_the_key() {
+        let with = |extra: &str| err(&format!("{GOOD}\n{extra}\n"));
+        let e = with("[evaluate]\noperating_point = { fpr = 1.5 }");
+        assert!(e.starts_with("pipelines/t.toml:23:21: operating_point.fpr = 1.5"), "{e}");
+        let e = with("[evaluate]\noperating_point = { fpr = 0.01, precision = 0.9 }");
+        assert!(e.contains("one target, `fpr` or `precision`, not both"), "{e}");
+        let e = with("[evaluate]\noperating_point = {}");
+        assert!(e.contains("needs a target"), "{e}");
+        let e = with("[evaluate]\noperating_point = { precision = 0 }");
+        assert!(e.contains("operating_point.precision = 0"), "{e}");
+        let e = with("[evaluate]\noperating_point = { recall = 0.5 }");
+        assert!(e.contains("unknown field `recall`"), "{e}");
+        let e = with("[train]\nclass_weight = \"heavy\"");
+        assert!(e.starts_with("pipelines/t.toml:") && e.contains("\"none\", \"balanced\" or a list"), "{e}");
+        let e = with("[train]\nclass_weight = [1.0, -2.0]");
+        assert!(e.contains("train.class_weight[1] = -2"), "{e}");
+        let e = with("[train]\nclass_weight = [0.0, 0.0]");
+        assert!(e.contains("every weight is 0"), "{e}");
+        let e = with("[train]\nclass_weight = \"balanced\"\nsampling = \"balanced\"");
+        assert!(e.starts_with("pipelines/t.toml:2") && e.contains("choose one"), "{e}");
+        let text = GOOD
+            .replace("modality = \"tabular\"", "modality = \"text\"")
+            .replace("[model]\nkind = \"mlp\"", "[model]\nkind = \"word-cnn\"");
+        let e = err(&format!("{text}\n[evaluate]\noperating_point = {{ fpr = 0.01 }}\n"));
+        assert!(e.contains("needs a binary task") && e.contains("a text pipeline has none"), "{e}");
     }
 
     #[test]

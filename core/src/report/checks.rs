@@ -10,6 +10,11 @@ const FPR_RISE: f64 = 0.05;
 /// Clean accuracy falling by more than this after fine-tuning is flagged.
 const ACCURACY_DROP: f64 = 0.05;
 
+/// The fewest detected positives (frauds flagged at the operating point, or examples an
+/// attack at that point could attack) from which a rate is worth reading: below it, one
+/// example moves a success rate by more than 10 points, so the run is a failed check.
+pub const MIN_DETECTED: usize = 10;
+
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Check {
     pub ok: bool,
@@ -115,6 +120,20 @@ fn degenerate(m: &Metrics) -> Vec<Check> {
             )));
         }
     }
+    let mut at_point = false;
+    for (phase, c) in [("before", Some(&m.clean.before)), ("after", m.clean.after.as_ref())] {
+        let Some(op) = c.and_then(|c| c.operating_point.as_ref()) else { continue };
+        at_point = true;
+        if op.detected < MIN_DETECTED {
+            out.push(fail(format!(
+                "The model {phase} fine-tuning detects {} of the {} positives of the evaluated split \
+                 at its operating point (threshold {:.4}, chosen on validation): fewer than \
+                 {MIN_DETECTED}, too few to measure an attack on (weigh the classes with \
+                 `[train] class_weight`, or loosen the operating point).",
+                op.detected, op.positives, op.threshold
+            )));
+        }
+    }
     for a in &m.attacks {
         if a.examples == 0 {
             out.push(fail(format!(
@@ -127,6 +146,12 @@ fn degenerate(m: &Metrics) -> Vec<Check> {
                 "`{}` ({}) attacked no example: the model got none of the {} evaluated examples of \
                  the attack's classes right, so no success rate exists.",
                 a.id, a.phase, a.examples
+            )));
+        } else if at_point && a.attacked < MIN_DETECTED {
+            out.push(fail(format!(
+                "`{}` ({}) attacked {} example(s), the ones detected at the operating point: fewer \
+                 than {MIN_DETECTED}, so its success rate is noise.",
+                a.id, a.phase, a.attacked
             )));
         }
     }
@@ -301,6 +326,45 @@ mod tests {
         let mut no_op = sample();
         no_op.hardening = Some(crate::report::HardeningStats { examples: 640, changed: 0, violations: 0 });
         assert!(failed(&no_op)[0].contains("changed none of the 640 training examples"));
+    }
+
+    fn at_point(detected: usize, positives: usize) -> crate::report::OperatingPointMetrics {
+        let v = crate::report::AtThreshold {
+            examples: 500,
+            positives: 30,
+            detected: 12,
+            false_positive_rate: 0.01,
+            precision: 0.5,
+            recall: 0.4,
+        };
+        crate::report::OperatingPointMetrics {
+            target: crate::pipeline::Target::Fpr(0.01),
+            threshold: 0.2,
+            detected,
+            positives,
+            validation: v,
+        }
+    }
+
+    #[test]
+    fn too_few_detected_positives_fail_the_run() {
+        let mut m = sample();
+        m.clean.before.operating_point = Some(at_point(25, 60));
+        m.clean.after.as_mut().unwrap().operating_point = Some(at_point(MIN_DETECTED, 60));
+        assert!(failed(&m).is_empty(), "{:?}", failed(&m));
+        m.clean.after.as_mut().unwrap().operating_point = Some(at_point(MIN_DETECTED - 1, 60));
+        let f = failed(&m);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].contains("after fine-tuning detects 9 of the 60 positives"), "{f:?}");
+
+        let mut few_attacked = sample();
+        few_attacked.clean.before.operating_point = Some(at_point(25, 60));
+        few_attacked.attacks[1].attacked = 3;
+        let f = failed(&few_attacked);
+        assert!(f.len() == 1 && f[0].contains("`hopskip-l2` (before) attacked 3 example(s)"), "{f:?}");
+        // Without an operating point the run is judged as before.
+        few_attacked.clean.before.operating_point = None;
+        assert!(failed(&few_attacked).is_empty());
     }
 
     #[test]

@@ -5,7 +5,8 @@ use std::fmt::Write;
 
 use super::checks::checks;
 use super::format::{CLEAN_ROWS, MISSING, arrow, duration, num, pct, phase_rank, with_unit};
-use super::metrics::{AttackMetrics, CleanMetrics, Metrics, Phase};
+use super::metrics::{AttackMetrics, CleanMetrics, Metrics, OperatingPointMetrics, Phase};
+use crate::pipeline::Target;
 
 /// A modality-specific part of the report (adversarial examples, plots…), rendered as a
 /// `##` section; `body` is Markdown.
@@ -85,16 +86,29 @@ fn render_checks(out: &mut String, m: &Metrics) {
 fn render_clean(out: &mut String, before: &CleanMetrics, after: Option<&CleanMetrics>) {
     out.push_str("## Clean test set\n\n");
     let mut table_rows = Vec::new();
+    let at_point = before.operating_point.is_some();
     for row in &CLEAN_ROWS {
         let (b, a) = ((row.get)(before), after.and_then(row.get));
         if b.is_none() && a.is_none() {
             continue;
         }
-        let mut cells = vec![row.label.to_string(), row.show(b)];
+        let label = if at_point {
+            row.label.replace("threshold 0.5", "at the operating point")
+        } else {
+            row.label.to_string()
+        };
+        let mut cells = vec![label, row.show(b)];
         if after.is_some() {
             cells.extend([row.show(a), row.change(b, a)]);
         }
         table_rows.push(cells);
+    }
+    if let Some(op) = &before.operating_point {
+        table_rows.extend(operating_rows(
+            op,
+            after.and_then(|a| a.operating_point.as_ref()),
+            after.is_some(),
+        ));
     }
     let mut examples = vec!["examples".to_string(), before.examples.to_string()];
     if let Some(a) = after {
@@ -104,6 +118,32 @@ fn render_clean(out: &mut String, before: &CleanMetrics, after: Option<&CleanMet
     let header: &[&str] =
         if after.is_some() { &["metric", "before", "after", "change"] } else { &["metric", "value"] };
     table(out, header, &table_rows);
+}
+
+/// The operating point's own rows: its threshold (re-chosen after fine-tuning), the
+/// positives it detects here, and what it gave on the validation split it was chosen on.
+fn operating_rows(
+    before: &OperatingPointMetrics,
+    after: Option<&OperatingPointMetrics>,
+    has_after: bool,
+) -> Vec<Vec<String>> {
+    let target = match before.target {
+        Target::Fpr(f) => format!("false-positive rate ≤ {}", pct(f)),
+        Target::Precision(p) => format!("precision ≥ {}", pct(p)),
+    };
+    let row = |label: String, get: &dyn Fn(&OperatingPointMetrics) -> String| {
+        let mut cells = vec![label, get(before)];
+        if has_after {
+            cells.extend([after.map_or_else(|| MISSING.to_string(), get), String::new()]);
+        }
+        cells
+    };
+    vec![
+        row(format!("operating threshold (validation: {target})"), &|o| format!("{:.4}", o.threshold)),
+        row("positives detected at it".into(), &|o| format!("{} of {}", o.detected, o.positives)),
+        row("validation false-positive rate at it".into(), &|o| pct(o.validation.false_positive_rate)),
+        row("validation recall at it".into(), &|o| pct(o.validation.recall)),
+    ]
 }
 
 fn both<'a>(m: &'a Metrics, id: &str) -> (Option<&'a AttackMetrics>, Option<&'a AttackMetrics>) {

@@ -113,6 +113,53 @@ pub struct CleanMetrics {
     /// How many different classes the model predicted: 1 means it ignores its input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predicted_classes: Option<usize>,
+    /// With `[evaluate] operating_point`: the threshold chosen on the validation split, and
+    /// what it gives there and here. `accuracy`, `false_positive_rate`, `precision`,
+    /// `recall` and `predicted_classes` are then at this threshold, not at 0.5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operating_point: Option<OperatingPointMetrics>,
+}
+
+/// A decision threshold chosen on validation and the split evaluated at it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct OperatingPointMetrics {
+    /// What the threshold was chosen for, e.g. `{"fpr": 0.01}`.
+    pub target: crate::pipeline::Target,
+    /// An example is flagged positive when p(positive) ≥ this.
+    pub threshold: f64,
+    /// Positives of the evaluated split flagged at the threshold: the frauds an attack on
+    /// detected frauds can attack.
+    pub detected: usize,
+    pub positives: usize,
+    /// The same threshold on the validation split it was chosen on.
+    pub validation: AtThreshold,
+}
+
+/// Counts and rates at one threshold; a rate over nothing is `null`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AtThreshold {
+    pub examples: usize,
+    pub positives: usize,
+    pub detected: usize,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub false_positive_rate: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub precision: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub recall: f64,
+}
+
+impl AtThreshold {
+    pub fn from_confusion(c: &Confusion) -> Self {
+        AtThreshold {
+            examples: c.total(),
+            positives: c.true_positives + c.false_negatives,
+            detected: c.true_positives,
+            false_positive_rate: c.false_positive_rate(),
+            precision: c.precision(),
+            recall: c.recall(),
+        }
+    }
 }
 
 impl CleanMetrics {
@@ -130,6 +177,7 @@ impl CleanMetrics {
             precision: None,
             recall: None,
             predicted_classes: None,
+            operating_point: None,
         }
     }
 
@@ -147,6 +195,7 @@ impl CleanMetrics {
             precision: defined(c.precision()),
             recall: defined(c.recall()),
             predicted_classes: None,
+            operating_point: None,
         }
     }
 }
@@ -351,6 +400,7 @@ pub(crate) mod tests {
                     precision: Some(0.9),
                     recall: Some(0.7),
                     predicted_classes: Some(2),
+                    operating_point: None,
                 },
                 after: Some(CleanMetrics {
                     accuracy: 0.962,
@@ -361,6 +411,7 @@ pub(crate) mod tests {
                     precision: Some(0.88),
                     recall: Some(0.69),
                     predicted_classes: Some(2),
+                    operating_point: None,
                 }),
             },
             attacks: vec![

@@ -10,10 +10,10 @@ pub mod plots;
 pub mod scores;
 mod summary;
 
-pub use checks::failed;
+pub use checks::{MIN_DETECTED, failed};
 pub use markdown::{Section, render};
 pub use metrics::{
-    AttackMetrics, BudgetCheck, Clean, CleanMetrics, HardeningStats, Metrics, Modality, Phase, Skipped,
-    SweepPoint,
+    AtThreshold, AttackMetrics, BudgetCheck, Clean, CleanMetrics, HardeningStats, Metrics, Modality,
+    OperatingPointMetrics, Phase, Skipped, SweepPoint,
 };
 pub use summary::summary;

@@ -129,6 +129,38 @@ pub fn recall_at_fpr(scores: &[f32], labels: &[bool], max_fpr: f64) -> f64 {
     best
 }
 
+/// The decision threshold for a target on labelled scores (the validation split's): the
+/// lowest distinct score whose cut keeps the false-positive rate `<= max_fpr`
+/// ([`Target::Fpr`]) or the precision `>= min_precision` ([`Target::Precision`]), so the
+/// most positives are caught within the target. When no cut meets it, a threshold above
+/// every score: the model flags nothing, and the numbers at that point say so.
+///
+/// [`Target::Fpr`]: crate::pipeline::Target::Fpr
+/// [`Target::Precision`]: crate::pipeline::Target::Precision
+pub fn threshold_for(scores: &[f32], labels: &[bool], target: crate::pipeline::Target) -> f32 {
+    use crate::pipeline::Target;
+    let positives = labels.iter().filter(|&&l| l).count();
+    let negatives = labels.len() - positives;
+    let mut order: Vec<f32> = scores.to_vec();
+    order.sort_by(|a, b| b.total_cmp(a));
+    order.dedup();
+    let counts = cumulative_counts(scores, labels);
+    let mut chosen = None;
+    for (&cut, &(tp, fp)) in order.iter().zip(&counts) {
+        let meets = match target {
+            Target::Fpr(max) => negatives == 0 || fp as f64 / negatives as f64 <= max,
+            Target::Precision(min) => tp as f64 / (tp + fp) as f64 >= min,
+        };
+        if meets {
+            chosen = Some(cut);
+        } else if matches!(target, Target::Fpr(_)) {
+            // The false-positive rate only grows as the cut goes down.
+            break;
+        }
+    }
+    chosen.unwrap_or_else(|| order.first().map_or(f32::MAX, |&top| top.next_up()))
+}
+
 /// Share of negatives scored `>= threshold`. `NaN` when there is no negative label.
 pub fn false_positive_rate(scores: &[f32], labels: &[bool], threshold: f32) -> f64 {
     Confusion::at(scores, labels, threshold).false_positive_rate()
@@ -198,6 +230,26 @@ mod tests {
         assert!(close(recall_at_fpr(&scores, &labels, 0.34), 1.0));
         assert!(close(false_positive_rate(&scores, &labels, 0.55), 1.0 / 3.0));
         assert!(close(false_positive_rate(&scores, &labels, 0.5), 2.0 / 3.0));
+    }
+
+    #[test]
+    fn threshold_for_a_false_positive_rate_catches_the_most_within_it() {
+        use crate::pipeline::Target;
+        // Ranked T F T T F F, 3 negatives: 0.9 (FPR 0), 0.8 (1/3), 0.7, 0.6 (1/3), 0.5 (2/3).
+        let scores = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4];
+        let labels = [T, F, T, T, F, F];
+        assert_eq!(threshold_for(&scores, &labels, Target::Fpr(0.01)), 0.9);
+        assert_eq!(threshold_for(&scores, &labels, Target::Fpr(0.34)), 0.6);
+        assert_eq!(threshold_for(&scores, &labels, Target::Fpr(0.99)), 0.5);
+        let t = threshold_for(&scores, &labels, Target::Fpr(0.34));
+        assert!(false_positive_rate(&scores, &labels, t) <= 0.34);
+        // Precision: 0.9 → 1, 0.8 → 1/2, 0.6 → 3/4, 0.5 → 3/5.
+        assert_eq!(threshold_for(&scores, &labels, Target::Precision(0.75)), 0.6);
+        assert_eq!(threshold_for(&scores, &labels, Target::Precision(1.0)), 0.9);
+        // A tie of a negative with the top score: no cut within 0 FPR, so flag nothing.
+        let t = threshold_for(&[0.7, 0.7, 0.2], &[T, F, F], Target::Fpr(0.1));
+        assert!(t > 0.7, "{t}");
+        assert_eq!(Confusion::at(&[0.7, 0.7, 0.2], &[T, F, F], t).true_positives, 0);
     }
 
     #[test]

@@ -9,8 +9,8 @@
 
 use candle_core::{D, Tensor};
 use candle_nn::ParamsAdamW;
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +57,20 @@ pub struct Fit {
     pub clean_epochs: usize,
     /// Examples of the validation split attacked to score the objective (caps the cost).
     pub validation_attack_examples: usize,
+}
+
+/// How a phase corrects for rare classes (`[train] class_weight` and `sampling`), for clean
+/// training and adversarial fine-tuning alike. The default changes nothing: the trainer
+/// then takes exactly the steps it takes without it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Balance {
+    /// One weight per class: every loss (training, validation, the early-stopping
+    /// objective) is the weighted mean `Σ c_y · CE / Σ c_y`.
+    pub class_weights: Option<Vec<f64>>,
+    /// Each epoch draws as many examples as the training split holds, with replacement,
+    /// a class chosen uniformly first. Drawn from the epoch's own seed, so a resumed epoch
+    /// draws the same examples: nothing more is saved with the commits.
+    pub sampling: bool,
 }
 
 /// Per-epoch record.
@@ -120,6 +134,102 @@ fn evaluate_loss_in(
     Ok((loss / n, correct as f64 / n))
 }
 
+/// Rows of `batch` split by class, each class entering with `scale · c_k · n_k / Σ c_j n_j`
+/// times its mean cross-entropy: summed, `scale` times the class-weighted mean loss.
+fn class_parts(batch: &Labelled, weights: &[f64], scale: f64) -> Vec<(Labelled, f64)> {
+    let mut rows: Vec<Vec<usize>> = vec![Vec::new(); weights.len()];
+    for (i, &y) in batch.y.iter().enumerate() {
+        if let Some(r) = rows.get_mut(y as usize) {
+            r.push(i);
+        }
+    }
+    let total: f64 = rows.iter().zip(weights).map(|(r, w)| r.len() as f64 * w).sum();
+    rows.iter()
+        .zip(weights)
+        .filter(|(r, _)| !r.is_empty())
+        // A batch holding only zero-weighted classes contributes nothing, rather than 0 / 0.
+        .map(|(r, &w)| {
+            let share = if total > 0.0 { w * r.len() as f64 / total } else { 0.0 };
+            (batch.select(r), scale * share)
+        })
+        .collect()
+}
+
+/// The class-weighted step: clean rows at `1 − w`, adversarial rows at `w`, each by class.
+fn step_weighted(
+    model: &dyn Classifier,
+    opt: &mut AdamW,
+    grads: &mut [Vec<f32>],
+    batch: &Labelled,
+    adv: Option<&Labelled>,
+    w: f64,
+    weights: &[f64],
+) -> Result<f32> {
+    let mut parts = class_parts(batch, weights, if adv.is_some() { 1.0 - w } else { 1.0 });
+    if let Some(adv) = adv {
+        parts.extend(class_parts(adv, weights, w));
+    }
+    let refs: Vec<(&Labelled, f64)> = parts.iter().map(|(l, s)| (l, *s)).collect();
+    if let Some(loss) = step_parts_by_hand(model, opt, grads, &refs)? {
+        return Ok(loss);
+    }
+    let mut loss: Option<Tensor> = None;
+    for (part, scale) in &refs {
+        let ce = cross_entropy(&model.forward(&model.encode(&part.x.view())?, Mode::TRAIN)?, &part.y)?;
+        let term = (ce * *scale)?;
+        loss = Some(match loss {
+            Some(l) => (l + term)?,
+            None => term,
+        });
+    }
+    let loss = loss.ok_or_else(|| Error::msg("an empty training batch"))?;
+    opt.backward_step(&loss)?;
+    Ok(loss.to_scalar::<f32>()?)
+}
+
+/// Mean loss and accuracy on `data` with the loss class-weighted by `weights` (unweighted
+/// without them).
+fn validation_loss(
+    model: &dyn Classifier,
+    data: &Labelled,
+    weights: Option<&[f64]>,
+    what: &str,
+) -> Result<(f64, f64)> {
+    let Some(weights) = weights else { return evaluate_loss_in(model, data, 1024, what) };
+    let (mut loss, mut right) = (0.0, 0.0);
+    for (part, share) in class_parts(data, weights, 1.0) {
+        let (l, acc) = evaluate_loss_in(model, &part, 1024, what)?;
+        loss += share * l;
+        right += acc * part.len() as f64;
+    }
+    Ok((loss, right / data.len().max(1) as f64))
+}
+
+/// One epoch's order of training examples: a permutation, or with balanced sampling
+/// `n` draws with replacement, each from a class drawn uniformly.
+fn epoch_order(y: &[u32], balanced: bool, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    let n = y.len();
+    if !balanced {
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(rng);
+        return order;
+    }
+    let mut by_class: Vec<Vec<usize>> = Vec::new();
+    for (i, &c) in y.iter().enumerate() {
+        if by_class.len() <= c as usize {
+            by_class.resize(c as usize + 1, Vec::new());
+        }
+        by_class[c as usize].push(i);
+    }
+    by_class.retain(|r| !r.is_empty());
+    (0..n)
+        .map(|_| {
+            let rows = &by_class[rng.random_range(0..by_class.len())];
+            rows[rng.random_range(0..rows.len())]
+        })
+        .collect()
+}
+
 /// One optimiser step on `(1 − w) · CE(batch) + w · CE(adv)` (just `CE(batch)` without
 /// adversarial examples) through candle's autograd. Returns the loss.
 fn step_by_autograd(
@@ -152,6 +262,20 @@ fn step_by_hand(
     adv: Option<&Labelled>,
     w: f64,
 ) -> Result<Option<f32>> {
+    let parts = match adv {
+        None => vec![(batch, 1.0)],
+        Some(adv) => vec![(batch, 1.0 - w), (adv, w)],
+    };
+    step_parts_by_hand(model, opt, grads, &parts)
+}
+
+/// [`step_by_hand`] on the loss `Σ weight · mean CE(part)`.
+fn step_parts_by_hand(
+    model: &dyn Classifier,
+    opt: &mut AdamW,
+    grads: &mut [Vec<f32>],
+    parts: &[(&Labelled, f64)],
+) -> Result<Option<f32>> {
     fn part(l: &Labelled, weight: f64) -> Option<TrainPart<'_>> {
         match &l.x {
             Examples::Dense { data, .. } => Some(TrainPart { x: data, labels: &l.y, weight: weight as f32 }),
@@ -161,11 +285,8 @@ fn step_by_hand(
     if !opt.takes_slices() {
         return Ok(None);
     }
-    let parts = match adv {
-        None => vec![part(batch, 1.0)],
-        Some(adv) => vec![part(batch, 1.0 - w), part(adv, w)],
-    };
-    let Some(parts) = parts.into_iter().collect::<Option<Vec<_>>>() else { return Ok(None) };
+    let parts = parts.iter().map(|&(l, w)| part(l, w));
+    let Some(parts) = parts.collect::<Option<Vec<_>>>() else { return Ok(None) };
     let Some(loss) = model.train_grads(&parts, grads) else { return Ok(None) };
     let loss = loss?;
     opt.step_slices(grads)?;
@@ -187,19 +308,35 @@ pub fn fit(
     seed: u64,
     checkpoints: &Checkpoints,
 ) -> Result<TrainState> {
-    let fail = FailPoint::from_env(&checkpoints.phase)?;
-    fit_with(model, data, fit, adversary, seed, checkpoints, fail.as_ref())
+    fit_balanced(model, data, fit, &Balance::default(), adversary, seed, checkpoints)
 }
 
+/// [`fit`] with the rare classes weighted or oversampled as `balance` says.
+pub fn fit_balanced(
+    model: &dyn Classifier,
+    data: &Dataset,
+    fit: &Fit,
+    balance: &Balance,
+    adversary: Option<&mut dyn Adversary>,
+    seed: u64,
+    checkpoints: &Checkpoints,
+) -> Result<TrainState> {
+    let fail = FailPoint::from_env(&checkpoints.phase)?;
+    fit_with(model, data, fit, balance, adversary, seed, checkpoints, fail.as_ref())
+}
+
+#[allow(clippy::too_many_arguments)]
 fn fit_with(
     model: &dyn Classifier,
     data: &Dataset,
     fit: &Fit,
+    balance: &Balance,
     mut adversary: Option<&mut dyn Adversary>,
     seed: u64,
     checkpoints: &Checkpoints,
     fail: Option<&FailPoint>,
 ) -> Result<TrainState> {
+    let weights = balance.class_weights.as_deref();
     checkpoints.remove_temporaries();
     let phase = checkpoints.phase.as_str();
     let latest = checkpoints.latest()?;
@@ -237,8 +374,7 @@ fn fit_with(
         let adversarial = adversary.is_some() && epoch > fit.clean_epochs && fit.adversarial_weight > 0.0;
         let w = if adversarial { fit.adversarial_weight } else { 0.0 };
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9));
-        let mut order: Vec<usize> = (0..n).collect();
-        order.shuffle(&mut rng);
+        let order = epoch_order(&data.train.y, balance.sampling, &mut rng);
         let mut progress = Progress::new(&format!("{phase} epoch {epoch}/{}", fit.epochs), batches as u64);
         let mut total = 0.0f64;
         for (b, chunk) in order.chunks(fit.batch_size.max(1)).enumerate() {
@@ -255,6 +391,9 @@ fn fit_with(
                 _ => None,
             };
             let mut step = || -> Result<f32> {
+                if let Some(weights) = weights {
+                    return step_weighted(model, &mut opt, &mut grads, &batch, adv.as_ref(), w, weights);
+                }
                 match step_by_hand(model, &mut opt, &mut grads, &batch, adv.as_ref(), w)? {
                     Some(loss) => Ok(loss),
                     None => step_by_autograd(model, &mut opt, &batch, adv.as_ref(), w),
@@ -275,8 +414,8 @@ fn fit_with(
             failpoint::reached(fail, phase, epoch, Point::Batch(b + 1))?;
         }
         let seconds = progress.finish().as_secs_f64();
-        let (val_loss, val_acc) =
-            evaluate_loss_in(model, &data.validation, 1024, &format!("{phase} epoch {epoch} validation"))?;
+        let what = format!("{phase} epoch {epoch} validation");
+        let (val_loss, val_acc) = validation_loss(model, &data.validation, weights, &what)?;
         if !val_loss.is_finite() {
             return Err(Error::msg(format!(
                 "{phase} epoch {epoch}: the validation loss is {val_loss} (lr = {:e}): lower {}",
@@ -290,7 +429,7 @@ fn fit_with(
                 let x_adv = adv.generate(model, &part.x, &part.y, seed ^ 0xA11CE)?;
                 let adv_part = Labelled { x: x_adv, y: part.y };
                 let what = format!("{phase} epoch {epoch} attacked validation");
-                let (adv_loss, _) = evaluate_loss_in(model, &adv_part, 1024, &what)?;
+                let (adv_loss, _) = validation_loss(model, &adv_part, weights, &what)?;
                 if !adv_loss.is_finite() {
                     return Err(Error::msg(format!(
                         "{phase} epoch {epoch}: the loss on the attacked validation examples is {adv_loss}"
@@ -471,26 +610,38 @@ mod tests {
         points: &[(usize, Point)],
         name: &str,
     ) -> TrainState {
+        resumes_exactly_with(make, data, cfg, &Balance::default(), points, name)
+    }
+
+    fn resumes_exactly_with<M: Classifier>(
+        make: impl Fn() -> M,
+        data: &Dataset,
+        cfg: &Fit,
+        balance: &Balance,
+        points: &[(usize, Point)],
+        name: &str,
+    ) -> TrainState {
         let root = scratch(name);
         let full_model = make();
         let ck = |d: &str| {
             std::fs::create_dir_all(root.join(d)).unwrap();
             Checkpoints { dir: root.join(d), phase: "clean".into() }
         };
-        let full = fit(&full_model, data, cfg, None, 9, &ck("full")).unwrap();
+        let full = fit_balanced(&full_model, data, cfg, balance, None, 9, &ck("full")).unwrap();
         for (i, &(epoch, point)) in points.iter().enumerate() {
             let ck = ck(&format!("kill-{i}"));
-            let killed = fit_with(&make(), data, cfg, None, 9, &ck, Some(&killer(epoch, point)));
+            let killed = fit_with(&make(), data, cfg, balance, None, 9, &ck, Some(&killer(epoch, point)));
             let err = killed.expect_err("the fail point stops the run").to_string();
             assert!(err.contains(failpoint::VAR), "{err}");
             let m = make();
-            let resumed = fit(&m, data, cfg, None, 9, &ck).unwrap();
+            let resumed = fit_balanced(&m, data, cfg, balance, None, 9, &ck).unwrap();
             let at = format!("killed at epoch {epoch}, {point:?}");
             assert_eq!(untimed(resumed), untimed(full.clone()), "{at}");
             assert!(weights(&m) == weights(&full_model), "{at}: the weights differ");
             // A finished phase reloads to the same weights too.
             let again = make();
-            assert_eq!(untimed(fit(&again, data, cfg, None, 9, &ck).unwrap()), untimed(full.clone()));
+            let reloaded = fit_balanced(&again, data, cfg, balance, None, 9, &ck).unwrap();
+            assert_eq!(untimed(reloaded), untimed(full.clone()));
             assert!(weights(&again) == weights(&full_model), "{at}: reloaded weights differ");
             let left: Vec<String> = std::fs::read_dir(&ck.dir)
                 .unwrap()
@@ -515,6 +666,113 @@ mod tests {
         let full = resumes_exactly(model, &data(), &cfg, &points, "mlp");
         assert!(full.log.last().unwrap().validation_accuracy > 0.9, "{:?}", full.log);
         assert!(full.best_epoch < full.epochs_done, "a worse last epoch: {:?}", full.log);
+    }
+
+    /// Labels of `data()` turned into a rare class: one row in ten is class 1.
+    fn rare(mut d: Dataset) -> Dataset {
+        for split in [&mut d.train, &mut d.validation, &mut d.test] {
+            let Examples::Dense { data, .. } = &split.x else { unreachable!() };
+            let data = data.clone();
+            for (i, y) in split.y.iter_mut().enumerate() {
+                *y = u32::from(data[2 * i] + data[2 * i + 1] > 1.0);
+            }
+        }
+        d
+    }
+
+    /// Weighted and oversampled phases resume to the uninterrupted run's numbers too: the
+    /// weights come from the split, the draws from the epoch's seed.
+    #[test]
+    fn weighted_and_balanced_phases_resume_exactly() {
+        let data = rare(data());
+        let share = data.train.y.iter().filter(|&&y| y == 1).count() as f64 / data.train.len() as f64;
+        assert!(share > 0.02 && share < 0.2, "a rare class: {share}");
+        let cfg = Fit { lr: 0.05, ..fit_cfg(3) };
+        let points = [(1, Point::End), (2, Point::Batch(3)), (3, Point::Renamed)];
+        let weighted = Balance { class_weights: Some(vec![1.0, 8.0]), sampling: false };
+        resumes_exactly_with(model, &data, &cfg, &weighted, &points, "weighted");
+        let sampled = Balance { class_weights: None, sampling: true };
+        resumes_exactly_with(model, &data, &cfg, &sampled, &points, "sampled");
+    }
+
+    /// The class-weighted step through the hand-written gradients and through autograd
+    /// agree, and equal the weighted mean `Σ c_y · CE / Σ c_y`.
+    #[test]
+    fn the_weighted_step_matches_autograd_and_the_weighted_mean() {
+        let (fast, slow) = (model(), model());
+        let params = ParamsAdamW { lr: 1e-2, ..Default::default() };
+        let mut opt_fast = AdamW::new(fast.trainable(), params.clone()).unwrap();
+        let mut opt_slow = AdamW::new(slow.trainable(), params).unwrap();
+        let mut grads = vec![Vec::new(); fast.trainable().len()];
+        let batch = rare(data()).train.select(&(0..40).collect::<Vec<_>>());
+        let weights = [1.0, 5.0];
+        // The expected loss, before any step: per-row CE by autograd, weighted by hand.
+        let logits = fast.forward(&fast.encode(&batch.x.view()).unwrap(), Mode::EVAL).unwrap();
+        let y = Tensor::from_slice(&batch.y, batch.y.len(), &Device::Cpu).unwrap();
+        let per_row: Vec<f32> = candle_nn::ops::log_softmax(&logits, D::Minus1)
+            .unwrap()
+            .gather(&y.unsqueeze(1).unwrap(), 1)
+            .unwrap()
+            .squeeze(1)
+            .unwrap()
+            .neg()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let (num, den) = per_row.iter().zip(&batch.y).fold((0.0, 0.0), |(n, d), (&l, &c)| {
+            (n + weights[c as usize] * l as f64, d + weights[c as usize])
+        });
+        let a = step_weighted(&fast, &mut opt_fast, &mut grads, &batch, None, 0.0, &weights).unwrap();
+        assert!(((a as f64) - num / den).abs() < 1e-5, "{a} vs {}", num / den);
+        let adv = Labelled { x: batch.x.clone(), y: batch.y.clone() };
+        let b = step_weighted(&fast, &mut opt_fast, &mut grads, &batch, Some(&adv), 0.3, &weights).unwrap();
+        let parts = class_parts(&batch, &weights, 1.0);
+        let total: f64 = parts.iter().map(|(_, s)| s).sum();
+        assert!((total - 1.0).abs() < 1e-12, "the shares sum to 1: {total}");
+        // The same loss through autograd, from the same starting weights.
+        let a2 = {
+            let mut loss: Option<Tensor> = None;
+            for (part, scale) in &parts {
+                let ce = cross_entropy(
+                    &slow.forward(&slow.encode(&part.x.view()).unwrap(), Mode::TRAIN).unwrap(),
+                    &part.y,
+                )
+                .unwrap();
+                let t = (ce * *scale).unwrap();
+                loss = Some(match loss {
+                    Some(l) => (l + t).unwrap(),
+                    None => t,
+                });
+            }
+            let loss = loss.unwrap();
+            opt_slow.backward_step(&loss).unwrap();
+            loss.to_scalar::<f32>().unwrap()
+        };
+        assert!((a - a2).abs() < 1e-5, "{a} vs {a2}");
+        assert!(b.is_finite());
+    }
+
+    /// On a rare class, weighting the loss makes the model flag more of it than the
+    /// unweighted loss does.
+    #[test]
+    fn weighting_flags_more_of_the_rare_class() {
+        let data = rare(data());
+        let cfg = Fit { lr: 0.05, ..fit_cfg(8) };
+        let flagged = |balance: &Balance, name: &str| {
+            let dir = scratch(name);
+            let m = model();
+            let ck = Checkpoints { dir: dir.clone(), phase: "clean".into() };
+            fit_balanced(&m, &data, &cfg, balance, None, 9, &ck).unwrap();
+            let logits = m.forward(&m.encode(&data.train.x.view()).unwrap(), Mode::EVAL).unwrap();
+            let pred = logits.argmax(D::Minus1).unwrap().to_vec1::<u32>().unwrap();
+            let _ = std::fs::remove_dir_all(&dir);
+            pred.iter().zip(&data.train.y).filter(|&(&p, &y)| p == 1 && y == 1).count()
+        };
+        let plain = flagged(&Balance::default(), "plain");
+        let weighted = flagged(&Balance { class_weights: Some(vec![1.0, 9.0]), sampling: false }, "weighted");
+        let sampled = flagged(&Balance { class_weights: None, sampling: true }, "sampled");
+        assert!(weighted > plain, "weighted {weighted} vs unweighted {plain}");
+        assert!(sampled > plain, "balanced sampling {sampled} vs {plain}");
     }
 
     /// The word-CNN draws dropout masks from a generator that runs across batches and
@@ -606,7 +864,16 @@ mod tests {
         {
             let ck = ck(&format!("kill-{i}"));
             let mut adv = Nudge { seen: 0 };
-            let killed = fit_with(&model(), &data, &cfg, Some(&mut adv), 9, &ck, Some(&killer(epoch, point)));
+            let killed = fit_with(
+                &model(),
+                &data,
+                &cfg,
+                &Balance::default(),
+                Some(&mut adv),
+                9,
+                &ck,
+                Some(&killer(epoch, point)),
+            );
             assert!(killed.is_err());
             let (m, mut adv) = (model(), Nudge { seen: 0 });
             let resumed = fit(&m, &data, &cfg, Some(&mut adv), 9, &ck).unwrap();
@@ -635,7 +902,16 @@ mod tests {
         let ck = Checkpoints { dir: dir.clone(), phase: "clean".into() };
         let data = data();
         // Killed after epoch 1: an epoch commit with weights and moments.
-        let killed = fit_with(&model(), &data, &fit_cfg(3), None, 9, &ck, Some(&killer(1, Point::End)));
+        let killed = fit_with(
+            &model(),
+            &data,
+            &fit_cfg(3),
+            &Balance::default(),
+            None,
+            9,
+            &ck,
+            Some(&killer(1, Point::End)),
+        );
         assert!(killed.is_err());
         let commit = dir.join("clean-epoch-0001.safetensors");
         for tensor in ["@adamw/v/1", "layer0.weight"] {
