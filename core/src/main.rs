@@ -1,5 +1,7 @@
 //! `tempered`: run, validate and inspect adversarial-training pipelines.
 
+mod score;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -56,6 +58,25 @@ enum Command {
         /// the attack's `snr_db` (replaces --epsilon there).
         #[arg(long, default_value_t = 30.0)]
         snr_db: f64,
+    },
+    /// Score a table of new rows with a tabular run's model and its saved encoding:
+    /// every column the model does not read is copied through, then `probability` and
+    /// `decision` (more than two classes: `p_<class>` per class, and the most probable class).
+    Score {
+        /// The run folder `tempered run --out` wrote.
+        run: PathBuf,
+        /// The rows to score, .csv or .parquet, with the columns the run's pipeline read.
+        input: PathBuf,
+        /// Where the scores go, .csv or .parquet (written whole or not at all).
+        #[arg(long)]
+        out: PathBuf,
+        /// Which of the run's models scores (default: hardened when the run hardened, else clean).
+        #[arg(long, value_enum)]
+        model: Option<score::ModelChoice>,
+        /// `decision` is 1 where `probability >= threshold` (default: the run's operating
+        /// threshold from metrics.json when it has one, else 0.5).
+        #[arg(long)]
+        threshold: Option<f64>,
     },
     /// List the plugins found, their ABI versions and attacks, and where they were looked for.
     Plugins {
@@ -152,6 +173,11 @@ fn execute(command: Command) -> Result<ExitCode, tempered_core::Error> {
             let opts = BenchOptions { attack, steps, budgets, epochs };
             let r = tempered_core::bench::run(&p, &opts)?;
             let printed = print_bench(&pipeline, &r, epochs);
+            Ok(if printed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Score { run, input, out, model, threshold } => {
+            let s = score::score(&score::Options { run, input, out, model, threshold })?;
+            let printed = sayln!("Scored {} rows into {}", s.rows, s.out.display());
             Ok(if printed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Plugins { pipeline } => {
