@@ -128,3 +128,103 @@ pub fn nothing_trained(run_dir: &Path) -> bool {
     let Ok(entries) = std::fs::read_dir(run_dir.join("checkpoints")) else { return true };
     !entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("clean"))
 }
+
+/// The files a finished run must have left in `out`; the first `.png` among them must start
+/// with the PNG signature.
+pub fn assert_run_files(out: &Path, files: &[&str]) {
+    for file in files {
+        assert!(out.join(file).is_file(), "{file} missing from the run directory");
+    }
+    if let Some(png) = files.iter().find(|f| f.ends_with(".png")) {
+        let png = std::fs::read(out.join(png)).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    }
+}
+
+/// The checks every first-party attack row of `metrics.json` passes: it ran in `plugin`,
+/// the host found no constraint violation (`kept` says which), every budget it declared
+/// was checked and kept, only `trained` was hardened against, and rates lie in [0, 1].
+/// Returns the row's id.
+pub fn assert_first_party_attack<'a>(
+    a: &'a serde_json::Value,
+    plugin: &str,
+    trained: &str,
+    kept: &str,
+) -> &'a str {
+    let id = a["id"].as_str().unwrap();
+    assert_eq!(a["plugin"], plugin);
+    assert_eq!(a["constraint_violations"], 0, "{id}: {kept}");
+    let budgets = a["budgets"].as_array().unwrap_or_else(|| panic!("{id}: budgets declared"));
+    assert!(!budgets.is_empty(), "{id}: a first-party attack declares its budgets");
+    for b in budgets {
+        assert_eq!(b["violations"], 0, "{id}: every declared budget checked and kept: {b}");
+    }
+    assert_eq!(a["trained_against"], id == trained, "{id}");
+    for key in ["success_rate", "robust_accuracy"] {
+        let v = a[key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{id}.{key} = {v}");
+    }
+    id
+}
+
+/// Every phase of a run is timed in `metrics.json`.
+pub fn assert_phases_timed(m: &serde_json::Value) {
+    for phase in ["train", "attack_before", "harden", "attack_after"] {
+        assert!(m["seconds"][phase].as_f64().is_some(), "seconds.{phase} missing");
+    }
+}
+
+/// The shared library `name` (without prefix and extension) that cargo built, as a
+/// dev-dependency of this crate, into the folder of the current test binary.
+pub fn built_lib(name: &str) -> PathBuf {
+    let dir = std::env::current_exe().unwrap().parent().unwrap().to_owned();
+    let p = dir.join(format!("{}{name}.{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_EXTENSION));
+    assert!(p.is_file(), "{} was not built", p.display());
+    p
+}
+
+/// A finished run's `metrics.json` and `report.md`.
+pub fn run_outputs(out: &Path) -> (serde_json::Value, String) {
+    (read_json(&out.join("metrics.json")), std::fs::read_to_string(out.join("report.md")).unwrap())
+}
+
+/// The row of attack `id` in `metrics.json`.
+pub fn attack_row<'a>(m: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    m["attacks"].as_array().unwrap().iter().find(|a| a["id"] == id).unwrap_or_else(|| panic!("no {id}"))
+}
+
+/// The `metrics.json` of the run in `out`, without timings: what two runs with the same
+/// seed must agree on.
+pub fn run_metrics(out: &Path) -> serde_json::Value {
+    without_timings(read_json(&out.join("metrics.json")))
+}
+
+/// An `[[attack]]` table for `attack` of the plugin `plugin` as cargo built it (see
+/// [`built_lib`]), with the attack's name as its id, followed by `extra` TOML.
+pub fn built_attack(plugin: &str, attack: &str, extra: &str) -> String {
+    let so = built_lib(&format!("tempered_{}", plugin.replace('-', "_")));
+    format!(
+        "[[attack]]\nid = \"{attack}\"\nplugin = \"{plugin}\"\npath = \"{}\"\nattack = \"{attack}\"\n{extra}",
+        so.display()
+    )
+}
+
+/// Runs `run` twice, into `<scratch>/a` and `<scratch>/b`, and checks that the two runs'
+/// metrics agree but for timings; returns the scratch folder for further comparisons.
+pub fn assert_reproducible(name: &str, run: impl Fn(&Path)) -> PathBuf {
+    let dir = scratch(name);
+    run(&dir.join("a"));
+    run(&dir.join("b"));
+    assert_eq!(run_metrics(&dir.join("a")), run_metrics(&dir.join("b")));
+    dir
+}
+
+/// The `metrics.json` of the repository's pipeline `name` run into `out`: it names the
+/// pipeline and its modality, and its numbers are the golden ones ([`assert_golden`]).
+pub fn golden_run_metrics(out: &Path, name: &str, modality: &str) -> serde_json::Value {
+    let m = read_json(&out.join("metrics.json"));
+    assert_eq!(m["pipeline"], name);
+    assert_golden(name, &m);
+    assert_eq!(m["modality"], modality);
+    m
+}

@@ -3,20 +3,13 @@
 //! success, named in the report); what is not declared, or cannot be checked, is reported
 //! as not verified; a plugin built for ABI 1.0 still loads and runs.
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 use tempered_core::engine::{self, RunOptions};
 use tempered_core::pipeline::Pipeline;
 use tempered_core::plugin_host::Plugin;
-use tempered_tests::{pipeline_file, repo, repo_pipeline, scratch};
-
-fn lib(name: &str) -> PathBuf {
-    let dir = std::env::current_exe().unwrap().parent().unwrap().to_owned();
-    let p = dir.join(format!("{}{name}.{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_EXTENSION));
-    assert!(p.is_file(), "{} was not built", p.display());
-    p
-}
+use tempered_tests::{
+    attack_row, built_attack, built_lib, pipeline_file, repo, repo_pipeline, run_outputs, scratch,
+};
 
 /// `base` with its attacks replaced by one `[[attack]]` per `(attack, params)` of `plugin`,
 /// and no hardening.
@@ -27,13 +20,9 @@ fn pipeline(base: &str, plugin: &str, attacks: &[(&str, &str)]) -> Pipeline {
 /// [`pipeline`], with `extra` TOML at the end.
 fn pipeline_with(base: &str, plugin: &str, attacks: &[(&str, &str)], extra: &str) -> Pipeline {
     let head = repo_pipeline(base).split("[[attack]]").next().unwrap().to_owned();
-    let so = lib(&format!("tempered_{}", plugin.replace('-', "_")));
     let mut src = head;
     for (attack, params) in attacks {
-        src.push_str(&format!(
-            "[[attack]]\nid = \"{attack}\"\nplugin = \"{plugin}\"\npath = \"{}\"\nattack = \"{attack}\"\nparams = {{ {params} }}\n\n",
-            so.display()
-        ));
+        src.push_str(&built_attack(plugin, attack, &format!("params = {{ {params} }}\n\n")));
     }
     src.push_str("[harden]\nenabled = false\n");
     src.push_str(extra);
@@ -44,18 +33,13 @@ fn pipeline_with(base: &str, plugin: &str, attacks: &[(&str, &str)], extra: &str
 fn run(p: &Pipeline) -> (Value, String) {
     let out = scratch(&p.spec.pipeline().name).join("run");
     engine::run(p, &RunOptions { out: Some(out.clone()), resume: false }).expect("the run finishes");
-    let m: Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
-    (m, std::fs::read_to_string(out.join("report.md")).unwrap())
-}
-
-fn attack<'a>(m: &'a Value, id: &str) -> &'a Value {
-    m["attacks"].as_array().unwrap().iter().find(|a| a["id"] == id).unwrap_or_else(|| panic!("no {id}"))
+    run_outputs(&out)
 }
 
 /// The attack broke its one declared budget on at least one example and on nothing else,
 /// scored no success, and the report names the budget with its count.
 fn caught(m: &Value, report: &str, id: &str, budget: &str) {
-    let a = attack(m, id);
+    let a = attack_row(m, id);
     let v = a["constraint_violations"].as_u64().unwrap();
     assert!(v > 0, "{id}: the cheat was caught: {a}");
     assert_eq!(a["successes"], 0, "{id}: a violating example is never a success");
@@ -75,9 +59,9 @@ fn every_tabular_budget_is_checked_and_silence_is_not_verified() {
     caught(&m, &report, "l2", "L2 ≤ 0.1 std");
     caught(&m, &report, "cost", "cost ≤ 0.01");
     caught(&m, &report, "queries", "≤ 1 queries");
-    assert_eq!(attack(&m, "queries")["mean_queries"], 3.0, "the host counted every query");
+    assert_eq!(attack_row(&m, "queries")["mean_queries"], 3.0, "the host counted every query");
 
-    let silent = attack(&m, "silent");
+    let silent = attack_row(&m, "silent");
     assert_eq!(silent["budgets"], serde_json::json!([]), "declared nothing");
     assert_eq!(silent["constraint_violations"], 0, "nothing declared: nothing beyond the schema broke");
     assert!(silent["successes"].as_u64().unwrap() > 0, "an unchecked move of 3 std fools the model");
@@ -86,7 +70,7 @@ fn every_tabular_budget_is_checked_and_silence_is_not_verified() {
     );
     assert!(report.contains("The budgets of `silent` are not verified by the host: it declares no budget."));
 
-    let imm = attack(&m, "immutable");
+    let imm = attack_row(&m, "immutable");
     assert_eq!(imm["constraint_violations"], imm["attacked"], "the schema is checked whatever is declared");
     assert_eq!(imm["successes"], 0);
 }
@@ -106,12 +90,9 @@ fn a_budget_of_another_modality_is_refused_when_the_attack_is_created() {
 
 #[test]
 fn the_host_query_cap_refuses_the_call_with_a_typed_status() {
-    let so = lib("tempered_fixture_cheat_tabular");
     let head = repo_pipeline("fraud-small.toml").split("[[attack]]").next().unwrap().to_owned();
-    let src = format!(
-        "{head}[[attack]]\nid = \"queries\"\nplugin = \"fixture-cheat-tabular\"\npath = \"{}\"\nattack = \"queries\"\nquery_budget = 2\n\n[harden]\nenabled = false\n",
-        so.display()
-    );
+    let attack = built_attack("fixture-cheat-tabular", "queries", "query_budget = 2\n\n");
+    let src = format!("{head}{attack}[harden]\nenabled = false\n");
     let p = Pipeline::load(&pipeline_file("query-cap", &src)).unwrap();
     let out = scratch("query-cap").join("run");
     let e = engine::run(&p, &RunOptions { out: Some(out), resume: false }).expect_err("refused").to_string();
@@ -128,7 +109,7 @@ fn every_audio_budget_is_checked() {
     caught(&m, &report, "snr", "SNR ≥ 40 dB");
     caught(&m, &report, "linf", "L∞ ≤ 0.001");
     caught(&m, &report, "shift", "time shift ≤ 0.01 s");
-    let range = attack(&m, "range");
+    let range = attack_row(&m, "range");
     assert_eq!(
         range["constraint_violations"], range["attacked"],
         "the range is checked whatever is declared: {range}"
@@ -153,7 +134,7 @@ fn every_text_budget_is_checked_or_said_to_be_unchecked() {
     caught(&m, &report, "ratio", "one-for-one swaps of ≤ 10 % of words");
 
     // sentiment-small names no sentence encoder: the floor cannot be checked, and says so.
-    let similar = attack(&m, "similar");
+    let similar = attack_row(&m, "similar");
     assert_eq!(similar["budgets"][0]["violations"], Value::Null, "{similar}");
     assert!(similar["budgets"][0]["not_verified"].as_str().unwrap().contains("no sentence encoder"));
     assert!(report.contains(
@@ -161,14 +142,14 @@ fn every_text_budget_is_checked_or_said_to_be_unchecked() {
     ));
     assert!(report.contains("The budgets of `similar` are not verified by the host: the host could not check sentence similarity ≥ 0.99."));
 
-    let words = attack(&m, "words");
+    let words = attack_row(&m, "words");
     assert_eq!(words["constraint_violations"], words["attacked"], "a swap never changes the word count");
     assert_eq!(words["successes"], 0);
 }
 
 #[test]
 fn a_plugin_built_for_abi_1_0_loads_runs_and_its_budgets_are_not_verified() {
-    let plugin = Plugin::load(&lib("tempered_fixture_abi_1_0")).expect("a 1.0 plugin loads under 1.1");
+    let plugin = Plugin::load(&built_lib("tempered_fixture_abi_1_0")).expect("a 1.0 plugin loads under 1.1");
     assert_eq!(tempered_core::plugin_host::format_abi(plugin.abi_version), "1.0");
     assert_eq!(plugin.attacks.len(), 1);
     let handle = plugin.create("nudge", &serde_json::json!({}), &repo()).expect("created");
@@ -176,7 +157,7 @@ fn a_plugin_built_for_abi_1_0_loads_runs_and_its_budgets_are_not_verified() {
     drop(handle);
 
     let (m, report) = run(&pipeline("fraud-small.toml", "fixture-abi-1-0", &[("nudge", "")]));
-    let a = attack(&m, "nudge");
+    let a = attack_row(&m, "nudge");
     assert_eq!(a["budgets"], Value::Null);
     assert_eq!(a["constraint_violations"], 0, "the schema still holds and is still checked");
     assert!(report.contains(
@@ -190,7 +171,7 @@ fn every_first_party_attack_declares_budgets_the_host_can_check() {
         [("fraud.toml", "tabular"), ("speech.toml", "audio"), ("sentiment-bert.toml", "text")]
     {
         let p = Pipeline::load(&repo().join("pipelines").join(file)).unwrap();
-        let plugin = Plugin::load(&lib(&format!("tempered_{modality}"))).unwrap();
+        let plugin = Plugin::load(&built_lib(&format!("tempered_{modality}"))).unwrap();
         for a in p.spec.attacks() {
             let params = serde_json::to_value(&a.params).unwrap();
             // Word-list params ("data/...") resolve against the pipeline's folder, as in a run.

@@ -9,12 +9,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 use tempered_core::engine::{self, RunOptions};
 use tempered_core::pipeline::Pipeline;
-use tempered_tests::scratch;
-
-fn lib(name: &str) -> PathBuf {
-    let dir = std::env::current_exe().unwrap().parent().unwrap().to_owned();
-    dir.join(format!("{}{name}.{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_EXTENSION))
-}
+use tempered_tests::{attack_row, built_attack, run_outputs, scratch};
 
 /// 800 transactions: fraud is a large amount at night; balances are linked exactly (cents).
 fn table(dir: &std::path::Path) -> PathBuf {
@@ -105,22 +100,14 @@ enabled = false
 fn run(p: &Pipeline) -> (Value, String) {
     let out = scratch(&p.spec.pipeline().name).join("run");
     engine::run(p, &RunOptions { out: Some(out.clone()), resume: false }).expect("the run finishes");
-    let m: Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
-    (m, std::fs::read_to_string(out.join("report.md")).unwrap())
-}
-
-fn attack<'a>(m: &'a Value, id: &str) -> &'a Value {
-    m["attacks"].as_array().unwrap().iter().find(|a| a["id"] == id).unwrap()
+    run_outputs(&out)
 }
 
 #[test]
 fn an_attack_that_ignores_directions_and_relations_is_caught_on_every_row() {
-    let attacks = format!(
-        "[[attack]]\nid = \"silent\"\nplugin = \"fixture-cheat-tabular\"\npath = \"{}\"\nattack = \"silent\"\nclasses = [1]\n",
-        lib("tempered_fixture_cheat_tabular").display()
-    );
+    let attacks = built_attack("fixture-cheat-tabular", "silent", "classes = [1]\n");
     let (m, report) = run(&pipeline("cheat-constraints", &attacks));
-    let a = attack(&m, "silent");
+    let a = attack_row(&m, "silent");
     assert!(a["attacked"].as_u64().unwrap() > 0, "{a}");
     assert_eq!(a["constraint_violations"], a["attacked"], "every moved row breaks both: {a}");
     assert_eq!(a["successes"], 0);
@@ -129,12 +116,9 @@ fn an_attack_that_ignores_directions_and_relations_is_caught_on_every_row() {
 
 #[test]
 fn a_category_switch_the_pipeline_does_not_list_is_caught() {
-    let attacks = format!(
-        "[[attack]]\nid = \"switch\"\nplugin = \"fixture-cheat-tabular\"\npath = \"{}\"\nattack = \"switch\"\n",
-        lib("tempered_fixture_cheat_tabular").display()
-    );
+    let attacks = built_attack("fixture-cheat-tabular", "switch", "");
     let (m, _) = run(&pipeline("cheat-switch", &attacks));
-    let a = attack(&m, "switch");
+    let a = attack_row(&m, "switch");
     // The last column is `channel:unseen`, never a target: every attacked row is caught.
     assert_eq!(a["constraint_violations"], a["attacked"], "{a}");
     assert_eq!(a["successes"], 0);
@@ -146,7 +130,7 @@ fn first_party_attacks_keep_directions_and_relations() {
                    [[attack]]\nid = \"fraudster\"\nplugin = \"tabular\"\nattack = \"fraudster\"\nclasses = [1]\nparams = { budget = 500.0 }\n";
     let (m, _) = run(&pipeline("keep-constraints", attacks));
     for id in ["pgd", "fraudster"] {
-        let a = attack(&m, id);
+        let a = attack_row(&m, id);
         assert!(a["attacked"].as_u64().unwrap() > 0, "{id}: {a}");
         assert_eq!(a["constraint_violations"], 0, "{id} keeps the amount up and the balance linked: {a}");
         assert!(a["successes"].as_u64().unwrap() > 0, "{id} still fools the model within them: {a}");

@@ -2,7 +2,10 @@
 
 use tempered_core::engine::{self, RunOptions};
 use tempered_core::pipeline::Pipeline;
-use tempered_tests::{pipeline_file, read_json, repo, repo_pipeline, scratch, without_timings};
+use tempered_tests::{
+    assert_first_party_attack, assert_phases_timed, assert_reproducible, assert_run_files,
+    golden_run_metrics, pipeline_file, read_json, repo, repo_pipeline, run_metrics, scratch, without_timings,
+};
 
 fn run_small(out: &std::path::Path) -> engine::Finished {
     let p = Pipeline::load(&repo().join("pipelines/fraud-small.toml")).expect("valid pipeline");
@@ -13,16 +16,12 @@ fn run_small(out: &std::path::Path) -> engine::Finished {
 fn fraud_small_trains_attacks_hardens_and_reports() {
     let out = scratch("fraud-e2e").join("run");
     let finished = run_small(&out);
-    for file in ["config.toml", "metrics.json", "report.md", "plots/pr_curve.png", "plots/sweep-pgd.png"] {
-        assert!(out.join(file).is_file(), "{file} missing from the run directory");
-    }
-    let png = std::fs::read(out.join("plots/pr_curve.png")).unwrap();
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_run_files(
+        &out,
+        &["config.toml", "metrics.json", "report.md", "plots/pr_curve.png", "plots/sweep-pgd.png"],
+    );
 
-    let m = read_json(&out.join("metrics.json"));
-    assert_eq!(m["pipeline"], "fraud-small");
-    tempered_tests::assert_golden("fraud-small", &m);
-    assert_eq!(m["modality"], "tabular");
+    let m = golden_run_metrics(&out, "fraud-small", "tabular");
     assert_eq!(m["seed"], 7);
     for phase in ["before", "after"] {
         let clean = &m["clean"][phase];
@@ -36,19 +35,7 @@ fn fraud_small_trains_attacks_hardens_and_reports() {
     let attacks = m["attacks"].as_array().unwrap();
     assert_eq!(attacks.len(), 4, "two attacks, before and after");
     for a in attacks {
-        let id = a["id"].as_str().unwrap();
-        assert_eq!(a["plugin"], "tabular");
-        assert_eq!(a["constraint_violations"], 0, "{id}: every adversarial row satisfies the schema");
-        let budgets = a["budgets"].as_array().unwrap_or_else(|| panic!("{id}: budgets declared"));
-        assert!(!budgets.is_empty(), "{id}: a first-party attack declares its budgets");
-        for b in budgets {
-            assert_eq!(b["violations"], 0, "{id}: every declared budget checked and kept: {b}");
-        }
-        assert_eq!(a["trained_against"], id == "pgd", "{id}");
-        for key in ["success_rate", "robust_accuracy"] {
-            let v = a[key].as_f64().unwrap();
-            assert!((0.0..=1.0).contains(&v), "{id}.{key} = {v}");
-        }
+        let id = assert_first_party_attack(a, "tabular", "pgd", "every adversarial row satisfies the schema");
         assert!(a["examples"].as_u64().unwrap() > 0);
         assert!(a["mean_queries"].as_f64().unwrap() > 0.0, "{id}: queries are counted by the host");
         assert_eq!(a["perturbation_unit"], "cost");
@@ -57,9 +44,7 @@ fn fraud_small_trains_attacks_hardens_and_reports() {
     assert_eq!(pgd_before["mean_queries"].as_f64().unwrap(), 5.0, "PGD-5: one loss_grad per step");
     assert!(pgd_before["success_rate"].as_f64().unwrap() > 0.0, "epsilon 0.5 fools some frauds");
     assert_eq!(m["sweeps"].as_array().unwrap().len(), 4, "two budgets, before and after");
-    for phase in ["train", "attack_before", "harden", "attack_after"] {
-        assert!(m["seconds"][phase].as_f64().is_some(), "seconds.{phase} missing");
-    }
+    assert_phases_timed(&m);
 
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("| `fraudster` | **no (held out)**"), "{report}");
@@ -71,12 +56,9 @@ fn fraud_small_trains_attacks_hardens_and_reports() {
 
 #[test]
 fn same_seed_gives_identical_metrics() {
-    let dir = scratch("fraud-seed");
-    run_small(&dir.join("a"));
-    run_small(&dir.join("b"));
-    let a = without_timings(read_json(&dir.join("a/metrics.json")));
-    let b = without_timings(read_json(&dir.join("b/metrics.json")));
-    assert_eq!(a, b);
+    assert_reproducible("fraud-seed", |out| {
+        run_small(out);
+    });
 }
 
 #[test]
@@ -85,10 +67,10 @@ fn another_seed_gives_other_numbers() {
     let p = Pipeline::load(&pipeline_file("fraud-seed8", &src)).unwrap();
     let out = scratch("fraud-seed8-run").join("run");
     engine::run(&p, &RunOptions { out: Some(out.clone()), resume: false }).unwrap();
-    let other = without_timings(read_json(&out.join("metrics.json")));
+    let other = run_metrics(&out);
     let base_out = scratch("fraud-seed7-run").join("run");
     run_small(&base_out);
-    let base = without_timings(read_json(&base_out.join("metrics.json")));
+    let base = run_metrics(&base_out);
     assert_ne!(other["clean"], base["clean"]);
 }
 

@@ -336,6 +336,22 @@ fn check(result: Result<(), tempered_core::Error>, names: &str) -> Result<(), Te
     Ok(())
 }
 
+/// Writes `bytes` as `file` in a fresh folder `name`, loads it with `load(folder, file)`, and
+/// [`check`]s that an error names the file.
+fn load_written(
+    name: &str,
+    file: &str,
+    bytes: impl AsRef<[u8]>,
+    load: impl FnOnce(&Path, &Path) -> Result<(), tempered_core::Error>,
+) -> Result<(), TestCaseError> {
+    let dir = scratch(name);
+    let path = dir.join(file);
+    std::fs::write(&path, bytes).unwrap();
+    let result = load(&dir, &path);
+    let _ = std::fs::remove_dir_all(&dir);
+    check(result, &path.display().to_string())
+}
+
 fn shipped_pipelines() -> &'static [String] {
     static P: OnceLock<Vec<String>> = OnceLock::new();
     P.get_or_init(|| {
@@ -807,22 +823,16 @@ proptest! {
 
     #[test]
     fn random_tables_are_loaded_or_refused_by_name(body in csv(), seed in 0u64..4) {
-        let dir = scratch("fuzz-csv");
-        let path = dir.join("t.csv");
-        std::fs::write(&path, &body).unwrap();
-        let result = tabular::load(&tabular_cfg(&path), &dir, seed).map(drop);
-        let _ = std::fs::remove_dir_all(&dir);
-        check(result, &path.display().to_string())?;
+        load_written("fuzz-csv", "t.csv", &body, |dir, path| {
+            tabular::load(&tabular_cfg(path), dir, seed).map(drop)
+        })?;
     }
 
     #[test]
     fn random_text_files_are_loaded_or_refused_by_name(body in text_csv(), seed in 0u64..4) {
-        let dir = scratch("fuzz-text");
-        let path = dir.join("t.csv");
-        std::fs::write(&path, &body).unwrap();
-        let result = text::load(&text_cfg(&path), &dir, seed).map(drop);
-        let _ = std::fs::remove_dir_all(&dir);
-        check(result, &path.display().to_string())?;
+        load_written("fuzz-text", "t.csv", &body, |dir, path| {
+            text::load(&text_cfg(path), dir, seed).map(drop)
+        })?;
     }
 
     #[test]
@@ -843,11 +853,8 @@ proptest! {
             length,
             if align == "start" { Align::Start } else { Align::Center },
         );
-        let dir = scratch("fuzz-wav");
-        let path = dir.join("1_fuzz_0.wav");
-        std::fs::write(&path, &bytes).unwrap();
-        let result = audio::load(&audio_cfg(&dir, resample, length, align), &dir, 1).map(drop);
-        let _ = std::fs::remove_dir_all(&dir);
-        check(result, &path.display().to_string())?;
+        load_written("fuzz-wav", "1_fuzz_0.wav", &bytes, |dir, _| {
+            audio::load(&audio_cfg(dir, resample, length, align), dir, 1).map(drop)
+        })?;
     }
 }

@@ -7,19 +7,7 @@ use std::process::Command;
 use tempered_core::engine::{self, RunOptions};
 use tempered_core::pipeline::Pipeline;
 use tempered_core::plugin_host::{FolderState, Plugin, SearchPath, folder_state};
-use tempered_tests::{pipeline_file, read_json, repo, repo_pipeline, scratch};
-
-/// The folder cargo builds this test's dependencies (and their .so files) into.
-fn deps_dir() -> PathBuf {
-    std::env::current_exe().unwrap().parent().unwrap().to_owned()
-}
-
-fn lib(name: &str) -> PathBuf {
-    let file = format!("{}{name}.{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_EXTENSION);
-    let p = deps_dir().join(&file);
-    assert!(p.is_file(), "{} was not built", p.display());
-    p
-}
+use tempered_tests::{built_lib, pipeline_file, read_json, repo, repo_pipeline, scratch};
 
 /// fraud-small with its attacks replaced by `attacks` (TOML) and no hardening.
 fn pipeline_with(name: &str, attacks: &str) -> Pipeline {
@@ -61,7 +49,7 @@ fn the_out_of_tree_example_plugin_builds_loads_and_attacks() {
 fn misbehaving(attack: &str, on_error: &str) -> String {
     format!(
         "[[attack]]\nplugin = \"fixture-misbehaving\"\npath = \"{}\"\nattack = \"{attack}\"\non_error = \"{on_error}\"\n",
-        lib("tempered_fixture_misbehaving").display()
+        built_lib("tempered_fixture_misbehaving").display()
     )
 }
 
@@ -102,13 +90,13 @@ fn on_error_skip_leaves_the_attack_out_and_finishes_the_run() {
 
 #[test]
 fn a_plugin_with_another_abi_major_is_refused_before_anything_else_is_read() {
-    let e = Plugin::load(&lib("tempered_fixture_future_abi")).expect_err("refused").to_string();
+    let e = Plugin::load(&built_lib("tempered_fixture_future_abi")).expect_err("refused").to_string();
     assert!(e.contains("ABI version 2.0 is not supported: this engine speaks 1.1"), "{e}");
 }
 
 #[test]
 fn a_plugin_built_for_a_newer_minor_is_refused_with_what_to_do() {
-    let e = Plugin::load(&lib("tempered_fixture_future_minor")).expect_err("refused").to_string();
+    let e = Plugin::load(&built_lib("tempered_fixture_future_minor")).expect_err("refused").to_string();
     assert!(e.contains("built for ABI 1.2, newer than this engine's 1.1"), "{e}");
     assert!(
         e.contains("Update the engine, or build the plugin against a tempered-plugin that speaks ABI 1.1")
@@ -169,7 +157,7 @@ fn within_a_minute<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send +
 
 /// The first `keep(len)` bytes of the first-party tabular plugin, written as `dir/file`.
 fn truncated_tabular(dir: &Path, file: &str, keep: impl Fn(usize) -> usize) -> (PathBuf, usize) {
-    let whole = std::fs::read(lib("tempered_tabular")).unwrap();
+    let whole = std::fs::read(built_lib("tempered_tabular")).unwrap();
     let kept = keep(whole.len());
     let cut = dir.join(file);
     std::fs::write(&cut, &whole[..kept]).unwrap();
@@ -246,9 +234,9 @@ fn discovery_lists_the_good_library_and_says_why_each_other_one_is_unusable() {
     let fifo = mkfifo(&dir.join("libfifo.so"));
     std::fs::create_dir(dir.join("libdir.so")).unwrap();
     #[cfg(unix)]
-    std::os::unix::fs::symlink(lib("tempered_tabular"), dir.join("libtempered_tabular.so")).unwrap();
+    std::os::unix::fs::symlink(built_lib("tempered_tabular"), dir.join("libtempered_tabular.so")).unwrap();
     #[cfg(not(unix))]
-    std::fs::copy(lib("tempered_tabular"), dir.join("libtempered_tabular.so")).unwrap();
+    std::fs::copy(built_lib("tempered_tabular"), dir.join("libtempered_tabular.so")).unwrap();
 
     let search = SearchPath { dirs: vec![dir] };
     let found = within_a_minute("discovery", move || {

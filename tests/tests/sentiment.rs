@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 use tempered_core::engine::{self, RunOptions};
 use tempered_core::pipeline::Pipeline;
-use tempered_tests::{pipeline_file, read_json, repo, repo_pipeline, scratch, without_timings};
+use tempered_tests::{
+    assert_first_party_attack, assert_phases_timed, assert_run_files, golden_run_metrics, pipeline_file,
+    repo, repo_pipeline, run_metrics, scratch, without_timings,
+};
 
 /// The attacks' word lists are relative to the working directory, as when the pipeline is
 /// run from the repository root. Every test of this binary sets the same folder.
@@ -100,14 +103,9 @@ fn sentiment_small_trains_attacks_hardens_and_reports() {
     let dir = scratch("sentiment-e2e");
     let out = dir.join("run");
     let finished = run_small(&out);
-    for file in ["config.toml", "metrics.json", "report.md", "checkpoints/tokenizer.json"] {
-        assert!(out.join(file).is_file(), "{file} missing from the run directory");
-    }
+    assert_run_files(&out, &["config.toml", "metrics.json", "report.md", "checkpoints/tokenizer.json"]);
 
-    let m = read_json(&out.join("metrics.json"));
-    assert_eq!(m["pipeline"], "sentiment-small");
-    tempered_tests::assert_golden("sentiment-small", &m);
-    assert_eq!(m["modality"], "text");
+    let m = golden_run_metrics(&out, "sentiment-small", "text");
     for phase in ["before", "after"] {
         let clean = m["clean"][phase].as_object().unwrap();
         let keys: Vec<&str> = clean.keys().map(String::as_str).collect();
@@ -126,15 +124,8 @@ fn sentiment_small_trains_attacks_hardens_and_reports() {
     let attacks = m["attacks"].as_array().unwrap();
     assert_eq!(attacks.len(), 4, "two attacks, before and after");
     for a in attacks {
-        let id = a["id"].as_str().unwrap();
-        assert_eq!(a["plugin"], "text");
-        assert_eq!(a["constraint_violations"], 0, "{id}: the host found no stop-word or antonym swap");
-        let budgets = a["budgets"].as_array().unwrap_or_else(|| panic!("{id}: budgets declared"));
-        assert!(!budgets.is_empty(), "{id}: a first-party attack declares its budgets");
-        for b in budgets {
-            assert_eq!(b["violations"], 0, "{id}: every declared budget checked and kept: {b}");
-        }
-        assert_eq!(a["trained_against"], id == "textfooler", "{id}");
+        let id =
+            assert_first_party_attack(a, "text", "textfooler", "the host found no stop-word or antonym swap");
         assert_eq!(a["perturbation_unit"], "% words");
         let max_q = a["extra"]["max_queries"].as_f64().unwrap();
         assert!(
@@ -148,9 +139,7 @@ fn sentiment_small_trains_attacks_hardens_and_reports() {
     }
     let before = attacks.iter().find(|a| a["id"] == "textfooler" && a["phase"] == "before").unwrap();
     assert!(before["success_rate"].as_f64().unwrap() > 0.2, "synonym swaps fool a small word-CNN: {before}");
-    for phase in ["train", "attack_before", "harden", "attack_after"] {
-        assert!(m["seconds"][phase].as_f64().is_some(), "seconds.{phase} missing");
-    }
+    assert_phases_timed(&m);
 
     // The adversarial examples in the report and the ones trained on obey the constraints.
     let samples = files_in(&out.join("samples"));
@@ -185,8 +174,8 @@ fn sentiment_small_trains_attacks_hardens_and_reports() {
     // Same seed, same numbers; resuming the finished run re-evaluates the saved model
     // (its vocabulary included) to the same numbers.
     let again = run_small(&dir.join("again"));
-    let a = without_timings(read_json(&out.join("metrics.json")));
-    assert_eq!(a, without_timings(read_json(&dir.join("again/metrics.json"))));
+    let a = run_metrics(&out);
+    assert_eq!(a, run_metrics(&dir.join("again")));
     let resumed = engine::run(&pipeline, &RunOptions { out: Some(out.clone()), resume: true }).unwrap();
     assert_eq!(
         without_timings(serde_json::to_value(&resumed.metrics).unwrap()),

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use tempered_core::data::audio::{self, Align, AudioDataConfig, AudioSplitConfig, OnBadFile};
 use tempered_core::engine::{self, RunOptions};
 use tempered_core::pipeline::Pipeline;
-use tempered_tests::{pipeline_file, read_json, repo, repo_pipeline, scratch, without_timings};
+use tempered_tests::{
+    assert_first_party_attack, assert_phases_timed, assert_reproducible, assert_run_files,
+    golden_run_metrics, pipeline_file, repo, repo_pipeline, scratch,
+};
 
 fn run_small(out: &Path) -> engine::Finished {
     let p = Pipeline::load(&repo().join("pipelines/speech-small.toml")).expect("valid pipeline");
@@ -48,16 +51,9 @@ fn wav_pairs(dir: &Path) -> Vec<(PathBuf, PathBuf)> {
 fn speech_small_trains_attacks_hardens_and_reports() {
     let out = scratch("speech-e2e").join("run");
     let finished = run_small(&out);
-    for file in ["config.toml", "metrics.json", "report.md", "plots/sweep-pgd.png"] {
-        assert!(out.join(file).is_file(), "{file} missing from the run directory");
-    }
-    let png = std::fs::read(out.join("plots/sweep-pgd.png")).unwrap();
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_run_files(&out, &["config.toml", "metrics.json", "report.md", "plots/sweep-pgd.png"]);
 
-    let m = read_json(&out.join("metrics.json"));
-    assert_eq!(m["pipeline"], "speech-small");
-    tempered_tests::assert_golden("speech-small", &m);
-    assert_eq!(m["modality"], "audio");
+    let m = golden_run_metrics(&out, "speech-small", "audio");
     assert_eq!(m["seed"], 7);
     for phase in ["before", "after"] {
         let acc = m["clean"][phase]["accuracy"].as_f64().unwrap_or_else(|| panic!("clean.{phase}.accuracy"));
@@ -67,20 +63,9 @@ fn speech_small_trains_attacks_hardens_and_reports() {
     let attacks = m["attacks"].as_array().unwrap();
     assert_eq!(attacks.len(), 4, "pgd and noise, before and after");
     for a in attacks {
-        let id = a["id"].as_str().unwrap();
-        assert_eq!(a["plugin"], "audio");
+        let id =
+            assert_first_party_attack(a, "audio", "pgd", "every waveform within its SNR budget and [-1, 1]");
         assert_eq!(a["perturbation_unit"], "snr_db");
-        assert_eq!(a["constraint_violations"], 0, "{id}: every waveform within its SNR budget and [-1, 1]");
-        let budgets = a["budgets"].as_array().unwrap_or_else(|| panic!("{id}: budgets declared"));
-        assert!(!budgets.is_empty(), "{id}: a first-party attack declares its budgets");
-        for b in budgets {
-            assert_eq!(b["violations"], 0, "{id}: every declared budget checked and kept: {b}");
-        }
-        assert_eq!(a["trained_against"], id == "pgd", "{id}");
-        for key in ["success_rate", "robust_accuracy"] {
-            let v = a[key].as_f64().unwrap();
-            assert!((0.0..=1.0).contains(&v), "{id}.{key} = {v}");
-        }
         if a["successes"].as_u64().unwrap() > 0 {
             let snr = a["mean_perturbation"].as_f64().unwrap();
             let floor = if id == "pgd" { 30.0 } else { 20.0 };
@@ -93,9 +78,7 @@ fn speech_small_trains_attacks_hardens_and_reports() {
     let sweeps = m["sweeps"].as_array().unwrap();
     assert_eq!(sweeps.len(), 4, "two SNR budgets, before and after");
     assert!(sweeps.iter().all(|s| s["budget_unit"] == "SNR budget (dB)"));
-    for phase in ["train", "attack_before", "harden", "attack_after"] {
-        assert!(m["seconds"][phase].as_f64().is_some(), "seconds.{phase} missing");
-    }
+    assert_phases_timed(&m);
 
     // Wav pairs one can listen to, at the pipeline's rate, within the budget.
     let pairs = wav_pairs(&out.join("samples/pgd-before"));
@@ -198,12 +181,9 @@ samples = 40
 
 #[test]
 fn same_seed_gives_identical_metrics_and_wavs() {
-    let dir = scratch("speech-seed");
-    run_small(&dir.join("a"));
-    run_small(&dir.join("b"));
-    let a = without_timings(read_json(&dir.join("a/metrics.json")));
-    let b = without_timings(read_json(&dir.join("b/metrics.json")));
-    assert_eq!(a, b);
+    let dir = assert_reproducible("speech-seed", |out| {
+        run_small(out);
+    });
     let (pa, pb) = (wav_pairs(&dir.join("a/samples/pgd-after")), wav_pairs(&dir.join("b/samples/pgd-after")));
     assert_eq!(pa.len(), pb.len());
     for ((_, x), (_, y)) in pa.iter().zip(&pb) {

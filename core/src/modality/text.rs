@@ -144,6 +144,13 @@ fn texts(e: &Examples) -> &[String] {
     }
 }
 
+/// Each sample with its original and adversarial text; samples without both are skipped.
+fn text_pairs(samples: &[Sample]) -> impl Iterator<Item = (&Sample, &str, &str)> {
+    samples.iter().filter_map(|s| {
+        Some((s, texts(&s.original).first()?.as_str(), texts(&s.adversarial).first()?.as_str()))
+    })
+}
+
 /// One line of a TSV file: tabs and line breaks inside a text become spaces.
 fn tsv_field(s: &str) -> String {
     s.replace(['\t', '\n', '\r'], " ")
@@ -154,10 +161,7 @@ fn save_samples(dir: &Path, label: &str, samples: &[Sample]) -> Result<()> {
     let mut out = String::from(
         "example\tclass\tp_class_before\tp_class_after\tpredicted_after\twords_changed\toriginal\tadversarial\n",
     );
-    for s in samples {
-        let (Some(a), Some(b)) = (texts(&s.original).first(), texts(&s.adversarial).first()) else {
-            continue;
-        };
+    for (s, a, b) in text_pairs(samples) {
         let _ = writeln!(
             out,
             "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
@@ -229,10 +233,7 @@ fn render_samples(samples: &[Sample]) -> String {
     let mut s = String::from(
         "| example | class | p(class) before → after | adversarial text (~~original~~ **swap**) |\n|---|---|---|---|\n",
     );
-    for sample in samples {
-        let (Some(a), Some(b)) = (texts(&sample.original).first(), texts(&sample.adversarial).first()) else {
-            continue;
-        };
+    for (sample, a, b) in text_pairs(samples) {
         let _ = writeln!(
             s,
             "| {} | {} | {:.3} → {:.3} | {} |",

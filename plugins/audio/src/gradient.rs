@@ -155,6 +155,50 @@ impl Config {
     }
 }
 
+/// The loop's schedule as an attack's parameters give it, before the budget is resolved.
+struct Schedule {
+    step_size: Option<f64>,
+    /// The default step: this multiple of `epsilon` (L∞) or of the row's radius (SNR).
+    default_mult: f64,
+    steps: u32,
+    restarts: u32,
+    random_start: bool,
+    salt: u64,
+}
+
+impl Config {
+    /// `attack`'s budget and schedule, checked in the order its errors are reported.
+    fn new(
+        attack: &str,
+        budget: Option<BudgetKind>,
+        epsilon: Option<f64>,
+        snr_db: Option<f64>,
+        s: Schedule,
+    ) -> Result<Self> {
+        let (ball, declared) = resolve_ball(attack, budget, epsilon, snr_db)?;
+        check_step(attack, s.step_size)?;
+        if s.steps == 0 {
+            return Err(format!("{attack}: steps must be >= 1").into());
+        }
+        if s.restarts == 0 {
+            return Err(format!("{attack}: restarts must be >= 1").into());
+        }
+        let step = s.step_size.unwrap_or(match ball {
+            Ball::Linf(eps) => s.default_mult * f64::from(eps),
+            Ball::Snr(_) => s.default_mult,
+        });
+        Ok(Self {
+            ball,
+            declared,
+            steps: s.steps,
+            step,
+            restarts: s.restarts,
+            random_start: s.random_start,
+            salt: s.salt,
+        })
+    }
+}
+
 fn check_step(attack: &str, step_size: Option<f64>) -> Result<()> {
     match step_size {
         Some(s) if !(s.is_finite() && s > 0.0) => {
@@ -173,24 +217,17 @@ impl Attack for Fgsm {
     const DESCRIPTION: &'static str = "one gradient step on the waveform under an L∞ or SNR budget";
 
     fn new(p: FgsmParams) -> Result<Self> {
-        let (ball, declared) = resolve_ball(Self::NAME, p.budget, p.epsilon, p.snr_db)?;
-        check_step(Self::NAME, p.step_size)?;
-        // Wong et al. 2020: after a random start a full-radius step lands on the boundary
-        // too rarely; 1.25 × radius is their tuned value.
-        let mult = if p.random_start { 1.25 } else { 1.0 };
-        let step = p.step_size.unwrap_or(match ball {
-            Ball::Linf(eps) => mult * f64::from(eps),
-            Ball::Snr(_) => mult,
-        });
-        Ok(Self(Config {
-            ball,
-            declared,
+        let schedule = Schedule {
+            step_size: p.step_size,
+            // Wong et al. 2020: after a random start a full-radius step lands on the boundary
+            // too rarely; 1.25 × radius is their tuned value.
+            default_mult: if p.random_start { 1.25 } else { 1.0 },
             steps: 1,
-            step,
             restarts: 1,
             random_start: p.random_start,
             salt: FGSM_SALT,
-        }))
+        };
+        Config::new(Self::NAME, p.budget, p.epsilon, p.snr_db, schedule).map(Self)
     }
 
     fn threat_model(&self) -> ThreatModel {
@@ -219,28 +256,15 @@ impl Attack for Pgd {
         "projected gradient descent on the waveform under an L∞ or SNR budget, with restarts";
 
     fn new(p: PgdParams) -> Result<Self> {
-        let (ball, declared) = resolve_ball(Self::NAME, p.budget, p.epsilon, p.snr_db)?;
-        check_step(Self::NAME, p.step_size)?;
-        if p.steps == 0 {
-            return Err("pgd: steps must be >= 1".into());
-        }
-        if p.restarts == 0 {
-            return Err("pgd: restarts must be >= 1".into());
-        }
-        let mult = 2.5 / f64::from(p.steps);
-        let step = p.step_size.unwrap_or(match ball {
-            Ball::Linf(eps) => mult * f64::from(eps),
-            Ball::Snr(_) => mult,
-        });
-        Ok(Self(Config {
-            ball,
-            declared,
+        let schedule = Schedule {
+            step_size: p.step_size,
+            default_mult: 2.5 / f64::from(p.steps),
             steps: p.steps,
-            step,
             restarts: p.restarts,
             random_start: p.random_start,
             salt: PGD_SALT,
-        }))
+        };
+        Config::new(Self::NAME, p.budget, p.epsilon, p.snr_db, schedule).map(Self)
     }
 
     fn threat_model(&self) -> ThreatModel {

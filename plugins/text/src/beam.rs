@@ -16,7 +16,7 @@ use tempered_plugin::{Attack, Batch, Oracle, Perturbed, PluginError, Result, Thr
 
 use crate::constraints::{Constraints, attack_params};
 use crate::search::{Example, Scored, Search, expand, flipped};
-use crate::textfooler::{default_max_candidates, importance_orders};
+use crate::textfooler::{by_importance, default_max_candidates};
 use crate::tokens::Sub;
 
 fn default_beam_width() -> usize {
@@ -64,15 +64,7 @@ impl Attack for Beam {
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
-        let mut s = Search::new(Self::NAME, &self.c, batch, oracle)?;
-        let examples = s.prepare(batch)?;
-        let orders = importance_orders(&mut s, &examples)?;
-        let mut out = Vec::with_capacity(examples.len());
-        for (ex, order) in examples.iter().zip(orders) {
-            out.push(if ex.attackable() { self.search(&mut s, ex, &order)? } else { ex.text.to_owned() });
-            s.q.forget(ex.id);
-        }
-        Ok(Perturbed::Text(out))
+        by_importance(Self::NAME, &self.c, batch, oracle, |s, ex, order| self.search(s, ex, order))
     }
 }
 

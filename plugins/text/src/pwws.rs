@@ -98,12 +98,7 @@ impl Attack for Pwws {
         let mut s = Search::new(Self::NAME, &self.c, batch, oracle)?;
         let examples = s.prepare(batch)?;
         let probes = s.probe(&examples, |ex, slot| ex.tokens.render(&[], Some((slot.pos, &self.unk))))?;
-        let mut out = Vec::with_capacity(examples.len());
-        for (ex, probe) in examples.iter().zip(probes) {
-            out.push(if ex.attackable() { self.attack(&mut s, ex, &probe)? } else { ex.text.to_owned() });
-            s.q.forget(ex.id);
-        }
-        Ok(Perturbed::Text(out))
+        s.attack_each(&examples, probes, |s, ex, probe| self.attack(s, ex, &probe)).map(Perturbed::Text)
     }
 }
 

@@ -204,6 +204,23 @@ impl<'c, 'o, 'a> Search<'c, 'o, 'a> {
         Ok(texts.iter().map(|ts| answers.by_ref().take(ts.len()).collect()).collect())
     }
 
+    /// The batch's output texts: `attack(self, ex, per_ex)` for each attackable example
+    /// (with its item of `per_example`), the clean text for the others. Each example's
+    /// query ledger is dropped once it is done.
+    pub fn attack_each<T>(
+        &mut self,
+        examples: &[Example<'_>],
+        per_example: Vec<T>,
+        mut attack: impl FnMut(&mut Self, &Example<'_>, T) -> Result<String>,
+    ) -> Result<Vec<String>> {
+        let mut out = Vec::with_capacity(examples.len());
+        for (ex, item) in examples.iter().zip(per_example) {
+            out.push(if ex.attackable() { attack(self, ex, item)? } else { ex.text.to_owned() });
+            self.q.forget(ex.id);
+        }
+        Ok(out)
+    }
+
     /// Scores candidate sentences of `ex` in one oracle call. Those under `min_similarity`
     /// are dropped before they cost a query; those the budget no longer covers are dropped.
     pub fn score(&mut self, ex: &Example<'_>, candidates: Vec<(Vec<Sub>, String)>) -> Result<Vec<Scored>> {

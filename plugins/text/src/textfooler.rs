@@ -58,23 +58,27 @@ impl Attack for TextFooler {
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
-        let mut s = Search::new(Self::NAME, &self.c, batch, oracle)?;
-        let examples = s.prepare(batch)?;
-        let orders = importance_orders(&mut s, &examples)?;
-        let mut out = Vec::with_capacity(examples.len());
-        for (ex, order) in examples.iter().zip(orders) {
-            out.push(if ex.attackable() { greedy(&mut s, ex, &order)?.text() } else { ex.text.to_owned() });
-            s.q.forget(ex.id);
-        }
-        Ok(Perturbed::Text(out))
+        by_importance(Self::NAME, &self.c, batch, oracle, |s, ex, order| Ok(greedy(s, ex, order)?.text()))
     }
 }
 
+/// The batch attacked by `search` on each attackable example, given the example's slots in
+/// descending deletion importance: TextFooler's word order, which the beam search shares.
+pub(crate) fn by_importance(
+    attack: &str,
+    c: &Constraints,
+    batch: &Batch<'_>,
+    oracle: &Oracle<'_>,
+    mut search: impl FnMut(&mut Search<'_, '_, '_>, &Example<'_>, &[usize]) -> Result<String>,
+) -> Result<Perturbed> {
+    let mut s = Search::new(attack, c, batch, oracle)?;
+    let examples = s.prepare(batch)?;
+    let orders = importance_orders(&mut s, &examples)?;
+    s.attack_each(&examples, orders, |s, ex, order| search(s, ex, &order)).map(Perturbed::Text)
+}
+
 /// Each example's slots in descending deletion importance (one batched probe call).
-pub(crate) fn importance_orders(
-    s: &mut Search<'_, '_, '_>,
-    examples: &[Example<'_>],
-) -> Result<Vec<Vec<usize>>> {
+fn importance_orders(s: &mut Search<'_, '_, '_>, examples: &[Example<'_>]) -> Result<Vec<Vec<usize>>> {
     let probes = s.probe(examples, |ex, slot| ex.tokens.without(slot.pos))?;
     Ok(examples
         .iter()

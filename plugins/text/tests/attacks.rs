@@ -11,6 +11,9 @@ use tempered_plugin::testing::{TestBatch, TestModel, TestOutcome, run};
 use tempered_plugin::{Input, Perturbed, PluginError};
 use tempered_text::{Beam, Pwws, TextFooler};
 
+mod common;
+use common::binary_probs;
+
 type Runner = fn(&str, &TestBatch, &dyn TestModel) -> Result<TestOutcome, PluginError>;
 
 const ATTACKS: [(&str, Runner); 3] =
@@ -59,14 +62,7 @@ impl TestModel for Bow {
         2
     }
     fn predict(&self, input: Input<'_>) -> Vec<f32> {
-        let Input::Text(texts) = input else { panic!("text only") };
-        texts
-            .iter()
-            .flat_map(|t| {
-                let p = 1.0 / (1.0 + (-self.logit(t)).exp());
-                [1.0 - p, p]
-            })
-            .collect()
+        binary_probs(input, |t| self.logit(t))
     }
     fn loss_grad(&self, input: Input<'_>, _labels: &[u32]) -> (Vec<f32>, Vec<f32>) {
         panic!("the text attacks must not depend on loss_grad ({input:?})")

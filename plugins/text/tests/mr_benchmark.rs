@@ -14,6 +14,9 @@ use tempered_plugin::testing::{TestBatch, TestModel, TestOutcome, run};
 use tempered_plugin::{Input, Perturbed, PluginError, Rng};
 use tempered_text::{Beam, Pwws, TextFooler};
 
+mod common;
+use common::{binary_probs, data_path, sigmoid};
+
 fn read_mr(path: &Path) -> Vec<(u32, String)> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
@@ -43,7 +46,7 @@ impl LogReg {
         let order: Vec<usize> = (0..data.len()).map(|i| i * 7919 % data.len()).collect();
         for _ in 0..10 {
             for (y, text) in order.iter().map(|&i| data[i]) {
-                let p = 1.0 / (1.0 + (-m.logit(text)).exp());
+                let p = sigmoid(m.logit(text));
                 let g = p - *y as f32;
                 for word in text.split_whitespace() {
                     let w = m.w.entry(word.to_owned()).or_insert(0.0);
@@ -65,14 +68,7 @@ impl TestModel for LogReg {
         2
     }
     fn predict(&self, input: Input<'_>) -> Vec<f32> {
-        let Input::Text(texts) = input else { panic!("text only") };
-        texts
-            .iter()
-            .flat_map(|t| {
-                let p = 1.0 / (1.0 + (-self.logit(t)).exp());
-                [1.0 - p, p]
-            })
-            .collect()
+        binary_probs(input, |t| self.logit(t))
     }
     fn loss_grad(&self, _: Input<'_>, _: &[u32]) -> (Vec<f32>, Vec<f32>) {
         unimplemented!()
@@ -242,9 +238,8 @@ type Runner = fn(&str, &TestBatch, &dyn TestModel) -> Result<TestOutcome, Plugin
 #[test]
 #[ignore = "a benchmark: wants a release build"]
 fn mr_success_rate_and_queries() {
-    let csv = std::env::var_os("TEMPERED_MR_CSV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mr/mr.csv"));
+    let csv =
+        std::env::var_os("TEMPERED_MR_CSV").map(PathBuf::from).unwrap_or_else(|| data_path("mr/mr.csv"));
     let rows = read_mr(&csv);
     // The README's split: the last 533 lines of each class are the test set.
     let is_test = |i: usize| (4798..5331).contains(&i) || (5331 + 4798..10662).contains(&i);
@@ -276,8 +271,7 @@ fn attack_all(model_name: &str, model: &dyn TestModel, test: &[&(u32, String)]) 
     let batch =
         TestBatch::text(sample.iter().map(|r| r.1.clone()).collect(), sample.iter().map(|r| r.0).collect());
 
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
-    let d = |p: &str| data.join(p).display().to_string();
+    let d = |p: &str| data_path(p).display().to_string();
     let ratio: f64 = std::env::var("TEMPERED_MR_RATIO").ok().and_then(|v| v.parse().ok()).unwrap_or(0.2);
     let common = serde_json::json!({
         "synonyms": d("wordnet-synonyms/wordnet-synonyms.tsv"),

@@ -1,25 +1,23 @@
 //! The word lists shipped in `data/` load, quickly enough, with sane sizes and contents.
 
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use tempered_plugin::testing::{TestBatch, TestModel, run};
 use tempered_plugin::{Input, Perturbed};
 use tempered_text::{Lexicon, LexiconFiles, Pwws};
 
-fn data(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data").join(p)
-}
+mod common;
+use common::{binary_probs, data_path};
 
 fn files() -> LexiconFiles {
     LexiconFiles {
-        synonyms: data("wordnet-synonyms/wordnet-synonyms.tsv"),
-        ppdb_synonyms: Some(data("counterfit-constraints/ppdb_synonyms.txt")),
+        synonyms: data_path("wordnet-synonyms/wordnet-synonyms.tsv"),
+        ppdb_synonyms: Some(data_path("counterfit-constraints/ppdb_synonyms.txt")),
         antonyms: vec![
-            data("counterfit-constraints/ppdb_antonyms.txt"),
-            data("counterfit-constraints/wordnet_antonyms.txt"),
+            data_path("counterfit-constraints/ppdb_antonyms.txt"),
+            data_path("counterfit-constraints/wordnet_antonyms.txt"),
         ],
-        stopwords: Some(data("stopwords/english.txt")),
+        stopwords: Some(data_path("stopwords/english.txt")),
         max_candidates: None,
         inflections: true,
         base_forms: false,
@@ -77,14 +75,7 @@ impl TestModel for Sentiment {
         2
     }
     fn predict(&self, input: Input<'_>) -> Vec<f32> {
-        let Input::Text(texts) = input else { panic!("text only") };
-        texts
-            .iter()
-            .flat_map(|t| {
-                let p = 1.0 / (1.0 + (-Self::logit(t)).exp());
-                [1.0 - p, p]
-            })
-            .collect()
+        binary_probs(input, Self::logit)
     }
     fn loss_grad(&self, _: Input<'_>, _: &[u32]) -> (Vec<f32>, Vec<f32>) {
         unimplemented!()

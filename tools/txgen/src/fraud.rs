@@ -41,45 +41,24 @@ pub(crate) struct Signals {
 /// Interaction terms only, each needing two or more columns to see, plus the unobserved
 /// compromise and noise.
 pub(crate) fn latent_score(s: &Signals, rng: &mut Source) -> f64 {
-    let &Signals {
-        compromised,
-        night,
-        card_present,
-        foreign,
-        channel,
-        category,
-        entry,
-        amount,
-        ratio,
-        account_age_days,
-        n_tx_24h,
-        minutes,
-        three_ds,
-        new_device,
-        n_declined_24h,
-        pin_failures_24h,
-        distance_km,
-        card_type,
-        segment,
-    } = s;
-    let digital = category == C_DIGITAL || category == C_GAMBLING;
-    let high_value = matches!(category, C_ELECTRONICS | C_JEWELRY | C_TRAVEL);
-    let cnp = !card_present;
+    let digital = s.category == C_DIGITAL || s.category == C_GAMBLING;
+    let high_value = matches!(s.category, C_ELECTRONICS | C_JEWELRY | C_TRAVEL);
+    let cnp = !s.card_present;
     let term = |on: bool, w: f64| if on { w } else { 0.0 };
-    term(compromised, 2.6)
-        + term(night && cnp && digital, 2.2)
-        + term(ratio > 3.0 && cnp, 1.6)
-        + term(high_value && ratio > 4.0, 1.4)
-        + term(foreign && entry == E_MANUAL, 2.0)
-        + term(account_age_days < 60 && ratio > 2.0, 1.6)
-        + term(n_tx_24h >= 6 && minutes < 15.0, 1.4)
-        + term(!three_ds && channel == ONLINE && amount > 150.0, 1.0)
-        + term(card_type == PREPAID && digital, 1.2)
-        + term(new_device && ratio > 1.5, 1.0)
-        + term(n_declined_24h >= 2 && cnp, 0.9)
-        + term(pin_failures_24h >= 1 && channel == ATM, 1.4)
-        + term(distance_km > 100.0 && card_present && !foreign, 1.0)
-        + term(segment >= 3 && (category == C_TRAVEL || category == C_HOTELS), -0.8)
+    term(s.compromised, 2.6)
+        + term(s.night && cnp && digital, 2.2)
+        + term(s.ratio > 3.0 && cnp, 1.6)
+        + term(high_value && s.ratio > 4.0, 1.4)
+        + term(s.foreign && s.entry == E_MANUAL, 2.0)
+        + term(s.account_age_days < 60 && s.ratio > 2.0, 1.6)
+        + term(s.n_tx_24h >= 6 && s.minutes < 15.0, 1.4)
+        + term(!s.three_ds && s.channel == ONLINE && s.amount > 150.0, 1.0)
+        + term(s.card_type == PREPAID && digital, 1.2)
+        + term(s.new_device && s.ratio > 1.5, 1.0)
+        + term(s.n_declined_24h >= 2 && cnp, 0.9)
+        + term(s.pin_failures_24h >= 1 && s.channel == ATM, 1.4)
+        + term(s.distance_km > 100.0 && s.card_present && !s.foreign, 1.0)
+        + term(s.segment >= 3 && (s.category == C_TRAVEL || s.category == C_HOTELS), -0.8)
         + 0.8 * rng.normal()
 }
 

@@ -69,6 +69,17 @@ pub fn feature(kind: FeatureKind, mutable: bool, lower: f32, upper: f32, scale: 
     TestFeature { kind, mutable, lower, upper, scale, ..TestFeature::continuous("f") }
 }
 
+/// A column of one-hot group `group`, in [0, 1].
+pub fn one_hot_column(group: u32) -> TestFeature {
+    TestFeature {
+        kind: FeatureKind::Categorical,
+        lower: 0.0,
+        upper: 1.0,
+        group: Some(group),
+        ..TestFeature::continuous("c")
+    }
+}
+
 /// Every kind of column: unbounded and bounded continuous with scales != 1, integers,
 /// an immutable column, binaries, a one-hot group, and a large value whose f32 spacing is
 /// coarse against its budget.

@@ -88,13 +88,7 @@ fn mixed_schema_rows_stay_valid_within_budget_and_only_mutable_columns_move() {
 #[test]
 fn uses_a_binary_flip_or_a_category_switch_when_that_is_what_helps() {
     use FeatureKind::*;
-    let cat = TestFeature {
-        kind: Categorical,
-        lower: 0.0,
-        upper: 1.0,
-        group: Some(3),
-        ..TestFeature::continuous("c")
-    };
+    let cat = one_hot_column(3);
     let features = vec![
         TestFeature { mutable: false, ..TestFeature::continuous("amount") },
         TestFeature { kind: Binary, lower: 0.0, upper: 1.0, cost: 2.0, ..TestFeature::continuous("night") },

@@ -129,13 +129,7 @@ fn restarts_keep_the_run_that_fools_the_model() {
 fn discrete_flips_only_what_raises_the_loss_and_what_bounds_allow() {
     use FeatureKind::*;
     let bin = |lower, upper| TestFeature { kind: Binary, lower, upper, ..TestFeature::continuous("b") };
-    let cat = TestFeature {
-        kind: Categorical,
-        lower: 0.0,
-        upper: 1.0,
-        group: Some(0),
-        ..TestFeature::continuous("c")
-    };
+    let cat = one_hot_column(0);
     let features = vec![
         TestFeature { mutable: false, ..TestFeature::continuous("x") },
         bin(0.0, 1.0), // helps the attacker: flips
