@@ -144,3 +144,42 @@ fn fraud_toml_gives_its_golden_numbers() {
     engine::run(&p, &RunOptions { out: Some(out.clone()), resume: false }).expect("run succeeds");
     tempered_tests::assert_golden("fraud", &read_json(&out.join("metrics.json")));
 }
+
+/// fraud-small hardened against `pgd` and `fraudster` at once, `lowprofool` held out.
+fn mixed_src() -> String {
+    let base = repo_pipeline("fraud-small.toml");
+    let head = base.split("[[attack]]").next().unwrap();
+    format!(
+        "{head}[[attack]]\nid = \"pgd\"\nplugin = \"tabular\"\nattack = \"pgd\"\nclasses = [1]\nparams = {{ epsilon = 0.5, steps = 5 }}\n\n\
+         [[attack]]\nid = \"fraudster\"\nplugin = \"tabular\"\nattack = \"fraudster\"\nclasses = [1]\nparams = {{ budget = 3.0 }}\n\n\
+         [[attack]]\nid = \"lowprofool\"\nplugin = \"tabular\"\nattack = \"lowprofool\"\nclasses = [1]\n\n\
+         [harden]\nstrategy = \"pgd\"\nattack = [\"pgd\", \"fraudster\"]\nepochs = 2\npatience = 0\n"
+    )
+}
+
+#[test]
+fn hardening_against_several_threat_models_shares_each_batch_and_repeats() {
+    let p = Pipeline::load(&pipeline_file("fraud-mixed", &mixed_src())).expect("valid pipeline");
+    let run = |out: &std::path::Path| {
+        engine::run(&p, &RunOptions { out: Some(out.to_owned()), resume: false }).expect("run succeeds");
+    };
+    let out = assert_reproducible("fraud-mixed", run).join("a");
+    let m = run_metrics(&out);
+    let trained = |id: &str| {
+        m["attacks"].as_array().unwrap().iter().find(|a| a["id"] == id).unwrap()["trained_against"].clone()
+    };
+    assert_eq!(
+        (trained("pgd"), trained("fraudster"), trained("lowprofool")),
+        (true.into(), true.into(), false.into())
+    );
+    let h = &m["hardening"];
+    assert!(h["examples"].as_u64().unwrap() > 0 && h["changed"].as_u64().unwrap() > 0, "{h}");
+    assert_eq!(h["violations"], 0);
+    // The saved config keeps the list.
+    let saved = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(saved.contains("attack = [\n    \"pgd\",\n    \"fraudster\",\n]"), "{saved}");
+
+    let twice = mixed_src().replace("attack = [\"pgd\", \"fraudster\"]", "attack = [\"pgd\", \"pgd\"]");
+    let e = Pipeline::load(&pipeline_file("fraud-twice", &twice)).expect_err("refused").to_string();
+    assert!(e.contains("fraud-twice.toml:") && e.ends_with("`pgd` is listed twice"), "{e}");
+}

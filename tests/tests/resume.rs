@@ -162,3 +162,23 @@ fn sentiment_small_resumes_exactly() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// fraud-small hardened against two attacks at once: the counters of each travel with the
+/// commits, and a kill mid-hardening resumes to the same metrics.
+#[test]
+fn several_hardening_attacks_resume_exactly() {
+    let base = tempered_tests::repo_pipeline("fraud-small.toml");
+    let src = base.replace(
+        "[harden]\nstrategy = \"pgd\"\nattack = \"pgd\"",
+        "[harden]\nstrategy = \"pgd\"\nattack = [\"pgd\", \"fraudster\"]",
+    );
+    assert_ne!(src, base, "fraud-small's [harden] changed: update this test");
+    // An absolute path: the child joins it onto pipelines/, which leaves it as it is.
+    let file = tempered_tests::pipeline_file("resume-mixed", &src);
+    let name = file.to_str().expect("a UTF-8 path");
+    let dir = scratch("resume-mixed");
+    let want = uninterrupted(name, &dir);
+    assert!(want["hardening"]["examples"].as_u64().unwrap() > 0);
+    kill_chain(name, &dir, "chain", &["hardened:1:2", "hardened:2:end"], &want);
+    let _ = std::fs::remove_dir_all(&dir);
+}

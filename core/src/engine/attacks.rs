@@ -109,7 +109,7 @@ fn with_overrides(
 /// `[harden] params`. `None` for any other attack, or when nothing is hardened.
 pub(super) fn harden_params(pipeline: &Pipeline, config: &AttackConfig) -> Option<serde_json::Value> {
     let harden = pipeline.spec.harden();
-    if !harden.enabled || harden.strategy == Strategy::Clean || harden.attack.as_ref() != Some(&config.id) {
+    if !harden.enabled || harden.strategy == Strategy::Clean || !harden.attack.contains(&config.id) {
         return None;
     }
     let mut overrides = serde_json::Map::new();
@@ -340,5 +340,5 @@ fn hash(s: &str) -> u64 {
 /// Whether the run hardens against attack `id` (its `trained_against` in metrics.json).
 fn trained_against(pipeline: &Pipeline, id: &str) -> bool {
     let harden = pipeline.spec.harden();
-    harden.enabled && harden.strategy != Strategy::Clean && harden.attack.as_deref() == Some(id)
+    harden.enabled && harden.strategy != Strategy::Clean && harden.attack.iter().any(|a| a == id)
 }

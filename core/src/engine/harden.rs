@@ -35,9 +35,10 @@ pub(super) fn harden(
     let tc = pipeline.spec.train();
     let seed = pipeline.seed();
     let harden_seed = seed ^ 0x4A12_D3E7;
-    let mut adversary = match (&harden.attack, harden.strategy) {
-        (_, Strategy::Clean) | (None, _) => None,
-        (Some(id), strategy) => {
+    let strategy = harden.strategy;
+    let mut adversaries: Vec<PluginAdversary<'_>> = Vec::new();
+    if strategy != Strategy::Clean {
+        for id in &harden.attack {
             let source = attacks
                 .iter()
                 .find(|a| &a.config.id == id)
@@ -47,16 +48,27 @@ pub(super) fn harden(
             })?;
             let plugin = source.handle.plugin.clone();
             let handle = plugin.create(&source.config.attack, &params, &pipeline.base_dir)?;
-            Some(PluginAdversary {
+            adversaries.push(PluginAdversary {
                 budgets: handle.threat().map(|t| t.budgets.clone()).unwrap_or_default(),
                 judge: task.parts().judge.as_ref(),
                 handle,
                 ctx: modality::context(task, seed, None),
                 classes: source.config.classes.clone(),
-                record: task.recorder(&dir.path, harden_seed)?,
+                record: None,
                 stats: HardeningStats::default(),
-            })
+            });
         }
+    }
+    let record = if adversaries.is_empty() { None } else { task.recorder(&dir.path, harden_seed)? };
+    // One attack keeps its own adversary (and its numbers); several share each batch.
+    let mut adversary: Option<Box<dyn Counting + '_>> = match adversaries.len() {
+        0 => None,
+        1 => {
+            let mut one = adversaries.pop().expect("one");
+            one.record = record;
+            Some(Box::new(one))
+        }
+        _ => Some(Box::new(Mixed { parts: adversaries, record })),
     };
     let fit = Fit {
         epochs: harden.epochs,
@@ -70,14 +82,14 @@ pub(super) fn harden(
         validation_attack_examples: 2048,
     };
     let ckpt = Checkpoints { dir: dir.checkpoints(), phase: "hardened".to_owned() };
-    let adv = adversary.as_mut().map(|a| a as &mut dyn Adversary);
+    let adv = adversary.as_deref_mut().map(|a| a as &mut dyn Adversary);
     let (model, data) = (task.parts().model.as_ref(), &task.parts().dataset);
     // The clean model's class balance holds while it is fine-tuned: without it, hardening
     // would drift back towards "never fraud".
     let log = train::fit_balanced(model, data, &fit, balance, adv, harden_seed, &ckpt)?;
     // None when nothing was handed to the attack (a clean strategy).
     // Zero examples handed over is a finding too (a `classes` filter that matches nothing).
-    let stats = adversary.map(|a| a.stats);
+    let stats = adversary.map(|a| a.stats());
     Ok(Hardened { log, stats })
 }
 
@@ -175,5 +187,71 @@ impl Adversary for PluginAdversary<'_> {
         self.stats = serde_json::from_value(state.clone())
             .map_err(|e| Error::msg(format!("the hardening counters of the checkpoint: {e}")))?;
         Ok(())
+    }
+}
+
+/// Several threat models at once: each batch's rows are dealt round-robin to the attacks,
+/// starting at a place the batch seed picks, so every attack sees every kind of batch and a
+/// resumed run deals the same way.
+struct Mixed<'a> {
+    parts: Vec<PluginAdversary<'a>>,
+    record: Option<Box<dyn Recorder>>,
+}
+
+impl Adversary for Mixed<'_> {
+    fn generate(&mut self, model: &dyn Classifier, x: &Examples, y: &[u32], seed: u64) -> Result<Examples> {
+        let k = self.parts.len();
+        let start = (seed % k as u64) as usize;
+        let mut out = x.clone();
+        for (a, part) in self.parts.iter_mut().enumerate() {
+            let idx: Vec<usize> = (0..y.len()).filter(|&i| (i + start) % k == a).collect();
+            if idx.is_empty() {
+                continue;
+            }
+            let part_y: Vec<u32> = idx.iter().map(|&i| y[i]).collect();
+            let adv = part.generate(model, &x.select(&idx), &part_y, crate::evaluate::mix(seed, a as u64))?;
+            out.replace(&idx, &adv);
+        }
+        if let Some(r) = &mut self.record {
+            r.record(seed, x, y, &out)?;
+        }
+        Ok(out)
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::Value::Array(self.parts.iter().map(|p| p.state()).collect())
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
+        let states = state
+            .as_array()
+            .filter(|s| s.len() == self.parts.len())
+            .ok_or_else(|| Error::msg("the hardening counters of the checkpoint are not one per attack"))?;
+        for (p, s) in self.parts.iter_mut().zip(states) {
+            p.restore(s)?;
+        }
+        Ok(())
+    }
+}
+
+/// A trainer adversary that also counts what it did to the examples it was handed.
+trait Counting: Adversary {
+    fn stats(&self) -> HardeningStats;
+}
+
+impl Counting for PluginAdversary<'_> {
+    fn stats(&self) -> HardeningStats {
+        self.stats
+    }
+}
+
+impl Counting for Mixed<'_> {
+    /// Summed over the attacks.
+    fn stats(&self) -> HardeningStats {
+        self.parts.iter().map(|p| p.stats).fold(HardeningStats::default(), |a, b| HardeningStats {
+            examples: a.examples + b.examples,
+            changed: a.changed + b.changed,
+            violations: a.violations + b.violations,
+        })
     }
 }

@@ -159,14 +159,16 @@ fn accept_changes(pipeline: &Pipeline, dir: &Path, saved: &str, now: &str) -> Re
     if let Some(k) = changed.iter().find(|k| CLEAN_SECTIONS.contains(k)) {
         return Err(refuse(format!("[{k}], which the trained clean model depends on,")));
     }
-    let harden_id = pipeline.spec.harden().attack.clone();
-    let attack_of = |t: &toml::Table| -> Option<toml::Value> {
-        let id = harden_id.as_deref()?;
-        t.get("attack")?
-            .as_array()?
-            .iter()
-            .find(|a| a.get("id").and_then(|v| v.as_str()) == Some(id))
-            .cloned()
+    let harden_ids = pipeline.spec.harden().attack.clone();
+    let attack_of = |t: &toml::Table| -> Vec<Option<toml::Value>> {
+        let find = |id: &str| -> Option<toml::Value> {
+            t.get("attack")?
+                .as_array()?
+                .iter()
+                .find(|a| a.get("id").and_then(|v| v.as_str()) == Some(id))
+                .cloned()
+        };
+        harden_ids.iter().map(|id| find(id)).collect()
     };
     let hardening_changed = changed.contains(&"harden") || attack_of(&saved) != attack_of(&now);
     if hardening_changed {

@@ -305,8 +305,10 @@ pub struct HardenConfig {
     /// Skip hardening (and the "after" attacks) when false.
     pub enabled: bool,
     pub strategy: Strategy,
-    /// The `[[attack]]` id whose examples the model trains on.
-    pub attack: Option<String>,
+    /// The `[[attack]]` id whose examples the model trains on, or a list of ids: each
+    /// batch is then shared among the attacks (several threat models at once).
+    #[serde(with = "one_or_many", skip_serializing_if = "Vec::is_empty")]
+    pub attack: Vec<String>,
     /// Overrides of that attack's params while training (e.g. fewer steps).
     pub params: toml::Table,
     pub epochs: usize,
@@ -325,7 +327,7 @@ impl Default for HardenConfig {
         Self {
             enabled: true,
             strategy: Strategy::Pgd,
-            attack: None,
+            attack: Vec::new(),
             params: toml::Table::new(),
             epochs: 10,
             lr: 5e-4,
@@ -956,21 +958,20 @@ fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
         if h.lr <= 0.0 || !h.lr.is_finite() {
             return Err(Invalid::new(keys(&["harden", "lr"]), "lr must be > 0"));
         }
-        match (&h.attack, h.strategy) {
-            (None, Strategy::Clean) => {}
-            (None, _) => {
-                return Err(Invalid::new(
-                    keys(&["harden", "strategy"]),
-                    "this strategy trains on an attack's examples: set `harden.attack` to an [[attack]] id",
-                ));
-            }
-            (Some(id), _) if !known(id) => {
-                return Err(Invalid::new(
-                    keys(&["harden", "attack"]),
-                    format!("no [[attack]] has id `{id}`"),
-                ));
-            }
-            _ => {}
+        if h.attack.is_empty() && h.strategy != Strategy::Clean {
+            return Err(Invalid::new(
+                keys(&["harden", "strategy"]),
+                "this strategy trains on an attack's examples: set `harden.attack` to an [[attack]] id",
+            ));
+        }
+        if let Some(id) = h.attack.iter().find(|id| !known(id)) {
+            return Err(Invalid::new(keys(&["harden", "attack"]), format!("no [[attack]] has id `{id}`")));
+        }
+        if let Some((i, id)) = h.attack.iter().enumerate().find(|(i, id)| h.attack[..*i].contains(id)) {
+            return Err(Invalid::new(
+                vec!["harden".into(), "attack".into(), Key::Index(i)],
+                format!("`{id}` is listed twice"),
+            ));
         }
     }
     let e = spec.evaluate();
@@ -1126,5 +1127,32 @@ attack = "pgd"
     fn missing_modality_is_explained() {
         let e = err("[pipeline]\nname = \"x\"\n");
         assert!(e.contains("missing `pipeline.modality`"), "{e}");
+    }
+}
+
+/// `harden.attack`: one id as a string, or several as a list.
+mod one_or_many {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        Ok(match OneOrMany::deserialize(d)? {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        })
+    }
+
+    /// One id is written back as a string, as it was most likely given.
+    pub fn serialize<S: Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            [one] => one.serialize(s),
+            many => many.serialize(s),
+        }
     }
 }
