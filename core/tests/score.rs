@@ -38,6 +38,18 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `tempered score RUN INPUT --out OUT`, which must succeed.
+fn score_ok(run: &Path, input: &Path, out: &Path) {
+    let o =
+        tempered(&["score", run.to_str().unwrap(), input.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// The `probability` column of a scored table.
+fn probabilities(scored: &DataFrame) -> Vec<f32> {
+    scored.column("probability").unwrap().f32().unwrap().iter().map(Option::unwrap).collect()
+}
+
 /// A finished run of `pipelines/<name>.toml` without its attacks.
 struct Run {
     pipeline: PathBuf,
@@ -232,33 +244,18 @@ fn parquet_in_and_out_give_the_csv_scores() {
     let typed = head_parquet(500, &input);
     assert!(typed.column("amount").unwrap().dtype().is_float(), "a typed file");
     let out = dir.join("scores.parquet");
-    let o = tempered(&[
-        "score",
-        r.dir.to_str().unwrap(),
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    score_ok(&r.dir, &input, &out);
     let scored = read_parquet(&out);
     assert_eq!(scored.height(), 500);
     assert_eq!(
         scored.column("transaction_id").unwrap().dtype(),
         typed.column("transaction_id").unwrap().dtype()
     );
-    let p: Vec<f32> =
-        scored.column("probability").unwrap().f32().unwrap().iter().map(Option::unwrap).collect();
+    let p: Vec<f32> = probabilities(&scored);
 
     let csv_out = dir.join("scores.csv");
     let csv_in = repo().join("data/transactions/transactions_sample.csv");
-    let o = tempered(&[
-        "score",
-        r.dir.to_str().unwrap(),
-        csv_in.to_str().unwrap(),
-        "--out",
-        csv_out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    score_ok(&r.dir, &csv_in, &csv_out);
     let from_csv = floats(&read_csv(&csv_out), "probability");
     assert_eq!(p, from_csv[..500]);
 }
@@ -524,28 +521,13 @@ fn a_file_of_many_chunks_scores_like_its_rows_and_names_rows_past_the_first_chun
     let input = dir.join("big.csv");
     std::fs::write(&input, &body).unwrap();
     let out = dir.join("big-scores.parquet");
-    let o = tempered(&[
-        "score",
-        r.dir.to_str().unwrap(),
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    score_ok(&r.dir, &input, &out);
     let scored = read_parquet(&out);
     assert_eq!(scored.height(), 3 * rows.len());
     assert_eq!(texts(&scored, "note")[1], "two\nlines, \"quoted\"");
-    let p: Vec<f32> =
-        scored.column("probability").unwrap().f32().unwrap().iter().map(Option::unwrap).collect();
+    let p: Vec<f32> = probabilities(&scored);
     let single = dir.join("single.csv");
-    let o = tempered(&[
-        "score",
-        r.dir.to_str().unwrap(),
-        repo().join("data/transactions/transactions_sample.csv").to_str().unwrap(),
-        "--out",
-        single.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    score_ok(&r.dir, &repo().join("data/transactions/transactions_sample.csv"), &single);
     let once = floats(&read_csv(&single), "probability");
     for (k, chunk) in p.chunks(rows.len()).enumerate() {
         assert_eq!(chunk, once, "copy {k}");
@@ -564,14 +546,7 @@ fn a_file_of_many_chunks_scores_like_its_rows_and_names_rows_past_the_first_chun
         .with_row_group_size(Some(7_000))
         .finish(&mut df)
         .unwrap();
-    let o = tempered(&[
-        "score",
-        r.dir.to_str().unwrap(),
-        typed.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    score_ok(&r.dir, &typed, &out);
     let again: Vec<f32> =
         read_parquet(&out).column("probability").unwrap().f32().unwrap().iter().map(Option::unwrap).collect();
     assert_eq!(again, p);
