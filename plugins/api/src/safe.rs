@@ -1,6 +1,6 @@
 //! The safe side of the ABI: what a plugin author implements and calls.
 
-use std::cell::RefCell;
+use std::sync::Mutex;
 
 use crate::abi::{self, BatchView, FeatureKind, FeatureSpec, Modality, OracleVTable, StrRef};
 use crate::constraints::TabularConstraints;
@@ -272,8 +272,15 @@ pub struct Oracle<'a> {
     features: *const FeatureSpec,
     /// The host's cap and the rows asked so far per example, mirroring the host's count.
     budget: Option<u64>,
-    asked: RefCell<Vec<u64>>,
+    asked: Mutex<Vec<u64>>,
 }
+
+// SAFETY: the host's oracle may be called from several threads during one `perturb`
+// (ABI 1.1: it counts and answers each call on its own, and `last_error` is per thread);
+// `features` points to the host's column descriptions, read-only for the whole call; the
+// query tally is behind a mutex. So `&Oracle` may be shared by the threads of one
+// `perturb` (scoped: they cannot outlive the call, as `'a` bounds them).
+unsafe impl Sync for Oracle<'_> {}
 
 impl<'a> Oracle<'a> {
     pub(crate) fn new(vtable: &'a OracleVTable, batch: &BatchView) -> Self {
@@ -283,7 +290,7 @@ impl<'a> Oracle<'a> {
             sample_rate: batch.sample_rate,
             features: batch.features,
             budget: (batch.query_budget != abi::NO_QUERY_BUDGET).then_some(batch.query_budget),
-            asked: RefCell::new(vec![0; batch.n]),
+            asked: Mutex::new(vec![0; batch.n]),
         }
     }
 
@@ -294,14 +301,15 @@ impl<'a> Oracle<'a> {
     /// How many more rows the host answers for `example` (`None`: no cap). A call asking
     /// more than this for any example is refused whole, and counts nothing.
     pub fn queries_left(&self, example: u32) -> Option<u64> {
-        let asked = self.asked.borrow().get(example as usize).copied().unwrap_or(0);
+        let asked =
+            self.asked.lock().unwrap_or_else(|e| e.into_inner()).get(example as usize).copied().unwrap_or(0);
         self.budget.map(|b| b.saturating_sub(asked))
     }
 
     /// Adds a successful call's `rows` rows to the per-example tally behind
     /// `queries_left` (no `ids`: row `i` is example `i`).
     fn tally(&self, rows: usize, ids: &[u32]) {
-        let mut asked = self.asked.borrow_mut();
+        let mut asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
         for i in 0..rows {
             let id = ids.get(i).map_or(i, |&id| id as usize);
             if let Some(slot) = asked.get_mut(id) {

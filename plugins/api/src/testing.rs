@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 use std::ffi::c_void;
+use std::sync::Mutex;
 
 use crate::abi::{self, BatchOut, BatchView, FeatureKind, FeatureSpec, Modality, OracleVTable, StrRef};
 use crate::constraints::TabularConstraints;
@@ -17,7 +18,8 @@ use crate::safe::{Attack, Feature, Input, Perturbed, PluginError};
 use crate::threat::ThreatModel;
 
 /// A model for tests: probabilities and loss gradients over plain slices.
-pub trait TestModel {
+/// `Sync`: an attack may ask the oracle from several threads at once, as the engine allows.
+pub trait TestModel: Sync {
     fn n_classes(&self) -> usize;
     /// `rows * n_classes` probabilities.
     fn predict(&self, input: Input<'_>) -> Vec<f32>;
@@ -143,8 +145,16 @@ impl TestOutcome {
 
 struct Ctx<'m> {
     model: &'m dyn TestModel,
-    queries: RefCell<Ledger>,
-    error: RefCell<String>,
+    queries: Mutex<Ledger>,
+}
+
+thread_local! {
+    /// The message of this thread's last failed call: per thread, as the ABI promises.
+    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+fn set_error(msg: String) {
+    LAST_ERROR.with(|e| *e.borrow_mut() = msg);
 }
 
 /// `len` values at `ptr`, or none for a null or empty one (`from_raw_parts` wants a
@@ -196,8 +206,8 @@ unsafe fn input_of<'a>(view: &'a BatchView, texts: &'a mut Vec<&'a str>) -> Inpu
 unsafe fn count(ctx: &Ctx<'_>, view: &BatchView) -> Result<(), abi::Status> {
     // SAFETY: a non-null `example_ids` of a valid view holds `n` ids.
     let ids = unsafe { slice(view.example_ids, view.n) };
-    ctx.queries.borrow_mut().charge(view.n, ids).map_err(|e| {
-        *ctx.error.borrow_mut() = e.to_string();
+    ctx.queries.lock().unwrap_or_else(|e| e.into_inner()).charge(view.n, ids).map_err(|e| {
+        set_error(e.to_string());
         match e {
             Refused::Budget(_) => abi::STATUS_QUERY_BUDGET,
             Refused::BadId(_) => abi::STATUS_ERROR,
@@ -225,7 +235,7 @@ unsafe extern "C" fn predict(
     // SAFETY: as above.
     let probs = ctx.model.predict(unsafe { input_of(view, &mut texts) });
     if probs.len() != out_len || probs.len() != view.n * ctx.model.n_classes() {
-        *ctx.error.borrow_mut() = format!("test model gave {} probabilities, wanted {out_len}", probs.len());
+        set_error(format!("test model gave {} probabilities, wanted {out_len}", probs.len()));
         return abi::STATUS_ERROR;
     }
     // SAFETY: the plugin gives `out_len` writable values.
@@ -256,7 +266,7 @@ unsafe extern "C" fn loss_grad(
     // SAFETY: as above.
     let (l, g) = ctx.model.loss_grad(unsafe { input_of(view, &mut texts) }, labels);
     if l.len() != view.n || g.len() != grad_len {
-        *ctx.error.borrow_mut() = format!("test model gave {} losses / {} gradients", l.len(), g.len());
+        set_error(format!("test model gave {} losses / {} gradients", l.len(), g.len()));
         return abi::STATUS_ERROR;
     }
     // SAFETY: the plugin gives `n` losses and `grad_len` gradient values, writable.
@@ -285,7 +295,7 @@ unsafe extern "C" fn similarity(
         match ctx.model.similarity(&sa, &sb) {
             Some(s) => out[i] = s,
             None => {
-                *ctx.error.borrow_mut() = "no sentence encoder".into();
+                set_error("no sentence encoder".into());
                 return abi::STATUS_ERROR;
             }
         }
@@ -310,7 +320,7 @@ unsafe extern "C" fn known_words(
         match ctx.model.knows(&unsafe { w.to_string_lossy() }) {
             Some(k) => *o = u8::from(k),
             None => {
-                *ctx.error.borrow_mut() = "this model has no word vocabulary".into();
+                set_error("this model has no word vocabulary".into());
                 return abi::STATUS_ERROR;
             }
         }
@@ -319,14 +329,14 @@ unsafe extern "C" fn known_words(
 }
 
 /// # Safety
-/// The ABI's `last_error`, with `ctx` a `Ctx` from [`run`].
-unsafe extern "C" fn last_error(ctx: *mut c_void) -> StrRef {
-    // SAFETY: `run` passes its own live `Ctx`.
-    let ctx = unsafe { &*ctx.cast::<Ctx<'_>>() };
-    let e = ctx.error.borrow();
-    // The harness is single-threaded and the message is replaced only by the next failing
-    // call, after the plugin has copied it.
-    StrRef::new(e.as_str())
+/// None beyond the ABI's: the context is not touched (the message is per thread).
+unsafe extern "C" fn last_error(_ctx: *mut c_void) -> StrRef {
+    // The String lives in this thread's slot and is replaced only by the next failing call
+    // on this thread, after the plugin has copied it.
+    LAST_ERROR.with(|e| {
+        let e = e.borrow();
+        StrRef { ptr: e.as_ptr(), len: e.len() }
+    })
 }
 
 /// Creates attack `A` from JSON `params` and perturbs `batch` against `model`, through the
@@ -419,11 +429,7 @@ pub fn run_judged<A: Attack>(
         query_budget: batch.query_budget.unwrap_or(abi::NO_QUERY_BUDGET),
         constraints: StrRef::new(&constraints),
     };
-    let ctx = Ctx {
-        model,
-        queries: RefCell::new(Ledger::new(batch.labels.len(), batch.query_budget)),
-        error: RefCell::new(String::new()),
-    };
+    let ctx = Ctx { model, queries: Mutex::new(Ledger::new(batch.labels.len(), batch.query_budget)) };
     let oracle = OracleVTable {
         ctx: (&ctx as *const Ctx<'_>).cast_mut().cast(),
         n_classes: model.n_classes(),
@@ -440,7 +446,7 @@ pub fn run_judged<A: Attack>(
     let result = if status == abi::STATUS_OK {
         // SAFETY: a successful `perturb` wrote these, alive until released.
         unsafe { read_output(batch, &out) }.map(|perturbed| {
-            let queries = ctx.queries.into_inner().into_counts();
+            let queries = ctx.queries.into_inner().unwrap_or_else(|e| e.into_inner()).into_counts();
             let verdicts = judge_all(batch, &perturbed, &queries, &threat, model);
             TestOutcome { perturbed, queries, threat, verdicts }
         })

@@ -126,3 +126,43 @@ fn the_modalitys_own_rules_hold_without_any_declaration() {
     let e = run::<Shove>(r#"{"by": 0.5, "claim": 0.5}"#, &b, &Half).unwrap_err();
     assert!(e.0.contains("example 0: immutable `x1` changed from 1 to 1.5"), "{}", e.0);
 }
+
+/// Asks the oracle from two threads at once, half the batch each.
+struct Split;
+
+impl Attack for Split {
+    type Params = serde_json::Value;
+    const NAME: &'static str = "split";
+    const DESCRIPTION: &'static str = "asks about each half of the batch from its own thread";
+
+    fn new(_: serde_json::Value) -> Result<Self> {
+        Ok(Self)
+    }
+
+    fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
+        let (n, w) = (batch.len(), batch.width);
+        std::thread::scope(|s| {
+            let halves: Vec<_> = [(0, n / 2), (n / 2, n)]
+                .into_iter()
+                .map(|(a, b)| {
+                    s.spawn(move || {
+                        let ids: Vec<u32> = (a as u32..b as u32).collect();
+                        oracle.predict(Input::Dense { data: &batch.data[a * w..b * w], width: w }, &ids)
+                    })
+                })
+                .collect();
+            for h in halves {
+                h.join().expect("no panic")?;
+            }
+            Ok::<(), tempered_plugin::PluginError>(())
+        })?;
+        Ok(Perturbed::Dense(batch.data.to_vec()))
+    }
+}
+
+#[test]
+fn the_oracle_can_be_asked_from_several_threads() {
+    let b = TestBatch::dense(Modality::Tabular, (0..16).map(|v| v as f32).collect(), 2, vec![0; 8]);
+    let out = run::<Split>("{}", &b, &Half).unwrap();
+    assert_eq!(out.queries, vec![1; 8], "every row counted once, against its own example");
+}
