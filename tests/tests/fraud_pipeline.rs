@@ -183,3 +183,21 @@ fn hardening_against_several_threat_models_shares_each_batch_and_repeats() {
     let e = Pipeline::load(&pipeline_file("fraud-twice", &twice)).expect_err("refused").to_string();
     assert!(e.contains("fraud-twice.toml:") && e.ends_with("`pgd` is listed twice"), "{e}");
 }
+
+#[test]
+fn a_run_can_start_from_another_runs_model() {
+    let first = scratch("init-first").join("run");
+    let done = run_small(&first);
+    let src = repo_pipeline("fraud-small.toml")
+        .replace("[train]\nepochs = 6", &format!("[train]\ninit = \"{}\"\nepochs = 0", first.display()));
+    let p = Pipeline::load(&pipeline_file("fraud-init", &src)).expect("epochs = 0 is fine with init");
+    let out = scratch("init-second").join("run");
+    let again = engine::run(&p, &RunOptions { out: Some(out), resume: false }).expect("run succeeds");
+    // The second run's clean model is the first run's hardened one, on the same test split.
+    let want = serde_json::to_value(done.metrics.clean.after.as_ref().unwrap()).unwrap();
+    assert_eq!(serde_json::to_value(&again.metrics.clean.before).unwrap(), want);
+
+    let no_init = repo_pipeline("fraud-small.toml").replace("[train]\nepochs = 6", "[train]\nepochs = 0");
+    let e = Pipeline::load(&pipeline_file("fraud-no-init", &no_init)).expect_err("refused").to_string();
+    assert!(e.contains("or `init` to a trained one"), "{e}");
+}

@@ -16,6 +16,7 @@ use std::time::Instant;
 use candle_core::Device;
 
 use crate::data::{Dataset, Labelled};
+use crate::error::Context;
 use crate::evaluate::{self, Decision};
 use crate::modality::{self, Setup, Task};
 use crate::pipeline::{DeviceKind, Pipeline, Sampling, SplitName, Target};
@@ -195,6 +196,12 @@ fn train_clean(pipeline: &Pipeline, task: &dyn Task, dir: &RunDir, balance: &Bal
     };
     let ckpt = Checkpoints { dir: dir.checkpoints(), phase: "clean".to_owned() };
     let parts = task.parts();
+    // A resume loads its own checkpoints over these weights, so loading first is safe.
+    if let Some(init) = pipeline.init_checkpoint() {
+        crate::model::load(parts.model.as_ref(), &init)
+            .with_context(|| format!("[train] init: the model in {}", init.display()))?;
+        tracing::info!("clean model: starting from {}", init.display());
+    }
     train::fit_balanced(parts.model.as_ref(), &parts.dataset, &fit, balance, None, pipeline.seed(), &ckpt)
 }
 

@@ -133,6 +133,8 @@ fn data_sources(pipeline: &Pipeline) -> Vec<PathBuf> {
     for p in &mut out {
         *p = pipeline.resolve(p);
     }
+    // The model a run starts from is part of what it was run on.
+    out.extend(pipeline.init_checkpoint());
     out
 }
 

@@ -197,6 +197,11 @@ pub struct TrainConfig {
     pub class_weight: ClassWeight,
     /// How each epoch draws its training examples.
     pub sampling: Sampling,
+    /// Start from a trained model instead of a fresh one: a checkpoint file, or a run
+    /// folder (its hardened model if it has one, else its clean one). Same architecture.
+    /// With `epochs = 0` the loaded model is used as it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -209,6 +214,7 @@ impl Default for TrainConfig {
             patience: 5,
             class_weight: ClassWeight::default(),
             sampling: Sampling::None,
+            init: None,
         }
     }
 }
@@ -605,6 +611,18 @@ impl Pipeline {
         }
     }
 
+    /// The checkpoint `[train] init` names, resolved: a file as it is, a run folder's
+    /// hardened model if it has one, else its clean one.
+    pub fn init_checkpoint(&self) -> Option<PathBuf> {
+        let p = self.resolve(self.spec.train().init.as_deref()?);
+        if !p.is_dir() {
+            return Some(p);
+        }
+        let ck = p.join("checkpoints");
+        let hardened = ck.join("hardened.safetensors");
+        Some(if hardened.is_file() { hardened } else { ck.join("clean.safetensors") })
+    }
+
     /// Resolves a path from the file against the base directory.
     pub fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() { p.to_owned() } else { self.base_dir.join(p) }
@@ -931,10 +949,10 @@ fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
     if t.batch_size == 0 || t.lr <= 0.0 || !t.lr.is_finite() {
         return Err(Invalid::new(keys(&["train"]), "train.batch_size must be ≥ 1 and train.lr > 0"));
     }
-    if t.epochs == 0 {
+    if t.epochs == 0 && t.init.is_none() {
         return Err(Invalid::new(
             keys(&["train", "epochs"]),
-            "train.epochs = 0 would attack and harden an untrained model: set at least 1",
+            "train.epochs = 0 would attack and harden an untrained model: set at least 1, or `init` to a trained one",
         ));
     }
     check_imbalance(spec)?;
