@@ -37,6 +37,9 @@ enum Command {
         /// Continue the run in --out from its checkpoints.
         #[arg(long, requires = "out")]
         resume: bool,
+        /// Train and attack on this device instead of the pipeline's `[pipeline] device`.
+        #[arg(long, value_enum)]
+        device: Option<tempered_core::pipeline::DeviceKind>,
     },
     /// Check a pipeline file (and that its plugins load) without running it.
     Validate { pipeline: PathBuf },
@@ -129,8 +132,11 @@ macro_rules! sayln {
 
 fn execute(command: Command) -> Result<ExitCode, tempered_core::Error> {
     match command {
-        Command::Run { pipeline, out, resume } => {
-            let p = Pipeline::load(&pipeline)?;
+        Command::Run { pipeline, out, resume, device } => {
+            let mut p = Pipeline::load(&pipeline)?;
+            if let Some(d) = device {
+                p.set_device(d)?;
+            }
             if let Err(e) = tempered_core::interrupt::install() {
                 tracing::warn!("Ctrl-C will not wait for the write in flight: {e}");
             }

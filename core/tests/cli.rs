@@ -183,3 +183,26 @@ fn an_interrupted_run_resumes_to_the_end() {
     assert_eq!(resumed.status.code(), Some(0), "{err}");
     assert!(out.join("metrics.json").is_file() && out.join("report.md").is_file());
 }
+
+#[test]
+fn the_device_can_be_chosen_on_the_command_line() {
+    let dir = std::env::temp_dir().join(format!("tempered-cli-device-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let file = pipeline(&dir, "device", 1);
+    let out = dir.join("run");
+    let o = tempered(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--device", "cuda"])
+        .output()
+        .unwrap();
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--device cuda needs a CUDA build"), "{err}");
+    assert!(!out.exists(), "refused before anything was written");
+    let o = tempered(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -134,7 +134,7 @@ pub struct PipelineSection {
     pub device: DeviceKind,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
     #[default]
@@ -609,6 +609,18 @@ impl Pipeline {
             Ok(src) => Error::Config(span::at(&self.file, &src, span::offset_of(&src, &keys(path)), msg)),
             Err(_) => Error::Config(format!("{}: {msg}", self.file.display())),
         }
+    }
+
+    /// Runs on `device` instead of `[pipeline] device` (the command line's `--device`):
+    /// refused, as in the file, when this build cannot use it.
+    pub fn set_device(&mut self, device: DeviceKind) -> crate::Result<()> {
+        if device == DeviceKind::Cuda && !cfg!(feature = "cuda") {
+            return Err(crate::Error::Config(
+                "--device cuda needs a CUDA build (`just cuda-build`; this one is CPU-only)".into(),
+            ));
+        }
+        self.spec.pipeline_mut().device = device;
+        Ok(())
     }
 
     /// The checkpoint `[train] init` names, resolved: a file as it is, a run folder's
