@@ -125,6 +125,7 @@ impl Timer {
             share: 1.0,
             clean_epochs: 0,
             validation_attack_examples: 0,
+            trades_beta: None,
         };
         Ok(Self { fit, dir })
     }

@@ -201,3 +201,25 @@ fn a_run_can_start_from_another_runs_model() {
     let e = Pipeline::load(&pipeline_file("fraud-no-init", &no_init)).expect_err("refused").to_string();
     assert!(e.contains("or `init` to a trained one"), "{e}");
 }
+
+#[test]
+fn trades_hardening_runs_and_repeats() {
+    let src = repo_pipeline("fraud-small.toml")
+        .replace("[harden]\nstrategy = \"pgd\"", "[harden]\nstrategy = \"trades\"\nbeta = 3.0");
+    let p = Pipeline::load(&pipeline_file("fraud-trades", &src)).expect("valid pipeline");
+    let run = |out: &std::path::Path| {
+        engine::run(&p, &RunOptions { out: Some(out.to_owned()), resume: false }).expect("run succeeds");
+    };
+    let out = assert_reproducible("fraud-trades", run).join("a");
+    let m = run_metrics(&out);
+    let h = &m["hardening"];
+    assert!(h["examples"].as_u64().unwrap() > 0 && h["changed"].as_u64().unwrap() > 0, "{h}");
+    let pgd_after =
+        m["attacks"].as_array().unwrap().iter().find(|a| a["id"] == "pgd" && a["phase"] == "after").unwrap();
+    assert_eq!(pgd_after["trained_against"], true);
+    assert!(pgd_after["success_rate"].as_f64().unwrap().is_finite());
+
+    let bad = src.replace("beta = 3.0", "beta = 0.0");
+    let e = Pipeline::load(&pipeline_file("fraud-trades-bad", &bad)).expect_err("refused").to_string();
+    assert!(e.ends_with("beta must be a finite number > 0"), "{e}");
+}

@@ -80,6 +80,7 @@ pub(super) fn harden(
         share: harden.share,
         clean_epochs: harden.clean_epochs,
         validation_attack_examples: 2048,
+        trades_beta: (harden.strategy == Strategy::Trades).then_some(harden.beta),
     };
     let ckpt = Checkpoints { dir: dir.checkpoints(), phase: "hardened".to_owned() };
     let adv = adversary.as_deref_mut().map(|a| a as &mut dyn Adversary);

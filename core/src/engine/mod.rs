@@ -193,6 +193,7 @@ fn train_clean(pipeline: &Pipeline, task: &dyn Task, dir: &RunDir, balance: &Bal
         share: 1.0,
         clean_epochs: 0,
         validation_attack_examples: 0,
+        trades_beta: None,
     };
     let ckpt = Checkpoints { dir: dir.checkpoints(), phase: "clean".to_owned() };
     let parts = task.parts();

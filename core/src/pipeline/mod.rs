@@ -302,6 +302,9 @@ pub enum Strategy {
     /// A2T-like: each epoch attack a share of the training set and train on clean +
     /// adversarial examples.
     AttackInTheLoop,
+    /// TRADES (Zhang et al. 2019): loss `CE(clean) + beta · KL(p_clean ‖ p_adv)`, the
+    /// named attack aiming away from the model's clean prediction.
+    Trades,
 }
 
 /// `[harden]`: adversarial fine-tuning of the clean model.
@@ -319,8 +322,11 @@ pub struct HardenConfig {
     pub params: toml::Table,
     pub epochs: usize,
     pub lr: f64,
-    /// Loss = (1 − w) · clean + w · adversarial.
+    /// Loss = (1 − w) · clean + w · adversarial (not for `trades`, which uses `beta`).
     pub adversarial_weight: f64,
+    /// TRADES: the weight of the KL term (6 in the paper; larger buys robustness with
+    /// accuracy).
+    pub beta: f64,
     /// Share of each epoch's training examples that are attacked (attack-in-the-loop).
     pub share: f64,
     /// Clean epochs before the first adversarial one (attack-in-the-loop).
@@ -338,6 +344,7 @@ impl Default for HardenConfig {
             epochs: 10,
             lr: 5e-4,
             adversarial_weight: 0.5,
+            beta: 6.0,
             share: 1.0,
             clean_epochs: 0,
             patience: 3,
@@ -987,6 +994,15 @@ fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
         }
         if h.lr <= 0.0 || !h.lr.is_finite() {
             return Err(Invalid::new(keys(&["harden", "lr"]), "lr must be > 0"));
+        }
+        if !(h.beta.is_finite() && h.beta > 0.0) {
+            return Err(Invalid::new(keys(&["harden", "beta"]), "beta must be a finite number > 0"));
+        }
+        if h.strategy == Strategy::Trades && t.class_weight != ClassWeight::default() {
+            return Err(Invalid::new(
+                keys(&["harden", "strategy"]),
+                "strategy = \"trades\" does not take class weights yet: use `sampling = \"balanced\"` for rare classes",
+            ));
         }
         if h.attack.is_empty() && h.strategy != Strategy::Clean {
             return Err(Invalid::new(

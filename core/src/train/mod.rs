@@ -57,6 +57,10 @@ pub struct Fit {
     pub clean_epochs: usize,
     /// Examples of the validation split attacked to score the objective (caps the cost).
     pub validation_attack_examples: usize,
+    /// TRADES (Zhang et al. 2019): the loss is `CE(clean) + β · KL(p_clean ‖ p_adv)`
+    /// instead of the weighted mix, and the attack aims away from the model's own clean
+    /// prediction rather than the label.
+    pub trades_beta: Option<f64>,
 }
 
 /// How a phase corrects for rare classes (`[train] class_weight` and `sampling`), for clean
@@ -252,6 +256,49 @@ fn step_by_autograd(
     Ok(loss.to_scalar::<f32>()?)
 }
 
+/// `mean KL(softmax(clean) ‖ softmax(adv))` over rows: how far the adversarial examples
+/// moved the model's prediction from its clean one.
+fn kl_clean_adv(clean: &Tensor, adv: &Tensor) -> candle_core::Result<Tensor> {
+    let log_p = candle_nn::ops::log_softmax(clean, D::Minus1)?;
+    let log_q = candle_nn::ops::log_softmax(adv, D::Minus1)?;
+    let p = log_p.exp()?;
+    (p * (log_p - log_q)?)?.sum(D::Minus1)?.mean_all()
+}
+
+/// The TRADES loss of a batch whose first `adv.len()` rows were attacked:
+/// `CE(clean, y) + β · KL(p_clean ‖ p_adv)` over the attacked rows.
+fn trades_loss(
+    model: &dyn Classifier,
+    batch: &Labelled,
+    adv: &Labelled,
+    beta: f64,
+    mode: Mode,
+) -> Result<Tensor> {
+    let clean = model.forward(&model.encode(&batch.x.view())?, mode)?;
+    let ce = cross_entropy(&clean, &batch.y)?;
+    let adv_logits = model.forward(&model.encode(&adv.x.view())?, mode)?;
+    let kl = kl_clean_adv(&clean.narrow(0, 0, adv.len())?, &adv_logits)?;
+    Ok((ce + (kl * beta)?)?)
+}
+
+fn step_trades(
+    model: &dyn Classifier,
+    opt: &mut AdamW,
+    batch: &Labelled,
+    adv: &Labelled,
+    beta: f64,
+) -> Result<f32> {
+    let loss = trades_loss(model, batch, adv, beta, Mode::TRAIN)?;
+    opt.backward_step(&loss)?;
+    Ok(loss.to_scalar::<f32>()?)
+}
+
+/// The model's predicted classes for `x`, in eval mode: what a TRADES attack moves away from.
+fn predicted(model: &dyn Classifier, x: &crate::data::Examples) -> Result<Vec<u32>> {
+    let logits = model.forward(&model.encode(&x.view())?, Mode::EVAL)?;
+    Ok(logits.argmax(D::Minus1)?.to_vec1::<u32>()?)
+}
+
 /// One optimiser step through the model's hand-written gradients, when it has them and
 /// the optimiser can take them: returns the loss, or `None` to leave the step to autograd.
 fn step_by_hand(
@@ -371,7 +418,9 @@ fn fit_with(
     let val_adv: Vec<usize> = (0..data.validation.len().min(fit.validation_attack_examples)).collect();
     while state.epochs_done < fit.epochs {
         let epoch = state.epochs_done + 1;
-        let adversarial = adversary.is_some() && epoch > fit.clean_epochs && fit.adversarial_weight > 0.0;
+        let adversarial = adversary.is_some()
+            && epoch > fit.clean_epochs
+            && (fit.adversarial_weight > 0.0 || fit.trades_beta.is_some());
         let w = if adversarial { fit.adversarial_weight } else { 0.0 };
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9));
         let order = epoch_order(&data.train.y, balance.sampling, &mut rng);
@@ -385,12 +434,20 @@ fn fit_with(
                     let k = ((chunk.len() as f64 * fit.share).ceil() as usize).clamp(1, chunk.len());
                     let part = batch.select(&(0..k).collect::<Vec<_>>());
                     let batch_seed = seed ^ ((epoch as u64) << 32) ^ b as u64;
-                    let x_adv = adv.generate(model, &part.x, &part.y, batch_seed)?;
+                    // TRADES pushes away from what the model now predicts, not from the label.
+                    let target = match fit.trades_beta {
+                        Some(_) => predicted(model, &part.x)?,
+                        None => part.y.clone(),
+                    };
+                    let x_adv = adv.generate(model, &part.x, &target, batch_seed)?;
                     Some(Labelled { x: x_adv, y: part.y })
                 }
                 _ => None,
             };
             let mut step = || -> Result<f32> {
+                if let (Some(beta), Some(adv)) = (fit.trades_beta, adv.as_ref()) {
+                    return step_trades(model, &mut opt, &batch, adv, beta);
+                }
                 if let Some(weights) = weights {
                     return step_weighted(model, &mut opt, &mut grads, &batch, adv.as_ref(), w, weights);
                 }
@@ -426,16 +483,26 @@ fn fit_with(
         let objective = match adversary.as_deref_mut() {
             Some(adv) if adversarial && !val_adv.is_empty() => {
                 let part = data.validation.select(&val_adv);
-                let x_adv = adv.generate(model, &part.x, &part.y, seed ^ 0xA11CE)?;
-                let adv_part = Labelled { x: x_adv, y: part.y };
-                let what = format!("{phase} epoch {epoch} attacked validation");
-                let (adv_loss, _) = validation_loss(model, &adv_part, weights, &what)?;
-                if !adv_loss.is_finite() {
-                    return Err(Error::msg(format!(
-                        "{phase} epoch {epoch}: the loss on the attacked validation examples is {adv_loss}"
-                    )));
+                if let Some(beta) = fit.trades_beta {
+                    // The TRADES objective on validation: its clean loss plus β · KL.
+                    let x_adv = adv.generate(model, &part.x, &predicted(model, &part.x)?, seed ^ 0xA11CE)?;
+                    let adv_part = Labelled { x: x_adv, y: part.y.clone() };
+                    let clean = model.forward(&model.encode(&part.x.view())?, Mode::EVAL)?;
+                    let adv_logits = model.forward(&model.encode(&adv_part.x.view())?, Mode::EVAL)?;
+                    let kl = f64::from(kl_clean_adv(&clean, &adv_logits)?.to_scalar::<f32>()?);
+                    val_loss + beta * kl
+                } else {
+                    let x_adv = adv.generate(model, &part.x, &part.y, seed ^ 0xA11CE)?;
+                    let adv_part = Labelled { x: x_adv, y: part.y };
+                    let what = format!("{phase} epoch {epoch} attacked validation");
+                    let (adv_loss, _) = validation_loss(model, &adv_part, weights, &what)?;
+                    if !adv_loss.is_finite() {
+                        return Err(Error::msg(format!(
+                            "{phase} epoch {epoch}: the loss on the attacked validation examples is {adv_loss}"
+                        )));
+                    }
+                    (1.0 - w) * val_loss + w * adv_loss
                 }
-                (1.0 - w) * val_loss + w * adv_loss
             }
             _ => val_loss,
         };
@@ -532,11 +599,71 @@ mod tests {
             share: 1.0,
             clean_epochs: 0,
             validation_attack_examples: 0,
+            trades_beta: None,
         }
     }
 
     fn model() -> Mlp {
         Mlp::new(&TabularModelConfig::default(), &[0.0, 0.0], &[1.0, 1.0], 2, 3, &Device::Cpu).unwrap()
+    }
+
+    /// TRADES' gradient, by autograd, against central finite differences of its loss.
+    #[test]
+    fn the_trades_gradient_matches_finite_differences() {
+        let cfg = TabularModelConfig { hidden: vec![5], ..Default::default() };
+        let m = Mlp::new(&cfg, &[0.0, 0.0], &[1.0, 1.0], 2, 5, &Device::Cpu).unwrap();
+        let batch = Labelled {
+            x: Examples::Dense { data: vec![0.3, -0.2, -0.5, 0.8, 0.1, 0.4], width: 2 },
+            y: vec![1, 0, 1],
+        };
+        let adv =
+            Labelled { x: Examples::Dense { data: vec![0.6, -0.5, -0.2, 0.5], width: 2 }, y: vec![1, 0] };
+        let loss = |m: &Mlp| {
+            f64::from(trades_loss(m, &batch, &adv, 6.0, Mode::TRAIN).unwrap().to_scalar::<f32>().unwrap())
+        };
+        let vars = m.trainable();
+        let grads = trades_loss(&m, &batch, &adv, 6.0, Mode::TRAIN).unwrap().backward().unwrap();
+        let mut checked = 0;
+        for var in &vars {
+            let g = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let w0 = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            for k in [0, w0.len() / 2, w0.len() - 1] {
+                let h = 1e-2f32;
+                let at = |d: f32| {
+                    let mut w = w0.clone();
+                    w[k] += d;
+                    var.set(&Tensor::from_vec(w, var.as_tensor().shape(), &Device::Cpu).unwrap()).unwrap();
+                    loss(&m)
+                };
+                let numeric = (at(h) - at(-h)) / (2.0 * f64::from(h));
+                var.set(&Tensor::from_vec(w0.clone(), var.as_tensor().shape(), &Device::Cpu).unwrap())
+                    .unwrap();
+                assert!(
+                    (numeric - f64::from(g[k])).abs() <= 2e-3 * (1.0 + numeric.abs()),
+                    "weight {k}: finite difference {numeric}, autograd {}",
+                    g[k]
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 6);
+        // With the adversarial rows equal to the clean ones the KL term vanishes.
+        let same =
+            Labelled { x: Examples::Dense { data: vec![0.3, -0.2, -0.5, 0.8], width: 2 }, y: vec![1, 0] };
+        let ce = |m: &Mlp| {
+            f64::from(
+                cross_entropy(
+                    &m.forward(&m.encode(&batch.x.view()).unwrap(), Mode::TRAIN).unwrap(),
+                    &batch.y,
+                )
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap(),
+            )
+        };
+        let with_same =
+            f64::from(trades_loss(&m, &batch, &same, 6.0, Mode::TRAIN).unwrap().to_scalar::<f32>().unwrap());
+        assert!((with_same - ce(&m)).abs() < 1e-6);
     }
 
     /// The hand-written step and autograd take the same AdamW steps, clean and mixed.
