@@ -126,6 +126,7 @@ impl Timer {
             clean_epochs: 0,
             validation_attack_examples: 0,
             trades_beta: None,
+            stop_on_robust_accuracy: false,
         };
         Ok(Self { fit, dir })
     }

@@ -223,3 +223,28 @@ fn trades_hardening_runs_and_repeats() {
     let e = Pipeline::load(&pipeline_file("fraud-trades-bad", &bad)).expect_err("refused").to_string();
     assert!(e.ends_with("beta must be a finite number > 0"), "{e}");
 }
+
+#[test]
+fn early_stopping_on_robust_accuracy_keeps_the_most_robust_epoch() {
+    let src = repo_pipeline("fraud-small.toml").replace(
+        "[harden]\nstrategy = \"pgd\"\nattack = \"pgd\"\nepochs = 2",
+        "[harden]\nstrategy = \"pgd\"\nattack = \"pgd\"\nearly_stopping = \"robust-accuracy\"\nepochs = 4",
+    );
+    let p = Pipeline::load(&pipeline_file("fraud-robust-stop", &src)).expect("valid pipeline");
+    let out = scratch("fraud-robust-stop").join("run");
+    engine::run(&p, &RunOptions { out: Some(out.clone()), resume: false }).expect("run succeeds");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    // | hardened | 3 (kept) | … | robust validation accuracy | …
+    let rows: Vec<(bool, f64)> = report
+        .lines()
+        .filter(|l| l.starts_with("| hardened |"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            (cells[2].contains("(kept)"), cells[6].trim_end_matches('%').parse::<f64>().unwrap())
+        })
+        .collect();
+    assert_eq!(rows.len(), 4, "{report}");
+    let best = rows.iter().map(|r| r.1).fold(f64::MIN, f64::max);
+    let kept = rows.iter().find(|r| r.0).expect("one epoch kept");
+    assert_eq!(kept.1, best, "the kept epoch is the most robust on validation: {rows:?}");
+}

@@ -107,13 +107,14 @@ fn plots(
 
 fn training_table(clean: &TrainState, harden: Option<&TrainState>) -> String {
     let mut s = String::from(
-        "| phase | epoch | train loss | validation loss | validation accuracy | objective | seconds |\n|---|---|---|---|---|---|---|\n",
+        "| phase | epoch | train loss | validation loss | validation accuracy | robust validation accuracy | objective | seconds |\n|---|---|---|---|---|---|---|---|\n",
     );
     for state in std::iter::once(clean).chain(harden) {
         for e in &state.log {
             let best = if e.epoch == state.best_epoch { " (kept)" } else { "" };
+            let robust = e.robust_accuracy.map_or("–".to_owned(), |a| format!("{:.2}%", a * 100.0));
             s.push_str(&format!(
-                "| {} | {}{best} | {:.4} | {:.4} | {:.2}% | {:.4} | {:.1} |\n",
+                "| {} | {}{best} | {:.4} | {:.4} | {:.2}% | {robust} | {:.4} | {:.1} |\n",
                 state.phase,
                 e.epoch,
                 e.train_loss,

@@ -7,7 +7,7 @@ use crate::data::Examples;
 use crate::evaluate::{self, Judge};
 use crate::modality::{self, Recorder, Task};
 use crate::model::Classifier;
-use crate::pipeline::{Pipeline, Strategy};
+use crate::pipeline::{EarlyStopping, Pipeline, Strategy};
 use crate::plugin_host::{AttackHandle, BatchContext};
 use crate::report::HardeningStats;
 use crate::train::{self, Adversary, Checkpoints, Fit, TrainState};
@@ -81,6 +81,7 @@ pub(super) fn harden(
         clean_epochs: harden.clean_epochs,
         validation_attack_examples: 2048,
         trades_beta: (harden.strategy == Strategy::Trades).then_some(harden.beta),
+        stop_on_robust_accuracy: harden.early_stopping == EarlyStopping::RobustAccuracy,
     };
     let ckpt = Checkpoints { dir: dir.checkpoints(), phase: "hardened".to_owned() };
     let adv = adversary.as_deref_mut().map(|a| a as &mut dyn Adversary);

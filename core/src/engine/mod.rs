@@ -194,6 +194,7 @@ fn train_clean(pipeline: &Pipeline, task: &dyn Task, dir: &RunDir, balance: &Bal
         clean_epochs: 0,
         validation_attack_examples: 0,
         trades_beta: None,
+        stop_on_robust_accuracy: false,
     };
     let ckpt = Checkpoints { dir: dir.checkpoints(), phase: "clean".to_owned() };
     let parts = task.parts();

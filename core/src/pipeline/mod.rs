@@ -307,6 +307,17 @@ pub enum Strategy {
     Trades,
 }
 
+/// `[harden] early_stopping`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EarlyStopping {
+    /// The clean and adversarial validation losses, mixed as in training.
+    #[default]
+    Objective,
+    /// Accuracy on the attacked validation examples (Rice et al. 2020).
+    RobustAccuracy,
+}
+
 /// `[harden]`: adversarial fine-tuning of the clean model.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -327,6 +338,9 @@ pub struct HardenConfig {
     /// TRADES: the weight of the KL term (6 in the paper; larger buys robustness with
     /// accuracy).
     pub beta: f64,
+    /// Which epoch is kept: the best `objective` (default), or the best
+    /// `robust-accuracy` on the attacked validation examples, against robust overfitting.
+    pub early_stopping: EarlyStopping,
     /// Share of each epoch's training examples that are attacked (attack-in-the-loop).
     pub share: f64,
     /// Clean epochs before the first adversarial one (attack-in-the-loop).
@@ -345,6 +359,7 @@ impl Default for HardenConfig {
             lr: 5e-4,
             adversarial_weight: 0.5,
             beta: 6.0,
+            early_stopping: EarlyStopping::Objective,
             share: 1.0,
             clean_epochs: 0,
             patience: 3,
@@ -994,6 +1009,12 @@ fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
         }
         if h.lr <= 0.0 || !h.lr.is_finite() {
             return Err(Invalid::new(keys(&["harden", "lr"]), "lr must be > 0"));
+        }
+        if h.early_stopping == EarlyStopping::RobustAccuracy && h.strategy == Strategy::Clean {
+            return Err(Invalid::new(
+                keys(&["harden", "early_stopping"]),
+                "\"robust-accuracy\" needs an attack to measure it: a clean strategy has none",
+            ));
         }
         if !(h.beta.is_finite() && h.beta > 0.0) {
             return Err(Invalid::new(keys(&["harden", "beta"]), "beta must be a finite number > 0"));

@@ -61,6 +61,9 @@ pub struct Fit {
     /// instead of the weighted mix, and the attack aims away from the model's own clean
     /// prediction rather than the label.
     pub trades_beta: Option<f64>,
+    /// Keep the epoch with the best accuracy on the attacked validation examples rather
+    /// than the best loss objective (adversarial epochs only).
+    pub stop_on_robust_accuracy: bool,
 }
 
 /// How a phase corrects for rare classes (`[train] class_weight` and `sampling`), for clean
@@ -84,9 +87,14 @@ pub struct EpochLog {
     pub train_loss: f64,
     pub validation_loss: f64,
     pub validation_accuracy: f64,
-    /// The early-stopping objective: clean and adversarial validation loss, mixed.
+    /// The early-stopping objective: clean and adversarial validation loss, mixed (or
+    /// `1 − robust_accuracy` when stopping on it).
     pub objective: f64,
     pub seconds: f64,
+    /// Accuracy on the attacked validation examples, in adversarial epochs: the curve that
+    /// shows robust overfitting (Rice et al. 2020) when it peaks and falls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub robust_accuracy: Option<f64>,
 }
 
 /// What survives a restart: saved with every commit.
@@ -480,6 +488,7 @@ fn fit_with(
                 lr_setting(phase)
             )));
         }
+        let mut robust_accuracy = None;
         let objective = match adversary.as_deref_mut() {
             Some(adv) if adversarial && !val_adv.is_empty() => {
                 let part = data.validation.select(&val_adv);
@@ -490,12 +499,16 @@ fn fit_with(
                     let clean = model.forward(&model.encode(&part.x.view())?, Mode::EVAL)?;
                     let adv_logits = model.forward(&model.encode(&adv_part.x.view())?, Mode::EVAL)?;
                     let kl = f64::from(kl_clean_adv(&clean, &adv_logits)?.to_scalar::<f32>()?);
+                    let hits = adv_logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+                    let right = hits.iter().zip(&part.y).filter(|(a, b)| a == b).count();
+                    robust_accuracy = Some(right as f64 / part.len().max(1) as f64);
                     val_loss + beta * kl
                 } else {
                     let x_adv = adv.generate(model, &part.x, &part.y, seed ^ 0xA11CE)?;
                     let adv_part = Labelled { x: x_adv, y: part.y };
                     let what = format!("{phase} epoch {epoch} attacked validation");
-                    let (adv_loss, _) = validation_loss(model, &adv_part, weights, &what)?;
+                    let (adv_loss, adv_acc) = validation_loss(model, &adv_part, weights, &what)?;
+                    robust_accuracy = Some(adv_acc);
                     if !adv_loss.is_finite() {
                         return Err(Error::msg(format!(
                             "{phase} epoch {epoch}: the loss on the attacked validation examples is {adv_loss}"
@@ -506,6 +519,10 @@ fn fit_with(
             }
             _ => val_loss,
         };
+        let objective = match robust_accuracy {
+            Some(acc) if fit.stop_on_robust_accuracy => 1.0 - acc,
+            _ => objective,
+        };
         let entry = EpochLog {
             epoch,
             train_loss: total / batches.max(1) as f64,
@@ -513,6 +530,7 @@ fn fit_with(
             validation_accuracy: val_acc,
             objective,
             seconds,
+            robust_accuracy,
         };
         tracing::info!(
             "{phase} epoch {epoch}: train loss {:.4}, validation loss {val_loss:.4}, accuracy {:.2}%, objective {objective:.4} ({seconds:.1} s)",
@@ -600,6 +618,7 @@ mod tests {
             clean_epochs: 0,
             validation_attack_examples: 0,
             trades_beta: None,
+            stop_on_robust_accuracy: false,
         }
     }
 
