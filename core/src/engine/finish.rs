@@ -106,15 +106,24 @@ fn plots(
 }
 
 fn training_table(clean: &TrainState, harden: Option<&TrainState>) -> String {
-    let mut s = String::from(
-        "| phase | epoch | train loss | validation loss | validation accuracy | robust validation accuracy | objective | seconds |\n|---|---|---|---|---|---|---|---|\n",
+    let mut s = String::new();
+    if let Some(epoch) = harden.and_then(|h| h.collapsed_at) {
+        s.push_str(&format!(
+            "⚠️ **Catastrophic overfitting at hardening epoch {epoch}:** accuracy under the probe \
+             attack (the attack as evaluated, watching fast FGSM training) collapsed; training \
+             stopped and the best epoch before it was kept.\n\n"
+        ));
+    }
+    s.push_str(
+        "| phase | epoch | train loss | validation loss | validation accuracy | robust validation accuracy | probe accuracy | objective | seconds |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for state in std::iter::once(clean).chain(harden) {
         for e in &state.log {
             let best = if e.epoch == state.best_epoch { " (kept)" } else { "" };
-            let robust = e.robust_accuracy.map_or("–".to_owned(), |a| format!("{:.2}%", a * 100.0));
+            let pct = |a: Option<f64>| a.map_or("–".to_owned(), |a| format!("{:.2}%", a * 100.0));
+            let (robust, probe) = (pct(e.robust_accuracy), pct(e.probe_accuracy));
             s.push_str(&format!(
-                "| {} | {}{best} | {:.4} | {:.4} | {:.2}% | {robust} | {:.4} | {:.1} |\n",
+                "| {} | {}{best} | {:.4} | {:.4} | {:.2}% | {robust} | {probe} | {:.4} | {:.1} |\n",
                 state.phase,
                 e.epoch,
                 e.train_loss,

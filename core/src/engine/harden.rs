@@ -14,7 +14,7 @@ use crate::train::{self, Adversary, Checkpoints, Fit, TrainState};
 use crate::{Error, Result};
 
 use super::RunDir;
-use super::attacks::{Loaded, harden_params};
+use super::attacks::{Loaded, harden_params, to_json};
 
 /// What hardening leaves: the trainer's log and, when an attack was handed examples, what
 /// it did to them.
@@ -48,7 +48,19 @@ pub(super) fn harden(
             })?;
             let plugin = source.handle.plugin.clone();
             let handle = plugin.create(&source.config.attack, &params, &pipeline.base_dir)?;
+            // Fast FGSM training is watched with the attack as the pipeline evaluates it
+            // (its own steps), for catastrophic overfitting.
+            let probe = if strategy == Strategy::Fgsm {
+                Some(plugin.create(
+                    &source.config.attack,
+                    &to_json(&source.config.params),
+                    &pipeline.base_dir,
+                )?)
+            } else {
+                None
+            };
             adversaries.push(PluginAdversary {
+                probe,
                 budgets: handle.threat().map(|t| t.budgets.clone()).unwrap_or_default(),
                 judge: task.parts().judge.as_ref(),
                 handle,
@@ -101,6 +113,8 @@ pub(super) fn harden(
 /// would move its boundary in the attacker's favour.
 struct PluginAdversary<'a> {
     handle: AttackHandle,
+    /// The stronger attack that watches FGSM training (see `Adversary::probe`).
+    probe: Option<AttackHandle>,
     /// Judges every example the attack makes, as in evaluation, against `budgets`.
     judge: &'a dyn Judge,
     budgets: Vec<Budget>,
@@ -183,6 +197,29 @@ impl Adversary for PluginAdversary<'_> {
     // The counters travel with the trainer's commits, so a resumed run reports the same.
     fn state(&self) -> serde_json::Value {
         serde_json::to_value(self.stats).expect("counters serialize")
+    }
+
+    fn probe(
+        &mut self,
+        model: &dyn Classifier,
+        x: &Examples,
+        y: &[u32],
+        seed: u64,
+    ) -> Option<Result<Examples>> {
+        let probe = self.probe.as_mut()?;
+        let ctx = BatchContext { seed, ..self.ctx };
+        // The probe attacks what the hardening attack attacks: only rows of its `classes`.
+        let idx: Vec<usize> =
+            (0..y.len()).filter(|&i| self.classes.as_ref().is_none_or(|c| c.contains(&y[i]))).collect();
+        if idx.is_empty() {
+            return Some(Ok(x.clone()));
+        }
+        let part_y: Vec<u32> = idx.iter().map(|&i| y[i]).collect();
+        Some(probe.perturb(model, &x.select(&idx), &part_y, ctx).map(|r| {
+            let mut out = x.clone();
+            out.replace(&idx, &r.examples);
+            out
+        }))
     }
 
     fn restore(&mut self, state: &serde_json::Value) -> Result<()> {

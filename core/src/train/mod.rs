@@ -39,6 +39,25 @@ pub trait Adversary {
     fn restore(&mut self, _state: &serde_json::Value) -> Result<()> {
         Ok(())
     }
+    /// A stronger attack than the one trained with (PGD when training with FGSM), to watch
+    /// for catastrophic overfitting on validation; `None` when there is none.
+    fn probe(
+        &mut self,
+        _model: &dyn Classifier,
+        _x: &Examples,
+        _y: &[u32],
+        _seed: u64,
+    ) -> Option<Result<Examples>> {
+        None
+    }
+}
+
+/// Catastrophic overfitting (Wong et al. 2020): fast FGSM training can lose its robustness
+/// against PGD within an epoch while FGSM accuracy looks fine. Robust accuracy `now`
+/// against the probe has collapsed when it fell below half of the best seen so far, and by
+/// at least 20 points.
+pub fn collapsed(best_so_far: Option<f64>, now: f64) -> bool {
+    best_so_far.is_some_and(|best| now < 0.5 * best && best - now >= 0.2)
 }
 
 /// How one training phase runs.
@@ -95,6 +114,10 @@ pub struct EpochLog {
     /// shows robust overfitting (Rice et al. 2020) when it peaks and falls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub robust_accuracy: Option<f64>,
+    /// Accuracy on the validation examples attacked by the adversary's probe (PGD while
+    /// training with FGSM): what catastrophic overfitting destroys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_accuracy: Option<f64>,
 }
 
 /// What survives a restart: saved with every commit.
@@ -107,6 +130,10 @@ pub struct TrainState {
     pub bad_epochs: usize,
     pub finished: bool,
     pub log: Vec<EpochLog>,
+    /// The epoch whose probe accuracy collapsed, if one did: training stopped there and the
+    /// best epoch before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collapsed_at: Option<usize>,
 }
 
 /// Mean cross-entropy of `logits` against `y`.
@@ -523,6 +550,15 @@ fn fit_with(
             Some(acc) if fit.stop_on_robust_accuracy => 1.0 - acc,
             _ => objective,
         };
+        let mut probe_accuracy = None;
+        if let Some(adv) = adversary.as_deref_mut().filter(|_| adversarial && !val_adv.is_empty()) {
+            let part = data.validation.select(&val_adv);
+            if let Some(x_probe) = adv.probe(model, &part.x, &part.y, seed ^ 0x9_20BE) {
+                let probed = Labelled { x: x_probe?, y: part.y };
+                let what = format!("{phase} epoch {epoch} probe");
+                probe_accuracy = Some(evaluate_loss_in(model, &probed, 1024, &what)?.1);
+            }
+        }
         let entry = EpochLog {
             epoch,
             train_loss: total / batches.max(1) as f64,
@@ -531,17 +567,33 @@ fn fit_with(
             objective,
             seconds,
             robust_accuracy,
+            probe_accuracy,
         };
         tracing::info!(
             "{phase} epoch {epoch}: train loss {:.4}, validation loss {val_loss:.4}, accuracy {:.2}%, objective {objective:.4} ({seconds:.1} s)",
             entry.train_loss,
             val_acc * 100.0
         );
+        let best_probe = state
+            .log
+            .iter()
+            .filter_map(|e| e.probe_accuracy)
+            .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))));
+        let collapse = probe_accuracy.is_some_and(|now| collapsed(best_probe, now));
         state.log.push(entry);
         state.epochs_done = epoch;
+        if collapse {
+            tracing::warn!(
+                "{phase} epoch {epoch}: catastrophic overfitting: accuracy under the probe attack fell from {:.1}% to {:.1}%; stopping and keeping the best epoch before it",
+                best_probe.unwrap_or(0.0) * 100.0,
+                probe_accuracy.unwrap_or(0.0) * 100.0
+            );
+            state.collapsed_at = Some(epoch);
+        }
         // A new adversarial phase changes the objective's meaning: compare within it only.
         let comparable = !(adversarial && epoch == fit.clean_epochs + 1);
-        let improved = state.best_objective.is_none_or(|b| objective < b) || !comparable;
+        // A collapsed epoch is never kept, whatever its objective says.
+        let improved = !collapse && (state.best_objective.is_none_or(|b| objective < b) || !comparable);
         if improved {
             state.best_objective = Some(objective);
             state.best_epoch = epoch;
@@ -550,7 +602,7 @@ fn fit_with(
         } else {
             state.bad_epochs += 1;
         }
-        let stop = fit.patience > 0 && state.bad_epochs >= fit.patience;
+        let stop = (fit.patience > 0 && state.bad_epochs >= fit.patience) || state.collapsed_at.is_some();
         if stop {
             tracing::info!("{phase}: no better validation objective for {} epochs, stopping", fit.patience);
         }
@@ -1080,6 +1132,55 @@ mod tests {
         poison(&ck.best(), "layer1.bias");
         let e = fit(&model(), &data, &fit_cfg(1), None, 9, &ck).unwrap_err().to_string();
         assert!(e.contains("clean.safetensors: tensor `layer1.bias`: element 0 is NaN"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_collapse_is_half_the_best_and_twenty_points_down() {
+        assert!(!collapsed(None, 0.0), "nothing to compare with yet");
+        assert!(collapsed(Some(0.6), 0.2));
+        assert!(!collapsed(Some(0.6), 0.35), "not below half");
+        assert!(collapsed(Some(0.4), 0.2 - 1e-9));
+        assert!(!collapsed(Some(0.25), 0.1), "a drop of 15 points is noise at this level");
+    }
+
+    /// Trains on the clean rows; its probe answers with the rows' mirror image from the
+    /// third call on, which the model gets wrong: a constructed catastrophic overfit.
+    struct Collapsing {
+        probes: usize,
+    }
+
+    impl Adversary for Collapsing {
+        fn generate(&mut self, _m: &dyn Classifier, x: &Examples, _y: &[u32], _s: u64) -> Result<Examples> {
+            Ok(x.clone())
+        }
+        fn probe(
+            &mut self,
+            _m: &dyn Classifier,
+            x: &Examples,
+            _y: &[u32],
+            _s: u64,
+        ) -> Option<Result<Examples>> {
+            self.probes += 1;
+            let Examples::Dense { data, width } = x else { unreachable!("dense") };
+            let flip = if self.probes >= 3 { -1.0 } else { 1.0 };
+            Some(Ok(Examples::Dense { data: data.iter().map(|v| v * flip).collect(), width: *width }))
+        }
+    }
+
+    #[test]
+    fn a_collapse_under_the_probe_stops_training_and_keeps_the_epoch_before() {
+        let dir = scratch("collapse");
+        let ck = Checkpoints { dir: dir.clone(), phase: "hardened".into() };
+        let cfg = Fit { lr: 0.05, adversarial_weight: 0.5, validation_attack_examples: 50, ..fit_cfg(6) };
+        let mut adv = Collapsing { probes: 0 };
+        let m = model();
+        let state = fit(&m, &data(), &cfg, Some(&mut adv), 9, &ck).unwrap();
+        assert_eq!(state.collapsed_at, Some(3), "{:?}", state.log);
+        assert_eq!(state.epochs_done, 3, "training stopped at the collapse");
+        assert!(state.best_epoch < 3, "the collapsed epoch is never kept");
+        let probe: Vec<f64> = state.log.iter().map(|e| e.probe_accuracy.unwrap()).collect();
+        assert!(probe[2] < 0.5 * probe[1], "{probe:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
