@@ -30,7 +30,10 @@ fn the_out_of_tree_example_plugin_builds_loads_and_attacks() {
         .status()
         .expect("cargo runs");
     assert!(status.success(), "building examples/plugin-jitter failed");
-    let so = repo().join("target/debug").join(format!(
+    // Where cargo put it: this test's own profile folder (`<target>/debug`), which also
+    // honours CARGO_TARGET_DIR.
+    let profile_dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_owned();
+    let so = profile_dir.join(format!(
         "{}tempered_example_jitter.{}",
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_EXTENSION
