@@ -39,22 +39,51 @@ fn guide_files() -> Vec<(String, String)> {
     files
 }
 
+/// The target folder this test binary was built in (`<target>/debug/deps/guide-…`), which
+/// honours CARGO_TARGET_DIR.
+fn workspace_target() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors().nth(3).expect("<target>/<profile>/deps/<test>").to_owned()
+}
+
+/// On some CI machines `/dev/null` is a plain file that earlier build steps wrote into, and
+/// cargo hands it to `rustc -` as an empty program when it first asks the compiler about
+/// the target: the build then fails on whatever text is in it. Building in the workspace's
+/// own target folder reuses the answer the outer `cargo test` cached there; this note says
+/// what happened if it still goes wrong.
+fn dev_null_note() -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        match std::fs::metadata("/dev/null") {
+            Ok(m) if !m.file_type().is_char_device() => {
+                return format!(
+                    "\nnote: /dev/null on this machine is not a device ({} bytes in it)",
+                    m.len()
+                );
+            }
+            _ => {}
+        }
+    }
+    String::new()
+}
+
 fn cargo(args: &[&str], dir: &Path, target: &Path) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .args(args)
         .current_dir(dir)
-        // One target folder for the three crates, so their dependencies build once.
         .env("CARGO_TARGET_DIR", target)
         .output()
         .expect("cargo runs");
     assert!(
         out.status.success(),
-        "`cargo {}` in {} failed:\n{}{}",
+        "`cargo {}` in {} failed:\n{}{}{}",
         args.join(" "),
         dir.display(),
         String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stderr),
+        dev_null_note()
     );
 }
 
@@ -86,7 +115,9 @@ fn the_plugin_guide_builds_tests_and_runs_as_written() {
         std::fs::write(&file, body).unwrap();
     }
 
-    let target = repo().join("target/guide");
+    // The workspace's own target folder: the three crates share their dependencies, and
+    // cargo reuses what it already learnt about the compiler (see `dev_null_note`).
+    let target = workspace_target();
     let lock = repo().join("Cargo.lock");
     for (krate, pipeline, budgets) in [
         ("nudge", "nudge", &["L∞ ≤ 0.5 std: 0 violations", "≤ 10 queries: 0 violations"][..]),
