@@ -38,10 +38,17 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// `tempered score RUN INPUT --out OUT`, which must succeed.
+/// `tempered score RUN INPUT --out OUT [extra…]`.
+fn score(run: &Path, input: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args =
+        vec!["score", run.to_str().unwrap(), input.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend(extra);
+    tempered(&args)
+}
+
+/// [`score`], which must succeed.
 fn score_ok(run: &Path, input: &Path, out: &Path) {
-    let o =
-        tempered(&["score", run.to_str().unwrap(), input.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = score(run, input, out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -139,15 +146,7 @@ fn texts(df: &DataFrame, col: &str) -> Vec<String> {
 fn reproduces_the_test_split(run: &Run, file: &str, model: &str, phase: &str) {
     let out = run.dir.parent().unwrap().join(format!("scores-{model}.csv"));
     let input = repo().join(file);
-    let o = tempered(&[
-        "score",
-        run.dir.to_str().unwrap(),
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--model",
-        model,
-    ]);
+    let o = score(&run.dir, &input, &out, &["--model", model]);
     assert!(o.status.success(), "{}", stderr(&o));
     let log = stderr(&o);
     let first = log.lines().next().unwrap_or_default();
@@ -280,6 +279,20 @@ fn edited_csv(
     std::fs::write(path, out).unwrap();
 }
 
+/// [`edited_csv`] of 5 rows with one cell changed.
+fn with_cell(path: &Path, row: usize, col: usize, value: String) {
+    edited_csv(
+        path,
+        5,
+        |i, c| {
+            if i == row {
+                c[col] = value.clone()
+            }
+        },
+        |_| {},
+    );
+}
+
 #[test]
 fn an_unseen_category_goes_to_the_unseen_bucket() {
     let r = transactions();
@@ -289,13 +302,7 @@ fn an_unseen_category_goes_to_the_unseen_bucket() {
         let input = dir.join(format!("{name}.csv"));
         edited_csv(&input, 20, |_, c| c[col] = value.to_owned(), |h| assert_eq!(h[col], "merchant_category"));
         let out = dir.join(format!("{name}-scores.csv"));
-        let o = tempered(&[
-            "score",
-            r.dir.to_str().unwrap(),
-            input.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let o = score(&r.dir, &input, &out, &[]);
         assert!(o.status.success(), "{}", stderr(&o));
         floats(&read_csv(&out), "probability")
     };
@@ -325,35 +332,14 @@ fn a_missing_column_or_a_bad_cell_is_named_and_the_old_output_stays() {
             h.remove(amount);
         },
     );
-    let o = tempered(&[
-        "score",
-        r.dir.to_str().unwrap(),
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = score(&r.dir, &input, &out, &[]);
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{e}");
     assert!(e.contains(input.to_str().unwrap()) && e.contains("\"amount\" not found"), "{e}");
 
     let input = dir.join("bad-cell.csv");
-    edited_csv(
-        &input,
-        5,
-        |i, c| {
-            if i == 2 {
-                c[amount] = "lots".into()
-            }
-        },
-        |_| {},
-    );
-    let o = tempered(&[
-        "score",
-        r.dir.to_str().unwrap(),
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    with_cell(&input, 2, amount, "lots".into());
+    let o = score(&r.dir, &input, &out, &[]);
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{e}");
     assert!(e.contains(input.to_str().unwrap()) && e.contains("row 3 (line 4), column \"amount\""), "{e}");
@@ -361,42 +347,12 @@ fn a_missing_column_or_a_bad_cell_is_named_and_the_old_output_stays() {
 
     // An empty cell where the column refuses them, and a stray quote.
     let channel = 4;
-    edited_csv(
-        &input,
-        5,
-        |i, c| {
-            if i == 3 {
-                c[channel] = String::new()
-            }
-        },
-        |h| assert_eq!(h[channel], "channel"),
-    );
-    let o = tempered(&[
-        "score",
-        r.dir.to_str().unwrap(),
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    with_cell(&input, 3, channel, String::new());
+    let o = score(&r.dir, &input, &out, &[]);
     let e = stderr(&o);
     assert!(e.contains("row 4 (line 5), column \"channel\": empty cell"), "{e}");
-    edited_csv(
-        &input,
-        5,
-        |i, c| {
-            if i == 1 {
-                c[2] = "C0\"7".into()
-            }
-        },
-        |_| {},
-    );
-    let o = tempered(&[
-        "score",
-        r.dir.to_str().unwrap(),
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    with_cell(&input, 1, 2, "C0\"7".into());
+    let o = score(&r.dir, &input, &out, &[]);
     let e = stderr(&o);
     assert!(e.contains("row 2 (line 3), column \"customer_id\": a quote inside an unquoted field"), "{e}");
 
@@ -416,15 +372,7 @@ fn a_threshold_given_is_said_and_applied() {
     let input = dir.join("rows.csv");
     edited_csv(&input, 200, |_, _| {}, |_| {});
     let out = dir.join("scores.csv");
-    let o = tempered(&[
-        "score",
-        r.dir.to_str().unwrap(),
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--threshold",
-        "0.02",
-    ]);
+    let o = score(&r.dir, &input, &out, &["--threshold", "0.02"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let log = stderr(&o);
     assert!(log.lines().next().unwrap().contains("threshold 0.02 (from --threshold)"), "{log}");
@@ -442,8 +390,7 @@ fn a_text_run_folder_is_refused() {
     std::fs::copy(repo().join("pipelines/sentiment-small.toml"), dir.join("config.toml")).unwrap();
     let out = dir.join("scores.csv");
     let input = repo().join("data/transactions/transactions_sample.csv");
-    let o =
-        tempered(&["score", dir.to_str().unwrap(), input.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = score(&dir, &input, &out, &[]);
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{e}");
     assert!(e.contains("a text run") && e.contains("tabular runs only"), "{e}");
@@ -482,10 +429,8 @@ fn the_runs_operating_threshold_decides_for_its_model() {
         (Some("clean"), 0.2, "clean.before.operating_point.threshold"),
     ] {
         let out = dir.join("scores.csv");
-        let mut args =
-            vec!["score", run.to_str().unwrap(), input.to_str().unwrap(), "--out", out.to_str().unwrap()];
-        args.extend(model.map(|m| ["--model", m]).into_iter().flatten());
-        let o = tempered(&args);
+        let extra: Vec<&str> = model.map(|m| ["--model", m]).into_iter().flatten().collect();
+        let o = score(&run, &input, &out, &extra);
         let log = stderr(&o);
         assert!(o.status.success(), "{log}");
         let first = log.lines().next().unwrap();
@@ -561,13 +506,7 @@ fn a_file_of_many_chunks_scores_like_its_rows_and_names_rows_past_the_first_chun
     lines[line - 1] = cells.join(",");
     let input = dir.join("big-bad.csv");
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
-    let o = tempered(&[
-        "score",
-        r.dir.to_str().unwrap(),
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = score(&r.dir, &input, &out, &[]);
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{e}");
     assert!(e.contains(&format!("row {bad_row} (line {line}), column \"amount\"")), "{e}");
@@ -625,8 +564,7 @@ enabled = false
     assert!(o.status.success(), "{}", stderr(&o));
     let out = root.join("scores.csv");
     let input = root.join("bands.csv");
-    let o =
-        tempered(&["score", run.to_str().unwrap(), input.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = score(&run, &input, &out, &[]);
     let log = stderr(&o);
     assert!(o.status.success(), "{log}");
     assert!(log.lines().next().unwrap().contains("no threshold (3 classes"), "{log}");
@@ -646,14 +584,6 @@ enabled = false
         right += usize::from(decision[i] == kind[i]);
     }
     assert!(right * 10 > scored.height() * 8, "a model that learned the bands: {right} right");
-    let o = tempered(&[
-        "score",
-        run.to_str().unwrap(),
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--threshold",
-        "0.5",
-    ]);
+    let o = score(&run, &input, &out, &["--threshold", "0.5"]);
     assert!(stderr(&o).contains("--threshold applies to two classes"), "{}", stderr(&o));
 }
