@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tempered_plugin::Modality;
+use tempered_plugin::words::{word_count, words};
 
 use super::{Parts, Prepare, Setup, Task, dataset, sanitize};
 use crate::data::text::{self, TextDataConfig};
@@ -180,7 +181,7 @@ fn save_samples(dir: &Path, label: &str, samples: &[Sample]) -> Result<()> {
 }
 
 fn words_changed(a: &str, b: &str) -> usize {
-    a.split_whitespace().zip(b.split_whitespace()).filter(|(x, y)| x != y).count()
+    words(a).zip(words(b)).filter(|(x, y)| x != y).count()
 }
 
 /// Markdown-safe text: no table breaks, no accidental emphasis.
@@ -197,8 +198,7 @@ fn md(s: &str) -> String {
 
 /// The adversarial text with each swap shown as `~~old~~ **new**`.
 pub fn mark_swaps(original: &str, adversarial: &str) -> String {
-    let (a, b): (Vec<&str>, Vec<&str>) =
-        (original.split_whitespace().collect(), adversarial.split_whitespace().collect());
+    let (a, b): (Vec<&str>, Vec<&str>) = (words(original).collect(), words(adversarial).collect());
     if a.len() != b.len() {
         return format!("~~{}~~ **{}**", md(&clip(original)), md(&clip(adversarial)));
     }
@@ -311,7 +311,7 @@ fn summary(pipeline: &Pipeline, metrics: &mut Metrics, split: &Labelled) -> Sect
     for a in metrics.attacks.iter_mut() {
         let classes = pipeline.spec.attacks().iter().find(|c| c.id == a.id).and_then(|c| c.classes.clone());
         let idx = evaluate::select(split, classes.as_deref(), limit);
-        let words: usize = idx.iter().map(|&i| all[i].split_whitespace().count()).sum();
+        let words: usize = idx.iter().map(|&i| word_count(&all[i])).sum();
         a.extra.insert("words_per_input".into(), words as f64 / idx.len().max(1) as f64);
     }
     let mut runs: Vec<&crate::report::AttackMetrics> = metrics.attacks.iter().collect();

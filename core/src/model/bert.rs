@@ -40,6 +40,7 @@ use candle_core::cpu::erf::erf_f32;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, D, DType, Device, Layout, Shape, Tensor, Var};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
+use tempered_plugin::words::{word_count, word_spans};
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 use super::{Classifier, Mode, SentenceEncoder, init};
@@ -799,7 +800,7 @@ impl Classifier for BertClassifier {
         if labels.len() != texts.len() {
             return Err(Error::invalid(format!("{} texts but {} labels", texts.len(), labels.len())));
         }
-        let width = texts.iter().map(|t| t.split_whitespace().count()).max().unwrap_or(0);
+        let width = texts.iter().map(|t| word_count(t)).max().unwrap_or(0);
         let mut out = vec![0f32; texts.len() * width];
         for (c, part) in texts.chunks(CHUNK).enumerate() {
             let start = c * CHUNK;
@@ -835,26 +836,6 @@ impl Classifier for BertClassifier {
         }
         Ok(out)
     }
-}
-
-/// Byte ranges of the whitespace-separated words of `text` (as `split_whitespace`).
-fn word_spans(text: &str) -> Vec<(usize, usize)> {
-    let mut spans = Vec::new();
-    let mut start = None;
-    for (i, c) in text.char_indices() {
-        match (c.is_whitespace(), start) {
-            (true, Some(s)) => {
-                spans.push((s, i));
-                start = None;
-            }
-            (false, None) => start = Some(i),
-            _ => {}
-        }
-    }
-    if let Some(s) = start {
-        spans.push((s, text.len()));
-    }
-    spans
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1375,14 +1356,6 @@ mod tests {
                  ({forward_cpu:.2} CPU s), tokenise {encode:.4} s; {} trainable tensors",
                 m.trainable().len()
             );
-        }
-    }
-
-    #[test]
-    fn word_spans_follow_split_whitespace() {
-        for t in ["", "  a  bb\tccc\n", "é ü", "one"] {
-            let spans: Vec<&str> = word_spans(t).iter().map(|&(a, b)| &t[a..b]).collect();
-            assert_eq!(spans, t.split_whitespace().collect::<Vec<_>>());
         }
     }
 }

@@ -33,6 +33,7 @@ use std::sync::Mutex;
 use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use rand::Rng;
+use tempered_plugin::words::word_count;
 use tokenizers::models::wordlevel::{WordLevel, WordLevelTrainer};
 use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
 use tokenizers::{
@@ -343,7 +344,7 @@ impl WordCnn {
                 PAD => UNK,
                 id => id,
             };
-            words.push(t.split_whitespace().take(self.max_words).map(id).collect());
+            words.push(tempered_plugin::words::words(t).take(self.max_words).map(id).collect());
         }
         let len = words.iter().map(Vec::len).max().unwrap_or(0).max(self.min_len);
         let mut ids = vec![PAD; texts.len() * len];
@@ -499,7 +500,7 @@ impl Classifier for WordCnn {
     /// The norm of the loss gradient at each word's embedding.
     fn word_saliency(&self, texts: &[&str], labels: &[u32]) -> Result<Vec<f32>> {
         let n = texts.len();
-        let width = texts.iter().map(|t| t.split_whitespace().count()).max().unwrap_or(0);
+        let width = texts.iter().map(|t| word_count(t)).max().unwrap_or(0);
         if n == 0 {
             return Ok(Vec::new());
         }
@@ -557,7 +558,7 @@ mod tests {
         // Most frequent first: "," "film" "funny" "tedious" "and" "the" appear twice.
         assert!(v.id(",") < v.id("gripping"));
         for text in ["a funny  film\tof unseen words", "[UNK] tedious", ""] {
-            let fast: Vec<u32> = text.split_whitespace().map(|w| v.id(w)).collect();
+            let fast: Vec<u32> = tempered_plugin::words::words(text).map(|w| v.id(w)).collect();
             assert_eq!(fast, v.encode_with_tokenizer(text).unwrap(), "{text:?}");
         }
         let path = std::env::temp_dir().join(format!("tempered-vocab-{}.json", std::process::id()));

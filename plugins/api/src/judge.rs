@@ -326,7 +326,8 @@ pub fn text(
     lists: &WordLists,
     similarity: Option<Similarity<'_>>,
 ) -> Verdict {
-    let (xw, zw): (Vec<&str>, Vec<&str>) = (x.split_whitespace().collect(), z.split_whitespace().collect());
+    let (xw, zw): (Vec<&str>, Vec<&str>) =
+        (crate::words::words(x).collect(), crate::words::words(z).collect());
     let mut v = Verdict::default();
     if xw.len() != zw.len() {
         v.fail(format!("the word count changed from {} to {}", xw.len(), zw.len()));

@@ -56,6 +56,7 @@ mod rng;
 mod safe;
 pub mod testing;
 mod threat;
+pub mod words;
 
 pub use abi::{ABI_VERSION, FeatureKind, Modality};
 pub use constraints::{Direction, Relation, TabularConstraints, Transitions};

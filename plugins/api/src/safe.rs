@@ -409,7 +409,7 @@ impl<'a> Oracle<'a> {
         }
         let width = match input {
             Input::Dense { width, .. } => width,
-            Input::Text(t) => t.iter().map(|s| s.split_whitespace().count()).max().unwrap_or(0),
+            Input::Text(t) => t.iter().map(|s| crate::words::word_count(s)).max().unwrap_or(0),
         };
         // The host overwrites every value, so stale contents need no clearing.
         loss.resize(view.n, 0.0);

@@ -14,22 +14,7 @@ pub struct Tokens<'t> {
 
 impl<'t> Tokens<'t> {
     pub fn new(text: &'t str) -> Self {
-        let mut spans = Vec::new();
-        let mut start = None;
-        for (i, ch) in text.char_indices() {
-            match (ch.is_whitespace(), start) {
-                (true, Some(s)) => {
-                    spans.push((s, i));
-                    start = None;
-                }
-                (false, None) => start = Some(i),
-                _ => {}
-            }
-        }
-        if let Some(s) = start {
-            spans.push((s, text.len()));
-        }
-        Self { text, spans }
+        Self { text, spans: tempered_plugin::words::word_spans(text) }
     }
 
     pub fn len(&self) -> usize {
