@@ -601,8 +601,7 @@ pub const MAX_SOURCE_RATE: u32 = 768_000;
 
 /// Decodes one wav file whole; the error is the reason, without the path.
 pub fn read_wav(path: &Path, opts: &ReadOptions) -> std::result::Result<Wav, Invalid> {
-    let meta = super::check_regular_file(path)?;
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let (file, meta) = super::open_regular(path).map_err(|e| e.reason())?;
     decode(file, meta.len(), opts, None)
 }
 
@@ -616,8 +615,7 @@ pub fn read_wav_fitted(
     length: usize,
     align: Align,
 ) -> std::result::Result<Wav, Invalid> {
-    let meta = super::check_regular_file(path)?;
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let (file, meta) = super::open_regular(path).map_err(|e| e.reason())?;
     decode(file, meta.len(), opts, Some((length, align)))
 }
 

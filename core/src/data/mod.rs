@@ -5,11 +5,10 @@ pub mod stratify;
 pub mod tabular;
 pub mod text;
 
-use std::fs::{FileType, Metadata};
+use std::fs::{File, FileType, Metadata};
 use std::io::Read;
 use std::path::Path;
 
-use crate::error::Invalid;
 use crate::{Error, Result};
 
 /// What kind of file system entry `t` is, for "not a regular file (a FIFO)".
@@ -36,32 +35,52 @@ pub fn file_kind(t: &FileType) -> &'static str {
     "a special file"
 }
 
-/// The metadata of `path` (symlinks followed) when it is a regular file; else the reason,
-/// without the path. Opening a FIFO blocks until something writes to it and a device can
-/// stream forever, so loaders call this before they open anything.
-pub fn check_regular_file(path: &Path) -> std::result::Result<Metadata, Invalid> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
-    if meta.is_file() {
-        Ok(meta)
-    } else {
-        Err(format!("not a regular file ({})", file_kind(&meta.file_type())).into())
+/// Why [`open_regular`] refused a path.
+#[derive(Debug)]
+pub enum NotOpened {
+    Io(std::io::Error),
+    /// What the entry is ("a FIFO").
+    NotRegular(&'static str),
+}
+
+impl NotOpened {
+    /// The reason, without the path.
+    pub fn reason(&self) -> String {
+        match self {
+            NotOpened::Io(e) => format!("cannot read: {e}"),
+            NotOpened::NotRegular(kind) => format!("not a regular file ({kind})"),
+        }
+    }
+
+    /// As the crate's error: I/O failures stay [`Error::Io`].
+    pub fn at(self, path: &Path) -> Error {
+        match self {
+            NotOpened::Io(e) => Error::io(path, e),
+            other => Error::data(path, other.reason()),
+        }
     }
 }
 
-/// [`check_regular_file`] as the crate's error: I/O failures stay [`Error::Io`].
-pub fn regular_file(path: &Path) -> Result<Metadata> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if meta.is_file() {
-        Ok(meta)
-    } else {
-        Err(Error::data(path, format!("not a regular file ({})", file_kind(&meta.file_type()))))
+/// Opens `path` for reading when it is a regular file, judged on the opened file itself.
+/// The open cannot block (O_NONBLOCK: a FIFO with no writer opens at once, and the flag
+/// means nothing for a regular file), and the type comes from the descriptor, so a file
+/// swapped for a FIFO or a device after any earlier check is still refused.
+pub fn open_regular(path: &Path) -> std::result::Result<(File, Metadata), NotOpened> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
     }
+    let file = options.open(path).map_err(NotOpened::Io)?;
+    let meta = file.metadata().map_err(NotOpened::Io)?;
+    if meta.is_file() { Ok((file, meta)) } else { Err(NotOpened::NotRegular(file_kind(&meta.file_type()))) }
 }
 
-/// Reads a regular file whole, refusing anything else before opening it.
+/// Reads a regular file whole, refusing anything else without blocking on it.
 pub fn read_regular_file(path: &Path) -> Result<Vec<u8>> {
-    let meta = regular_file(path)?;
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let (mut file, meta) = open_regular(path).map_err(|e| e.at(path))?;
     // The size is only a hint: the file may change between the two calls.
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).min(1 << 30));
     file.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
@@ -187,4 +206,34 @@ pub struct Dataset {
     pub train: Labelled,
     pub validation: Labelled,
     pub test: Labelled,
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// The open itself refuses a FIFO, at once: no check before it is needed, so a file
+    /// swapped for a FIFO after any check cannot block a run.
+    #[test]
+    fn opening_a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("rows.csv");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success());
+        if !made {
+            eprintln!("skipped: mkfifo is not available here");
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let f = fifo.clone();
+        std::thread::spawn(move || tx.send(open_regular(&f).map(|_| ()).map_err(|e| e.reason())));
+        let got = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("open_regular returned");
+        assert_eq!(got, Err("not a regular file (a FIFO)".to_owned()));
+
+        let file = dir.path().join("rows2.csv");
+        std::fs::write(&file, "a,b\n1,2\n").unwrap();
+        let (_, meta) = open_regular(&file).unwrap();
+        assert_eq!(meta.len(), 8);
+        assert!(matches!(open_regular(dir.path()), Err(NotOpened::NotRegular("a folder"))));
+        assert!(matches!(open_regular(&dir.path().join("none")), Err(NotOpened::Io(_))));
+    }
 }

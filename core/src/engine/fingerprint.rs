@@ -98,7 +98,7 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn mark(path: &Path) -> Result<FileMark> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let (mut f, _) = crate::data::open_regular(path).map_err(|e| e.at(path))?;
     let mut h = Fnv::new();
     let mut bytes = 0u64;
     let mut buf = vec![0u8; 1 << 20];

@@ -539,10 +539,10 @@ impl Pipeline {
     /// Reads, parses and validates a pipeline file.
     pub fn load(file: &Path) -> Result<Self> {
         let refuse = |msg: String| Error::Config(format!("{}: {msg}", file.display()));
-        let meta = std::fs::metadata(file).map_err(|e| Error::io(file, e))?;
-        if !meta.is_file() {
-            return Err(refuse(format!("not a regular file ({})", data::file_kind(&meta.file_type()))));
-        }
+        let (handle, meta) = data::open_regular(file).map_err(|e| match e {
+            data::NotOpened::Io(e) => Error::io(file, e),
+            other => refuse(other.reason()),
+        })?;
         let too_big = |len: u64| {
             refuse(format!(
                 "{len} bytes is too big for a pipeline file (at most {MAX_PIPELINE_BYTES} bytes, 1 MiB; a pipeline is a few KB)"
@@ -552,9 +552,7 @@ impl Pipeline {
             return Err(too_big(meta.len()));
         }
         let mut bytes = Vec::new();
-        std::fs::File::open(file)
-            .and_then(|f| f.take(MAX_PIPELINE_BYTES + 1).read_to_end(&mut bytes))
-            .map_err(|e| Error::io(file, e))?;
+        handle.take(MAX_PIPELINE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| Error::io(file, e))?;
         if bytes.len() as u64 > MAX_PIPELINE_BYTES {
             return Err(too_big(bytes.len() as u64));
         }

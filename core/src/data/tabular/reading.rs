@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
 use polars::prelude::{CsvReadOptions, DataFrame, DataType, ParquetReader, SerReader};
@@ -82,14 +82,13 @@ impl Table {
     pub fn read(path: &Path) -> Result<Self> {
         let format = format_of(path)
             .ok_or_else(|| Error::data(path, "unsupported file type; expected a .csv or .parquet file"))?;
-        let meta = crate::data::regular_file(path)?;
+        let (mut file, meta) = crate::data::open_regular(path).map_err(|e| e.at(path))?;
         if meta.len() == 0 {
             return Err(Error::data(path, "the file is empty (0 bytes); expected a header and data rows"));
         }
         if format == Format::Csv {
-            check_csv_header(path)?;
+            check_csv_header(path, &mut file)?;
         }
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let df = match format {
             Format::Csv => CsvReadOptions::default()
                 .with_has_header(true)
@@ -324,10 +323,15 @@ impl Iterator for CsvRecords<'_> {
 
 /// Refuses a header that names a column twice: polars would rename the second `V1` to
 /// `V1_duplicated_0` and the pipeline would silently read the first one only.
-fn check_csv_header(path: &Path) -> Result<()> {
+/// Reads from the start of `file` and leaves it there.
+fn check_csv_header(path: &Path, file: &mut File) -> Result<()> {
     const PREFIX: u64 = 1 << 20;
     let mut head = Vec::new();
-    File::open(path).and_then(|f| f.take(PREFIX).read_to_end(&mut head)).map_err(|e| Error::io(path, e))?;
+    (&mut *file)
+        .take(PREFIX)
+        .read_to_end(&mut head)
+        .and_then(|_| file.seek(std::io::SeekFrom::Start(0)))
+        .map_err(|e| Error::io(path, e))?;
     let Some(header) = CsvRecords::new(&head).next() else { return Ok(()) };
     let mut names: &[Vec<u8>] = &header.fields;
     if !header.ended && head.len() as u64 == PREFIX {
