@@ -120,10 +120,13 @@ fn every_audio_budget_is_checked() {
 fn every_text_budget_is_checked_or_said_to_be_unchecked() {
     let stop = repo().join("data/stopwords/english.txt");
     let ant = repo().join("data/counterfit-constraints/wordnet_antonyms.txt");
+    let table = repo().join("data/wordnet-synonyms/wordnet-synonyms.tsv");
     let (stop_p, ant_p) = (format!("file = \"{}\"", stop.display()), format!("file = \"{}\"", ant.display()));
+    let table_p = format!("file = \"{}\"", table.display());
     let attacks = [
         ("stopwords", stop_p.as_str()),
         ("antonyms", ant_p.as_str()),
+        ("synonyms", table_p.as_str()),
         ("ratio", ""),
         ("similar", ""),
         ("words", ""),
@@ -131,6 +134,7 @@ fn every_text_budget_is_checked_or_said_to_be_unchecked() {
     let (m, report) = run(&pipeline("sentiment-small.toml", "fixture-cheat-text", &attacks));
     caught(&m, &report, "stopwords", "no stop word swapped (english.txt)");
     caught(&m, &report, "antonyms", "no antonym swaps (wordnet_antonyms.txt)");
+    caught(&m, &report, "synonyms", "swaps from the synonym table (wordnet-synonyms.tsv)");
     caught(&m, &report, "ratio", "one-for-one swaps of ≤ 10 % of words");
 
     // sentiment-small names no sentence encoder: the floor cannot be checked, and says so.

@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::abi::{FeatureKind, Modality};
 use crate::constraints::TabularConstraints;
+use crate::lexicon::Lexicon;
 use crate::safe::Feature;
-use crate::threat::Budget;
+use crate::threat::{Budget, SynonymSource};
 
 /// Slack for float round-off in a plugin's tabular projections (relative plus absolute).
 pub const TABULAR_TOL: f64 = 1e-4;
@@ -269,6 +270,7 @@ struct Lists {
 #[derive(Debug, Default)]
 pub struct WordLists {
     cache: Mutex<HashMap<String, Arc<Lists>>>,
+    lexicons: Mutex<HashMap<String, Arc<std::result::Result<Lexicon, String>>>>,
 }
 
 impl WordLists {
@@ -276,6 +278,16 @@ impl WordLists {
         let key = format!("{stopwords:?}|{antonyms:?}");
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.entry(key).or_insert_with(|| Arc::new(read_lists(stopwords, antonyms))).clone()
+    }
+
+    fn lexicon(&self, source: &SynonymSource) -> Arc<std::result::Result<Lexicon, String>> {
+        let key = format!("{source:?}");
+        let mut cache = self.lexicons.lock().unwrap_or_else(|e| e.into_inner());
+        let load = || {
+            Lexicon::load(&source.files())
+                .map_err(|e| format!("cannot read the synonym table to check the attack: {e}"))
+        };
+        cache.entry(key).or_insert_with(|| Arc::new(load())).clone()
     }
 }
 
@@ -369,6 +381,14 @@ pub fn text(
                     v.fail_budget(k, format!("`{a}` was swapped for its antonym `{b}`"));
                 }
             }
+            Budget::Synonyms(source) => match &*lists.lexicon(source) {
+                Err(e) => v.fail_budget(k, e.clone()),
+                Ok(lexicon) => {
+                    if let Some((a, b)) = swaps.iter().find(|(a, b)| !lexicon.offers(a, b)) {
+                        v.fail_budget(k, format!("`{b}` is not a synonym the table offers for `{a}`"));
+                    }
+                }
+            },
             Budget::MinSimilarity { floor } => {
                 let Some(similarity) = similarity else { continue };
                 if changed == 0 {
@@ -564,6 +584,44 @@ mod tests {
         let v = text("the film is good", "the movie was good", &b, &lists, None);
         assert_eq!(v.broken, [2], "{:?}", v.notes);
         assert!(v.notes[0].contains("a ratio of 0.25 allows 1"), "{:?}", v.notes);
+    }
+
+    /// Swaps are judged by the attack's own lexicon rules: listed synonyms in any case,
+    /// re-inflected ones when the source says so, nothing else.
+    #[test]
+    fn a_swap_the_synonym_table_does_not_offer_breaks_the_synonym_budget() {
+        let d = std::env::temp_dir().join(format!("tempered-judge-syn-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("wn.tsv"), "film\tnoun\tmovie\tpicture\ngood\tadj\tfine\tbad\n").unwrap();
+        std::fs::write(d.join("ant.txt"), "good bad\n").unwrap();
+        let table = d.join("wn.tsv").to_string_lossy().into_owned();
+        let plain = SynonymSource { table: table.clone(), ..Default::default() };
+        let b = [Budget::Synonyms(plain.clone())];
+        let lists = WordLists::default();
+        assert_eq!(text("a good film", "a fine movie", &b, &lists, None).violations, 0);
+        assert_eq!(text("A Good Film", "A FINE Picture", &b, &lists, None).violations, 0, "case aside");
+        let v = text("a good film", "a good flick", &b, &lists, None);
+        assert_eq!(v.broken, [0]);
+        assert_eq!(v.notes, ["`flick` is not a synonym the table offers for `film`"]);
+        // Antonyms named in the source veto a listed candidate.
+        assert_eq!(text("a good film", "a bad film", &b, &lists, None).violations, 0);
+        let vetoed = [Budget::Synonyms(SynonymSource {
+            antonyms: vec![d.join("ant.txt").to_string_lossy().into_owned()],
+            ..plain.clone()
+        })];
+        assert_eq!(text("a good film", "a bad film", &vetoed, &lists, None).broken, [0]);
+        // "films" is not in the table; with inflections its candidates are re-inflected.
+        assert_eq!(text("two films", "two movies", &b, &lists, None).broken, [0]);
+        let inflected = [Budget::Synonyms(SynonymSource { inflections: true, ..plain })];
+        assert_eq!(text("two films", "two movies", &inflected, &lists, None).violations, 0);
+        // A table that cannot be read breaks the budget, saying why.
+        let missing =
+            [Budget::Synonyms(SynonymSource { table: "/nonexistent/wn.tsv".into(), ..Default::default() })];
+        let v = text("a film", "a movie", &missing, &lists, None);
+        assert_eq!(v.broken, [0]);
+        assert!(v.notes[0].contains("cannot read the synonym table"), "{:?}", v.notes);
+        assert!(verifies(Modality::Text, &b[0], false).is_ok());
+        assert!(verifies(Modality::Tabular, &b[0], false).is_err());
     }
 
     #[test]

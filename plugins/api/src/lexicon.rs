@@ -1,5 +1,7 @@
 //! The word lists: synonym candidates (WordNet, optionally PPDB), antonym pairs that veto a
-//! candidate, and stop words that are never swapped.
+//! candidate, and stop words that are never swapped. Here, in the API crate, because the
+//! host judges a declared [`Budget::Synonyms`](crate::Budget::Synonyms) by exactly the rules
+//! a text attack draws its candidates by, inflections included.
 //!
 //! Everything is read once, in the attack's constructor. Words are interned to `u32` ids so
 //! the ~130 k synonym entries cost 4 bytes each instead of a `String`, and each word's final
@@ -9,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use tempered_plugin::{PluginError, Result};
+use crate::{PluginError, Result};
 
 /// Which files to read and how to cut the candidate lists.
 #[derive(Debug, Clone, Default)]
@@ -415,6 +417,13 @@ impl Lexicon {
             return out;
         }
         Vec::new()
+    }
+
+    /// Whether `candidate` is among [`Self::candidates`] of `word`, case aside: how the
+    /// host judges a declared [`Budget::Synonyms`](crate::Budget::Synonyms).
+    pub fn offers(&self, word: &str, candidate: &str) -> bool {
+        let candidate = lower(candidate);
+        self.candidates(word).iter().any(|c| lower(c) == candidate)
     }
 
     pub fn is_stopword(&self, word: &str) -> bool {

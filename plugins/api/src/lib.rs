@@ -51,6 +51,7 @@ mod constraints;
 pub mod export;
 pub mod judge;
 pub mod ledger;
+pub mod lexicon;
 mod paths;
 mod rng;
 mod safe;
@@ -63,7 +64,7 @@ pub use constraints::{Direction, Relation, TabularConstraints, Transitions};
 pub use paths::PipelinePath;
 pub use rng::Rng;
 pub use safe::{Attack, Batch, Feature, Input, Oracle, Perturbed, PluginError, Result, project_row};
-pub use threat::{Budget, ThreatModel};
+pub use threat::{Budget, SynonymSource, ThreatModel};
 
 /// Re-exported so `export_plugin!` and plugins agree on one version.
 #[doc(hidden)]

@@ -81,6 +81,9 @@ pub enum Budget {
     /// Text: no word is swapped for its antonym, as listed in these files (`word antonym`
     /// per line, either order).
     NoAntonyms { files: Vec<String> },
+    /// Text: every swapped word is one the synonym table offers for the original word (case
+    /// aside), by the rules of [`lexicon`](crate::lexicon) and the attack's own files.
+    Synonyms(SynonymSource),
     /// Text: the cosine similarity of the pipeline's sentence embeddings of the original
     /// and the adversarial text is at least `floor`.
     MinSimilarity { floor: f64 },
@@ -96,6 +99,7 @@ impl Budget {
             Budget::LinfStd { .. } | Budget::L2Std { .. } | Budget::Cost { .. } => Some(Tabular),
             Budget::Linf { .. } | Budget::SnrFloor { .. } | Budget::TimeShift { .. } => Some(Audio),
             Budget::WordSwaps { .. }
+            | Budget::Synonyms(_)
             | Budget::StopWords { .. }
             | Budget::NoAntonyms { .. }
             | Budget::MinSimilarity { .. } => Some(Text),
@@ -137,12 +141,77 @@ impl Budget {
                 }
                 return Ok(());
             }
+            Budget::Synonyms(source) => {
+                if source.table.is_empty() {
+                    return Err(format!("the budget `{self}` names no synonym table"));
+                }
+                return Ok(());
+            }
             Budget::Queries { .. } => return Ok(()),
         };
         if !(size.is_finite() && size >= 0.0) {
             return Err(format!("the budget `{self}` must be a finite size of 0 or more"));
         }
         Ok(())
+    }
+}
+
+/// Where a text attack's synonyms come from: the files and switches of its
+/// [`LexiconFiles`](crate::lexicon::LexiconFiles) (paths as the attack read them), so the
+/// host rebuilds the very candidate lists the attack drew from. Stop words and the cut to
+/// `max_candidates` are left out: stop words are a budget of their own, and a cut list
+/// only narrows what the table offers.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SynonymSource {
+    /// `word<TAB>pos<TAB>syn…` lines (WordNet).
+    pub table: String,
+    /// `word synonym` pairs, taken as symmetric (PPDB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ppdb: Option<String>,
+    /// `word antonym` pairs that veto a candidate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub antonyms: Vec<String>,
+    /// A word the table lacks is looked up by its base form and the candidates re-inflected.
+    #[serde(default)]
+    pub inflections: bool,
+    /// WordNet's base forms of the word and their synonyms are offered too.
+    #[serde(default)]
+    pub base_forms: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exceptions: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lemmas: Option<String>,
+}
+
+impl SynonymSource {
+    /// The source `files` describe.
+    pub fn of(files: &crate::lexicon::LexiconFiles) -> Self {
+        let s = |p: &std::path::Path| p.to_string_lossy().into_owned();
+        Self {
+            table: s(&files.synonyms),
+            ppdb: files.ppdb_synonyms.as_deref().map(s),
+            antonyms: files.antonyms.iter().map(|p| s(p)).collect(),
+            inflections: files.inflections,
+            base_forms: files.base_forms,
+            exceptions: files.exceptions.as_deref().map(s),
+            lemmas: files.lemmas.as_deref().map(s),
+        }
+    }
+
+    /// The files to load the whole table from (no stop words, no cut).
+    pub fn files(&self) -> crate::lexicon::LexiconFiles {
+        crate::lexicon::LexiconFiles {
+            synonyms: self.table.clone().into(),
+            ppdb_synonyms: self.ppdb.clone().map(Into::into),
+            antonyms: self.antonyms.iter().map(Into::into).collect(),
+            stopwords: None,
+            max_candidates: None,
+            inflections: self.inflections,
+            base_forms: self.base_forms,
+            exceptions: self.exceptions.clone().map(Into::into),
+            lemmas: self.lemmas.clone().map(Into::into),
+        }
     }
 }
 
@@ -173,6 +242,11 @@ impl std::fmt::Display for Budget {
             Budget::WordSwaps { max_ratio } => {
                 write!(f, "one-for-one swaps of ≤ {} % of words", num((max_ratio * 1e6).round() / 1e4))
             }
+            Budget::Synonyms(s) => {
+                let mut files = vec![s.table.clone()];
+                files.extend(s.ppdb.iter().cloned());
+                write!(f, "swaps from the synonym table ({})", names(&files))
+            }
             Budget::StopWords { files } => write!(f, "no stop word swapped ({})", names(files)),
             Budget::NoAntonyms { files } => write!(f, "no antonym swaps ({})", names(files)),
             Budget::MinSimilarity { floor } => write!(f, "sentence similarity ≥ {}", num(*floor)),
@@ -192,6 +266,17 @@ mod tests {
         let json = serde_json::to_string(&t).unwrap();
         assert_eq!(json, r#"{"budgets":[{"kind":"linf_std","epsilon":0.5},{"kind":"queries","max":10}]}"#);
         assert_eq!(serde_json::from_str::<ThreatModel>(&json).unwrap(), t);
+        let synonyms = ThreatModel::new([Budget::Synonyms(SynonymSource {
+            table: "wn.tsv".into(),
+            inflections: true,
+            ..Default::default()
+        })]);
+        let json = serde_json::to_string(&synonyms).unwrap();
+        assert_eq!(
+            json,
+            r#"{"budgets":[{"kind":"synonyms","table":"wn.tsv","inflections":true,"base_forms":false}]}"#
+        );
+        assert_eq!(serde_json::from_str::<ThreatModel>(&json).unwrap(), synonyms);
         let unknown = r#"{"budgets":[{"kind":"linf_std","epsilon":0.5,"units":"raw"}]}"#;
         assert!(serde_json::from_str::<ThreatModel>(unknown).is_err(), "a field the host cannot check");
     }

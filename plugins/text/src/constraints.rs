@@ -1,10 +1,10 @@
 //! The parameters and limits all three attacks share: word lists, the share of words that
 //! may change, the query budget and the optional sentence-similarity floor.
 
-use tempered_plugin::{Budget, PluginError, Result, ThreatModel};
+use tempered_plugin::{Budget, PluginError, Result, SynonymSource, ThreatModel};
 
-use crate::lexicon::{Lexicon, LexiconFiles, match_case};
 use crate::tokens::Tokens;
+use tempered_plugin::lexicon::{Lexicon, LexiconFiles, match_case};
 
 pub(crate) fn default_max_change_ratio() -> f64 {
     0.2
@@ -83,7 +83,7 @@ macro_rules! attack_params {
                 max_candidates: Option<usize>,
             ) -> tempered_plugin::Result<crate::constraints::Constraints> {
                 let path = |p: &tempered_plugin::PipelinePath| p.as_path().to_owned();
-                let files = crate::lexicon::LexiconFiles {
+                let files = tempered_plugin::lexicon::LexiconFiles {
                     synonyms: path(&self.synonyms),
                     ppdb_synonyms: ppdb_synonyms.as_ref().map(path),
                     antonyms: self.antonyms.iter().map(path).collect(),
@@ -113,9 +113,9 @@ pub struct Constraints {
     pub max_change_ratio: f64,
     pub query_budget: u64,
     pub min_similarity: Option<f32>,
-    /// The lists the lexicon applies, named again in the threat model for the host to check.
-    stopwords: Option<std::path::PathBuf>,
-    antonyms: Vec<std::path::PathBuf>,
+    /// The files the lexicon was read from, named again in the threat model for the host
+    /// to check by.
+    files: LexiconFiles,
 }
 
 /// A word that may be swapped, with its candidates in the case of the original.
@@ -146,24 +146,25 @@ impl Constraints {
             max_change_ratio,
             query_budget,
             min_similarity,
-            stopwords: files.stopwords.clone(),
-            antonyms: files.antonyms.clone(),
+            files: files.clone(),
         })
     }
 
-    /// Everything the three attacks promise: one-for-one swaps within the ratio, no stop
-    /// word or antonym swapped (by the very files they read), the similarity floor, and
-    /// the query budget.
+    /// Everything the three attacks promise: one-for-one swaps within the ratio, every
+    /// swap from the synonym table, no stop word or antonym swapped (by the very files they
+    /// read), the similarity floor, and the query budget.
     pub fn threat_model(&self) -> ThreatModel {
         let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+        let files = &self.files;
         ThreatModel::new([
             Budget::WordSwaps { max_ratio: self.max_change_ratio },
+            Budget::Synonyms(SynonymSource::of(files)),
             Budget::Queries { max: self.query_budget },
         ])
-        .with_opt(self.stopwords.as_deref().map(|p| Budget::StopWords { files: vec![path(p)] }))
+        .with_opt(files.stopwords.as_deref().map(|p| Budget::StopWords { files: vec![path(p)] }))
         .with_opt(
-            (!self.antonyms.is_empty())
-                .then(|| Budget::NoAntonyms { files: self.antonyms.iter().map(|p| path(p)).collect() }),
+            (!files.antonyms.is_empty())
+                .then(|| Budget::NoAntonyms { files: files.antonyms.iter().map(|p| path(p)).collect() }),
         )
         .with_opt(self.min_similarity.map(|f| Budget::MinSimilarity { floor: f64::from(f) }))
     }

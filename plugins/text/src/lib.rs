@@ -105,15 +105,14 @@
 
 pub mod beam;
 mod constraints;
-pub mod lexicon;
 pub mod pwws;
 mod search;
 pub mod textfooler;
 mod tokens;
 
 pub use beam::{Beam, BeamParams};
-pub use lexicon::{Lexicon, LexiconFiles};
 pub use pwws::{Pwws, PwwsParams};
+pub use tempered_plugin::lexicon::{Lexicon, LexiconFiles};
 pub use textfooler::{TextFooler, TextFoolerParams};
 
 tempered_plugin::export_plugin! {
