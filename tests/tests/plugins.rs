@@ -138,7 +138,7 @@ fn a_missing_plugin_names_every_place_it_looked() {
 fn the_first_party_plugin_is_found_by_name_with_its_attacks() {
     let p = SearchPath::new(&[]).find("tabular").expect("built as a dev-dependency");
     let names: Vec<&str> = p.attacks.iter().map(|a| a.name.as_str()).collect();
-    assert_eq!(names, ["pgd", "fraudster", "lowprofool"]);
+    assert_eq!(names, ["pgd", "fraudster", "lowprofool", "moeva"]);
     assert!(Path::new(&p.path).is_file());
     let e = p.create("pgd", &serde_json::json!({ "epsilon": "big" }), &repo()).err().unwrap().to_string();
     assert!(e.starts_with("plugin `tabular`: attack `pgd`:"), "bad params are the plugin's error: {e}");

@@ -75,21 +75,58 @@
 //! target_class = 0
 //! ```
 //!
-//! All randomness comes from the batch seed, so a seeded run repeats.
+//! ## `moeva`: black-box evolutionary search (MOEVA-style)
+//!
+//! A fraudster without gradients: each example evolves a population of candidate rows,
+//! asking the model only for probabilities (`predict`). Children mix two parents gene by
+//! gene (a continuous or integer column, a binary column, a whole one-hot group), then
+//! mutate: Gaussian steps inside the L∞ ball and the column's direction, binary flips, and
+//! category switches to categories the pipeline's transitions allow from the original.
+//! Every child is projected with the batch's constraints (relations recomputed), pulled
+//! inside the cost budget and checked with the host's own judge before it is queried.
+//! NSGA-II keeps the candidates best on two objectives: the true class's margin (capped
+//! once the model is fooled with a margin of 0.05, where more confidence buys nothing) and
+//! the attacker's cost. Each example returns the cheapest row that fooled the model, else
+//! the row closest to fooling it. Declares `L∞ ≤ epsilon std`, `cost ≤ budget` (when
+//! given) and `≤ population × (generations + 1) queries`; stops asking for an example at
+//! the host's `query_budget`.
+//! Queries per example: `population × (generations + 1)`, or the host's cap if lower.
+//!
+//! ```toml
+//! [[attack]]
+//! id = "moeva"
+//! plugin = "tabular"
+//! attack = "moeva"
+//! classes = [1]
+//! [attack.params]
+//! epsilon = 1.0         # L∞ radius, standardised units (continuous and integer columns)
+//! budget = 6.0          # optional: most cost Σ cost_j·|Δ_j| (a switch pays both columns)
+//! population = 20       # candidates per example, 2..=4096
+//! generations = 30      # >= 1
+//! mutation_rate = 0.3   # chance a continuous/integer column moves in a child
+//! mutation_size = 0.5   # step standard deviation, as a fraction of epsilon
+//! switch_rate = 0.1     # chance a binary column flips or a category switches
+//! crossover_rate = 0.7  # chance a child mixes two parents
+//! ```
+//!
+//! All randomness comes from the batch seed, so a seeded run repeats; `moeva` draws one
+//! stream per example, so its result does not depend on how work is scheduled.
 
 mod budget;
 mod fraudster;
 mod lowprofool;
+mod moeva;
 mod pgd;
 mod shared;
 
 pub use fraudster::{Fraudster, FraudsterParams};
 pub use lowprofool::{LowProFool, LowProFoolParams};
+pub use moeva::{Moeva, MoevaParams};
 pub use pgd::{Norm, Pgd, PgdParams};
 
 tempered_plugin::export_plugin! {
     name: "tabular",
     version: env!("CARGO_PKG_VERSION"),
     modality: tempered_plugin::Modality::Tabular,
-    attacks: [Pgd, Fraudster, LowProFool],
+    attacks: [Pgd, Fraudster, LowProFool, Moeva],
 }

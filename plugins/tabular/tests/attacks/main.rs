@@ -4,5 +4,6 @@
 mod common;
 mod fraudster;
 mod lowprofool;
+mod moeva;
 mod pgd;
 mod plugin;

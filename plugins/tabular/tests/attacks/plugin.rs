@@ -48,12 +48,12 @@ fn bad_fraudster_and_lowprofool_params_are_errors() {
 }
 
 #[test]
-fn the_plugin_declares_its_three_attacks() {
+fn the_plugin_declares_its_four_attacks() {
     let decl = unsafe { &*tempered_tabular::tempered_plugin_v1() };
     assert_eq!(decl.abi_version, tempered_plugin::ABI_VERSION);
     assert_eq!(decl.modality, tempered_plugin::Modality::Tabular as u32);
     assert_eq!(unsafe { decl.name.to_string_lossy() }, "tabular");
     let attacks = unsafe { std::slice::from_raw_parts(decl.attacks, decl.n_attacks) };
     let names: Vec<String> = attacks.iter().map(|a| unsafe { a.name.to_string_lossy() }).collect();
-    assert_eq!(names, ["pgd", "fraudster", "lowprofool"]);
+    assert_eq!(names, ["pgd", "fraudster", "lowprofool", "moeva"]);
 }
