@@ -128,6 +128,7 @@ pub(super) fn harden_params(pipeline: &Pipeline, config: &AttackConfig) -> Optio
 /// training time is spent: a misspelt sweep `param` fails here, not after clean training.
 pub fn check_attack(pipeline: &Pipeline, config: &AttackConfig, plugin: &Plugin) -> Result<()> {
     check_harden_attack(pipeline, config, plugin)?;
+    super::tradeoff::check_attack(pipeline, config, plugin)?;
     let params = to_json(&config.params);
     for sweep in pipeline.spec.evaluate().sweeps.iter().filter(|s| s.attack == config.id) {
         for &value in &sweep.values {

@@ -31,6 +31,19 @@ pub(super) fn harden(
     dir: &RunDir,
     balance: &train::Balance,
 ) -> Result<Hardened> {
+    harden_phase(pipeline, task, attacks, dir, balance, "hardened")
+}
+
+/// [`harden`] into the checkpoints of `phase` (a `[tradeoff]` point has its own); only
+/// the `hardened` phase keeps the examples it trained on.
+pub(super) fn harden_phase(
+    pipeline: &Pipeline,
+    task: &dyn Task,
+    attacks: &[Loaded],
+    dir: &RunDir,
+    balance: &train::Balance,
+    phase: &str,
+) -> Result<Hardened> {
     let harden = pipeline.spec.harden();
     let tc = pipeline.spec.train();
     let seed = pipeline.seed();
@@ -71,7 +84,11 @@ pub(super) fn harden(
             });
         }
     }
-    let record = if adversaries.is_empty() { None } else { task.recorder(&dir.path, harden_seed)? };
+    let record = if adversaries.is_empty() || phase != "hardened" {
+        None
+    } else {
+        task.recorder(&dir.path, harden_seed)?
+    };
     // One attack keeps its own adversary (and its numbers); several share each batch.
     let mut adversary: Option<Box<dyn Counting + '_>> = match adversaries.len() {
         0 => None,
@@ -95,7 +112,7 @@ pub(super) fn harden(
         trades_beta: (harden.strategy == Strategy::Trades).then_some(harden.beta),
         stop_on_robust_accuracy: harden.early_stopping == EarlyStopping::RobustAccuracy,
     };
-    let ckpt = Checkpoints { dir: dir.checkpoints(), phase: "hardened".to_owned() };
+    let ckpt = Checkpoints { dir: dir.checkpoints(), phase: phase.to_owned() };
     let adv = adversary.as_deref_mut().map(|a| a as &mut dyn Adversary);
     let (model, data) = (task.parts().model.as_ref(), &task.parts().dataset);
     // The clean model's class balance holds while it is fine-tuned: without it, hardening

@@ -8,6 +8,7 @@ mod fingerprint;
 mod finish;
 mod harden;
 mod rundir;
+mod tradeoff;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -80,6 +81,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
         seconds: BTreeMap::new(),
         skipped,
         hardening: None,
+        tradeoff: None,
     };
     let mut samples = Samples::new();
     clock.time("attack_before", || {
@@ -90,7 +92,13 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
 
     let (mut harden_log, mut pr_after) = (None, None);
     if pipeline.spec.harden().enabled {
-        let hardened = clock.time("harden", || harden::harden(pipeline, task, &attacks, &dir, &balance))?;
+        let hardened = clock.time("harden", || match pipeline.spec.tradeoff() {
+            None => harden::harden(pipeline, task, &attacks, &dir, &balance),
+            Some(_) => tradeoff::sweep(pipeline, task, &mut attacks, &dir, &balance).map(|(h, sweep)| {
+                metrics.tradeoff = Some(sweep);
+                h
+            }),
+        })?;
         metrics.hardening = hardened.stats;
         harden_log = Some(hardened.log);
         // The hardened model scores differently: its threshold is chosen again, on validation.

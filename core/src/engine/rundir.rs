@@ -172,12 +172,15 @@ fn accept_changes(pipeline: &Pipeline, dir: &Path, saved: &str, now: &str) -> Re
         };
         harden_ids.iter().map(|id| find(id)).collect()
     };
-    let hardening_changed = changed.contains(&"harden") || attack_of(&saved) != attack_of(&now);
+    let hardening_changed =
+        changed.contains(&"harden") || changed.contains(&"tradeoff") || attack_of(&saved) != attack_of(&now);
     if hardening_changed {
         let ck = dir.join("checkpoints");
         let entries = std::fs::read_dir(&ck).map_err(|e| Error::io(&ck, e))?;
         for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with("hardened") {
+            // `harden-p<i>`: the points of a [tradeoff] sweep.
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("hardened") || name.starts_with("harden-p") {
                 let p = entry.path();
                 std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
             }

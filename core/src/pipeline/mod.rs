@@ -14,6 +14,7 @@
 //! the machine has.
 
 pub mod span;
+pub mod tradeoff;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -61,6 +62,8 @@ pub struct SpecOf<D, M> {
     pub report: ReportConfig,
     #[serde(default)]
     pub plugins: PluginsConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tradeoff: Option<tradeoff::TradeoffConfig>,
 }
 
 /// The modality-specific parts, by `pipeline.modality`.
@@ -103,6 +106,12 @@ impl Spec {
     }
     pub fn harden(&self) -> &HardenConfig {
         common!(self, s => &s.harden)
+    }
+    pub fn harden_mut(&mut self) -> &mut HardenConfig {
+        common!(self, s => &mut s.harden)
+    }
+    pub fn tradeoff(&self) -> Option<&tradeoff::TradeoffConfig> {
+        common!(self, s => s.tradeoff.as_ref())
     }
     pub fn evaluate(&self) -> &EvaluateConfig {
         common!(self, s => &s.evaluate)
@@ -1059,6 +1068,7 @@ fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
             return Err(Invalid::new(at("values"), "a sweep needs at least one value"));
         }
     }
+    tradeoff::check(spec)?;
     if p.device == DeviceKind::Cuda && !cfg!(feature = "cuda") {
         return Err(Invalid::new(
             keys(&["pipeline", "device"]),

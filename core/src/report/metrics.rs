@@ -59,6 +59,9 @@ pub struct Metrics {
     /// What the hardening attack did to the training examples it was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hardening: Option<HardeningStats>,
+    /// `[tradeoff]`: every point's validation numbers and the one chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tradeoff: Option<super::tradeoff::Tradeoff>,
 }
 
 /// An attack run that failed and was skipped instead of failing the whole run.
@@ -429,6 +432,7 @@ pub(crate) mod tests {
             ]),
             skipped: Vec::new(),
             hardening: Some(HardeningStats { examples: 5000, changed: 4870, violations: 0 }),
+            tradeoff: None,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod plots;
 pub mod scores;
 mod summary;
+pub mod tradeoff;
 
 pub use checks::{MIN_DETECTED, failed};
 pub use markdown::{Section, render};

@@ -1,0 +1,394 @@
+//! `[tradeoff]`: the hardening phase swept over one setting. Each value hardens the same
+//! clean model (reloaded from its final commit, so every point starts exactly where a plain
+//! run's hardening would), into checkpoints of its own (`harden-p<i>`), one point after
+//! another with one model in memory. Each point's model is measured on the validation
+//! split; the rule picks one on those numbers alone, and its model goes on to the "after"
+//! phase, the only one that sees the evaluated split.
+
+use std::time::Instant;
+
+use crate::data::Labelled;
+use crate::evaluate::{self, Decision};
+use crate::modality::{self, Task};
+use crate::pipeline::tradeoff::{ChooseRule, Swept, TradeoffConfig};
+use crate::pipeline::{AttackConfig, OnError, Pipeline, Target};
+use crate::plugin_host::Plugin;
+use crate::report::CleanMetrics;
+use crate::report::tradeoff::{PointAttack, Tradeoff, TradeoffPoint};
+use crate::train::Balance;
+use crate::{Error, Result};
+
+use super::attacks::{Loaded, harden_params};
+use super::harden::{Hardened, harden_phase};
+use super::{RunDir, clean_metrics_at, train_clean};
+
+/// The checkpoint phase of point `i`.
+fn phase(i: usize) -> String {
+    format!("harden-p{i}")
+}
+
+/// `pipeline` with its `[harden]` swept to `value`.
+fn at_value(pipeline: &Pipeline, t: &TradeoffConfig, value: f64) -> Pipeline {
+    let mut p = pipeline.clone();
+    *p.spec.harden_mut() = t.apply(pipeline.spec.harden(), value);
+    p
+}
+
+/// Creates (and drops) the hardening attack `config` with each value of a `params.<name>`
+/// sweep, so that the plugin refuses a bad one before any training time is spent.
+pub fn check_attack(pipeline: &Pipeline, config: &AttackConfig, plugin: &Plugin) -> Result<()> {
+    let Some(t) = pipeline.spec.tradeoff() else { return Ok(()) };
+    if !matches!(t.swept(), Some(Swept::AttackParam(_))) {
+        return Ok(());
+    }
+    for &value in &t.values {
+        let Some(params) = harden_params(&at_value(pipeline, t, value), config) else { return Ok(()) };
+        plugin.create(&config.attack, &params, &pipeline.base_dir).map_err(|e| {
+            pipeline.config_error(
+                &["tradeoff", "values"],
+                &format!("[tradeoff] sets `{} = {value}` for hardening attack `{}`: {e}", t.param, config.id),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Hardens once per value, measures each point on validation, and leaves the chosen
+/// point's model in `task` (and in `checkpoints/hardened.safetensors`, for `tempered score`
+/// and `[train] init`). Returns the chosen point's hardening and the sweep.
+pub(super) fn sweep(
+    pipeline: &Pipeline,
+    task: &dyn Task,
+    attacks: &mut [Loaded],
+    dir: &RunDir,
+    balance: &Balance,
+) -> Result<(Hardened, Tradeoff)> {
+    let t = pipeline.spec.tradeoff().expect("a [tradeoff] run");
+    let validation = &task.parts().dataset.validation;
+    let target = pipeline.spec.evaluate().operating_point.map(|op| op.target());
+    let binary = task.positive_class().is_some();
+    let (base, _, _) = clean_metrics_at(task, validation, target)?;
+    let clean_model = clean_value(&base, binary);
+    let mut points = Vec::new();
+    for (i, &value) in t.values.iter().enumerate() {
+        let started = Instant::now();
+        if i > 0 {
+            // Back to the clean model: its weights and random state, as its phase ended.
+            train_clean(pipeline, task, dir, balance)?;
+        }
+        tracing::info!("[tradeoff] point {} of {}: {} = {value}", i + 1, t.values.len(), t.param);
+        let hardened = harden_phase(&at_value(pipeline, t, value), task, attacks, dir, balance, &phase(i))?;
+        let m = Measure { pipeline, task, validation, target, binary };
+        let mut point = m.point(attacks, &t.param, value)?;
+        point.clean_drop = clean_model - point.clean;
+        point.robust = rule_robust(&point, &t.choose);
+        point.best_epoch = hardened.log.best_epoch;
+        point.epochs_done = hardened.log.epochs_done;
+        point.seconds = started.elapsed().as_secs_f64();
+        points.push(point);
+    }
+    let choice = choose(&points, &t.choose);
+    let k = choice.index;
+    let value = t.values[k];
+    // The chosen model, reloaded from its final commit with its hardening counters.
+    train_clean(pipeline, task, dir, balance)?;
+    let hardened = harden_phase(&at_value(pipeline, t, value), task, attacks, dir, balance, &phase(k))?;
+    let ck = dir.checkpoints();
+    let chosen_file = ck.join(format!("{}.safetensors", phase(k)));
+    let bytes = std::fs::read(&chosen_file).map_err(|e| Error::io(&chosen_file, e))?;
+    crate::files::write(&ck.join("hardened.safetensors"), &bytes)?;
+    tracing::info!("[tradeoff] chose {} = {value}: {}", t.param, choice.why);
+    let mut sweep = Tradeoff {
+        param: t.param.clone(),
+        clean_metric: if binary { "pr_auc" } else { "accuracy" }.to_owned(),
+        clean_model,
+        max_clean_drop: t.choose.max_clean_drop,
+        robust_against: t.choose.attack.clone(),
+        points,
+        chosen: k,
+        chosen_value: value,
+        why: choice.why,
+        rule_met: choice.rule_met,
+        plot: None,
+    };
+    if pipeline.spec.report().plots {
+        sweep.plot = Some(crate::report::tradeoff::plot(&dir.path, &sweep)?);
+    }
+    Ok((hardened, sweep))
+}
+
+/// PR-AUC for a binary task (the threshold is chosen again for every model, so accuracy at
+/// it would compare different things), accuracy otherwise; NaN when undefined.
+fn clean_value(m: &CleanMetrics, binary: bool) -> f64 {
+    if binary { m.pr_auc.unwrap_or(f64::NAN) } else { m.accuracy }
+}
+
+/// What every point is measured with.
+struct Measure<'a> {
+    pipeline: &'a Pipeline,
+    task: &'a dyn Task,
+    validation: &'a Labelled,
+    target: Option<Target>,
+    binary: bool,
+}
+
+impl Measure<'_> {
+    /// The model as it is now, on validation: its clean metric, and every evaluated attack
+    /// (each at its own seed, as the evaluation phases run it).
+    fn point(&self, attacks: &mut [Loaded], param: &str, value: f64) -> Result<TradeoffPoint> {
+        let (clean, _, decision): (_, _, Option<Decision>) =
+            clean_metrics_at(self.task, self.validation, self.target)?;
+        let ev = self.pipeline.spec.evaluate();
+        let seed = self.pipeline.seed();
+        let mut out = Vec::new();
+        for loaded in attacks.iter_mut() {
+            let id = loaded.config.id.clone();
+            if ev.attacks.as_ref().is_some_and(|ids| !ids.contains(&id)) {
+                continue;
+            }
+            let label = format!("{id} ({param} = {value}, validation)");
+            let run = evaluate::Run {
+                decision,
+                batch_size: loaded.config.batch_size,
+                classes: loaded.config.classes.as_deref(),
+                limit: ev.examples,
+                seed: evaluate::mix(seed, crate::hash::fnv1a(id.as_bytes())),
+                samples: 0,
+                label: &label,
+            };
+            let ctx = modality::context(self.task, seed, loaded.config.query_budget);
+            let parts = self.task.parts();
+            let o = match evaluate::run(
+                &mut loaded.handle,
+                parts.model.as_ref(),
+                self.validation,
+                ctx,
+                parts.judge.as_ref(),
+                &run,
+            ) {
+                Ok(o) => o,
+                Err(e) if loaded.config.on_error == OnError::Skip => {
+                    tracing::warn!("{label} failed and is left out of the point: {e}");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            tracing::info!(
+                "{label}: success {:.1}% of {}, robust accuracy {:.1}%",
+                o.success_rate() * 100.0,
+                o.attacked,
+                o.robust_accuracy() * 100.0
+            );
+            out.push(PointAttack {
+                trained_against: self.pipeline.spec.harden().attack.contains(&id),
+                id,
+                examples: o.examples,
+                attacked: o.attacked,
+                successes: o.successes,
+                success_rate: o.success_rate(),
+                robust_accuracy: o.robust_accuracy(),
+            });
+        }
+        Ok(TradeoffPoint {
+            value,
+            clean: clean_value(&clean, self.binary),
+            clean_drop: f64::NAN,
+            attacks: out,
+            robust: f64::NAN,
+            best_epoch: 0,
+            epochs_done: 0,
+            seconds: 0.0,
+        })
+    }
+}
+
+/// The robust accuracy the rule compares: against its attack, or the worst case over every
+/// attack (undefined when any is, or when there is none).
+fn rule_robust(p: &TradeoffPoint, rule: &ChooseRule) -> f64 {
+    match &rule.attack {
+        Some(id) => p.attacks.iter().find(|a| &a.id == id).map_or(f64::NAN, |a| a.robust_accuracy),
+        None if p.attacks.is_empty() => f64::NAN,
+        None => p
+            .attacks
+            .iter()
+            .map(|a| a.robust_accuracy)
+            .fold(f64::INFINITY, |m, r| if m.is_nan() || r.is_nan() { f64::NAN } else { m.min(r) }),
+    }
+}
+
+/// The rule's pick and why.
+#[derive(Debug, PartialEq)]
+struct Choice {
+    index: usize,
+    rule_met: bool,
+    why: String,
+}
+
+/// Every attack's robust accuracy, worst first; an undefined one counts as the worst.
+fn worst_first(p: &TradeoffPoint) -> Vec<f64> {
+    let mut r: Vec<f64> =
+        p.attacks.iter().map(|a| if a.robust_accuracy.is_nan() { -1.0 } else { a.robust_accuracy }).collect();
+    r.sort_by(f64::total_cmp);
+    r
+}
+
+/// Whether `p` beats `q`: the higher robust number; on a tie the next-worst attacks
+/// (a worst case measured on a few dozen examples ties often, and the other attacks still
+/// tell the points apart), then the smaller drop. A full tie keeps the earlier point.
+fn beats(p: &TradeoffPoint, q: &TradeoffPoint) -> bool {
+    use std::cmp::Ordering::{Equal, Greater};
+    let lexicographic = |a: &[f64], b: &[f64]| {
+        a.iter().zip(b).map(|(x, y)| x.total_cmp(y)).find(|o| *o != Equal).unwrap_or(a.len().cmp(&b.len()))
+    };
+    match p.robust.total_cmp(&q.robust).then_with(|| lexicographic(&worst_first(p), &worst_first(q))) {
+        Equal => p.clean_drop < q.clean_drop,
+        o => o == Greater,
+    }
+}
+
+/// Among the points within `max_clean_drop` whose robust number is defined, the highest
+/// robust accuracy (ties: see [`beats`]). When none qualifies,
+/// the smallest drop (the point closest to the clean model), flagged. Only what a point
+/// holds is looked at: its validation numbers.
+fn choose(points: &[TradeoffPoint], rule: &ChooseRule) -> Choice {
+    let against = rule.attack.as_ref().map_or("worst case over the attacks".to_owned(), |a| format!("`{a}`"));
+    let within = |p: &TradeoffPoint| p.clean_drop <= rule.max_clean_drop && p.robust.is_finite();
+    let mut best: Option<usize> = None;
+    for (i, p) in points.iter().enumerate().filter(|(_, p)| within(p)) {
+        if best.is_none_or(|b| beats(p, &points[b])) {
+            best = Some(i);
+        }
+    }
+    let qualified = points.iter().filter(|p| within(p)).count();
+    if let Some(i) = best {
+        let p = &points[i];
+        return Choice {
+            index: i,
+            rule_met: true,
+            why: format!(
+                "the highest robust accuracy ({against}) on validation, {:.1}%, of the {qualified} of {} \
+                 points that lose at most {} of the clean metric (this one: {:.4})",
+                p.robust * 100.0,
+                points.len(),
+                rule.max_clean_drop,
+                p.clean_drop
+            ),
+        };
+    }
+    let mut fallback = 0;
+    for (i, p) in points.iter().enumerate() {
+        let q = &points[fallback];
+        if p.clean_drop < q.clean_drop || (q.clean_drop.is_nan() && !p.clean_drop.is_nan()) {
+            fallback = i;
+        }
+    }
+    Choice {
+        index: fallback,
+        rule_met: false,
+        why: format!(
+            "no point lost at most {} of the clean metric with a defined robust accuracy ({against}); \
+             the point with the smallest loss ({:.4}) was taken",
+            rule.max_clean_drop, points[fallback].clean_drop
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(value: f64, clean_drop: f64, robust: &[(&str, f64)]) -> TradeoffPoint {
+        let attacks: Vec<PointAttack> = robust
+            .iter()
+            .map(|&(id, r)| PointAttack {
+                id: id.into(),
+                trained_against: id == "pgd",
+                examples: 100,
+                attacked: 100,
+                successes: ((1.0 - r) * 100.0).round() as usize,
+                success_rate: 1.0 - r,
+                robust_accuracy: r,
+            })
+            .collect();
+        let mut p = TradeoffPoint {
+            value,
+            clean: 0.9 - clean_drop,
+            clean_drop,
+            attacks,
+            robust: f64::NAN,
+            best_epoch: 1,
+            epochs_done: 2,
+            seconds: 0.0,
+        };
+        p.robust = rule_robust(&p, &ChooseRule::default());
+        p
+    }
+
+    /// The rule reads only the points it is given, which hold validation numbers: here the
+    /// same three models measured on the test split would choose β = 6, and on validation
+    /// β = 3 is chosen (β = 6 loses too much clean accuracy there).
+    #[test]
+    fn the_point_is_chosen_on_validation() {
+        let rule = ChooseRule { max_clean_drop: 0.02, attack: None };
+        let validation = [
+            point(1.0, 0.005, &[("pgd", 0.40), ("held", 0.35)]),
+            point(3.0, 0.015, &[("pgd", 0.55), ("held", 0.50)]),
+            point(6.0, 0.030, &[("pgd", 0.70), ("held", 0.65)]),
+        ];
+        let test = [
+            point(1.0, 0.004, &[("pgd", 0.41), ("held", 0.30)]),
+            point(3.0, 0.012, &[("pgd", 0.50), ("held", 0.44)]),
+            point(6.0, 0.010, &[("pgd", 0.72), ("held", 0.66)]),
+        ];
+        let on_validation = choose(&validation, &rule);
+        assert_eq!((on_validation.index, on_validation.rule_met), (1, true), "{on_validation:?}");
+        assert!(
+            on_validation.why.contains("50.0%") && on_validation.why.contains("2 of 3"),
+            "{on_validation:?}"
+        );
+        assert_eq!(choose(&test, &rule).index, 2, "the test split would have chosen otherwise");
+    }
+
+    #[test]
+    fn the_worst_attack_decides_then_the_next_worst_then_the_drop() {
+        let rule = ChooseRule { max_clean_drop: 0.05, attack: None };
+        // Best against pgd, but the held-out attack breaks it.
+        let pts = [
+            point(0.1, 0.01, &[("pgd", 0.90), ("held", 0.20)]),
+            point(0.2, 0.02, &[("pgd", 0.60), ("held", 0.50)]),
+            point(0.3, 0.01, &[("pgd", 0.55), ("held", 0.50)]),
+        ];
+        assert_eq!(choose(&pts, &rule).index, 1, "0.2 ties 0.3 on the worst case and wins on pgd");
+        let tied = [
+            point(0.2, 0.02, &[("pgd", 0.6), ("held", 0.5)]),
+            point(0.3, 0.01, &[("held", 0.5), ("pgd", 0.6)]),
+        ];
+        assert_eq!(choose(&tied, &rule).index, 1, "the same robustness: the smaller drop");
+        let same = [point(0.2, 0.01, &[("pgd", 0.6)]), point(0.3, 0.01, &[("pgd", 0.6)])];
+        assert_eq!(choose(&same, &rule).index, 0, "a full tie keeps the earlier point");
+        let named = ChooseRule { max_clean_drop: 0.05, attack: Some("pgd".into()) };
+        let pts: Vec<_> = pts
+            .into_iter()
+            .map(|mut p| {
+                p.robust = rule_robust(&p, &named);
+                p
+            })
+            .collect();
+        assert_eq!(choose(&pts, &named).index, 0, "against pgd alone");
+    }
+
+    #[test]
+    fn undefined_numbers_never_win_and_no_qualifier_is_flagged() {
+        let rule = ChooseRule { max_clean_drop: 0.01, attack: None };
+        let mut nan = point(1.0, 0.0, &[("pgd", f64::NAN), ("held", 0.9)]);
+        nan.robust = rule_robust(&nan, &rule);
+        assert!(nan.robust.is_nan(), "one undefined attack makes the worst case undefined");
+        let pts = [nan, point(2.0, 0.005, &[("pgd", 0.3)]), point(3.0, 0.2, &[("pgd", 0.9)])];
+        assert_eq!(choose(&pts, &rule).index, 1);
+        let strict = ChooseRule { max_clean_drop: 0.001, attack: None };
+        let pts = [point(1.0, 0.03, &[("pgd", 0.5)]), point(2.0, 0.02, &[("pgd", 0.6)])];
+        let c = choose(&pts, &strict);
+        assert_eq!((c.index, c.rule_met), (1, false), "{c:?}");
+        assert!(c.why.contains("smallest loss (0.0200)"), "{c:?}");
+    }
+}
