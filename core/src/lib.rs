@@ -9,6 +9,7 @@
 
 pub mod bench;
 pub mod data;
+pub mod defence;
 pub mod engine;
 pub mod error;
 pub mod evaluate;

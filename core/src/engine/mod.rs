@@ -82,6 +82,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
         skipped,
         hardening: None,
         tradeoff: None,
+        defences: Vec::new(),
     };
     let mut samples = Samples::new();
     clock.time("attack_before", || {
@@ -91,6 +92,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
     metrics.write(dir.path.join("metrics.json"))?;
 
     let (mut harden_log, mut pr_after) = (None, None);
+    let (mut final_phase, mut final_decision) = (Phase::Before, decision);
     if pipeline.spec.harden().enabled {
         let hardened = clock.time("harden", || match pipeline.spec.tradeoff() {
             None => harden::harden(pipeline, task, &attacks, &dir, &balance),
@@ -105,6 +107,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
         let (after, pr, decision) = clean_metrics_at(task, split, target)?;
         metrics.clean.after = Some(after);
         pr_after = Some(pr);
+        (final_phase, final_decision) = (Phase::After, decision);
         clock.time("attack_after", || {
             attack_phase(
                 pipeline,
@@ -117,6 +120,15 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
                 &mut samples,
             )
         })?;
+    }
+
+    if !pipeline.spec.defences().is_empty() {
+        use crate::defence::phase;
+        let mut slots: Vec<_> =
+            attacks.iter_mut().map(|l| phase::Attack { config: &l.config, handle: &mut l.handle }).collect();
+        let (at, decision) = (final_phase, final_decision);
+        metrics.defences = clock
+            .time("defences", || phase::run(pipeline, task, &mut slots, split, at, decision, &metrics))?;
     }
 
     clock.0.insert("total".to_owned(), started.elapsed().as_secs_f64());

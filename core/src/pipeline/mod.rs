@@ -13,6 +13,7 @@
 //! audio length past 10 minutes, and a model whose estimated training memory is more than
 //! the machine has.
 
+pub mod defence;
 pub mod span;
 pub mod tradeoff;
 
@@ -62,6 +63,9 @@ pub struct SpecOf<D, M> {
     pub report: ReportConfig,
     #[serde(default)]
     pub plugins: PluginsConfig,
+    /// Input preprocessing defences, judged against the attacks after the last phase.
+    #[serde(default, rename = "defence", skip_serializing_if = "Vec::is_empty")]
+    pub defences: Vec<defence::DefenceConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tradeoff: Option<tradeoff::TradeoffConfig>,
 }
@@ -121,6 +125,9 @@ impl Spec {
     }
     pub fn plugins(&self) -> &PluginsConfig {
         common!(self, s => &s.plugins)
+    }
+    pub fn defences(&self) -> &[defence::DefenceConfig] {
+        common!(self, s => &s.defences)
     }
     /// The resolved configuration, as TOML (saved with every run).
     pub fn to_toml(&self) -> Result<String> {
@@ -616,6 +623,7 @@ impl Pipeline {
         };
         let mut spec = spec;
         fill_attack_ids(&mut spec);
+        defence::fill_ids(common!(&mut spec, s => &mut s.defences));
         if let Err(bad) = validate(&spec) {
             return Err(Error::Config(span::at(file, src, span::offset_of(src, &bad.path), &bad.msg)));
         }
@@ -1069,6 +1077,7 @@ fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
         }
     }
     tradeoff::check(spec)?;
+    defence::validate(spec)?;
     if p.device == DeviceKind::Cuda && !cfg!(feature = "cuda") {
         return Err(Invalid::new(
             keys(&["pipeline", "device"]),

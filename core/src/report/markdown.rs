@@ -41,6 +41,7 @@ pub fn render(metrics: &Metrics, sections: &[Section]) -> String {
     render_attack_details(&mut out, m);
     render_sweeps(&mut out, m);
     super::tradeoff::render(&mut out, m);
+    super::defences::render(&mut out, m);
     for s in sections {
         let _ = write!(out, "## {}\n\n{}\n\n", s.title, s.body.trim_end());
     }

@@ -62,6 +62,9 @@ pub struct Metrics {
     /// `[tradeoff]`: every point's validation numbers and the one chosen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tradeoff: Option<super::tradeoff::Tradeoff>,
+    /// `[[defence]]`: each preprocessing defence against the plain and the adaptive attacks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub defences: Vec<super::defences::DefenceMetrics>,
 }
 
 /// An attack run that failed and was skipped instead of failing the whole run.
@@ -433,6 +436,7 @@ pub(crate) mod tests {
             skipped: Vec::new(),
             hardening: Some(HardeningStats { examples: 5000, changed: 4870, violations: 0 }),
             tradeoff: None,
+            defences: Vec::new(),
         }
     }
 

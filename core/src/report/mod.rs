@@ -3,6 +3,7 @@
 //! binary-classification scoring (PR-AUC, recall at a false-positive budget) they report.
 
 mod checks;
+pub mod defences;
 mod format;
 pub mod markdown;
 pub mod metrics;

@@ -1,0 +1,181 @@
+//! The "defences" phase: after the last attack phase, each `[[defence]]` is put in front of
+//! the final model and every evaluated attack is run against it, with the plain gradient and
+//! with the adaptive one, on the same examples and seeds as the attack phase.
+
+use std::sync::Arc;
+
+use super::{Defended, Gradient, Preprocess, build, samples};
+use crate::Result;
+use crate::data::Labelled;
+use crate::evaluate::{self, Decision, Outcome};
+use crate::modality::{self, Task};
+use crate::model::Classifier;
+use crate::pipeline::{AttackConfig, OnError, Pipeline};
+use crate::plugin_host::AttackHandle;
+use crate::report::defences::{DefenceMetrics, DefendedAttack, Rates, judge};
+use crate::report::{CleanMetrics, Metrics, Phase};
+
+/// An attack of the pipeline, as the engine loaded it.
+pub struct Attack<'a> {
+    pub config: &'a AttackConfig,
+    pub handle: &'a mut AttackHandle,
+}
+
+/// Judges every `[[defence]]` of `pipeline` on the model of `phase` (the hardened one when
+/// hardening ran), with the operating point's `decision` when there is one. The undefended
+/// numbers are the phase's own (`metrics.attacks`), which the same seeds reproduce.
+pub fn run(
+    pipeline: &Pipeline,
+    task: &dyn Task,
+    attacks: &mut [Attack<'_>],
+    split: &Labelled,
+    phase: Phase,
+    decision: Option<Decision>,
+    metrics: &Metrics,
+) -> Result<Vec<DefenceMetrics>> {
+    let mut out = Vec::new();
+    let model = task.parts().model.as_ref();
+    let ev = pipeline.spec.evaluate();
+    for config in pipeline.spec.defences() {
+        let pre = build(config, task, pipeline.seed())?;
+        let adaptive = Gradient::adaptive(pre.as_ref(), samples(config));
+        let clean = clean(task, &Defended::new(model, pre.clone(), Gradient::Through), split, decision)?;
+        tracing::info!("defence `{}`: clean accuracy {:.1}% with it", config.id, clean.accuracy * 100.0);
+        let mut rows = Vec::new();
+        for a in attacks.iter_mut() {
+            let id = &a.config.id;
+            if ev.attacks.as_ref().is_some_and(|ids| !ids.contains(id)) {
+                continue;
+            }
+            rows.push(judge_attack(
+                pipeline, task, a, &pre, adaptive, split, phase, decision, metrics, &config.id,
+            )?);
+        }
+        out.push(DefenceMetrics {
+            id: config.id.clone(),
+            kind: config.kind.as_str().to_owned(),
+            description: pre.describe(),
+            phase,
+            clean,
+            plain_gradient: Gradient::Through.name(),
+            adaptive_gradient: adaptive.name(),
+            attacks: rows,
+        });
+    }
+    Ok(out)
+}
+
+/// The clean metrics of the evaluated split through the defence.
+fn clean(
+    task: &dyn Task,
+    model: &dyn Classifier,
+    split: &Labelled,
+    decision: Option<Decision>,
+) -> Result<CleanMetrics> {
+    let (pred, probs) = evaluate::predict(model, &split.x, 1024)?;
+    Ok(match task.positive_class() {
+        Some(pos) => {
+            let scores: Vec<f32> = probs.iter().map(|p| p[pos as usize]).collect();
+            let labels: Vec<bool> = split.y.iter().map(|&y| y == pos).collect();
+            CleanMetrics::from_binary_scores(&scores, &labels, decision.map_or(0.5, |d| d.threshold))
+        }
+        None => {
+            let p: Vec<usize> = pred.iter().map(|&p| p as usize).collect();
+            let y: Vec<usize> = split.y.iter().map(|&y| y as usize).collect();
+            CleanMetrics::from_predictions(&p, &y)
+        }
+    })
+}
+
+fn rates(o: &Outcome) -> Rates {
+    Rates::new(o.examples, o.attacked, o.successes, o.violations)
+}
+
+// Each input is a different thing the attack is judged against; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
+fn judge_attack(
+    pipeline: &Pipeline,
+    task: &dyn Task,
+    a: &mut Attack<'_>,
+    pre: &Arc<dyn Preprocess>,
+    adaptive: Gradient,
+    split: &Labelled,
+    phase: Phase,
+    decision: Option<Decision>,
+    metrics: &Metrics,
+    defence: &str,
+) -> Result<DefendedAttack> {
+    let id = a.config.id.clone();
+    let undefended = metrics.attack(&id, phase).map(Rates::of);
+    let mut attack = |gradient: Gradient| -> Result<(Outcome, bool)> {
+        let model = Defended::new(task.parts().model.as_ref(), pre.clone(), gradient);
+        let label = format!("{id} vs {defence} ({})", gradient.name());
+        let run = evaluate::Run {
+            decision,
+            batch_size: a.config.batch_size,
+            classes: a.config.classes.as_deref(),
+            limit: pipeline.spec.evaluate().examples,
+            // As in the attack phase: the same examples face the same randomness.
+            seed: evaluate::mix(pipeline.seed(), crate::hash::fnv1a(id.as_bytes())),
+            samples: 0,
+            label: &label,
+        };
+        let ctx = modality::context(task, pipeline.seed(), a.config.query_budget);
+        let o = evaluate::run(a.handle, &model, split, ctx, task.parts().judge.as_ref(), &run)?;
+        for note in o.violation_notes.iter().take(3) {
+            tracing::warn!("{label}: constraint violated: {note}");
+        }
+        tracing::info!(
+            "{label}: success {:.1}% of {} attacked, robust accuracy {:.1}%",
+            o.success_rate() * 100.0,
+            o.attacked,
+            o.robust_accuracy() * 100.0
+        );
+        Ok((o, model.gradient_calls() > 0))
+    };
+    let skip = a.config.on_error == OnError::Skip;
+    let failed = |e: crate::Error, what: &str| -> Result<DefendedAttack> {
+        if !skip {
+            return Err(e);
+        }
+        tracing::warn!("attack `{id}` against defence `{defence}` failed and is skipped: {e}");
+        let why = format!("the {what} attack failed: {e}");
+        let (verdict, reason) = judge(None, None, None, None, Some(&why));
+        Ok(DefendedAttack {
+            id: id.clone(),
+            uses_gradients: None,
+            undefended,
+            plain: None,
+            adaptive: None,
+            verdict,
+            reason,
+        })
+    };
+    let (plain, uses_gradients) = match attack(Gradient::Through) {
+        Ok(v) => v,
+        Err(e) => return failed(e, "plain"),
+    };
+    let adaptive_outcome = if uses_gradients {
+        match attack(adaptive) {
+            Ok((o, _)) => Some(o),
+            Err(e) => return failed(e, "adaptive"),
+        }
+    } else {
+        None
+    };
+    let plain = Some(rates(&plain));
+    let adaptive = adaptive_outcome.as_ref().map(rates);
+    let missing = undefended.is_none().then_some("the undefended attack did not run (skipped)");
+    let (verdict, reason) =
+        judge(undefended.as_ref(), plain.as_ref(), adaptive.as_ref(), Some(uses_gradients), missing);
+    tracing::info!("defence `{defence}` against `{id}`: {} ({reason})", verdict.words());
+    Ok(DefendedAttack {
+        id,
+        uses_gradients: Some(uses_gradients),
+        undefended,
+        plain,
+        adaptive,
+        verdict,
+        reason,
+    })
+}
