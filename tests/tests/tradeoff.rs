@@ -138,6 +138,9 @@ fn a_bad_sweep_is_a_config_error_naming_the_place() {
     assert!(load("tradeoff-repeat", &s).contains("repeats values[0]"));
     let s = with("choose = { max_clean_drop = 0.02 }", "choose = { attack = \"nope\" }");
     assert!(load("tradeoff-choose", &s).contains("choose.attack = `nope`"));
+    let s = with("choose = { max_clean_drop = 0.02 }", "choose = { attack = \"fraudster\" }");
+    let e = load("tradeoff-choose-held-out", &s);
+    assert!(e.contains("choose.attack = `fraudster` is held out of hardening"), "{e}");
     let s = with("[harden]\n", "[harden]\nenabled = false\n");
     assert!(load("tradeoff-disabled", &s).contains("enabled = false"));
 

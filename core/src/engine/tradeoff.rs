@@ -202,15 +202,20 @@ impl Measure<'_> {
     }
 }
 
-/// The robust accuracy the rule compares: against its attack, or the worst case over every
-/// attack (undefined when any is, or when there is none).
+/// The attacks the rule may look at: the trained-against ones. A held-out attack is measured
+/// and reported at every point but never chooses one: the model it is reported on must not
+/// have been picked with its help.
+fn trained_against(p: &TradeoffPoint) -> impl Iterator<Item = &PointAttack> {
+    p.attacks.iter().filter(|a| a.trained_against)
+}
+
+/// The robust accuracy the rule compares: against its attack, or the worst case over the
+/// trained-against attacks (undefined when any is, or when there is none).
 fn rule_robust(p: &TradeoffPoint, rule: &ChooseRule) -> f64 {
     match &rule.attack {
-        Some(id) => p.attacks.iter().find(|a| &a.id == id).map_or(f64::NAN, |a| a.robust_accuracy),
-        None if p.attacks.is_empty() => f64::NAN,
-        None => p
-            .attacks
-            .iter()
+        Some(id) => trained_against(p).find(|a| &a.id == id).map_or(f64::NAN, |a| a.robust_accuracy),
+        None if trained_against(p).next().is_none() => f64::NAN,
+        None => trained_against(p)
             .map(|a| a.robust_accuracy)
             .fold(f64::INFINITY, |m, r| if m.is_nan() || r.is_nan() { f64::NAN } else { m.min(r) }),
     }
@@ -224,10 +229,12 @@ struct Choice {
     why: String,
 }
 
-/// Every attack's robust accuracy, worst first; an undefined one counts as the worst.
+/// Every trained-against attack's robust accuracy, worst first; an undefined one counts as
+/// the worst.
 fn worst_first(p: &TradeoffPoint) -> Vec<f64> {
-    let mut r: Vec<f64> =
-        p.attacks.iter().map(|a| if a.robust_accuracy.is_nan() { -1.0 } else { a.robust_accuracy }).collect();
+    let mut r: Vec<f64> = trained_against(p)
+        .map(|a| if a.robust_accuracy.is_nan() { -1.0 } else { a.robust_accuracy })
+        .collect();
     r.sort_by(f64::total_cmp);
     r
 }
@@ -251,7 +258,10 @@ fn beats(p: &TradeoffPoint, q: &TradeoffPoint) -> bool {
 /// the smallest drop (the point closest to the clean model), flagged. Only what a point
 /// holds is looked at: its validation numbers.
 fn choose(points: &[TradeoffPoint], rule: &ChooseRule) -> Choice {
-    let against = rule.attack.as_ref().map_or("worst case over the attacks".to_owned(), |a| format!("`{a}`"));
+    let against = rule
+        .attack
+        .as_ref()
+        .map_or("worst case over the trained-against attacks".to_owned(), |a| format!("`{a}`"));
     let within = |p: &TradeoffPoint| p.clean_drop <= rule.max_clean_drop && p.robust.is_finite();
     let mut best: Option<usize> = None;
     for (i, p) in points.iter().enumerate().filter(|(_, p)| within(p)) {
@@ -302,7 +312,7 @@ mod tests {
             .iter()
             .map(|&(id, r)| PointAttack {
                 id: id.into(),
-                trained_against: id == "pgd",
+                trained_against: !id.starts_with("held"),
                 examples: 100,
                 attacked: 100,
                 successes: ((1.0 - r) * 100.0).round() as usize,
@@ -343,25 +353,33 @@ mod tests {
         let on_validation = choose(&validation, &rule);
         assert_eq!((on_validation.index, on_validation.rule_met), (1, true), "{on_validation:?}");
         assert!(
-            on_validation.why.contains("50.0%") && on_validation.why.contains("2 of 3"),
+            on_validation.why.contains("55.0%") && on_validation.why.contains("2 of 3"),
             "{on_validation:?}"
         );
         assert_eq!(choose(&test, &rule).index, 2, "the test split would have chosen otherwise");
     }
 
+    /// Two trained-against attacks (`[harden] attack = ["pgd", "fraudster"]`) and a held-out
+    /// one that is never looked at.
     #[test]
-    fn the_worst_attack_decides_then_the_next_worst_then_the_drop() {
+    fn the_worst_trained_against_attack_decides_then_the_next_worst_then_the_drop() {
         let rule = ChooseRule { max_clean_drop: 0.05, attack: None };
-        // Best against pgd, but the held-out attack breaks it.
+        // Best against pgd, but the other trained-against attack breaks it; the held-out
+        // attack would prefer 0.1 and is ignored.
         let pts = [
-            point(0.1, 0.01, &[("pgd", 0.90), ("held", 0.20)]),
-            point(0.2, 0.02, &[("pgd", 0.60), ("held", 0.50)]),
-            point(0.3, 0.01, &[("pgd", 0.55), ("held", 0.50)]),
+            point(0.1, 0.01, &[("pgd", 0.90), ("fraudster", 0.20), ("held", 0.90)]),
+            point(0.2, 0.02, &[("pgd", 0.60), ("fraudster", 0.50), ("held", 0.10)]),
+            point(0.3, 0.01, &[("pgd", 0.55), ("fraudster", 0.50), ("held", 0.10)]),
         ];
         assert_eq!(choose(&pts, &rule).index, 1, "0.2 ties 0.3 on the worst case and wins on pgd");
+        let held_out_only = [
+            point(0.1, 0.01, &[("pgd", 0.5), ("held", 0.1)]),
+            point(0.2, 0.01, &[("pgd", 0.4), ("held", 0.9)]),
+        ];
+        assert_eq!(choose(&held_out_only, &rule).index, 0, "the held-out attack never chooses");
         let tied = [
-            point(0.2, 0.02, &[("pgd", 0.6), ("held", 0.5)]),
-            point(0.3, 0.01, &[("held", 0.5), ("pgd", 0.6)]),
+            point(0.2, 0.02, &[("pgd", 0.6), ("fraudster", 0.5)]),
+            point(0.3, 0.01, &[("fraudster", 0.5), ("pgd", 0.6)]),
         ];
         assert_eq!(choose(&tied, &rule).index, 1, "the same robustness: the smaller drop");
         let same = [point(0.2, 0.01, &[("pgd", 0.6)]), point(0.3, 0.01, &[("pgd", 0.6)])];
@@ -380,7 +398,7 @@ mod tests {
     #[test]
     fn undefined_numbers_never_win_and_no_qualifier_is_flagged() {
         let rule = ChooseRule { max_clean_drop: 0.01, attack: None };
-        let mut nan = point(1.0, 0.0, &[("pgd", f64::NAN), ("held", 0.9)]);
+        let mut nan = point(1.0, 0.0, &[("pgd", f64::NAN), ("fraudster", 0.9)]);
         nan.robust = rule_robust(&nan, &rule);
         assert!(nan.robust.is_nan(), "one undefined attack makes the worst case undefined");
         let pts = [nan, point(2.0, 0.005, &[("pgd", 0.3)]), point(3.0, 0.2, &[("pgd", 0.9)])];

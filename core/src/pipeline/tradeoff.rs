@@ -30,8 +30,9 @@ pub struct TradeoffConfig {
 pub struct ChooseRule {
     /// The largest loss of the clean metric allowed, in its own units (0.02: two points).
     pub max_clean_drop: f64,
-    /// The attack whose robust accuracy is maximised (default: the worst case over every
-    /// evaluated attack, trained-against and held-out alike).
+    /// The attack whose robust accuracy is maximised (default: the worst case over the
+    /// trained-against attacks). Held-out attacks are measured at every point but never
+    /// choose: the model they are reported on must not be picked with their help.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attack: Option<String>,
 }
@@ -167,6 +168,16 @@ pub(super) fn check(spec: &Spec) -> std::result::Result<(), Invalid> {
             return Err(Invalid::new(
                 keys(&["tradeoff", "choose", "attack"]),
                 format!("choose.attack = `{id}`: no evaluated [[attack]] has that id"),
+            ));
+        }
+        if !spec.harden().attack.contains(id) {
+            return Err(Invalid::new(
+                keys(&["tradeoff", "choose", "attack"]),
+                format!(
+                    "choose.attack = `{id}` is held out of hardening: choosing the model by it would make it \
+                     no longer held out; name one of [harden] attack ({})",
+                    spec.harden().attack.join(", ")
+                ),
             ));
         }
     }
