@@ -1034,12 +1034,6 @@ fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
         if !(h.beta.is_finite() && h.beta > 0.0) {
             return Err(Invalid::new(keys(&["harden", "beta"]), "beta must be a finite number > 0"));
         }
-        if h.strategy == Strategy::Trades && t.class_weight != ClassWeight::default() {
-            return Err(Invalid::new(
-                keys(&["harden", "strategy"]),
-                "strategy = \"trades\" does not take class weights yet: use `sampling = \"balanced\"` for rare classes",
-            ));
-        }
         if h.attack.is_empty() && h.strategy != Strategy::Clean {
             return Err(Invalid::new(
                 keys(&["harden", "strategy"]),

@@ -291,28 +291,60 @@ fn step_by_autograd(
     Ok(loss.to_scalar::<f32>()?)
 }
 
-/// `mean KL(softmax(clean) ‖ softmax(adv))` over rows: how far the adversarial examples
-/// moved the model's prediction from its clean one.
-fn kl_clean_adv(clean: &Tensor, adv: &Tensor) -> candle_core::Result<Tensor> {
+/// `KL(softmax(clean) ‖ softmax(adv))` of each row: how far the adversarial examples moved
+/// the model's prediction from its clean one.
+fn kl_rows(clean: &Tensor, adv: &Tensor) -> candle_core::Result<Tensor> {
     let log_p = candle_nn::ops::log_softmax(clean, D::Minus1)?;
     let log_q = candle_nn::ops::log_softmax(adv, D::Minus1)?;
     let p = log_p.exp()?;
-    (p * (log_p - log_q)?)?.sum(D::Minus1)?.mean_all()
+    (p * (log_p - log_q)?)?.sum(D::Minus1)
+}
+
+/// The mean of [`kl_rows`], or with class weights the mean weighted by each row's class.
+fn kl_clean_adv(
+    clean: &Tensor,
+    adv: &Tensor,
+    weighted: Option<(&[u32], &[f64])>,
+) -> candle_core::Result<Tensor> {
+    let kl = kl_rows(clean, adv)?;
+    match weighted {
+        None => kl.mean_all(),
+        Some((y, weights)) => weighted_mean(&kl, y, weights),
+    }
+}
+
+/// `Σ w_{y_i} v_i / Σ w_{y_i}`: the class-weighted mean that [`class_parts`] gives a loss.
+fn weighted_mean(v: &Tensor, y: &[u32], weights: &[f64]) -> candle_core::Result<Tensor> {
+    let w: Vec<f32> = y.iter().map(|&c| weights.get(c as usize).copied().unwrap_or(1.0) as f32).collect();
+    let total: f32 = w.iter().sum();
+    let w = Tensor::from_vec(w, y.len(), v.device())?;
+    ((v * w)?.sum_all()? / f64::from(total.max(f32::MIN_POSITIVE)))
 }
 
 /// The TRADES loss of a batch whose first `adv.len()` rows were attacked:
-/// `CE(clean, y) + β · KL(p_clean ‖ p_adv)` over the attacked rows.
+/// `CE(clean, y) + β · KL(p_clean ‖ p_adv)` over the attacked rows; with class weights both
+/// terms are means weighted by each row's class, so a rare class counts as it does in
+/// clean training.
 fn trades_loss(
     model: &dyn Classifier,
     batch: &Labelled,
     adv: &Labelled,
     beta: f64,
+    weights: Option<&[f64]>,
     mode: Mode,
 ) -> Result<Tensor> {
     let clean = model.forward(&model.encode(&batch.x.view())?, mode)?;
-    let ce = cross_entropy(&clean, &batch.y)?;
+    let ce = match weights {
+        None => cross_entropy(&clean, &batch.y)?,
+        Some(w) => {
+            let log_p = candle_nn::ops::log_softmax(&clean, D::Minus1)?;
+            let y = Tensor::from_slice(&batch.y, batch.y.len(), clean.device())?.unsqueeze(1)?;
+            let nll = log_p.gather(&y, 1)?.squeeze(1)?.neg()?;
+            weighted_mean(&nll, &batch.y, w)?
+        }
+    };
     let adv_logits = model.forward(&model.encode(&adv.x.view())?, mode)?;
-    let kl = kl_clean_adv(&clean.narrow(0, 0, adv.len())?, &adv_logits)?;
+    let kl = kl_clean_adv(&clean.narrow(0, 0, adv.len())?, &adv_logits, weights.map(|w| (&adv.y[..], w)))?;
     Ok((ce + (kl * beta)?)?)
 }
 
@@ -322,8 +354,9 @@ fn step_trades(
     batch: &Labelled,
     adv: &Labelled,
     beta: f64,
+    weights: Option<&[f64]>,
 ) -> Result<f32> {
-    let loss = trades_loss(model, batch, adv, beta, Mode::TRAIN)?;
+    let loss = trades_loss(model, batch, adv, beta, weights, Mode::TRAIN)?;
     opt.backward_step(&loss)?;
     Ok(loss.to_scalar::<f32>()?)
 }
@@ -481,7 +514,7 @@ fn fit_with(
             };
             let mut step = || -> Result<f32> {
                 if let (Some(beta), Some(adv)) = (fit.trades_beta, adv.as_ref()) {
-                    return step_trades(model, &mut opt, &batch, adv, beta);
+                    return step_trades(model, &mut opt, &batch, adv, beta, weights);
                 }
                 if let Some(weights) = weights {
                     return step_weighted(model, &mut opt, &mut grads, &batch, adv.as_ref(), w, weights);
@@ -525,7 +558,8 @@ fn fit_with(
                     let adv_part = Labelled { x: x_adv, y: part.y.clone() };
                     let clean = model.forward(&model.encode(&part.x.view())?, Mode::EVAL)?;
                     let adv_logits = model.forward(&model.encode(&adv_part.x.view())?, Mode::EVAL)?;
-                    let kl = f64::from(kl_clean_adv(&clean, &adv_logits)?.to_scalar::<f32>()?);
+                    let weighted = weights.map(|w| (&adv_part.y[..], w));
+                    let kl = f64::from(kl_clean_adv(&clean, &adv_logits, weighted)?.to_scalar::<f32>()?);
                     let hits = adv_logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
                     let right = hits.iter().zip(&part.y).filter(|(a, b)| a == b).count();
                     robust_accuracy = Some(right as f64 / part.len().max(1) as f64);
@@ -678,6 +712,58 @@ mod tests {
         Mlp::new(&TabularModelConfig::default(), &[0.0, 0.0], &[1.0, 1.0], 2, 3, &Device::Cpu).unwrap()
     }
 
+    /// Class-weighted TRADES: equal weights give the plain loss; other weights give each
+    /// term's class-weighted mean (checked against the rows' own CE and KL), and the
+    /// gradient still matches finite differences.
+    #[test]
+    fn class_weighted_trades_weighs_both_terms_by_class() {
+        let cfg = TabularModelConfig { hidden: vec![5], ..Default::default() };
+        let m = Mlp::new(&cfg, &[0.0, 0.0], &[1.0, 1.0], 2, 5, &Device::Cpu).unwrap();
+        let batch = Labelled {
+            x: Examples::Dense { data: vec![0.3, -0.2, -0.5, 0.8, 0.1, 0.4], width: 2 },
+            y: vec![1, 0, 1],
+        };
+        let adv =
+            Labelled { x: Examples::Dense { data: vec![0.6, -0.5, -0.2, 0.5], width: 2 }, y: vec![1, 0] };
+        let loss = |m: &Mlp, w: Option<&[f64]>| {
+            f64::from(trades_loss(m, &batch, &adv, 6.0, w, Mode::TRAIN).unwrap().to_scalar::<f32>().unwrap())
+        };
+        assert!((loss(&m, Some(&[1.0, 1.0])) - loss(&m, None)).abs() < 1e-6);
+        let logits = |x: &Examples| m.forward(&m.encode(&x.view()).unwrap(), Mode::TRAIN).unwrap();
+        let (clean, adv_logits) = (logits(&batch.x), logits(&adv.x));
+        let lp = candle_nn::ops::log_softmax(&clean, D::Minus1).unwrap().to_vec2::<f32>().unwrap();
+        let kl = kl_rows(&clean.narrow(0, 0, 2).unwrap(), &adv_logits).unwrap().to_vec1::<f32>().unwrap();
+        let w = [1.0f64, 4.0];
+        let wy = |y: u32| w[y as usize];
+        let ce: f64 =
+            batch.y.iter().enumerate().map(|(i, &y)| -wy(y) * f64::from(lp[i][y as usize])).sum::<f64>()
+                / batch.y.iter().map(|&y| wy(y)).sum::<f64>();
+        let kl: f64 = adv.y.iter().zip(&kl).map(|(&y, &k)| wy(y) * f64::from(k)).sum::<f64>()
+            / adv.y.iter().map(|&y| wy(y)).sum::<f64>();
+        let weighted = loss(&m, Some(&w));
+        assert!((weighted - (ce + 6.0 * kl)).abs() < 1e-5, "{weighted} vs {}", ce + 6.0 * kl);
+        assert!((weighted - loss(&m, None)).abs() > 1e-4, "the weights matter here");
+        let var = &m.trainable()[0];
+        let g = trades_loss(&m, &batch, &adv, 6.0, Some(&w), Mode::TRAIN).unwrap().backward().unwrap();
+        let g = g.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let w0 = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for k in [0, w0.len() - 1] {
+            let at = |d: f32| {
+                let mut v = w0.clone();
+                v[k] += d;
+                var.set(&Tensor::from_vec(v, var.as_tensor().shape(), &Device::Cpu).unwrap()).unwrap();
+                loss(&m, Some(&w))
+            };
+            let numeric = (at(1e-2) - at(-1e-2)) / 2e-2;
+            var.set(&Tensor::from_vec(w0.clone(), var.as_tensor().shape(), &Device::Cpu).unwrap()).unwrap();
+            assert!(
+                (numeric - f64::from(g[k])).abs() <= 2e-3 * (1.0 + numeric.abs()),
+                "{numeric} vs {}",
+                g[k]
+            );
+        }
+    }
+
     /// TRADES' gradient, by autograd, against central finite differences of its loss.
     #[test]
     fn the_trades_gradient_matches_finite_differences() {
@@ -690,10 +776,12 @@ mod tests {
         let adv =
             Labelled { x: Examples::Dense { data: vec![0.6, -0.5, -0.2, 0.5], width: 2 }, y: vec![1, 0] };
         let loss = |m: &Mlp| {
-            f64::from(trades_loss(m, &batch, &adv, 6.0, Mode::TRAIN).unwrap().to_scalar::<f32>().unwrap())
+            f64::from(
+                trades_loss(m, &batch, &adv, 6.0, None, Mode::TRAIN).unwrap().to_scalar::<f32>().unwrap(),
+            )
         };
         let vars = m.trainable();
-        let grads = trades_loss(&m, &batch, &adv, 6.0, Mode::TRAIN).unwrap().backward().unwrap();
+        let grads = trades_loss(&m, &batch, &adv, 6.0, None, Mode::TRAIN).unwrap().backward().unwrap();
         let mut checked = 0;
         for var in &vars {
             let g = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -732,8 +820,9 @@ mod tests {
                 .unwrap(),
             )
         };
-        let with_same =
-            f64::from(trades_loss(&m, &batch, &same, 6.0, Mode::TRAIN).unwrap().to_scalar::<f32>().unwrap());
+        let with_same = f64::from(
+            trades_loss(&m, &batch, &same, 6.0, None, Mode::TRAIN).unwrap().to_scalar::<f32>().unwrap(),
+        );
         assert!((with_same - ce(&m)).abs() < 1e-6);
     }
 
