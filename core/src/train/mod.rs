@@ -318,7 +318,7 @@ fn weighted_mean(v: &Tensor, y: &[u32], weights: &[f64]) -> candle_core::Result<
     let w: Vec<f32> = y.iter().map(|&c| weights.get(c as usize).copied().unwrap_or(1.0) as f32).collect();
     let total: f32 = w.iter().sum();
     let w = Tensor::from_vec(w, y.len(), v.device())?;
-    ((v * w)?.sum_all()? / f64::from(total.max(f32::MIN_POSITIVE)))
+    (v * w)?.sum_all()? / f64::from(total.max(f32::MIN_POSITIVE))
 }
 
 /// The TRADES loss of a batch whose first `adv.len()` rows were attacked:
