@@ -54,6 +54,7 @@ impl Attack for Jitter {
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
+        let batch = batch.table()?;
         let mut rng = Rng::new(batch.seed);
         let (n, width, k) = (batch.len(), batch.width, oracle.n_classes());
         let mut best = batch.data.to_vec();

@@ -2,7 +2,7 @@
 //! column may move in (an amount only up, a timestamp only forward) and columns that
 //! follow from others (balance after = balance before − amount). The pipeline declares
 //! them; the engine hands them to the attack with every tabular batch
-//! ([`Batch::constraints`](crate::Batch::constraints)) and checks them on every
+//! ([`TableBatch::constraints`](crate::TableBatch::constraints)) and checks them on every
 //! adversarial row.
 
 use serde::{Deserialize, Serialize};

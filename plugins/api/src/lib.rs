@@ -24,6 +24,7 @@
 //!         ThreatModel::new([Budget::LinfStd { epsilon: f64::from(self.epsilon) }])
 //!     }
 //!     fn perturb(&mut self, batch: &Batch<'_>, _oracle: &Oracle<'_>) -> Result<Perturbed> {
+//!         let batch = batch.table()?; // the rows, columns and constraints of a table
 //!         let mut out = batch.data.to_vec();
 //!         for (i, row) in out.chunks_mut(batch.width).enumerate() {
 //!             for (v, f) in row.iter_mut().zip(&batch.features) {
@@ -63,7 +64,10 @@ pub use abi::{ABI_VERSION, FeatureKind, Modality};
 pub use constraints::{Direction, Relation, TabularConstraints, Transitions};
 pub use paths::PipelinePath;
 pub use rng::Rng;
-pub use safe::{Attack, Batch, Feature, Input, Oracle, Perturbed, PluginError, Result, project_row};
+pub use safe::{
+    Attack, AudioBatch, Batch, Feature, Input, Oracle, Perturbed, PluginError, Result, TableBatch, TextBatch,
+    project_row,
+};
 pub use threat::{Budget, SynonymSource, ThreatModel};
 
 /// Re-exported so `export_plugin!` and plugins agree on one version.

@@ -91,31 +91,66 @@ impl Feature<'_> {
     }
 }
 
-/// The examples to attack.
-pub struct Batch<'a> {
-    pub modality: Modality,
-    /// True labels, one per example.
+/// The examples to attack, typed by modality: an attack takes its own kind with
+/// [`Batch::table`], [`Batch::audio`] or [`Batch::text`] (a plugin declares one modality, so
+/// the host only ever sends that kind), and a text attack has no rows to misread.
+pub enum Batch<'a> {
+    Table(TableBatch<'a>),
+    Audio(AudioBatch<'a>),
+    Text(TextBatch<'a>),
+}
+
+/// Table rows (tabular attacks).
+pub struct TableBatch<'a> {
+    /// True labels, one per row.
     pub labels: &'a [u32],
-    /// Dense rows (audio, tabular): `labels.len() * width` values.
+    /// `labels.len() * width` values, raw units.
     pub data: &'a [f32],
     pub width: usize,
-    /// Text examples.
-    pub texts: Vec<&'a str>,
-    /// Tabular columns (`width` of them).
+    /// The columns (`width` of them).
     pub features: Vec<Feature<'a>>,
-    /// Audio sample rate.
-    pub sample_rate: u32,
+    /// Which way each column may move and which columns follow from others. The host
+    /// checks them on every row; [`TableBatch::project`] keeps them.
+    pub constraints: TabularConstraints,
     /// Draw all randomness from this, so a seeded run repeats.
     pub seed: u64,
     /// The most oracle rows the host answers for each example (`None`: no cap). A call
     /// that would go past it is refused whole; see [`Oracle::queries_left`].
     pub query_budget: Option<u64>,
-    /// Tabular: which way each column may move and which columns follow from others. The
-    /// host checks them on every row; [`Batch::project`] keeps them.
-    pub constraints: TabularConstraints,
 }
 
-impl<'a> Batch<'a> {
+/// Waveforms (audio attacks).
+pub struct AudioBatch<'a> {
+    /// True labels, one per waveform.
+    pub labels: &'a [u32],
+    /// `labels.len() * width` samples in [-1, 1]; `width` is the model's input length.
+    pub data: &'a [f32],
+    pub width: usize,
+    /// Samples per second.
+    pub sample_rate: u32,
+    /// Draw all randomness from this, so a seeded run repeats.
+    pub seed: u64,
+    /// As [`TableBatch::query_budget`].
+    pub query_budget: Option<u64>,
+}
+
+/// Texts (text attacks).
+pub struct TextBatch<'a> {
+    /// True labels, one per text.
+    pub labels: &'a [u32],
+    pub texts: Vec<&'a str>,
+    /// Draw all randomness from this, so a seeded run repeats.
+    pub seed: u64,
+    /// As [`TableBatch::query_budget`].
+    pub query_budget: Option<u64>,
+}
+
+/// Row `i` of `width`-wide rows.
+fn dense_row(data: &[f32], width: usize, i: usize) -> &[f32] {
+    &data[i * width..(i + 1) * width]
+}
+
+impl<'a> TableBatch<'a> {
     pub fn len(&self) -> usize {
         self.labels.len()
     }
@@ -124,9 +159,9 @@ impl<'a> Batch<'a> {
         self.labels.is_empty()
     }
 
-    /// Row `i` of a dense batch.
+    /// Row `i`.
     pub fn row(&self, i: usize) -> &'a [f32] {
-        &self.data[i * self.width..(i + 1) * self.width]
+        dense_row(self.data, self.width, i)
     }
 
     /// Makes `row`, a perturbed version of row `i`, keep every rule the host checks on a
@@ -136,6 +171,104 @@ impl<'a> Batch<'a> {
         let original = self.row(i);
         project_row(&self.features, original, row);
         self.constraints.apply(original, row);
+    }
+}
+
+impl<'a> AudioBatch<'a> {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Waveform `i`.
+    pub fn row(&self, i: usize) -> &'a [f32] {
+        dense_row(self.data, self.width, i)
+    }
+}
+
+impl TextBatch<'_> {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+/// `$e` with `$b` bound to whichever typed batch `$batch` holds: for the fields every kind has.
+macro_rules! any_kind {
+    ($batch:expr, $b:ident => $e:expr) => {
+        match $batch {
+            Batch::Table($b) => $e,
+            Batch::Audio($b) => $e,
+            Batch::Text($b) => $e,
+        }
+    };
+}
+
+impl<'a> Batch<'a> {
+    pub fn modality(&self) -> Modality {
+        match self {
+            Batch::Table(_) => Modality::Tabular,
+            Batch::Audio(_) => Modality::Audio,
+            Batch::Text(_) => Modality::Text,
+        }
+    }
+
+    /// True labels, one per example.
+    pub fn labels(&self) -> &'a [u32] {
+        any_kind!(self, b => b.labels)
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels().is_empty()
+    }
+
+    /// The seed all of the call's randomness is drawn from.
+    pub fn seed(&self) -> u64 {
+        any_kind!(self, b => b.seed)
+    }
+
+    /// The host's query cap per example (`None`: no cap).
+    pub fn query_budget(&self) -> Option<u64> {
+        any_kind!(self, b => b.query_budget)
+    }
+
+    /// The table rows of a tabular batch.
+    pub fn table(&self) -> Result<&TableBatch<'a>> {
+        match self {
+            Batch::Table(b) => Ok(b),
+            other => Err(other.not("tabular")),
+        }
+    }
+
+    /// The waveforms of an audio batch.
+    pub fn audio(&self) -> Result<&AudioBatch<'a>> {
+        match self {
+            Batch::Audio(b) => Ok(b),
+            other => Err(other.not("audio")),
+        }
+    }
+
+    /// The texts of a text batch.
+    pub fn text(&self) -> Result<&TextBatch<'a>> {
+        match self {
+            Batch::Text(b) => Ok(b),
+            other => Err(other.not("text")),
+        }
+    }
+
+    fn not(&self, wanted: &str) -> PluginError {
+        let article = if wanted.starts_with('a') { "an" } else { "a" };
+        PluginError(format!("{article} {wanted} attack was given {} examples", self.modality()))
     }
 
     /// # Safety
@@ -147,51 +280,52 @@ impl<'a> Batch<'a> {
         // SAFETY: the caller promises `view` is valid, so each non-null pointer has the
         // length the ABI documents for it (here and in the slices below).
         let labels = unsafe { slice(view.labels, n) };
-        let (data, text_refs) = if modality == Modality::Text {
-            // SAFETY: as above.
-            (&[][..], unsafe { slice(view.texts, n) })
-        } else {
-            // SAFETY: as above.
-            (unsafe { slice(view.data, n * view.width) }, &[][..])
-        };
-        let mut texts = Vec::new();
-        for r in text_refs {
-            // SAFETY: each text of a valid view is `len` live bytes.
-            let bytes = unsafe { r.as_bytes() };
-            texts.push(
-                std::str::from_utf8(bytes).map_err(|e| PluginError(format!("text is not UTF-8: {e}")))?,
-            );
-        }
-        let mut features = Vec::new();
-        // SAFETY: a non-null `features` of a valid view holds `width` columns.
-        for f in unsafe { slice(view.features, if view.features.is_null() { 0 } else { view.width }) } {
-            features.push(Feature {
-                // SAFETY: a column name of a valid view is `len` live bytes.
-                name: std::str::from_utf8(unsafe { f.name.as_bytes() }).unwrap_or("?"),
-                kind: FeatureKind::from_u32(f.kind)
-                    .ok_or_else(|| PluginError(format!("unknown feature kind {}", f.kind)))?,
-                mutable: f.mutable != 0,
-                lower: f.lower,
-                upper: f.upper,
-                cost: f.cost,
-                scale: f.scale,
-                group: u32::try_from(f.group).ok(),
-            });
-        }
-        Ok(Self {
-            modality,
-            labels,
-            data,
-            width: view.width,
-            texts,
-            features,
-            sample_rate: view.sample_rate,
-            seed: view.seed,
-            query_budget: (view.query_budget != abi::NO_QUERY_BUDGET).then_some(view.query_budget),
-            constraints: {
+        let (seed, query_budget) =
+            (view.seed, (view.query_budget != abi::NO_QUERY_BUDGET).then_some(view.query_budget));
+        match modality {
+            Modality::Text => {
+                let mut texts = Vec::new();
+                // SAFETY: as above.
+                for r in unsafe { slice(view.texts, n) } {
+                    // SAFETY: each text of a valid view is `len` live bytes.
+                    let bytes = unsafe { r.as_bytes() };
+                    texts.push(
+                        std::str::from_utf8(bytes)
+                            .map_err(|e| PluginError(format!("text is not UTF-8: {e}")))?,
+                    );
+                }
+                Ok(Batch::Text(TextBatch { labels, texts, seed, query_budget }))
+            }
+            Modality::Audio => Ok(Batch::Audio(AudioBatch {
+                labels,
+                // SAFETY: as above.
+                data: unsafe { slice(view.data, n * view.width) },
+                width: view.width,
+                sample_rate: view.sample_rate,
+                seed,
+                query_budget,
+            })),
+            Modality::Tabular => {
+                let mut features = Vec::new();
+                // SAFETY: a non-null `features` of a valid view holds `width` columns.
+                for f in unsafe { slice(view.features, if view.features.is_null() { 0 } else { view.width }) }
+                {
+                    features.push(Feature {
+                        // SAFETY: a column name of a valid view is `len` live bytes.
+                        name: std::str::from_utf8(unsafe { f.name.as_bytes() }).unwrap_or("?"),
+                        kind: FeatureKind::from_u32(f.kind)
+                            .ok_or_else(|| PluginError(format!("unknown feature kind {}", f.kind)))?,
+                        mutable: f.mutable != 0,
+                        lower: f.lower,
+                        upper: f.upper,
+                        cost: f.cost,
+                        scale: f.scale,
+                        group: u32::try_from(f.group).ok(),
+                    });
+                }
                 // SAFETY: the string of a valid view is `len` live bytes (or empty).
                 let json = unsafe { view.constraints.as_bytes() };
-                if json.is_empty() {
+                let constraints = if json.is_empty() {
                     TabularConstraints::default()
                 } else {
                     let c: TabularConstraints = serde_json::from_slice(json)
@@ -199,15 +333,25 @@ impl<'a> Batch<'a> {
                     c.validate(view.width)
                         .map_err(|e| PluginError(format!("the host's table constraints: {e}")))?;
                     c
-                }
-            },
-        })
+                };
+                Ok(Batch::Table(TableBatch {
+                    labels,
+                    // SAFETY: as above.
+                    data: unsafe { slice(view.data, n * view.width) },
+                    width: view.width,
+                    features,
+                    constraints,
+                    seed,
+                    query_budget,
+                }))
+            }
+        }
     }
 }
 
 /// Makes a tabular row satisfy every column constraint: immutable columns restored from
 /// `original`, bounds, integers, binaries, and one-hot groups (the largest value wins).
-/// Directions and relations live in the batch: [`Batch::project`] applies those too.
+/// Directions and relations live in the batch: [`TableBatch::project`] applies those too.
 pub fn project_row(features: &[Feature<'_>], original: &[f32], row: &mut [f32]) {
     for (j, f) in features.iter().enumerate() {
         row[j] = if f.mutable && row[j].is_finite() { f.clamp(row[j]) } else { original[j] };
@@ -247,7 +391,7 @@ pub enum Perturbed {
 /// Examples sent to the oracle.
 #[derive(Debug, Clone, Copy)]
 pub enum Input<'a> {
-    /// Rows of `width` values, as in [`Batch::data`].
+    /// Rows of `width` values, as in [`TableBatch::data`].
     Dense {
         data: &'a [f32],
         width: usize,
@@ -470,5 +614,42 @@ unsafe fn slice<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
     } else {
         // SAFETY: non-null, and the caller promises `len` valid values for `'a`.
         unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each kind offers its own parts and refuses the others' with an error naming both.
+    #[test]
+    fn a_batch_gives_its_own_kind_and_refuses_the_others() {
+        let labels = [1u32, 0];
+        let text = Batch::Text(TextBatch {
+            labels: &labels,
+            texts: vec!["a b", "c"],
+            seed: 7,
+            query_budget: Some(3),
+        });
+        assert_eq!(
+            (text.modality(), text.len(), text.seed(), text.query_budget()),
+            (Modality::Text, 2, 7, Some(3))
+        );
+        assert_eq!(text.text().unwrap().texts, ["a b", "c"]);
+        assert_eq!(text.table().err().unwrap().0, "a tabular attack was given text examples");
+        assert_eq!(text.audio().err().unwrap().0, "an audio attack was given text examples");
+
+        let data = [0.1f32, 0.2, 0.3, 0.4];
+        let audio = Batch::Audio(AudioBatch {
+            labels: &labels,
+            data: &data,
+            width: 2,
+            sample_rate: 8000,
+            seed: 1,
+            query_budget: None,
+        });
+        let a = audio.audio().unwrap();
+        assert_eq!((a.row(1), a.sample_rate, audio.labels()), (&[0.3f32, 0.4][..], 8000, &labels[..]));
+        assert!(audio.text().is_err() && audio.table().is_err());
     }
 }

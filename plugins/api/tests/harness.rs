@@ -44,6 +44,7 @@ impl Attack for Shove {
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
+        let batch = batch.table()?;
         let ids: Vec<u32> = if self.0.identity { Vec::new() } else { (0..batch.len() as u32).collect() };
         for _ in 0..self.0.asks {
             oracle.predict(Input::Dense { data: batch.data, width: batch.width }, &ids)?;
@@ -140,6 +141,7 @@ impl Attack for Split {
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
+        let batch = batch.table()?;
         let (n, w) = (batch.len(), batch.width);
         std::thread::scope(|s| {
             let halves: Vec<_> = [(0, n / 2), (n / 2, n)]

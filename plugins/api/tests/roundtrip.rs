@@ -55,6 +55,7 @@ impl Attack for Step {
         Ok(Self(p))
     }
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
+        let batch = batch.table()?;
         assert!(!self.0.panic, "asked to panic");
         let ids: Vec<u32> = (0..batch.len() as u32).collect();
         let input = Input::Dense { data: batch.data, width: batch.width };

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 use tempered_plugin::{
-    Attack, Batch, Budget, Input, Oracle, Perturbed, PluginError, Result, Rng, ThreatModel,
+    Attack, AudioBatch, Batch, Budget, Input, Oracle, Perturbed, PluginError, Result, Rng, ThreatModel,
 };
 
 use crate::budget;
@@ -235,6 +235,7 @@ impl Attack for Fgsm {
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
+        let batch = batch.audio()?;
         run(&self.0, batch, oracle).map(Perturbed::Dense)
     }
 }
@@ -272,6 +273,7 @@ impl Attack for Pgd {
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
+        let batch = batch.audio()?;
         run(&self.0, batch, oracle).map(Perturbed::Dense)
     }
 }
@@ -298,7 +300,7 @@ fn dot(g: &[f32], a: &[f32]) -> f64 {
     g.iter().zip(a).map(|(&g, &a)| f64::from(finite(g)) * f64::from(a)).sum()
 }
 
-fn run(cfg: &Config, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Vec<f32>> {
+fn run(cfg: &Config, batch: &AudioBatch<'_>, oracle: &Oracle<'_>) -> Result<Vec<f32>> {
     let (n, w) = (batch.len(), batch.width);
     if n == 0 || w == 0 {
         return Ok(batch.data.iter().map(|&v| budget::clip(v)).collect());

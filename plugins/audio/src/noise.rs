@@ -59,6 +59,7 @@ impl Attack for Noise {
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, _oracle: &Oracle<'_>) -> Result<Perturbed> {
+        let batch = batch.audio()?;
         let (n, w) = (batch.len(), batch.width);
         let mut out = vec![0f32; n * w];
         if w == 0 {

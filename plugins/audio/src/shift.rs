@@ -60,6 +60,7 @@ impl Attack for Shift {
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, _oracle: &Oracle<'_>) -> Result<Perturbed> {
+        let batch = batch.audio()?;
         let (n, w) = (batch.len(), batch.width);
         if self.max_shift > 0.0 && batch.sample_rate == 0 {
             return Err("shift: the batch has no sample rate, so max_shift (seconds) has no length".into());

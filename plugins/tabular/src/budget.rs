@@ -2,7 +2,7 @@
 //! check here runs in f64 on the very f32 values the host will see (the difference of two
 //! f32s is exact in f64), and rounding can never leave a row a hair outside its ball.
 
-use tempered_plugin::{Batch, Direction, Feature};
+use tempered_plugin::{Direction, Feature, TableBatch};
 
 use crate::shared::Columns;
 
@@ -51,7 +51,7 @@ pub(crate) fn clamp(v: f32, [lo, hi]: [f32; 2]) -> f32 {
 /// `interval` of every moving column of every row (`n * moving.len()` of them), for an
 /// L∞ ball of `radius_std` standardised units, or the bounds alone for `None`, cut to the
 /// side of the original the pipeline's direction allows.
-pub(crate) fn boxes(batch: &Batch<'_>, cols: &Columns, radius_std: Option<f32>) -> Vec<[f32; 2]> {
+pub(crate) fn boxes(batch: &TableBatch<'_>, cols: &Columns, radius_std: Option<f32>) -> Vec<[f32; 2]> {
     let radii: Vec<f64> = cols
         .moving
         .iter()

@@ -11,7 +11,8 @@
 
 use serde::Deserialize;
 use tempered_plugin::{
-    Attack, Batch, Budget, Direction, Feature, FeatureKind, Input, Oracle, Perturbed, Result, ThreatModel,
+    Attack, Batch, Budget, Direction, Feature, FeatureKind, Input, Oracle, Perturbed, Result, TableBatch,
+    ThreatModel,
 };
 
 use crate::budget::step_toward;
@@ -85,6 +86,7 @@ impl Attack for Fraudster {
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
+        let batch = batch.table()?;
         check_batch(batch)?;
         check_costs("fraudster", &batch.features)?;
         check_classes("fraudster", self.p.fraud_class, self.p.target_class, oracle.n_classes())?;
@@ -151,7 +153,7 @@ impl Fraudster {
     /// rows that reached the target through a shift, for `refine`.
     fn search(
         &self,
-        batch: &Batch<'_>,
+        batch: &TableBatch<'_>,
         oracle: &Oracle<'_>,
         rows: &[usize],
         out: &mut [f32],
@@ -206,7 +208,7 @@ impl Fraudster {
     }
 
     /// Picks and applies the best affordable move for one row; false when there is none.
-    fn step(&self, batch: &Batch<'_>, cols: &Columns, t: &mut Track, x: &mut [f32], g: &[f32]) -> bool {
+    fn step(&self, batch: &TableBatch<'_>, cols: &Columns, t: &mut Track, x: &mut [f32], g: &[f32]) -> bool {
         let f: &[Feature<'_>] = &batch.features;
         let o = batch.row(t.i);
         let left = self.budget() - t.spent;
@@ -324,7 +326,7 @@ impl Fraudster {
     /// lowers the cost, since moves only go away from the original.
     fn refine(
         &self,
-        batch: &Batch<'_>,
+        batch: &TableBatch<'_>,
         oracle: &Oracle<'_>,
         mut won: Vec<(usize, Shift)>,
         out: &mut [f32],

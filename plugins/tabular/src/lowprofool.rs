@@ -8,7 +8,7 @@
 //! an L∞ ball of `epsilon` standardised units; binary and one-hot columns stay untouched.
 
 use serde::Deserialize;
-use tempered_plugin::{Attack, Batch, Budget, Oracle, Perturbed, Result, ThreatModel};
+use tempered_plugin::{Attack, Batch, Budget, Oracle, Perturbed, Result, TableBatch, ThreatModel};
 
 use crate::budget::{boxes, clamp, materialize};
 use crate::shared::{
@@ -85,6 +85,7 @@ impl Attack for LowProFool {
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
+        let batch = batch.table()?;
         check_batch(batch)?;
         check_costs("lowprofool", &batch.features)?;
         check_classes("lowprofool", self.p.fraud_class, self.p.target_class, oracle.n_classes())?;
@@ -104,7 +105,7 @@ impl LowProFool {
     /// target is left as it is.
     fn descend(
         &self,
-        batch: &Batch<'_>,
+        batch: &TableBatch<'_>,
         oracle: &Oracle<'_>,
         mut rows: Vec<usize>,
         out: &mut [f32],

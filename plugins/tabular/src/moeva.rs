@@ -23,7 +23,7 @@ mod variation;
 
 use serde::Deserialize;
 use tempered_plugin::{
-    Attack, Batch, Budget, Input, Oracle, Perturbed, PluginError, Result, Rng, ThreatModel,
+    Attack, Batch, Budget, Input, Oracle, Perturbed, PluginError, Result, Rng, TableBatch, ThreatModel,
 };
 
 use crate::shared::{check_batch, check_costs, finish, non_negative, positive};
@@ -156,6 +156,7 @@ impl Attack for Moeva {
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
+        let batch = batch.table()?;
         check_batch(batch)?;
         check_costs("moeva", &batch.features)?;
         let classes = oracle.n_classes();
@@ -236,12 +237,12 @@ impl Best {
 /// One `perturb` call.
 struct Search<'a, 'b> {
     p: &'a MoevaParams,
-    batch: &'a Batch<'b>,
+    batch: &'a TableBatch<'b>,
     space: Space<'a, 'b>,
 }
 
 impl<'a, 'b> Search<'a, 'b> {
-    fn new(p: &'a MoevaParams, batch: &'a Batch<'b>) -> Self {
+    fn new(p: &'a MoevaParams, batch: &'a TableBatch<'b>) -> Self {
         Self { p, batch, space: Space::new(p, batch) }
     }
 

@@ -5,7 +5,9 @@
 //! every oracle call, so the model only ever sees valid rows yet small steps still add up.
 
 use serde::Deserialize;
-use tempered_plugin::{Attack, Batch, Budget, Feature, Input, Oracle, Perturbed, Result, Rng, ThreatModel};
+use tempered_plugin::{
+    Attack, Batch, Budget, Feature, Input, Oracle, Perturbed, Result, Rng, TableBatch, ThreatModel,
+};
 
 use crate::budget::{boxes, clamp, fit_l2, materialize};
 use crate::shared::{Columns, check_batch, finish, hot, non_negative};
@@ -100,6 +102,7 @@ impl Attack for Pgd {
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
+        let batch = batch.table()?;
         check_batch(batch)?;
         let mut out = batch.data.to_vec();
         if !batch.is_empty() && batch.width > 0 {
@@ -131,7 +134,7 @@ fn score(p: &[f32], y: u32) -> Score {
 struct Run<'a, 'b> {
     p: &'a PgdParams,
     alpha: f32,
-    batch: &'a Batch<'b>,
+    batch: &'a TableBatch<'b>,
     cols: Columns,
     /// `boxes` of every row: bounds, and the L∞ ball where there is one.
     bx: Vec<[f32; 2]>,
@@ -151,7 +154,7 @@ struct Run<'a, 'b> {
 }
 
 impl<'a, 'b> Run<'a, 'b> {
-    fn new(pgd: &'a Pgd, batch: &'a Batch<'b>) -> Self {
+    fn new(pgd: &'a Pgd, batch: &'a TableBatch<'b>) -> Self {
         let cols = Columns::new(&batch.features, false);
         let radius = (pgd.p.norm == Norm::Linf).then_some(pgd.p.epsilon);
         let bx = boxes(batch, &cols, radius);

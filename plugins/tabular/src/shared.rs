@@ -1,7 +1,7 @@
 //! What the three attacks share: which columns an attack may move, batch checks, and the
 //! "does the model predict the target yet" question asked of the oracle.
 
-use tempered_plugin::{Batch, Feature, FeatureKind, Input, Modality, Oracle, PluginError, Result};
+use tempered_plugin::{Feature, FeatureKind, Input, Oracle, PluginError, Result, TableBatch};
 
 /// The columns of a schema, sorted by how an attack may change them.
 #[derive(Debug, Clone, Default)]
@@ -67,11 +67,8 @@ pub(crate) fn hot(cols: &[usize], row: &[f32]) -> Option<usize> {
     found
 }
 
-/// Rejects batches this plugin cannot read.
-pub(crate) fn check_batch(batch: &Batch<'_>) -> Result<()> {
-    if batch.modality != Modality::Tabular {
-        return Err(PluginError(format!("the tabular plugin got a {} batch", batch.modality)));
-    }
+/// Rejects table batches whose parts do not fit together.
+pub(crate) fn check_batch(batch: &TableBatch<'_>) -> Result<()> {
     if batch.features.len() != batch.width {
         return Err(PluginError(format!(
             "the batch has {} columns but {} feature descriptions",
@@ -179,7 +176,7 @@ pub(crate) fn positive(attack: &str, name: &str, v: f32) -> Result<()> {
 /// The last line of defence: whatever an attack computed, the row it returns satisfies the
 /// schema, the pipeline's directions and relations (`Batch::project`), and holds only
 /// finite values.
-pub(crate) fn finish(batch: &Batch<'_>, out: &mut [f32]) {
+pub(crate) fn finish(batch: &TableBatch<'_>, out: &mut [f32]) {
     let w = batch.width;
     for i in 0..batch.len() {
         let (orig, row) = (batch.row(i), &mut out[i * w..(i + 1) * w]);

@@ -64,6 +64,7 @@ impl Attack for Beam {
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
+        let batch = batch.text()?;
         by_importance(Self::NAME, &self.c, batch, oracle, |s, ex, order| self.search(s, ex, order))
     }
 }

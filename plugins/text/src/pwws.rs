@@ -95,6 +95,7 @@ impl Attack for Pwws {
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
+        let batch = batch.text()?;
         let mut s = Search::new(Self::NAME, &self.c, batch, oracle)?;
         let examples = s.prepare(batch)?;
         let probes = s.probe(&examples, |ex, slot| ex.tokens.render(&[], Some((slot.pos, &self.unk))))?;

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use tempered_plugin::{Batch, Input, Modality, Oracle, PluginError, Result};
+use tempered_plugin::{Input, Oracle, PluginError, Result, TextBatch};
 
 use crate::constraints::{Constraints, Slot};
 use crate::tokens::{Sub, Tokens};
@@ -123,7 +123,12 @@ pub struct Search<'c, 'o, 'a> {
 impl<'c, 'o, 'a> Search<'c, 'o, 'a> {
     /// Fails when `min_similarity` is set and the host has no encoder: better to stop at
     /// the first batch than to return examples that were never checked.
-    pub fn new(attack: &str, c: &'c Constraints, batch: &Batch<'_>, oracle: &'o Oracle<'a>) -> Result<Self> {
+    pub fn new(
+        attack: &str,
+        c: &'c Constraints,
+        batch: &TextBatch<'_>,
+        oracle: &'o Oracle<'a>,
+    ) -> Result<Self> {
         let encoder = match batch.texts.first() {
             None => false,
             Some(t) => match oracle.similarity(&[t], &[t]) {
@@ -147,11 +152,8 @@ impl<'c, 'o, 'a> Search<'c, 'o, 'a> {
     }
 
     /// Splits the batch into examples and scores the clean texts in one call.
-    pub fn prepare<'t>(&mut self, batch: &Batch<'t>) -> Result<Vec<Example<'t>>> {
+    pub fn prepare<'t>(&mut self, batch: &TextBatch<'t>) -> Result<Vec<Example<'t>>> {
         let k = self.oracle.n_classes();
-        if batch.modality != Modality::Text {
-            return Err(PluginError(format!("the text attacks got a {} batch", batch.modality.as_str())));
-        }
         if batch.texts.len() != batch.len() {
             return Err(PluginError(format!("{} texts but {} labels", batch.texts.len(), batch.len())));
         }

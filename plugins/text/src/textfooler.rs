@@ -14,7 +14,7 @@
 //! oracle call), then the candidates of each visited word. Candidates under
 //! `min_similarity` are dropped before they are sent.
 
-use tempered_plugin::{Attack, Batch, Oracle, Perturbed, Result, ThreatModel};
+use tempered_plugin::{Attack, Batch, Oracle, Perturbed, Result, TextBatch, ThreatModel};
 
 use crate::constraints::{Constraints, attack_params};
 use crate::search::{Example, Search, deletion_importance, greedy, order_by};
@@ -58,6 +58,7 @@ impl Attack for TextFooler {
     }
 
     fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
+        let batch = batch.text()?;
         by_importance(Self::NAME, &self.c, batch, oracle, |s, ex, order| Ok(greedy(s, ex, order)?.text()))
     }
 }
@@ -67,7 +68,7 @@ impl Attack for TextFooler {
 pub(crate) fn by_importance(
     attack: &str,
     c: &Constraints,
-    batch: &Batch<'_>,
+    batch: &TextBatch<'_>,
     oracle: &Oracle<'_>,
     mut search: impl FnMut(&mut Search<'_, '_, '_>, &Example<'_>, &[usize]) -> Result<String>,
 ) -> Result<Perturbed> {

@@ -3,7 +3,7 @@
 //! crossover and mutation over them, and `settle`, which makes any child a row the host
 //! accepts.
 
-use tempered_plugin::{Batch, Budget, Feature, Rng, judge};
+use tempered_plugin::{Budget, Feature, Rng, TableBatch, judge};
 
 use super::MoevaParams;
 use crate::budget::{boxes, clamp};
@@ -24,7 +24,7 @@ const GATE_ROUNDS: usize = 3;
 /// The search space of one batch.
 pub(super) struct Space<'a, 'b> {
     p: &'a MoevaParams,
-    batch: &'a Batch<'b>,
+    batch: &'a TableBatch<'b>,
     /// Columns with a finite cost only: every move is paid for.
     cols: Columns,
     /// Per example and moving column: its bounds, the L∞ ball and its direction.
@@ -37,7 +37,7 @@ pub(super) struct Space<'a, 'b> {
 }
 
 impl<'a, 'b> Space<'a, 'b> {
-    pub(super) fn new(p: &'a MoevaParams, batch: &'a Batch<'b>) -> Self {
+    pub(super) fn new(p: &'a MoevaParams, batch: &'a TableBatch<'b>) -> Self {
         let cols = Columns::new(&batch.features, true);
         let bx = boxes(batch, &cols, Some(p.epsilon));
         let f = &batch.features;
