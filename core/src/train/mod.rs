@@ -712,11 +712,8 @@ mod tests {
         Mlp::new(&TabularModelConfig::default(), &[0.0, 0.0], &[1.0, 1.0], 2, 3, &Device::Cpu).unwrap()
     }
 
-    /// Class-weighted TRADES: equal weights give the plain loss; other weights give each
-    /// term's class-weighted mean (checked against the rows' own CE and KL), and the
-    /// gradient still matches finite differences.
-    #[test]
-    fn class_weighted_trades_weighs_both_terms_by_class() {
+    /// A small MLP, a batch of three rows and adversarial versions of the first two.
+    fn trades_case() -> (Mlp, Labelled, Labelled) {
         let cfg = TabularModelConfig { hidden: vec![5], ..Default::default() };
         let m = Mlp::new(&cfg, &[0.0, 0.0], &[1.0, 1.0], 2, 5, &Device::Cpu).unwrap();
         let batch = Labelled {
@@ -725,6 +722,48 @@ mod tests {
         };
         let adv =
             Labelled { x: Examples::Dense { data: vec![0.6, -0.5, -0.2, 0.5], width: 2 }, y: vec![1, 0] };
+        (m, batch, adv)
+    }
+
+    /// Checks autograd's gradient of `loss` against central finite differences at the first,
+    /// middle and last weight of every tensor; returns how many weights were checked.
+    fn gradient_matches_finite_differences(m: &Mlp, loss: &dyn Fn(&Mlp) -> Tensor) -> usize {
+        let value = |m: &Mlp| f64::from(loss(m).to_scalar::<f32>().unwrap());
+        let grads = loss(m).backward().unwrap();
+        let mut checked = 0;
+        for var in &m.trainable() {
+            let g = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let w0 = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let set = |w: Vec<f32>| {
+                var.set(&Tensor::from_vec(w, var.as_tensor().shape(), &Device::Cpu).unwrap()).unwrap()
+            };
+            for k in [0, w0.len() / 2, w0.len() - 1] {
+                let h = 1e-2f32;
+                let at = |d: f32| {
+                    let mut w = w0.clone();
+                    w[k] += d;
+                    set(w);
+                    value(m)
+                };
+                let numeric = (at(h) - at(-h)) / (2.0 * f64::from(h));
+                set(w0.clone());
+                assert!(
+                    (numeric - f64::from(g[k])).abs() <= 2e-3 * (1.0 + numeric.abs()),
+                    "weight {k}: finite difference {numeric}, autograd {}",
+                    g[k]
+                );
+                checked += 1;
+            }
+        }
+        checked
+    }
+
+    /// Class-weighted TRADES: equal weights give the plain loss; other weights give each
+    /// term's class-weighted mean (checked against the rows' own CE and KL), and the
+    /// gradient still matches finite differences.
+    #[test]
+    fn class_weighted_trades_weighs_both_terms_by_class() {
+        let (m, batch, adv) = trades_case();
         let loss = |m: &Mlp, w: Option<&[f64]>| {
             f64::from(trades_loss(m, &batch, &adv, 6.0, w, Mode::TRAIN).unwrap().to_scalar::<f32>().unwrap())
         };
@@ -743,68 +782,16 @@ mod tests {
         let weighted = loss(&m, Some(&w));
         assert!((weighted - (ce + 6.0 * kl)).abs() < 1e-5, "{weighted} vs {}", ce + 6.0 * kl);
         assert!((weighted - loss(&m, None)).abs() > 1e-4, "the weights matter here");
-        let var = &m.trainable()[0];
-        let g = trades_loss(&m, &batch, &adv, 6.0, Some(&w), Mode::TRAIN).unwrap().backward().unwrap();
-        let g = g.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let w0 = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        for k in [0, w0.len() - 1] {
-            let at = |d: f32| {
-                let mut v = w0.clone();
-                v[k] += d;
-                var.set(&Tensor::from_vec(v, var.as_tensor().shape(), &Device::Cpu).unwrap()).unwrap();
-                loss(&m, Some(&w))
-            };
-            let numeric = (at(1e-2) - at(-1e-2)) / 2e-2;
-            var.set(&Tensor::from_vec(w0.clone(), var.as_tensor().shape(), &Device::Cpu).unwrap()).unwrap();
-            assert!(
-                (numeric - f64::from(g[k])).abs() <= 2e-3 * (1.0 + numeric.abs()),
-                "{numeric} vs {}",
-                g[k]
-            );
-        }
+        let weighted_loss = |m: &Mlp| trades_loss(m, &batch, &adv, 6.0, Some(&w), Mode::TRAIN).unwrap();
+        assert!(gradient_matches_finite_differences(&m, &weighted_loss) >= 6);
     }
 
     /// TRADES' gradient, by autograd, against central finite differences of its loss.
     #[test]
     fn the_trades_gradient_matches_finite_differences() {
-        let cfg = TabularModelConfig { hidden: vec![5], ..Default::default() };
-        let m = Mlp::new(&cfg, &[0.0, 0.0], &[1.0, 1.0], 2, 5, &Device::Cpu).unwrap();
-        let batch = Labelled {
-            x: Examples::Dense { data: vec![0.3, -0.2, -0.5, 0.8, 0.1, 0.4], width: 2 },
-            y: vec![1, 0, 1],
-        };
-        let adv =
-            Labelled { x: Examples::Dense { data: vec![0.6, -0.5, -0.2, 0.5], width: 2 }, y: vec![1, 0] };
-        let loss = |m: &Mlp| {
-            f64::from(
-                trades_loss(m, &batch, &adv, 6.0, None, Mode::TRAIN).unwrap().to_scalar::<f32>().unwrap(),
-            )
-        };
-        let vars = m.trainable();
-        let grads = trades_loss(&m, &batch, &adv, 6.0, None, Mode::TRAIN).unwrap().backward().unwrap();
-        let mut checked = 0;
-        for var in &vars {
-            let g = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let w0 = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            for k in [0, w0.len() / 2, w0.len() - 1] {
-                let h = 1e-2f32;
-                let at = |d: f32| {
-                    let mut w = w0.clone();
-                    w[k] += d;
-                    var.set(&Tensor::from_vec(w, var.as_tensor().shape(), &Device::Cpu).unwrap()).unwrap();
-                    loss(&m)
-                };
-                let numeric = (at(h) - at(-h)) / (2.0 * f64::from(h));
-                var.set(&Tensor::from_vec(w0.clone(), var.as_tensor().shape(), &Device::Cpu).unwrap())
-                    .unwrap();
-                assert!(
-                    (numeric - f64::from(g[k])).abs() <= 2e-3 * (1.0 + numeric.abs()),
-                    "weight {k}: finite difference {numeric}, autograd {}",
-                    g[k]
-                );
-                checked += 1;
-            }
-        }
+        let (m, batch, adv) = trades_case();
+        let loss = |m: &Mlp| trades_loss(m, &batch, &adv, 6.0, None, Mode::TRAIN).unwrap();
+        let checked = gradient_matches_finite_differences(&m, &loss);
         assert!(checked >= 6);
         // With the adversarial rows equal to the clean ones the KL term vanishes.
         let same =
