@@ -126,7 +126,11 @@ fn take_lock(dir: &Path) -> Result<File> {
 fn data_sources(pipeline: &Pipeline) -> Vec<PathBuf> {
     use crate::pipeline::Spec;
     let mut out = match &pipeline.spec {
-        Spec::Tabular(s) => s.data.resolved_files(Path::new("")),
+        Spec::Tabular(s) => {
+            let files: Vec<PathBuf> =
+                s.data.resolved_files(Path::new("")).iter().map(|p| pipeline.resolve(p)).collect();
+            crate::data::tabular::partitions::expand_all(&files)
+        }
         Spec::Text(s) => vec![s.data.path.clone()],
         Spec::Audio(s) => std::iter::once(s.data.path.clone()).chain(s.data.manifest.clone()).collect(),
     };

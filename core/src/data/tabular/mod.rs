@@ -175,6 +175,7 @@ mod config;
 mod datetime;
 mod encoding;
 mod labels;
+pub mod partitions;
 mod reading;
 mod relations;
 mod split;
@@ -334,7 +335,15 @@ enum GroupKey<'a> {
 pub fn load(cfg: &TabularDataConfig, base_dir: &Path, seed: u64) -> Result<TabularData> {
     cfg.validate().map_err(|m| Error::Config(format!("[data] {m}")))?;
     let path = cfg.resolved_path(base_dir);
-    let files = cfg.resolved_files(base_dir);
+    // Each source (the train path, then the validation and test files) may be a folder or
+    // a glob of partitions: `parts[s]` is how many files source `s` expands to.
+    let mut files = Vec::new();
+    let mut parts = Vec::new();
+    for source in cfg.resolved_files(base_dir) {
+        let expanded = partitions::expand(&source)?;
+        parts.push(expanded.len());
+        files.extend(expanded);
+    }
     let table = Table::read_all(&files)?;
 
     if !table.has_column(&cfg.label) {
@@ -420,7 +429,9 @@ pub fn load(cfg: &TabularDataConfig, base_dir: &Path, seed: u64) -> Result<Tabul
     let split_rows: Vec<Vec<usize>> = match &cfg.split.by {
         // Split in advance: each file is one split, whole.
         None if cfg.files.is_some() => {
-            let starts: Vec<usize> = (1..files.len()).map(|k| table.part_start(k)).chain([n]).collect();
+            // The first file of the validation source, then of the test source.
+            let (val, test) = (parts[0], parts[0] + parts[1]);
+            let starts = [table.part_start(val), table.part_start(test), n];
             let mut rows = vec![(0..starts[0]).collect::<Vec<usize>>()];
             rows.extend(starts.windows(2).map(|w| (w[0]..w[1]).collect()));
             rows

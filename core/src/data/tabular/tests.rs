@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::error::Invalid;
-use polars::prelude::{Column, DataFrame, ParquetWriter};
+use polars::prelude::{Column, DataFrame, ParquetWriter, SerReader};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
@@ -267,6 +267,58 @@ fn limit_keeps_a_stratified_seeded_subsample() {
     assert_eq!(d.train.len() + d.validation.len() + d.test.len(), 20);
 }
 
+/// A table in partitions loads as the table in one file: a folder of Parquet parts, a glob
+/// over CSV parts, and split-in-advance files whose train source is itself a glob.
+#[test]
+fn a_folder_or_a_glob_of_partitions_loads_as_one_table() {
+    let text = synthetic(150, 4);
+    let (dir, whole) = write("whole.csv", &text);
+    let lines: Vec<&str> = text.lines().collect();
+    let (header, rows) = (lines[0], &lines[1..]);
+    let parts = [&rows[..40], &rows[40..95], &rows[95..]];
+    std::fs::create_dir_all(dir.path().join("pq")).unwrap();
+    for (k, part) in parts.iter().enumerate() {
+        let body = format!("{header}\n{}\n", part.join("\n"));
+        std::fs::write(dir.path().join(format!("part-{k}.csv")), body).unwrap();
+        let mut df = polars::prelude::CsvReadOptions::default()
+            .with_has_header(true)
+            .try_into_reader_with_file_path(Some(dir.path().join(format!("part-{k}.csv"))))
+            .unwrap()
+            .finish()
+            .unwrap();
+        ParquetWriter::new(File::create(dir.path().join(format!("pq/{k}.parquet"))).unwrap())
+            .finish(&mut df)
+            .unwrap();
+    }
+    // A hidden file is never a partition (here a writer's half-written part).
+    std::fs::write(dir.path().join("pq/.9.parquet"), "half a file").unwrap();
+    let one = load(&cfg(&whole, "y"), Path::new("/"), 3).unwrap();
+    for path in ["pq", "part-*.csv"] {
+        let parted = load(&cfg(path, "y"), dir.path(), 3).unwrap();
+        assert_eq!(parted.features, one.features, "{path}");
+        assert_eq!(
+            (&parted.train, &parted.validation, &parted.test),
+            (&one.train, &one.validation, &one.test),
+            "{path}"
+        );
+    }
+    // Split in advance: the train source a glob of two parts, then one file each.
+    let mut c = cfg("part-?.csv", "y");
+    std::fs::rename(dir.path().join("part-2.csv"), dir.path().join("test.csv")).unwrap();
+    c.files = Some(SplitFiles { validation: "test.csv".into(), test: "test.csv".into() });
+    let d = load(&c, dir.path(), 3).unwrap();
+    assert_eq!((d.train.len(), d.validation.len(), d.test.len()), (95, 55, 55));
+
+    let e = load(&cfg("part-*.parquet", "y"), dir.path(), 3).unwrap_err().to_string();
+    assert!(e.contains("no file in") && e.contains("matches \"part-*.parquet\""), "{e}");
+    std::fs::copy(dir.path().join("test.csv"), dir.path().join("pq/3.csv")).unwrap();
+    let e = load(&cfg("pq", "y"), dir.path(), 3).unwrap_err().to_string();
+    assert!(e.contains("are not the same file type"), "{e}");
+    std::fs::create_dir_all(dir.path().join("empty")).unwrap();
+    let e = load(&cfg("empty", "y"), dir.path(), 3).unwrap_err().to_string();
+    assert!(e.contains("holds no .csv or .parquet file"), "{e}");
+}
+
 #[test]
 fn parquet_round_trip_matches_csv() {
     let (dir, csv) = write("t.csv", &synthetic(120, 3));
@@ -432,10 +484,11 @@ fn an_unreadable_file_names_the_path() {
     let missing = dir.path().join("nope.csv");
     let e = load(&cfg(&missing, "y"), Path::new("/"), 0).unwrap_err().to_string();
     assert!(e.contains(&missing.display().to_string()), "{e}");
+    // A folder is a table in partitions, whatever its name (Spark writes `t.parquet/`).
     let sub = dir.path().join("folder.csv");
     std::fs::create_dir(&sub).unwrap();
     let e = load(&cfg(&sub, "y"), Path::new("/"), 0).unwrap_err().to_string();
-    assert!(e.contains(&sub.display().to_string()) && e.contains("not a regular file (a folder)"), "{e}");
+    assert!(e.contains(&sub.display().to_string()) && e.contains("holds no .csv or .parquet file"), "{e}");
     // Garbage that is not Parquet.
     let (_d, path) = write("t.parquet", "not parquet at all");
     let e = load(&cfg(&path, "y"), Path::new("/"), 0).unwrap_err().to_string();

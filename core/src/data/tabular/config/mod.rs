@@ -23,7 +23,9 @@ pub(super) use resolve::{Resolved, check_groups};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TabularDataConfig {
-    /// A `.csv` or `.parquet` file (by extension), relative to the pipeline's base dir.
+    /// A `.csv` or `.parquet` file (by extension), a folder of them (partitions, read in name
+    /// order), or a glob over file names (`part-*.parquet`); relative to the pipeline's base
+    /// dir.
     pub path: PathBuf,
     /// The label column: integer classes 0..K-1 with K >= 2, or the strings of `classes`.
     pub label: String,

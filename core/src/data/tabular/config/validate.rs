@@ -60,9 +60,11 @@ impl TabularDataConfig {
         if self.path.as_os_str().is_empty() {
             return Err("path must name a .csv or .parquet file".into());
         }
-        if format_of(&self.path).is_none() {
+        // No extension: a folder of partitions, which the loader checks.
+        if self.path.extension().is_some() && format_of(&self.path).is_none() {
             return Err(format!(
-                "path {:?}: unsupported file type; expected a .csv or .parquet file",
+                "path {:?}: unsupported file type; expected a .csv or .parquet file, a folder of them, \
+                 or a glob such as \"part-*.parquet\"",
                 self.path.display().to_string()
             )
             .into());
