@@ -147,9 +147,11 @@ pub fn render(out: &mut String, m: &Metrics) {
          point's model saw the test split, once, in the tables above.\n",
         t.param,
         t.show_clean(t.clean_model),
-        t.robust_against
-            .as_ref()
-            .map_or("(worst case over the attacks)".to_owned(), |a| format!("against `{a}`")),
+        t.robust_against.as_ref().map_or(
+            "(worst case over the trained-against attacks; held-out ones are shown, never chosen by)"
+                .to_owned(),
+            |a| format!("against `{a}`")
+        ),
         num(t.max_clean_drop),
     );
     if !t.rule_met {
