@@ -337,9 +337,13 @@ fn render_seconds(out: &mut String, m: &Metrics) {
     if m.seconds.is_empty() {
         return;
     }
-    let mut phases: Vec<(&String, &f64)> = m.seconds.iter().collect();
+    // The engine records the run's wall time as `total`: a row of its own, never a phase to
+    // add up (the phases' sum stands in for it in a run that predates it).
+    let mut phases: Vec<(&String, &f64)> =
+        m.seconds.iter().filter(|(name, _)| name.as_str() != "total").collect();
     phases.sort_by_key(|(name, _)| (phase_rank(name), name.as_str()));
-    let total: f64 = phases.iter().map(|(_, s)| **s).filter(|s| s.is_finite()).sum();
+    let summed: f64 = phases.iter().map(|(_, s)| **s).filter(|s| s.is_finite()).sum();
+    let total = m.seconds.get("total").copied().filter(|t| t.is_finite()).unwrap_or(summed);
     let mut rows: Vec<Vec<String>> = phases
         .iter()
         .map(|&(name, &s)| vec![cell(name), duration(s), pct(if total > 0.0 { s / total } else { f64::NAN })])
@@ -353,6 +357,26 @@ fn render_seconds(out: &mut String, m: &Metrics) {
 mod tests {
     use super::*;
     use crate::report::metrics::tests::sample;
+
+    /// The run's wall time is the total row, once: not a phase, and not added to itself.
+    #[test]
+    fn the_time_table_counts_the_total_once() {
+        let mut m = sample();
+        m.seconds = std::collections::BTreeMap::from([
+            ("load".into(), 1.0),
+            ("train".into(), 3.0),
+            ("total".into(), 4.5),
+        ]);
+        let mut out = String::new();
+        render_seconds(&mut out, &m);
+        assert!(!out.contains("| total |"), "{out}");
+        assert!(out.contains("**4.50 s**"), "{out}");
+        assert!(out.contains("| 1.00 s | 22.2% |") && out.contains("| 3.00 s | 66.7% |"), "{out}");
+        m.seconds.remove("total");
+        let mut out = String::new();
+        render_seconds(&mut out, &m);
+        assert!(out.contains("**4.00 s**"), "without a recorded total, the phases' sum: {out}");
+    }
 
     #[test]
     fn report_has_every_part() {
