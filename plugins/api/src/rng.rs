@@ -31,6 +31,15 @@ impl Rng {
         result
     }
 
+    /// Skips `n` numbers: afterwards the generator is where `n` calls of
+    /// [`next_u64`](Self::next_u64) would leave it. Threads that share one stream in a
+    /// fixed order use it to start where the ones before them stop.
+    pub fn discard(&mut self, n: u64) {
+        for _ in 0..n {
+            self.next_u64();
+        }
+    }
+
     /// Uniform in `[0, 1)`.
     pub fn next_f32(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
@@ -67,5 +76,19 @@ mod tests {
             assert!((0.0..1.0).contains(&x));
         }
         assert_ne!(Rng::new(1).next_u64(), Rng::new(2).next_u64());
+    }
+
+    #[test]
+    fn discard_lands_where_the_draws_would() {
+        let mut drawn = Rng::new(3);
+        let first = drawn.next_u64();
+        for _ in 0..5 {
+            let _ = drawn.normal();
+        }
+        let mut skipped = Rng::new(3);
+        skipped.discard(11);
+        assert_eq!(skipped.next_u64(), drawn.next_u64());
+        skipped.discard(0);
+        assert_ne!(skipped.next_u64(), first);
     }
 }

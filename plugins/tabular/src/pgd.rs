@@ -52,7 +52,16 @@ pub struct PgdParams {
     /// and are undone when the model says they lowered the loss.
     #[serde(default)]
     pub discrete: bool,
+    /// Threads that share a batch, each running the whole attack on its own rows and
+    /// meeting the others once per restart. Default 0: one per core. The examples are the
+    /// same for any number (see [`Pgd::attack`]).
+    #[serde(default)]
+    pub threads: usize,
 }
+
+/// A thread gets at least this many rows: starting one costs about as much as a few
+/// dozen rows' steps, so smaller shares would make the attack slower, not faster.
+const MIN_ROWS_PER_THREAD: usize = 64;
 
 fn default_steps() -> u32 {
     10
@@ -106,10 +115,75 @@ impl Attack for Pgd {
         check_batch(batch)?;
         let mut out = batch.data.to_vec();
         if !batch.is_empty() && batch.width > 0 {
-            Run::new(self, batch).attack(oracle, &mut out)?;
+            self.attack(batch, oracle, &mut out)?;
         }
         finish(batch, &mut out);
         Ok(Perturbed::Dense(out))
+    }
+}
+
+impl Pgd {
+    /// Splits the rows into contiguous shares, one [`Run`] per thread. Each restart's random
+    /// starts come from the batch's one stream in row order: a share starts drawing where
+    /// the shares before it stop. So the examples do not depend on the number of threads,
+    /// and the threads meet only between restarts.
+    fn attack(&self, batch: &TableBatch<'_>, oracle: &Oracle<'_>, out: &mut [f32]) -> Result<()> {
+        let cols = Columns::new(&batch.features, false);
+        let radius = (self.p.norm == Norm::Linf).then_some(self.p.epsilon);
+        let bx = boxes(batch, &cols, radius);
+        let n = batch.len();
+        let threads = match self.p.threads {
+            0 => std::thread::available_parallelism().map_or(1, |t| t.get()),
+            t => t,
+        };
+        let parts = threads.min(n / MIN_ROWS_PER_THREAD).max(1);
+        let mut runs = Vec::with_capacity(parts);
+        let mut rest = out;
+        for c in 0..parts {
+            let rows = c * n / parts..(c + 1) * n / parts;
+            let (mine, tail) = rest.split_at_mut(rows.len() * batch.width);
+            rest = tail;
+            runs.push((Run::new(self, batch, &cols, &bx, rows), mine));
+        }
+        let draws = self.draws_per_start(cols.moving.len());
+        let mut rng = Rng::new(batch.seed);
+        for _ in 0..self.p.restarts {
+            if runs.iter().all(|(run, _)| run.active.is_empty()) {
+                break;
+            }
+            let mut streams = Vec::with_capacity(parts);
+            for (run, _) in &runs {
+                streams.push(rng.clone());
+                rng.discard(draws * run.active.len() as u64);
+            }
+            if let [(run, out)] = runs.as_mut_slice() {
+                run.restart(oracle, &mut streams[0], out)?;
+                continue;
+            }
+            std::thread::scope(|s| {
+                let threads: Vec<_> = runs
+                    .iter_mut()
+                    .zip(streams)
+                    .map(|((run, out), mut rng)| s.spawn(move || run.restart(oracle, &mut rng, out)))
+                    .collect();
+                threads
+                    .into_iter()
+                    .try_for_each(|t| t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The random numbers [`Run::start`] takes for one row.
+    fn draws_per_start(&self, moving: usize) -> u64 {
+        if !self.p.random_start || moving == 0 || self.p.epsilon <= 0.0 {
+            return 0;
+        }
+        match self.p.norm {
+            Norm::Linf => moving as u64,
+            // Two per normal (Box–Muller), and one for the radius.
+            Norm::L2 => 2 * moving as u64 + 1,
+        }
     }
 }
 
@@ -130,14 +204,18 @@ fn score(p: &[f32], y: u32) -> Score {
     (p.iter().any(|&v| v > py), -py.max(1e-30).ln())
 }
 
-/// One `perturb` call: the schema worked out once, and buffers reused across steps.
+/// One thread's share of a `perturb` call: its rows, and buffers reused across steps.
 struct Run<'a, 'b> {
     p: &'a PgdParams,
     alpha: f32,
     batch: &'a TableBatch<'b>,
-    cols: Columns,
-    /// `boxes` of every row: bounds, and the L∞ ball where there is one.
-    bx: Vec<[f32; 2]>,
+    cols: &'a Columns,
+    /// `boxes` of every row of the batch: bounds, and the L∞ ball where there is one.
+    bx: &'a [[f32; 2]],
+    /// The share's first batch row: `best` and the output hold the share's rows only.
+    first: usize,
+    /// The best score so far of each of the share's rows.
+    best: Vec<Option<Score>>,
     /// Rows under attack this restart (batch indices), their ids and labels.
     active: Vec<usize>,
     ids: Vec<u32>,
@@ -154,18 +232,24 @@ struct Run<'a, 'b> {
 }
 
 impl<'a, 'b> Run<'a, 'b> {
-    fn new(pgd: &'a Pgd, batch: &'a TableBatch<'b>) -> Self {
-        let cols = Columns::new(&batch.features, false);
-        let radius = (pgd.p.norm == Norm::Linf).then_some(pgd.p.epsilon);
-        let bx = boxes(batch, &cols, radius);
-        let (n, w, m) = (batch.len(), batch.width, cols.moving.len());
+    fn new(
+        pgd: &'a Pgd,
+        batch: &'a TableBatch<'b>,
+        cols: &'a Columns,
+        bx: &'a [[f32; 2]],
+        rows: std::ops::Range<usize>,
+    ) -> Self {
+        let (n, w, m) = (rows.len(), batch.width, cols.moving.len());
         let unit = cols.moving.iter().map(|&j| pgd.step_size * batch.features[j].scale).collect();
         Self {
             p: &pgd.p,
             alpha: pgd.step_size,
             batch,
+            cols,
             bx,
-            active: (0..n).collect(),
+            first: rows.start,
+            best: vec![None; n],
+            active: rows.collect(),
             ids: Vec::with_capacity(n),
             labels: Vec::with_capacity(n),
             x: vec![0.0; n * w],
@@ -174,53 +258,51 @@ impl<'a, 'b> Run<'a, 'b> {
             unit,
             loss: Vec::with_capacity(n),
             grad: Vec::with_capacity(n * w),
-            cols,
         }
     }
 
-    fn attack(mut self, oracle: &Oracle<'_>, out: &mut [f32]) -> Result<()> {
-        let w = self.batch.width;
-        let mut rng = Rng::new(self.batch.seed);
-        let mut best: Vec<Option<Score>> = vec![None; self.batch.len()];
-        for _ in 0..self.p.restarts {
-            if self.active.is_empty() {
-                break;
-            }
-            let a = self.active.len();
-            self.ids.clear();
-            self.ids.extend(self.active.iter().map(|&i| i as u32));
-            self.labels.clear();
-            self.labels.extend(self.active.iter().map(|&i| self.batch.labels[i]));
-            for k in 0..a {
-                self.start(k, &mut rng);
-            }
-            for _ in 0..self.p.steps {
-                let input = Input::Dense { data: &self.x[..a * w], width: w };
-                let mut g = std::mem::take(&mut self.grad);
-                oracle.loss_grad_into(input, &self.labels, &self.ids, &mut self.loss, &mut g)?;
-                for k in 0..a {
-                    self.step(k, &g[k * w..(k + 1) * w]);
-                }
-                self.grad = g;
-            }
-            let scores = if self.p.discrete {
-                Some(self.flip(oracle)?)
-            } else if self.p.restarts > 1 {
-                let p = oracle.predict(Input::Dense { data: &self.x[..a * w], width: w }, &self.ids)?;
-                let c = oracle.n_classes();
-                Some((0..a).map(|k| score(&p[k * c..(k + 1) * c], self.labels[k])).collect())
-            } else {
-                None
-            };
-            for (k, &i) in self.active.iter().enumerate() {
-                let s = scores.as_ref().map(|s: &Vec<Score>| s[k]);
-                if s.is_none_or(|s| better(s, best[i])) {
-                    best[i] = s;
-                    out[i * w..(i + 1) * w].copy_from_slice(&self.x[k * w..(k + 1) * w]);
-                }
-            }
-            self.active.retain(|&i| !best[i].is_some_and(|s| s.0));
+    /// One restart over the share's rows not yet misclassified; `out` holds the share's
+    /// rows, each the best found so far.
+    fn restart(&mut self, oracle: &Oracle<'_>, rng: &mut Rng, out: &mut [f32]) -> Result<()> {
+        let (w, a) = (self.batch.width, self.active.len());
+        if a == 0 {
+            return Ok(());
         }
+        self.ids.clear();
+        self.ids.extend(self.active.iter().map(|&i| i as u32));
+        self.labels.clear();
+        self.labels.extend(self.active.iter().map(|&i| self.batch.labels[i]));
+        for k in 0..a {
+            self.start(k, rng);
+        }
+        for _ in 0..self.p.steps {
+            let input = Input::Dense { data: &self.x[..a * w], width: w };
+            let mut g = std::mem::take(&mut self.grad);
+            oracle.loss_grad_into(input, &self.labels, &self.ids, &mut self.loss, &mut g)?;
+            for k in 0..a {
+                self.step(k, &g[k * w..(k + 1) * w]);
+            }
+            self.grad = g;
+        }
+        let scores = if self.p.discrete {
+            Some(self.flip(oracle)?)
+        } else if self.p.restarts > 1 {
+            let p = oracle.predict(Input::Dense { data: &self.x[..a * w], width: w }, &self.ids)?;
+            let c = oracle.n_classes();
+            Some((0..a).map(|k| score(&p[k * c..(k + 1) * c], self.labels[k])).collect())
+        } else {
+            None
+        };
+        for (k, &i) in self.active.iter().enumerate() {
+            let s = scores.as_ref().map(|s: &Vec<Score>| s[k]);
+            let r = i - self.first;
+            if s.is_none_or(|s| better(s, self.best[r])) {
+                self.best[r] = s;
+                out[r * w..(r + 1) * w].copy_from_slice(&self.x[k * w..(k + 1) * w]);
+            }
+        }
+        let (first, best) = (self.first, &self.best);
+        self.active.retain(|&i| !best[i - first].is_some_and(|s| s.0));
         Ok(())
     }
 

@@ -150,3 +150,58 @@ fn discrete_flips_only_what_raises_the_loss_and_what_bounds_allow() {
     check_row(&b.features, &b.data, x).unwrap();
     assert_eq!(model.class(x), 1);
 }
+
+/// The oracle of `Linear`, noting which threads ask it.
+struct Watched {
+    model: Linear,
+    threads: std::sync::Mutex<std::collections::HashSet<std::thread::ThreadId>>,
+}
+
+impl tempered_plugin::testing::TestModel for Watched {
+    fn n_classes(&self) -> usize {
+        self.model.n_classes()
+    }
+
+    fn predict(&self, input: tempered_plugin::Input<'_>) -> Vec<f32> {
+        self.model.predict(input)
+    }
+
+    fn loss_grad(&self, input: tempered_plugin::Input<'_>, labels: &[u32]) -> (Vec<f32>, Vec<f32>) {
+        self.threads.lock().unwrap().insert(std::thread::current().id());
+        self.model.loss_grad(input, labels)
+    }
+}
+
+#[test]
+fn threads_share_the_batch_and_give_the_examples_one_thread_gives() {
+    let model = Watched { model: mixed_model(3), threads: Default::default() };
+    // 300 rows: four shares of 75 (each at least the 64 rows a thread needs).
+    let b = mixed_batch(300, 3, 21);
+    for norm in ["linf", "l2"] {
+        for (restarts, discrete) in [(1, false), (3, false), (2, true)] {
+            let params = |threads: usize| {
+                format!(
+                    r#"{{"norm": "{norm}", "epsilon": 0.8, "steps": 4, "restarts": {restarts},
+                        "discrete": {discrete}, "threads": {threads}}}"#
+                )
+            };
+            model.threads.lock().unwrap().clear();
+            let one = run::<Pgd>(&params(1), &b, &model).unwrap();
+            assert_eq!(model.threads.lock().unwrap().len(), 1);
+            for threads in [2, 4, 9] {
+                model.threads.lock().unwrap().clear();
+                let many = run::<Pgd>(&params(threads), &b, &model).unwrap();
+                let asked = model.threads.lock().unwrap().len();
+                // Each restart starts its own threads.
+                let started = threads.min(4);
+                assert!(
+                    asked == started || (restarts > 1 && asked > started),
+                    "{}: {asked} threads asked the oracle",
+                    params(threads)
+                );
+                assert_eq!(one.perturbed, many.perturbed, "{}", params(threads));
+                assert_eq!(one.queries, many.queries, "{}", params(threads));
+            }
+        }
+    }
+}
