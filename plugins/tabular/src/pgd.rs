@@ -348,10 +348,10 @@ impl<'a, 'b> Run<'a, 'b> {
         let bx = &self.bx[i * m..(i + 1) * m];
         let z = &self.z[k * m..(k + 1) * m];
         let x = &mut self.x[k * w..(k + 1) * w];
-        materialize(&self.cols, bx, z, x);
+        materialize(self.cols, bx, z, x);
         if self.p.norm == Norm::L2 {
             let o = self.batch.row(i);
-            fit_l2(&self.batch.features, &self.cols, bx, z, o, x, self.p.epsilon as f64);
+            fit_l2(&self.batch.features, self.cols, bx, z, o, x, self.p.epsilon as f64);
         }
     }
 
