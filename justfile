@@ -111,3 +111,16 @@ cuda-build *args: cuda-toolkit
 # Type-check the CUDA code paths (still runs nvcc on candle's kernels: about 8 min cold).
 cuda-check *args: cuda-toolkit
     CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target-cuda}" CUDA_HOME="{{cuda_home}}" PATH="{{cuda_home}}/bin:$PATH" CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}" cargo check --features tempered-core/cuda {{args}}
+
+# --- A lent GPU machine (NVIDIA driver, PyTorch, no Rust, no network): pack here, check there ---
+# See docs/gpu.md. The archive is git-ignored: the remote `run` tool must carry it
+# (carry = ["target-cuda/device-bundle.tar.xz"]); the remote command is
+# `bash scripts/device-check.sh run` (the GPU machine has no `just`).
+
+# Build the CUDA `tempered` and pack it stripped, with the plugins, into target-cuda/device-bundle.tar.xz.
+device-pack: cuda-build
+    scripts/device-check.sh pack
+
+# On the GPU machine, repository root, $OUT set: the small pipelines on cuda vs cpu, seeded reruns, bench.
+device-check:
+    scripts/device-check.sh run

@@ -19,11 +19,17 @@
 //! attacks, which run the model in eval mode, see a fixed function of each waveform.
 //! Weights are initialised like PyTorch's defaults, from a seeded ChaCha stream.
 //!
-//! The forward and backward passes are written by hand ([`kernel`]) and wired into candle's
-//! autograd as one custom op over the waveforms and a flat parameter vector, so the shared
-//! trainer and AdamW work on it unchanged; the oracle's input gradient skips candle
+//! On the CPU the forward and backward passes are written by hand ([`kernel`]) and wired into
+//! candle's autograd as one custom op over the waveforms and a flat parameter vector, so the
+//! shared trainer and AdamW work on it unchanged; the oracle's input gradient skips candle
 //! altogether ([`Classifier::input_loss_grad`]). A test checks both against the same model
-//! written with candle tensor ops. CPU only.
+//! written with candle tensor ops.
+//!
+//! On any other device (CUDA) the model runs the same function built from candle ops
+//! ([`generic`]: im2col + matmul convs, never candle's `conv1d`), with candle's autograd for
+//! every gradient, on the same parameter vector: a checkpoint moves between the two. Tests
+//! hold the generic path to the kernel's logits, loss and gradients on the CPU
+//! ([`M5::with_generic_path`] forces it there).
 //!
 //! ```toml
 //! [model]
@@ -35,6 +41,7 @@
 //! norm = "batch"                # or "none"
 //! ```
 
+mod generic;
 mod kernel;
 
 use std::sync::{Arc, Mutex};
@@ -115,6 +122,8 @@ pub struct M5 {
     running: Var,
     arch: Arc<kernel::Arch>,
     device: Device,
+    /// Whether passes go through [`generic`] (candle ops) rather than the CPU kernel.
+    generic: bool,
 }
 
 impl M5 {
@@ -127,11 +136,6 @@ impl M5 {
         device: &Device,
     ) -> Result<Self> {
         cfg.validate()?;
-        if !device.is_cpu() {
-            return Err(Error::invalid(
-                "the M5 model runs on the CPU (its kernels are hand-written): use device = \"cpu\"",
-            ));
-        }
         let norm = cfg.norm == Norm::Batch;
         let arch =
             kernel::Arch::new(length, &cfg.channels, cfg.kernel, cfg.stride, cfg.pool, norm, n_classes)?;
@@ -174,7 +178,27 @@ impl M5 {
         let params = init::insert(&varmap, "m5.params", Tensor::from_vec(theta, arch.n_params, device)?)?;
         let running =
             init::insert(&varmap, "m5.running", Tensor::from_vec(running, arch.n_running, device)?)?;
-        Ok(Self { varmap, params, running, arch: Arc::new(arch), device: device.clone() })
+        Ok(Self {
+            varmap,
+            params,
+            running,
+            arch: Arc::new(arch),
+            device: device.clone(),
+            generic: !device.is_cpu(),
+        })
+    }
+
+    /// The same model on the candle-ops path even on the CPU, where it would otherwise use
+    /// the hand-written kernel: what the tests compare the two with, and a way to rehearse
+    /// on the CPU what a GPU run computes. Off the CPU the generic path is the only one.
+    pub fn with_generic_path(mut self) -> Self {
+        self.generic = true;
+        self
+    }
+
+    /// Whether passes run on candle ops ([`generic`]) rather than the CPU kernel.
+    pub fn uses_generic_path(&self) -> bool {
+        self.generic
     }
 
     /// Samples per waveform.
@@ -289,6 +313,9 @@ impl Classifier for M5 {
     fn forward(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
         let params =
             if mode.param_grads { self.params.as_tensor().clone() } else { self.params.as_tensor().detach() };
+        if self.generic {
+            return generic::forward(&self.arch, &params, &self.running, x, mode.train);
+        }
         let op = M5Op {
             arch: self.arch.clone(),
             running: self.running.clone(),
@@ -309,6 +336,8 @@ impl Classifier for M5 {
     }
 
     /// Eval-mode forward and backward to the waveform only, without candle: the PGD step.
+    /// `None` on the generic path: the kernel reads the weights as host memory, so off the
+    /// CPU the oracle's autograd fallback runs the model where it lives.
     fn input_loss_grad(
         &self,
         x: &[f32],
@@ -316,6 +345,9 @@ impl Classifier for M5 {
         loss: &mut [f32],
         grad: &mut [f32],
     ) -> Option<Result<()>> {
+        if self.generic {
+            return None;
+        }
         let mut run = || -> Result<()> {
             let theta = self.params.as_tensor().to_vec1::<f32>()?;
             let mut running = self.running.as_tensor().to_vec1::<f32>()?;

@@ -183,7 +183,9 @@ pub(in crate::model::audio) fn forward(
             let (gamma, beta) = (&theta[blk.a..blk.a + c], &theta[blk.b..blk.b + c]);
             let count = (n * blk.p_out) as f64;
             for ch in 0..c {
-                let (mu, var) = if train {
+                // An empty batch has no statistics: averaging 0/0 into the running mean
+                // would make every later eval-mode output NaN.
+                let (mu, var) = if train && n > 0 {
                     let s1: f64 = sums.iter().map(|(a, _)| a[ch]).sum();
                     let s2: f64 = sums.iter().map(|(_, b)| b[ch]).sum();
                     let mu = s1 / count;
@@ -234,7 +236,7 @@ pub(in crate::model::audio) fn forward(
         fwd.scale.push(scale);
         fwd.shift.push(shift);
     }
-    if train && arch.norm {
+    if train && arch.norm && n > 0 {
         running[arch.n_running - 1] = (seen + 1.0) as f32;
     }
     // Head.
