@@ -129,6 +129,7 @@ fn every_text_budget_is_checked_or_said_to_be_unchecked() {
         ("synonyms", table_p.as_str()),
         ("ratio", ""),
         ("similar", ""),
+        ("chars", ""),
         ("words", ""),
     ];
     let (m, report) = run(&pipeline("sentiment-small.toml", "fixture-cheat-text", &attacks));
@@ -136,6 +137,9 @@ fn every_text_budget_is_checked_or_said_to_be_unchecked() {
     caught(&m, &report, "antonyms", "no antonym swaps (wordnet_antonyms.txt)");
     caught(&m, &report, "synonyms", "swaps from the synonym table (wordnet-synonyms.tsv)");
     caught(&m, &report, "ratio", "one-for-one swaps of ≤ 10 % of words");
+    caught(&m, &report, "chars", "≤ 1 character edit in each of ≤ 50 % of words");
+    let chars = attack_row(&m, "chars");
+    assert_eq!(chars["constraint_violations"], chars["attacked"], "every edited example is caught: {chars}");
 
     // sentiment-small names no sentence encoder: the floor cannot be checked, and says so.
     let similar = attack_row(&m, "similar");
@@ -171,9 +175,12 @@ fn a_plugin_built_for_abi_1_0_loads_runs_and_its_budgets_are_not_verified() {
 
 #[test]
 fn every_first_party_attack_declares_budgets_the_host_can_check() {
-    for (file, modality) in
-        [("fraud.toml", "tabular"), ("speech.toml", "audio"), ("sentiment-bert.toml", "text")]
-    {
+    for (file, modality) in [
+        ("fraud.toml", "tabular"),
+        ("speech.toml", "audio"),
+        ("sentiment-bert.toml", "text"),
+        ("sentiment-defence.toml", "text"),
+    ] {
         let p = Pipeline::load(&repo().join("pipelines").join(file)).unwrap();
         let plugin = Plugin::load(&built_lib(&format!("tempered_{modality}"))).unwrap();
         for a in p.spec.attacks() {

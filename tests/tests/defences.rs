@@ -1,10 +1,12 @@
 //! `[[defence]]`: preprocessing defences judged by the plain and the adaptive (BPDA, EOT)
-//! attacks, on the real fraud data through the real `tempered-tabular` cdylib.
+//! attacks, on the real fraud data through the real `tempered-tabular` cdylib; the text
+//! defence (`spelling`) on MR through the real `tempered-text` cdylib, judged by transfer
+//! and by attacks that query it.
 
 use std::sync::Arc;
 
 use tempered_core::data::{Examples, ExamplesRef};
-use tempered_core::defence::{Defended, Gradient, Preprocess, Quantise, RandomNoise};
+use tempered_core::defence::{Defended, Gradient, Normalised, Preprocess, Quantise, RandomNoise, Spelling};
 use tempered_core::engine::{self, RunOptions};
 use tempered_core::modality::{self, Setup, Task};
 use tempered_core::model::{Classifier, input_loss_grad_autograd};
@@ -222,4 +224,146 @@ fn a_defence_with_nothing_to_attack_is_reported_as_not_measured() {
     assert_eq!(pgd["plain"]["examples"], 0);
     assert!(pgd["plain"]["robust_accuracy"].is_null() && pgd["plain"]["success_rate"].is_null(), "{pgd}");
     assert!(report.contains("**not measured**"), "{report}");
+}
+
+fn text_config_error(extra: &str) -> String {
+    let src = format!("{}\n{extra}\n", repo_pipeline("sentiment-small.toml"));
+    let file = pipeline_file("defence-text-config", &src);
+    let e = Pipeline::load(&file).unwrap_err().to_string();
+    assert!(e.starts_with(&file.display().to_string()), "names the file: {e}");
+    e
+}
+
+#[test]
+fn bad_text_defence_settings_are_refused_naming_the_key() {
+    let e = config_error("[[defence]]\nkind = \"spelling\"\nmax_distance = 1");
+    assert!(e.contains("kind = \"spelling\" preprocesses text inputs; this pipeline is tabular"), "{e}");
+    let e = text_config_error("[[defence]]\nkind = \"quantise\"\nstep = 0.5");
+    assert!(e.contains("kind = \"quantise\" preprocesses tabular inputs; this pipeline is text"), "{e}");
+    let e = text_config_error("[[defence]]\nkind = \"spelling\"");
+    assert!(e.contains("kind = \"spelling\" needs `max_distance` (1 to 3 character edits)"), "{e}");
+    let e = text_config_error("[[defence]]\nkind = \"spelling\"\nmax_distance = 1\nbits = 8");
+    assert!(e.contains("`bits` is not a setting of kind = \"spelling\" (it takes `max_distance`)"), "{e}");
+    // At the line and column of the offending value: two lines after the file's last, then two more.
+    let line = repo_pipeline("sentiment-small.toml").lines().count() + 4;
+    for bad in [0, 4] {
+        let e = text_config_error(&format!("[[defence]]\nkind = \"spelling\"\nmax_distance = {bad}"));
+        assert!(
+            e.contains(&format!(
+                ".toml:{line}:1: defence `spelling`: max_distance = {bad}: from 1 to 3 character edits"
+            )),
+            "{e}"
+        );
+    }
+    let e = text_config_error("[[defence]]\nkind = \"spelling\"\nmax_distance = -1");
+    assert!(e.contains(&format!(".toml:{line}:16: invalid value: integer `-1`")), "{e}");
+}
+
+/// The sentiment-small task (real MR sentences, the word-CNN's vocabulary from its train split).
+fn sentiment_task() -> Box<dyn Task> {
+    let p = Pipeline::load(&repo().join("pipelines/sentiment-small.toml")).unwrap();
+    let dir = scratch("defence-text-task");
+    let device = engine::device(DeviceKind::Cpu).unwrap();
+    modality::prepare(&p, &Setup { device: &device, checkpoints: &dir }).unwrap()
+}
+
+/// Typos made in real test sentences, one per sentence in a word the model knows, are
+/// undone by the normaliser, so the defended model reads the original sentence; sentences
+/// of known words pass untouched.
+#[test]
+fn the_spelling_normaliser_undoes_typos_in_real_sentences_and_leaves_known_words() {
+    let task = sentiment_task();
+    let model = task.parts().model.as_ref();
+    let vocabulary = model.vocabulary().unwrap();
+    let rank = |w: &str| vocabulary.iter().position(|v| v == w);
+    let spelling = std::sync::Arc::new(Spelling::new(vocabulary.clone(), 1));
+    let Examples::Text(texts) = &task.parts().dataset.test.x else { panic!("texts") };
+    let (mut undone, mut made) = (0, 0);
+    let mut originals = Vec::new();
+    let mut typos = Vec::new();
+    for t in texts.iter().take(60) {
+        let words: Vec<&str> = t.split_whitespace().collect();
+        // The longest known word of four letters or more, its middle two letters swapped.
+        let Some(j) = (0..words.len())
+            .filter(|&j| words[j].len() >= 4 && words[j].chars().all(|c| c.is_ascii_lowercase()))
+            .filter(|&j| rank(words[j]).is_some())
+            .max_by_key(|&j| words[j].len())
+        else {
+            continue;
+        };
+        let mut c: Vec<char> = words[j].chars().collect();
+        let m = c.len() / 2;
+        c.swap(m - 1, m);
+        let typo: String = c.into_iter().collect();
+        if typo == words[j] || rank(&typo).is_some() {
+            continue;
+        }
+        made += 1;
+        let fixed = spelling.correct(&typo);
+        // The nearest known word: the original, or one as near and more frequent.
+        assert!(tempered_plugin::judge::char_edits(fixed, &typo) <= 1, "{typo} → {fixed}");
+        assert!(rank(fixed).unwrap() <= rank(words[j]).unwrap(), "{typo} → {fixed}, not {}", words[j]);
+        if fixed == words[j] {
+            undone += 1;
+            let mut w2 = words.clone();
+            w2[j] = &typo;
+            originals.push(words.join(" "));
+            typos.push(w2.join(" "));
+        }
+    }
+    assert!(made >= 40, "{made} typos made");
+    assert!(undone * 10 >= made * 9, "{undone} of {made} typos undone");
+    // Behind the defence the typos are invisible (the sentences' other unknown words are
+    // corrected in both, the same way).
+    let defended = Normalised::new(model, spelling.clone());
+    let on = |m: &dyn Classifier, t: &[String]| {
+        tempered_core::evaluate::predict(m, &Examples::Text(t.to_vec()), 64).unwrap().1
+    };
+    assert_eq!(on(&defended, &typos), on(&defended, &originals));
+    assert_ne!(on(model, &typos), on(model, &originals), "undefended, the typos are [UNK]s");
+    // Training sentences, every word of which the vocabulary holds, come back as they were.
+    let Examples::Text(train) = &task.parts().dataset.train.x else { panic!("texts") };
+    for t in train.iter().take(200) {
+        assert_eq!(&spelling.normalise(t), t);
+    }
+}
+
+/// `pipelines/sentiment-defence-small.toml` end to end: per attack, the undefended numbers
+/// are the attack phase's, the transfer run and the run against the defended model both
+/// measured, and a verdict with its numbers in metrics.json and report.md.
+#[test]
+fn sentiment_defence_small_reports_a_verdict_for_the_spelling_defence() {
+    let out = scratch("defence-text-e2e").join("run");
+    let p = Pipeline::load(&repo().join("pipelines/sentiment-defence-small.toml")).unwrap();
+    engine::run(&p, &RunOptions { out: Some(out.clone()), resume: false }).unwrap();
+    let (m, report) = run_outputs(&out);
+    let d = &m["defences"].as_array().expect("metrics.json has `defences`")[0];
+    assert_eq!((d["kind"].as_str(), d["phase"].as_str()), (Some("spelling"), Some("before")));
+    assert_eq!(
+        (d["plain_gradient"].as_str(), d["adaptive_gradient"].as_str()),
+        (Some("transfer"), Some("query-defended"))
+    );
+    assert!(d["clean"]["accuracy"].as_f64().is_some());
+    for id in ["deepwordbug", "textfooler"] {
+        let a = d["attacks"].as_array().unwrap().iter().find(|a| a["id"] == id).unwrap();
+        let phase = m["attacks"].as_array().unwrap().iter().find(|r| r["id"] == id).unwrap();
+        assert_eq!(a["undefended"]["successes"], phase["successes"], "{id}: the attack phase's numbers");
+        for run in ["plain", "adaptive"] {
+            assert_eq!(a[run]["examples"], phase["examples"], "{id} {run}: the same examples");
+            assert_eq!(a[run]["constraint_violations"], 0, "{id} {run}");
+        }
+        assert_eq!(a["uses_gradients"], false, "{id}: a text attack only queries");
+        let v = a["verdict"].as_str().unwrap();
+        assert!(["masked", "holds", "no-gain"].contains(&v), "{id}: {a}");
+        assert!(report.contains(&format!("- `spelling` against `{id}`: **")), "{report}");
+    }
+    // DeepWordBug's typos, transferred, are mostly undone by the normaliser.
+    let dwb = d["attacks"].as_array().unwrap().iter().find(|a| a["id"] == "deepwordbug").unwrap();
+    let undefended = dwb["undefended"]["successes"].as_u64().unwrap();
+    assert!(undefended > 0, "{dwb}");
+    assert!(dwb["plain"]["successes"].as_u64().unwrap() < undefended, "{dwb}");
+    let row = m["attacks"].as_array().unwrap().iter().find(|r| r["id"] == "deepwordbug").unwrap();
+    assert_eq!(row["budgets"][0]["budget"], "≤ 1 character edit in each of ≤ 20 % of words");
+    assert_eq!(row["budgets"][0]["violations"], 0);
+    assert!(report.contains("Text attacks only query the model"), "{report}");
 }

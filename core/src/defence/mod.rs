@@ -6,12 +6,15 @@
 //! A defence wraps the run's model as another [`Classifier`] ([`Defended`]), so the attack
 //! plugins run against it through the ordinary oracle and need no change: `predict` sees
 //! the preprocessing as deployed, and `loss_grad` answers with the gradient flavour the
-//! wrapper was built with.
+//! wrapper was built with. The text defence ([`text`]) wraps a text model the same way
+//! ([`Normalised`]); text attacks only query, so it is judged by transfer and by queries
+//! through it instead.
 
 mod audio;
 mod noise;
 pub mod phase;
 mod tabular;
+pub mod text;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +31,7 @@ use crate::{Error, Result};
 pub use audio::{BitDepth, LowPass, Median};
 pub use noise::RandomNoise;
 pub use tabular::Quantise;
+pub use text::{Normalised, Spelling};
 
 /// A preprocessing of dense rows, with its true backward.
 pub trait Preprocess: Send + Sync {
@@ -74,7 +78,8 @@ impl Gradient {
     }
 }
 
-/// A `[[defence]]` made ready for `task`'s data: column scales (tabular), sample rate (audio).
+/// A dense `[[defence]]` made ready for `task`'s data: column scales (tabular), sample rate
+/// (audio). The text defence is [`text::spelling`].
 pub fn build(config: &DefenceConfig, task: &dyn Task, seed: u64) -> Result<Arc<dyn Preprocess>> {
     let scales = || -> Result<Vec<(f32, bool)>> {
         let schema =
@@ -110,6 +115,9 @@ pub fn build(config: &DefenceConfig, task: &dyn Task, seed: u64) -> Result<Arc<d
                 None => Vec::new(),
             };
             Arc::new(RandomNoise::new(sigma as f32, per, seed))
+        }
+        DefenceKind::Spelling => {
+            return Err(Error::invalid("`spelling` preprocesses text, not dense rows: see defence::text"));
         }
     })
 }

@@ -1,7 +1,9 @@
 //! The "defences" phase: after the last attack phase, each `[[defence]]` is put in front of
 //! the final model and every evaluated attack is run against it, with the plain gradient and
-//! with the adaptive one, on the same examples and seeds as the attack phase.
+//! with the adaptive one, on the same examples and seeds as the attack phase. A text defence
+//! is judged by transfer and by attacks that query it instead ([`super::text`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Defended, Gradient, Preprocess, build, samples};
@@ -10,6 +12,7 @@ use crate::data::Labelled;
 use crate::evaluate::{self, Decision, Outcome};
 use crate::modality::{self, Task};
 use crate::model::Classifier;
+use crate::pipeline::defence::DefenceKind;
 use crate::pipeline::{AttackConfig, OnError, Pipeline};
 use crate::plugin_host::AttackHandle;
 use crate::report::defences::{DefenceMetrics, DefendedAttack, Rates, judge};
@@ -36,7 +39,23 @@ pub fn run(
     let mut out = Vec::new();
     let model = task.parts().model.as_ref();
     let ev = pipeline.spec.evaluate();
+    // A text attack's crafting against the undefended model, shared by the text defences.
+    let mut crafted = HashMap::new();
     for config in pipeline.spec.defences() {
+        if config.kind == DefenceKind::Spelling {
+            out.push(super::text::run(
+                pipeline,
+                task,
+                attacks,
+                split,
+                phase,
+                decision,
+                metrics,
+                config,
+                &mut crafted,
+            )?);
+            continue;
+        }
         let pre = build(config, task, pipeline.seed())?;
         let adaptive = Gradient::adaptive(pre.as_ref(), samples(config));
         let clean = clean(task, &Defended::new(model, pre.clone(), Gradient::Through), split, decision)?;
@@ -66,7 +85,7 @@ pub fn run(
 }
 
 /// The clean metrics of the evaluated split through the defence.
-fn clean(
+pub(super) fn clean(
     task: &dyn Task,
     model: &dyn Classifier,
     split: &Labelled,

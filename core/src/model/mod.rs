@@ -97,6 +97,12 @@ pub trait Classifier: Send + Sync {
     fn known_words(&self, _words: &[&str]) -> Result<Vec<bool>> {
         Err(Error::invalid("this model has no word vocabulary"))
     }
+    /// Text models with a word vocabulary: every word the model reads as itself (special
+    /// tokens left out), most frequent in the training split first, ties in byte order. What
+    /// a spelling defence corrects misspellings towards.
+    fn vocabulary(&self) -> Result<Vec<String>> {
+        Err(Error::invalid("this model has no word vocabulary"))
+    }
     /// The state of a random generator the model draws from in training mode and carries
     /// from one batch to the next (dropout masks), as bytes: a checkpoint keeps it so that a
     /// resumed run draws the masks the uninterrupted run would have. `None`: no such state.

@@ -125,6 +125,14 @@ impl Vocab {
         self.ids.get(word).copied().unwrap_or(UNK)
     }
 
+    /// Every word but `[PAD]` and `[UNK]`, in id order: most frequent first, as built.
+    pub fn words(&self) -> Vec<String> {
+        let mut by_id: Vec<(&String, u32)> =
+            self.ids.iter().filter(|&(_, &id)| id != PAD && id != UNK).map(|(w, &id)| (w, id)).collect();
+        by_id.sort_unstable_by_key(|&(_, id)| id);
+        by_id.into_iter().map(|(w, _)| w.clone()).collect()
+    }
+
     /// The ids through the `tokenizers` pipeline itself (slow; for tests).
     pub fn encode_with_tokenizer(&self, text: &str) -> Result<Vec<u32>> {
         Ok(self.tokenizer.encode(text, false).map_err(|e| tk_err("tokenize", e))?.get_ids().to_vec())
@@ -421,6 +429,10 @@ impl Classifier for WordCnn {
     fn known_words(&self, words: &[&str]) -> Result<Vec<bool>> {
         Ok(words.iter().map(|w| !matches!(self.vocab.id(w), PAD | UNK)).collect())
     }
+    fn vocabulary(&self) -> Result<Vec<String>> {
+        Ok(self.vocab.words())
+    }
+
     fn n_classes(&self) -> usize {
         self.n_classes
     }
@@ -575,6 +587,16 @@ mod tests {
 
     /// Inference without dropout, through candle's graph (the training path).
     const GRAPH: Mode = Mode { train: false, param_grads: true };
+
+    #[test]
+    fn the_vocabulary_lists_words_most_frequent_first_ties_in_byte_order() {
+        let words = model(1).vocabulary().unwrap();
+        let want = [
+            ",", "and", "film", "funny", "tedious", "the", "a", "best", "dull", "gripping", "moving", "of",
+            "year",
+        ];
+        assert_eq!(words, want);
+    }
 
     #[test]
     fn known_words_are_the_vocabulary_as_the_model_reads_it() {

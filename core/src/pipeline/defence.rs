@@ -1,6 +1,7 @@
 //! `[[defence]]`: input preprocessing put in front of the evaluated model, each judged
 //! against the pipeline's attacks with the plain gradient and with an adaptive one (BPDA,
-//! EOT). The settings are flat keys checked against the `kind` here, so a misplaced key is
+//! EOT); a text defence against attacks crafted on the undefended model and against
+//! attacks run with the defence inside the oracle. The settings are flat keys checked against the `kind` here, so a misplaced key is
 //! named at its own line rather than at the table's.
 
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,11 @@ pub struct DefenceConfig {
     /// (default 8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub samples: Option<usize>,
+    /// `spelling`: a word outside the model's vocabulary is replaced by the vocabulary word
+    /// at the fewest character edits, when that is at most this many (1 to
+    /// [`MAX_EDIT_DISTANCE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_distance: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +65,8 @@ pub enum DefenceKind {
     LowPass,
     /// Tabular or audio: Gaussian noise added to the input, drawn afresh for every input.
     RandomNoise,
+    /// Text: each word the model does not know is replaced by the nearest word it knows.
+    Spelling,
 }
 
 impl DefenceKind {
@@ -69,6 +77,7 @@ impl DefenceKind {
             Self::Median => "median",
             Self::LowPass => "low-pass",
             Self::RandomNoise => "random-noise",
+            Self::Spelling => "spelling",
         }
     }
 
@@ -77,6 +86,7 @@ impl DefenceKind {
             Self::Quantise => &[Modality::Tabular],
             Self::BitDepth | Self::Median | Self::LowPass => &[Modality::Audio],
             Self::RandomNoise => &[Modality::Tabular, Modality::Audio],
+            Self::Spelling => &[Modality::Text],
         }
     }
 
@@ -88,6 +98,7 @@ impl DefenceKind {
             Self::Median => &["window"],
             Self::LowPass => &["cutoff_hz", "taps"],
             Self::RandomNoise => &["sigma", "unit", "samples"],
+            Self::Spelling => &["max_distance"],
         }
     }
 }
@@ -107,6 +118,9 @@ pub const DEFAULT_SAMPLES: usize = 8;
 pub const DEFAULT_TAPS: usize = 31;
 /// The most EOT draws: each is a full gradient call per attack step.
 const MAX_SAMPLES: usize = 256;
+/// The largest `max_distance` of `spelling`: past three edits most short words are within
+/// reach of dozens of others, and the correction is a guess.
+pub const MAX_EDIT_DISTANCE: usize = 3;
 
 impl DefenceConfig {
     /// The settings given, by name.
@@ -125,6 +139,7 @@ impl DefenceConfig {
         add("taps", self.taps.is_some());
         add("sigma", self.sigma.is_some());
         add("samples", self.samples.is_some());
+        add("max_distance", self.max_distance.is_some());
         out
     }
 }
@@ -153,11 +168,10 @@ pub(super) fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
         }
         if !d.kind.modalities().contains(&modality) {
             let fits: Vec<String> = d.kind.modalities().iter().map(|m| m.to_string()).collect();
-            let text = if modality == Modality::Text { " (no text defence exists yet)" } else { "" };
             return bad(
                 "kind",
                 format!(
-                    "kind = \"{}\" preprocesses {} inputs; this pipeline is {modality}{text}",
+                    "kind = \"{}\" preprocesses {} inputs; this pipeline is {modality}",
                     d.kind.as_str(),
                     fits.join(" or ")
                 ),
@@ -234,6 +248,35 @@ pub(super) fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
                         "kind",
                         "a randomised defence with [evaluate] operating_point is not supported yet: the \
                          thresholded model takes one draw per gradient, so EOT would not be measured"
+                            .into(),
+                    );
+                }
+            }
+            DefenceKind::Spelling => {
+                match d.max_distance {
+                    None => {
+                        return bad(
+                            "kind",
+                            format!(
+                                "kind = \"spelling\" needs `max_distance` (1 to {MAX_EDIT_DISTANCE} character edits)"
+                            ),
+                        );
+                    }
+                    Some(m) if !(1..=MAX_EDIT_DISTANCE).contains(&m) => {
+                        return bad(
+                            "max_distance",
+                            format!("max_distance = {m}: from 1 to {MAX_EDIT_DISTANCE} character edits"),
+                        );
+                    }
+                    Some(_) => {}
+                }
+                if let Spec::Text(s) = spec
+                    && s.model.kind != crate::model::text::TextModelKind::WordCnn
+                {
+                    return bad(
+                        "kind",
+                        "kind = \"spelling\" corrects towards the model's word vocabulary, which only \
+                         [model] kind = \"word-cnn\" has"
                             .into(),
                     );
                 }

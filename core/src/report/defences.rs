@@ -12,6 +12,11 @@
 //! - **masked: falls to the adaptive attack** when the adaptive attack keeps less than
 //!   [`KEPT_SHARE`] of the plain gain;
 //! - **holds against the adaptive attack** otherwise.
+//!
+//! A text defence (`spelling`) has the same three runs with other names: "plain" is the
+//! attack crafted against the undefended model and transferred (`transfer`), "adaptive" the
+//! attack run with the defence inside the oracle (`query-defended`); text attacks only
+//! query, so both always run and the full rule applies.
 
 use std::fmt::Write;
 
@@ -24,6 +29,9 @@ use super::metrics::{AttackMetrics, CleanMetrics, Metrics, Phase};
 pub const MIN_GAIN: f64 = 0.05;
 /// The share of the plain gain an adaptive attack must leave for the defence to hold.
 pub const KEPT_SHARE: f64 = 0.5;
+/// How a text defence's runs are named in `plain_gradient` and `adaptive_gradient`.
+pub const TRANSFER: &str = "transfer";
+pub const QUERY_DEFENDED: &str = "query-defended";
 
 /// One `[[defence]]` judged on the final model.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -36,7 +44,8 @@ pub struct DefenceMetrics {
     pub phase: Phase,
     /// The evaluated split through the defence; compare `clean.<phase>` of the run.
     pub clean: CleanMetrics,
-    /// The gradient a naive attack gets (`through`) and the adaptive one (`bpda`, `eot-k`).
+    /// The gradient a naive attack gets (`through`) and the adaptive one (`bpda`, `eot-k`);
+    /// for a text defence, `transfer` and `query-defended` (see the module docs).
     pub plain_gradient: String,
     pub adaptive_gradient: String,
     pub attacks: Vec<DefendedAttack>,
@@ -46,7 +55,8 @@ pub struct DefenceMetrics {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct DefendedAttack {
     pub id: String,
-    /// Whether the attack asked for input gradients; `false`: it only queried, so it ran once.
+    /// Whether the attack asked for input gradients; `false`: it only queried, so against a
+    /// dense defence it ran once (a text defence always has both runs).
     pub uses_gradients: Option<bool>,
     pub undefended: Option<Rates>,
     pub plain: Option<Rates>,
@@ -198,16 +208,26 @@ pub fn render(out: &mut String, m: &Metrics) {
         };
         let _ = writeln!(
             out,
-            "### `{}` ({}): {}\n\nOn the {} model: clean accuracy {} without it, {} with it; gradients: plain `{}`, adaptive `{}`.\n",
+            "### `{}` ({}): {}\n\nOn the {} model: clean accuracy {} without it, {} with it; {}: plain `{}`, adaptive `{}`.\n",
             d.id,
             d.kind,
             d.description,
             if d.phase == Phase::After { "hardened" } else { "clean" },
             undefended_clean.map_or(MISSING.to_owned(), |c| pct(c.accuracy)),
             pct(d.clean.accuracy),
+            if d.plain_gradient == TRANSFER { "runs" } else { "gradients" },
             d.plain_gradient,
             d.adaptive_gradient
         );
+        if d.plain_gradient == TRANSFER {
+            let _ = writeln!(
+                out,
+                "Text attacks only query the model, so \"plain\" is the attack crafted against the \
+                 undefended model and its texts given to the defended one (transfer), and \"adaptive\" \
+                 the attack run with the defence inside the oracle, free to look for edits it does not \
+                 undo.\n"
+            );
+        }
         let _ = writeln!(
             out,
             "| attack | success: undefended | plain | adaptive | robust accuracy: undefended | plain | adaptive | verdict |\n|---|---|---|---|---|---|---|---|"
@@ -217,7 +237,7 @@ pub fn render(out: &mut String, m: &Metrics) {
             let ra =
                 |r: &Option<Rates>| r.as_ref().map_or(MISSING.to_owned(), |r| pct_opt(r.robust_accuracy));
             let adaptive = |f: &dyn Fn(&Option<Rates>) -> String| {
-                if a.uses_gradients == Some(false) {
+                if a.uses_gradients == Some(false) && a.adaptive.is_none() {
                     "(query attack: as plain)".to_owned()
                 } else {
                     f(&a.adaptive)

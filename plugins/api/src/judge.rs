@@ -361,6 +361,27 @@ pub fn text(
                     );
                 }
             }
+            Budget::CharEdits { max_per_word, max_ratio } => {
+                let allowed = (xw.len() as f64 * max_ratio + 1e-9).floor() as usize;
+                let max = *max_per_word as usize;
+                if changed > allowed {
+                    v.fail_budget(
+                        k,
+                        format!(
+                            "{changed} of {} words edited; a ratio of {max_ratio} allows {allowed}",
+                            xw.len()
+                        ),
+                    );
+                } else if let Some((a, b)) =
+                    swaps.iter().find(|(a, b)| char_edits_within(a, b, max).is_none())
+                {
+                    let d = char_edits(a, b);
+                    v.fail_budget(
+                        k,
+                        format!("`{a}` became `{b}`: {d} character edits, over the {max} allowed"),
+                    );
+                }
+            }
             Budget::StopWords { files } => {
                 let l = lists.get(files, &[]);
                 if let Some(e) = &l.error {
@@ -406,7 +427,62 @@ pub fn text(
     }
     v.perturbation = if xw.is_empty() { 0.0 } else { 100.0 * changed as f64 / xw.len() as f64 };
     v.extra = vec![("words_changed", changed as f64)];
+    // Only for a character-level attack, so word-swap attacks' numbers keep their fields.
+    if budgets.iter().any(|b| matches!(b, Budget::CharEdits { .. })) {
+        v.extra.push(("char_edits", swaps.iter().map(|(a, b)| char_edits(a, b)).sum::<usize>() as f64));
+    }
     v
+}
+
+/// The optimal-string-alignment distance between `a` and `b`, over Unicode scalar values:
+/// the fewest insertions, deletions, substitutions and swaps of two adjacent characters
+/// that turn one into the other, no substring edited twice. The four edits DeepWordBug
+/// makes (Gao et al. 2018) cost one each, a swap included, which plain Levenshtein would
+/// count as two.
+pub fn char_edits(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    osa_within(&a, &b, usize::MAX).unwrap_or(usize::MAX)
+}
+
+/// [`char_edits`] when it is at most `max`, else `None` (cheaper: stops as soon as every
+/// alignment is past `max`).
+pub fn char_edits_within(a: &str, b: &str, max: usize) -> Option<usize> {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    osa_within(&a, &b, max)
+}
+
+/// [`char_edits_within`] on characters already split, for callers comparing one word with
+/// many.
+pub fn osa_within(a: &[char], b: &[char], max: usize) -> Option<usize> {
+    if a.len().abs_diff(b.len()) > max {
+        return None;
+    }
+    let m = b.len();
+    // Three rows of the DP: the one before last is what a swap reads.
+    let mut before: Vec<usize> = vec![0; m + 1];
+    let mut last: Vec<usize> = (0..=m).collect();
+    let mut row: Vec<usize> = vec![0; m + 1];
+    for i in 1..=a.len() {
+        row[0] = i;
+        let mut best = row[0];
+        for j in 1..=m {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (last[j] + 1).min(row[j - 1] + 1).min(last[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(before[j - 2] + 1);
+            }
+            row[j] = d;
+            best = best.min(d);
+        }
+        // Row minima never decrease (a swap's d[i-2][j-2] + 1 is at least d[i-1][j-1], one
+        // substitution away), so once this row is past `max` the distance is too.
+        if best > max {
+            return None;
+        }
+        std::mem::swap(&mut before, &mut last);
+        std::mem::swap(&mut last, &mut row);
+    }
+    Some(last[m]).filter(|&d| d <= max)
 }
 
 #[cfg(test)]
@@ -622,6 +698,43 @@ mod tests {
         assert!(v.notes[0].contains("cannot read the synonym table"), "{:?}", v.notes);
         assert!(verifies(Modality::Text, &b[0], false).is_ok());
         assert!(verifies(Modality::Tabular, &b[0], false).is_err());
+    }
+
+    #[test]
+    fn character_edits_count_a_swap_of_neighbours_as_one() {
+        assert_eq!(char_edits("good", "good"), 0);
+        assert_eq!(char_edits("good", "godo"), 1, "swap");
+        assert_eq!(char_edits("good", "gxod"), 1, "substitution");
+        assert_eq!(char_edits("good", "god"), 1, "deletion");
+        assert_eq!(char_edits("good", "gooxd"), 1, "insertion");
+        assert_eq!(char_edits("good", "bad"), 3);
+        assert_eq!(char_edits("", "ab"), 2);
+        assert_eq!(char_edits("café", "cafe"), 1, "characters, not bytes");
+        // OSA edits no substring twice: "ca" → "abc" is 3 (Damerau–Levenshtein would say 2).
+        assert_eq!(char_edits("ca", "abc"), 3);
+        assert_eq!(char_edits_within("good", "bad", 2), None);
+        assert_eq!(char_edits_within("good", "bad", 3), Some(3));
+        assert_eq!(char_edits_within("a", "abcd", 2), None, "the lengths alone are too far apart");
+    }
+
+    #[test]
+    fn character_edit_budgets_are_caught_per_word_and_by_ratio() {
+        let lists = WordLists::default();
+        let b = [Budget::CharEdits { max_per_word: 1, max_ratio: 0.25 }];
+        let v = text("the film is good", "the film is goood", &b, &lists, None);
+        assert_eq!(v.violations, 0, "{:?}", v.notes);
+        assert_eq!(v.extra, [("words_changed", 1.0), ("char_edits", 1.0)]);
+        let v = text("the film is good", "the film is gooood", &b, &lists, None);
+        assert_eq!(v.broken, [0]);
+        assert_eq!(v.notes, ["`good` became `gooood`: 2 character edits, over the 1 allowed"]);
+        let v = text("the film is good", "the flim is godo", &b, &lists, None);
+        assert_eq!(v.broken, [0]);
+        assert_eq!(v.notes, ["2 of 4 words edited; a ratio of 0.25 allows 1"]);
+        // A deleted word is no character edit: the word count is the modality's rule.
+        let v = text("the film is good", "the film good", &b, &lists, None);
+        assert!(v.notes.contains(&"the word count changed from 4 to 3".to_owned()), "{:?}", v.notes);
+        // Word swaps declare nothing about characters, and gain no `char_edits` figure.
+        assert_eq!(text("a film", "a movie", &[], &lists, None).extra, [("words_changed", 1.0)]);
     }
 
     #[test]

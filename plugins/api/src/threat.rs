@@ -76,6 +76,12 @@ pub enum Budget {
     /// Text: words are swapped one for one (whitespace tokens, position by position), at
     /// most `⌊words · max_ratio⌋` of them.
     WordSwaps { max_ratio: f64 },
+    /// Text: character-level edits (DeepWordBug-style typos), word by word: at most
+    /// `⌊words · max_ratio⌋` words differ, position by position, and each differs from its
+    /// original by at most `max_per_word` edits (an insertion, a deletion, a substitution or
+    /// a swap of two adjacent characters each: the optimal-string-alignment distance, over
+    /// Unicode scalar values, see [`judge::char_edits`](crate::judge::char_edits)).
+    CharEdits { max_per_word: u32, max_ratio: f64 },
     /// Text: no word listed in these files (one word per line, any case) is swapped.
     StopWords { files: Vec<String> },
     /// Text: no word is swapped for its antonym, as listed in these files (`word antonym`
@@ -99,6 +105,7 @@ impl Budget {
             Budget::LinfStd { .. } | Budget::L2Std { .. } | Budget::Cost { .. } => Some(Tabular),
             Budget::Linf { .. } | Budget::SnrFloor { .. } | Budget::TimeShift { .. } => Some(Audio),
             Budget::WordSwaps { .. }
+            | Budget::CharEdits { .. }
             | Budget::Synonyms(_)
             | Budget::StopWords { .. }
             | Budget::NoAntonyms { .. }
@@ -117,7 +124,7 @@ impl Budget {
             Budget::LinfStd { epsilon } | Budget::L2Std { epsilon } | Budget::Linf { epsilon } => *epsilon,
             Budget::Cost { budget } => *budget,
             Budget::TimeShift { max_seconds } => *max_seconds,
-            Budget::WordSwaps { max_ratio } => {
+            Budget::WordSwaps { max_ratio } | Budget::CharEdits { max_ratio, .. } => {
                 if !(0.0..=1.0).contains(max_ratio) {
                     return Err(format!("the budget `{self}` needs max_ratio in [0, 1]"));
                 }
@@ -242,6 +249,12 @@ impl std::fmt::Display for Budget {
             Budget::WordSwaps { max_ratio } => {
                 write!(f, "one-for-one swaps of ≤ {} % of words", num((max_ratio * 1e6).round() / 1e4))
             }
+            Budget::CharEdits { max_per_word, max_ratio } => write!(
+                f,
+                "≤ {max_per_word} character edit{} in each of ≤ {} % of words",
+                if *max_per_word == 1 { "" } else { "s" },
+                num((max_ratio * 1e6).round() / 1e4)
+            ),
             Budget::Synonyms(s) => {
                 let mut files = vec![s.table.clone()];
                 files.extend(s.ppdb.iter().cloned());
@@ -277,6 +290,15 @@ mod tests {
             r#"{"budgets":[{"kind":"synonyms","table":"wn.tsv","inflections":true,"base_forms":false}]}"#
         );
         assert_eq!(serde_json::from_str::<ThreatModel>(&json).unwrap(), synonyms);
+        let chars = ThreatModel::new([Budget::CharEdits { max_per_word: 1, max_ratio: 0.25 }]);
+        let json = serde_json::to_string(&chars).unwrap();
+        assert_eq!(json, r#"{"budgets":[{"kind":"char_edits","max_per_word":1,"max_ratio":0.25}]}"#);
+        assert_eq!(serde_json::from_str::<ThreatModel>(&json).unwrap(), chars);
+        // What a host that predates a budget does with it: refuses the whole threat model,
+        // naming the kind, so the attack fails at creation instead of running unchecked.
+        let newer = r#"{"budgets":[{"kind":"char_bigrams","max":3}]}"#;
+        let e = serde_json::from_str::<ThreatModel>(newer).unwrap_err().to_string();
+        assert!(e.contains("unknown variant `char_bigrams`"), "{e}");
         let unknown = r#"{"budgets":[{"kind":"linf_std","epsilon":0.5,"units":"raw"}]}"#;
         assert!(serde_json::from_str::<ThreatModel>(unknown).is_err(), "a field the host cannot check");
     }
@@ -291,6 +313,14 @@ mod tests {
         assert_eq!(e, "the budget `SNR ≥ 30 dB` is for audio examples, and this is a tabular attack");
         assert!(ok(Budget::WordSwaps { max_ratio: 1.5 }, Modality::Text).is_err());
         assert!(ok(Budget::StopWords { files: vec![] }, Modality::Text).is_err());
+        assert!(ok(Budget::CharEdits { max_per_word: 1, max_ratio: 0.2 }, Modality::Text).is_ok());
+        assert!(ok(Budget::CharEdits { max_per_word: 1, max_ratio: f64::NAN }, Modality::Text).is_err());
+        let e = ok(Budget::CharEdits { max_per_word: 2, max_ratio: 0.2 }, Modality::Tabular).unwrap_err();
+        assert_eq!(
+            e,
+            "the budget `≤ 2 character edits in each of ≤ 20 % of words` is for text examples, and this is \
+             a tabular attack"
+        );
         assert!(ok(Budget::Queries { max: 0 }, Modality::Audio).is_ok());
     }
 
@@ -301,6 +331,10 @@ mod tests {
             "no stop word swapped (english.txt)"
         );
         assert_eq!(Budget::WordSwaps { max_ratio: 0.2 }.to_string(), "one-for-one swaps of ≤ 20 % of words");
+        assert_eq!(
+            Budget::CharEdits { max_per_word: 1, max_ratio: 0.3 }.to_string(),
+            "≤ 1 character edit in each of ≤ 30 % of words"
+        );
         assert_eq!(Budget::LinfStd { epsilon: f64::from(0.1f32) }.to_string(), "L∞ ≤ 0.1 std");
         assert_eq!(
             Budget::MinSimilarity { floor: f64::from(0.8f32) }.to_string(),

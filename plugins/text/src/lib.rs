@@ -1,16 +1,19 @@
 //! # tempered-text
 //!
-//! First-party word-substitution attacks for Tempered's text models, loaded by the engine
-//! as the plugin `text`. A "word" is a whitespace-separated token; a swap replaces one
-//! word by a synonym and keeps every separator as it was.
+//! First-party text attacks for Tempered's text models, loaded by the engine as the plugin
+//! `text`: three word-substitution attacks and one character-level attack. A "word" is a
+//! whitespace-separated token; a swap replaces one word by a synonym (or by a misspelling
+//! of itself, for `deepwordbug`) and keeps every separator as it was.
 //!
 //! | attack | search | candidates |
 //! |---|---|---|
 //! | `pwws` | probability-weighted word saliency ([`pwws`]) | WordNet |
 //! | `textfooler` | greedy, deletion importance ([`textfooler`]) | WordNet ∪ PPDB, top K |
 //! | `beam` | beam search, deletion importance ([`beam`]) | WordNet ∪ PPDB, top K |
+//! | `deepwordbug` | greedy, deletion importance ([`deepwordbug`]) | character edits of the word (swap, substitute, delete, insert) |
 //!
-//! All three share these constraints: stop words are never swapped, no swap turns a word
+//! `deepwordbug` reads no synonym table and has its own parameters (its module docs); the
+//! rest of this page is about the three word-substitution attacks. All three share these constraints: stop words are never swapped, no swap turns a word
 //! into one of its antonyms, no word is changed twice, at most `max_change_ratio` of the
 //! words change, at most `query_budget` sentences per example go to the model, and, when
 //! `min_similarity` is set, every candidate sentence is at least that similar to the
@@ -105,12 +108,14 @@
 
 pub mod beam;
 mod constraints;
+pub mod deepwordbug;
 pub mod pwws;
 mod search;
 pub mod textfooler;
 mod tokens;
 
 pub use beam::{Beam, BeamParams};
+pub use deepwordbug::{DeepWordBug, DeepWordBugParams};
 pub use pwws::{Pwws, PwwsParams};
 pub use tempered_plugin::lexicon::{Lexicon, LexiconFiles};
 pub use textfooler::{TextFooler, TextFoolerParams};
@@ -119,5 +124,5 @@ tempered_plugin::export_plugin! {
     name: "text",
     version: env!("CARGO_PKG_VERSION"),
     modality: tempered_plugin::Modality::Text,
-    attacks: [Pwws, TextFooler, Beam],
+    attacks: [Pwws, TextFooler, Beam, DeepWordBug],
 }

@@ -1,4 +1,4 @@
-//! What the three searches share: the per-example query ledger, the examples
+//! What the searches share: the per-example query ledger, the examples
 //! prepared for attack, scoring a set of candidate sentences, and picking among flips.
 
 use std::collections::{HashMap, HashSet};
@@ -32,7 +32,7 @@ pub struct Queries<'o, 'a> {
 }
 
 impl<'o, 'a> Queries<'o, 'a> {
-    fn new(oracle: &'o Oracle<'a>, n: usize, budget: u64) -> Self {
+    pub(crate) fn new(oracle: &'o Oracle<'a>, n: usize, budget: u64) -> Self {
         Self { oracle, n_classes: oracle.n_classes(), left: vec![budget; n], known: vec![HashMap::new(); n] }
     }
 

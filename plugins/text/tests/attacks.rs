@@ -426,13 +426,13 @@ fn params_are_checked() {
 }
 
 #[test]
-fn the_plugin_declares_its_three_attacks() {
+fn the_plugin_declares_its_four_attacks() {
     let decl = unsafe { &*tempered_text::tempered_plugin_v1() };
     assert_eq!(unsafe { decl.name.to_string_lossy() }, "text");
     assert_eq!(decl.modality, tempered_plugin::Modality::Text as u32);
     let attacks = unsafe { std::slice::from_raw_parts(decl.attacks, decl.n_attacks) };
     let names: Vec<String> = attacks.iter().map(|a| unsafe { a.name.to_string_lossy() }).collect();
-    assert_eq!(names, ["pwws", "textfooler", "beam"]);
+    assert_eq!(names, ["pwws", "textfooler", "beam", "deepwordbug"]);
 }
 
 #[test]
