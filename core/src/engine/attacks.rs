@@ -2,15 +2,19 @@
 //! will use before any training, and running them (and their sweeps) over a split.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 
 use crate::data::Labelled;
 use crate::evaluate::{self, Decision, Outcome, Sample};
 use crate::modality::{self, Task};
-use crate::pipeline::{AttackConfig, OnError, Pipeline, Strategy};
+use crate::pipeline::{AttackConfig, OnError, Pipeline, SplitName, Strategy};
 use crate::plugin_host::{AttackHandle, Plugin, SearchPath};
 use crate::report::{AttackMetrics, BudgetCheck, Metrics, Phase, Skipped, SweepPoint};
 use crate::{Error, Result};
+
+use super::artifact::{self, PhaseStore, StoredSample};
 
 /// An attack of the pipeline, loaded and created.
 pub(super) struct Loaded {
@@ -165,10 +169,30 @@ fn check_harden_attack(pipeline: &Pipeline, config: &AttackConfig, plugin: &Plug
 /// Adversarial examples kept for the report, by run label (`pgd (before)`).
 pub(super) type Samples = Vec<(String, Vec<Sample>)>;
 
+/// What one attack run adds to the run: its metrics and the examples kept for the report,
+/// as its phase file holds them.
+#[derive(Serialize, Deserialize)]
+struct AttackUnit {
+    metrics: AttackMetrics,
+    samples: Vec<StoredSample>,
+}
+
+/// The name the evaluated split goes by in a phase file.
+pub(super) fn split_name(pipeline: &Pipeline) -> &'static str {
+    match pipeline.spec.evaluate().split {
+        SplitName::Test => "test",
+        SplitName::Validation => "validation",
+    }
+}
+
 /// Runs every evaluated attack, then every sweep point, against the model as it is now:
 /// one `phase` of the run. Results go to `metrics` (failures of `on_error = "skip"`
 /// attacks to `metrics.skipped`), kept examples to `samples`. With a `decision`, an example
 /// is right, and an attack succeeds, by the operating point rather than argmax.
+///
+/// Each attack run and sweep point is a unit of the phase's folder in `run`
+/// (`artifact.rs`): one finished by an earlier process with the same inputs
+/// is read back instead of run again.
 // Each input is a different thing the phase is run against; a struct would only rename them.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn attack_phase(
@@ -180,57 +204,62 @@ pub(super) fn attack_phase(
     decision: Option<Decision>,
     metrics: &mut Metrics,
     samples: &mut Samples,
+    run: &Path,
 ) -> Result<()> {
     let ev = pipeline.spec.evaluate();
     let seed = pipeline.seed();
     let n_samples = pipeline.spec.report().samples;
+    let model = task.parts().model.as_ref();
+    let mut units = artifact::Context::new(pipeline, model, split_name(pipeline), split, decision)?;
+    let mut store = PhaseStore::new(run, &format!("attacks-{phase}"));
     for loaded in attacks.iter_mut() {
         let id = loaded.config.id.clone();
         if ev.attacks.as_ref().is_some_and(|ids| !ids.contains(&id)) {
             continue;
         }
         let label = format!("{id} ({phase})");
-        let run = evaluate::Run {
-            decision,
-            batch_size: loaded.config.batch_size,
-            classes: loaded.config.classes.as_deref(),
-            limit: ev.examples,
-            seed: evaluate::mix(seed, hash(&id)),
-            samples: n_samples,
-            label: &label,
-        };
-        let ctx = modality::context(task, seed, loaded.config.query_budget);
-        let outcome = evaluate::run(
-            &mut loaded.handle,
-            task.parts().model.as_ref(),
-            split,
-            ctx,
-            task.parts().judge.as_ref(),
-            &run,
-        );
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(e) if loaded.config.on_error == OnError::Skip => {
-                tracing::warn!("attack `{id}` failed and is skipped: {e}");
-                metrics.skipped.push(Skipped { id: id.clone(), phase, reason: e.to_string() });
-                continue;
+        let inputs = units.inputs(&id, &loaded.config, &loaded.params, &loaded.handle.plugin, n_samples)?;
+        let unit = store.unit(&id, &inputs, || {
+            let run = evaluate::Run {
+                decision,
+                batch_size: loaded.config.batch_size,
+                classes: loaded.config.classes.as_deref(),
+                limit: ev.examples,
+                seed: evaluate::mix(seed, hash(&id)),
+                samples: n_samples,
+                label: &label,
+            };
+            let ctx = modality::context(task, seed, loaded.config.query_budget);
+            let outcome =
+                evaluate::run(&mut loaded.handle, model, split, ctx, task.parts().judge.as_ref(), &run);
+            let outcome = match outcome {
+                Ok(o) => o,
+                Err(e) if loaded.config.on_error == OnError::Skip => {
+                    tracing::warn!("attack `{id}` failed and is skipped: {e}");
+                    metrics.skipped.push(Skipped { id: id.clone(), phase, reason: e.to_string() });
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
+            for note in &outcome.violation_notes {
+                tracing::warn!("{id}: constraint violated: {note}");
             }
-            Err(e) => return Err(e),
-        };
-        for note in &outcome.violation_notes {
-            tracing::warn!("{id}: constraint violated: {note}");
-        }
-        let m = attack_metrics(task, &loaded.config, &outcome, phase, trained_against(pipeline, &id));
-        tracing::info!(
-            "{label}: success {:.1}% of {} attacked, robust accuracy {:.1}%, {:.1} queries, {} violations",
-            m.success_rate * 100.0,
-            m.attacked,
-            m.robust_accuracy * 100.0,
-            m.mean_queries,
-            m.constraint_violations
-        );
+            let m = attack_metrics(task, &loaded.config, &outcome, phase, trained_against(pipeline, &id));
+            tracing::info!(
+                "{label}: success {:.1}% of {} attacked, robust accuracy {:.1}%, {:.1} queries, {} violations",
+                m.success_rate * 100.0,
+                m.attacked,
+                m.robust_accuracy * 100.0,
+                m.mean_queries,
+                m.constraint_violations
+            );
+            Ok(Some(AttackUnit { metrics: m, samples: outcome.samples.iter().map(StoredSample::from).collect() }))
+        })?;
+        let Some(unit) = unit else { continue };
+        // What [harden] trains against is no input of the attack run: read it from now.
+        let m = AttackMetrics { trained_against: trained_against(pipeline, &id), ..unit.metrics };
         metrics.attacks.push(m);
-        samples.push((label, outcome.samples));
+        samples.push((label, unit.samples.into_iter().map(Sample::from).collect()));
     }
     for sweep in &ev.sweeps {
         let Some(loaded) = attacks.iter().find(|a| a.config.id == sweep.attack) else { continue };
@@ -241,49 +270,51 @@ pub(super) fn attack_phase(
             let params = with_overrides(&loaded.params, &o);
             let skip = loaded.config.on_error == OnError::Skip;
             let label = format!("{} {}={value} ({phase})", sweep.attack, sweep.param);
-            let run = evaluate::Run {
-                decision,
-                batch_size: loaded.config.batch_size,
-                classes: loaded.config.classes.as_deref(),
-                limit: ev.examples,
-                seed: evaluate::mix(seed, hash(&sweep.attack)),
-                samples: 0,
-                label: &label,
-            };
-            let ctx = modality::context(task, seed, loaded.config.query_budget);
-            let outcome =
-                plugin.create(&loaded.config.attack, &params, &pipeline.base_dir).and_then(|mut handle| {
-                    evaluate::run(
-                        &mut handle,
-                        task.parts().model.as_ref(),
-                        split,
-                        ctx,
-                        task.parts().judge.as_ref(),
-                        &run,
-                    )
-                });
-            let outcome = match outcome {
-                Ok(o) => o,
-                Err(e) if skip => {
-                    tracing::warn!("sweep point {label} failed and is skipped: {e}");
-                    metrics.skipped.push(Skipped {
-                        id: format!("{} {}={value}", sweep.attack, sweep.param),
-                        phase,
-                        reason: e.to_string(),
-                    });
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            metrics.sweeps.push(SweepPoint {
-                attack_id: sweep.attack.clone(),
-                budget: value,
-                budget_unit: sweep.unit.clone().unwrap_or_else(|| sweep.param.clone()),
-                phase,
-                success_rate: outcome.success_rate(),
-                robust_accuracy: outcome.robust_accuracy(),
-            });
+            let name = format!("{} {}={value} (sweep)", sweep.attack, sweep.param);
+            let inputs = units.inputs(&name, &loaded.config, &params, &plugin, 0)?;
+            let point = store.unit(&name, &inputs, || {
+                let run = evaluate::Run {
+                    decision,
+                    batch_size: loaded.config.batch_size,
+                    classes: loaded.config.classes.as_deref(),
+                    limit: ev.examples,
+                    seed: evaluate::mix(seed, hash(&sweep.attack)),
+                    samples: 0,
+                    label: &label,
+                };
+                let ctx = modality::context(task, seed, loaded.config.query_budget);
+                let outcome = plugin.create(&loaded.config.attack, &params, &pipeline.base_dir).and_then(
+                    |mut handle| {
+                        evaluate::run(&mut handle, model, split, ctx, task.parts().judge.as_ref(), &run)
+                    },
+                );
+                let outcome = match outcome {
+                    Ok(o) => o,
+                    Err(e) if skip => {
+                        tracing::warn!("sweep point {label} failed and is skipped: {e}");
+                        metrics.skipped.push(Skipped {
+                            id: format!("{} {}={value}", sweep.attack, sweep.param),
+                            phase,
+                            reason: e.to_string(),
+                        });
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e),
+                };
+                Ok(Some(SweepPoint {
+                    attack_id: sweep.attack.clone(),
+                    budget: value,
+                    budget_unit: sweep.unit.clone().unwrap_or_else(|| sweep.param.clone()),
+                    phase,
+                    success_rate: outcome.success_rate(),
+                    robust_accuracy: outcome.robust_accuracy(),
+                }))
+            })?;
+            metrics.sweeps.extend(point);
         }
+    }
+    if store.reused > 0 {
+        tracing::info!("{phase}: {} finished unit(s) reused, nothing else changed for them", store.reused);
     }
     Ok(())
 }

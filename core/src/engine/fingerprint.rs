@@ -97,7 +97,7 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-fn mark(path: &Path) -> Result<FileMark> {
+pub(super) fn mark(path: &Path) -> Result<FileMark> {
     let (mut f, _) = crate::data::open_regular(path).map_err(|e| e.at(path))?;
     let mut h = Fnv::new();
     let mut bytes = 0u64;

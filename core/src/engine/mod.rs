@@ -1,8 +1,14 @@
 //! Runs a pipeline: data → model → clean evaluation → attacks ("before") → adversarial
 //! fine-tuning → attacks ("after") → report. Everything a phase produces is written to
 //! the run directory as soon as the phase ends, so a failure later loses nothing and
-//! `--resume` continues where the run stopped.
+//! `--resume` continues where the run stopped: each phase leaves a typed artifact —
+//! training and hardening their final commits (`checkpoints/clean.safetensors`,
+//! `hardened.safetensors`, see `train/commit.rs`), each attack run and sweep point its result
+//! with what it was computed from (`phases/`, see `artifact.rs`), the report `metrics.json`
+//! and `report.md` — and a resume loads a finished one instead of computing it again, unless
+//! what it depends on changed.
 
+mod artifact;
 mod attacks;
 mod fingerprint;
 mod finish;
@@ -86,7 +92,17 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
     };
     let mut samples = Samples::new();
     clock.time("attack_before", || {
-        attack_phase(pipeline, task, &mut attacks, split, Phase::Before, decision, &mut metrics, &mut samples)
+        attack_phase(
+            pipeline,
+            task,
+            &mut attacks,
+            split,
+            Phase::Before,
+            decision,
+            &mut metrics,
+            &mut samples,
+            &dir.path,
+        )
     })?;
     metrics.seconds = clock.0.clone();
     metrics.write(dir.path.join("metrics.json"))?;
@@ -118,6 +134,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
                 decision,
                 &mut metrics,
                 &mut samples,
+                &dir.path,
             )
         })?;
     }

@@ -1,5 +1,6 @@
 //! The run directory: `<out_dir>/<pipeline>/<timestamp>/` with the resolved config, the
-//! data fingerprint, checkpoints, metrics, report, plots and samples.
+//! data fingerprint, checkpoints, the attack phases' results (`phases/`, see
+//! `artifact.rs`), metrics, report, plots and samples.
 //!
 //! A process holds `.lock` while it writes the directory, so two `--resume` of one run
 //! cannot interleave their writes.

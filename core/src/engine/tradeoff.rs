@@ -18,6 +18,7 @@ use crate::report::tradeoff::{PointAttack, Tradeoff, TradeoffPoint};
 use crate::train::Balance;
 use crate::{Error, Result};
 
+use super::artifact::{self, PhaseStore};
 use super::attacks::{Loaded, harden_params};
 use super::harden::{Hardened, harden_phase};
 use super::{RunDir, clean_metrics_at, train_clean};
@@ -78,8 +79,9 @@ pub(super) fn sweep(
         }
         tracing::info!("[tradeoff] point {} of {}: {} = {value}", i + 1, t.values.len(), t.param);
         let hardened = harden_phase(&at_value(pipeline, t, value), task, attacks, dir, balance, &phase(i))?;
-        let m = Measure { pipeline, task, validation, target, binary };
-        let mut point = m.point(attacks, &t.param, value)?;
+        let m = Measure { pipeline, task, validation, target, binary, run: &dir.path };
+        // Not `harden-p<i>`: the trainer's fail points of that phase are named so.
+        let mut point = m.point(attacks, &t.param, value, &format!("tradeoff-p{i}"))?;
         point.clean_drop = clean_model - point.clean;
         point.robust = rule_robust(&point, &t.choose);
         point.best_epoch = hardened.log.best_epoch;
@@ -130,16 +132,29 @@ struct Measure<'a> {
     validation: &'a Labelled,
     target: Option<Target>,
     binary: bool,
+    /// The run folder, whose `phases/<point>` keep each attack's result.
+    run: &'a std::path::Path,
 }
 
 impl Measure<'_> {
     /// The model as it is now, on validation: its clean metric, and every evaluated attack
-    /// (each at its own seed, as the evaluation phases run it).
-    fn point(&self, attacks: &mut [Loaded], param: &str, value: f64) -> Result<TradeoffPoint> {
+    /// (each at its own seed, as the evaluation phases run it). Each attack is a unit of the
+    /// phase `name` (`artifact.rs`), reused on resume when its inputs (this
+    /// point's model among them) are unchanged.
+    fn point(&self, attacks: &mut [Loaded], param: &str, value: f64, name: &str) -> Result<TradeoffPoint> {
         let (clean, _, decision): (_, _, Option<Decision>) =
             clean_metrics_at(self.task, self.validation, self.target)?;
         let ev = self.pipeline.spec.evaluate();
         let seed = self.pipeline.seed();
+        let parts = self.task.parts();
+        let mut units = artifact::Context::new(
+            self.pipeline,
+            parts.model.as_ref(),
+            "validation",
+            self.validation,
+            decision,
+        )?;
+        let mut store = PhaseStore::new(self.run, name);
         let mut out = Vec::new();
         for loaded in attacks.iter_mut() {
             let id = loaded.config.id.clone();
@@ -147,47 +162,54 @@ impl Measure<'_> {
                 continue;
             }
             let label = format!("{id} ({param} = {value}, validation)");
-            let run = evaluate::Run {
-                decision,
-                batch_size: loaded.config.batch_size,
-                classes: loaded.config.classes.as_deref(),
-                limit: ev.examples,
-                seed: evaluate::mix(seed, crate::hash::fnv1a(id.as_bytes())),
-                samples: 0,
-                label: &label,
-            };
-            let ctx = modality::context(self.task, seed, loaded.config.query_budget);
-            let parts = self.task.parts();
-            let o = match evaluate::run(
-                &mut loaded.handle,
-                parts.model.as_ref(),
-                self.validation,
-                ctx,
-                parts.judge.as_ref(),
-                &run,
-            ) {
-                Ok(o) => o,
-                Err(e) if loaded.config.on_error == OnError::Skip => {
-                    tracing::warn!("{label} failed and is left out of the point: {e}");
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            tracing::info!(
-                "{label}: success {:.1}% of {}, robust accuracy {:.1}%",
-                o.success_rate() * 100.0,
-                o.attacked,
-                o.robust_accuracy() * 100.0
-            );
-            out.push(PointAttack {
-                trained_against: self.pipeline.spec.harden().attack.contains(&id),
-                id,
-                examples: o.examples,
-                attacked: o.attacked,
-                successes: o.successes,
-                success_rate: o.success_rate(),
-                robust_accuracy: o.robust_accuracy(),
-            });
+            let inputs = units.inputs(&id, &loaded.config, &loaded.params, &loaded.handle.plugin, 0)?;
+            let measured = store.unit(&id, &inputs, || {
+                let run = evaluate::Run {
+                    decision,
+                    batch_size: loaded.config.batch_size,
+                    classes: loaded.config.classes.as_deref(),
+                    limit: ev.examples,
+                    seed: evaluate::mix(seed, crate::hash::fnv1a(id.as_bytes())),
+                    samples: 0,
+                    label: &label,
+                };
+                let ctx = modality::context(self.task, seed, loaded.config.query_budget);
+                let o = match evaluate::run(
+                    &mut loaded.handle,
+                    parts.model.as_ref(),
+                    self.validation,
+                    ctx,
+                    parts.judge.as_ref(),
+                    &run,
+                ) {
+                    Ok(o) => o,
+                    Err(e) if loaded.config.on_error == OnError::Skip => {
+                        tracing::warn!("{label} failed and is left out of the point: {e}");
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e),
+                };
+                tracing::info!(
+                    "{label}: success {:.1}% of {}, robust accuracy {:.1}%",
+                    o.success_rate() * 100.0,
+                    o.attacked,
+                    o.robust_accuracy() * 100.0
+                );
+                Ok(Some(PointAttack {
+                    trained_against: false,
+                    id: id.clone(),
+                    examples: o.examples,
+                    attacked: o.attacked,
+                    successes: o.successes,
+                    success_rate: o.success_rate(),
+                    robust_accuracy: o.robust_accuracy(),
+                }))
+            })?;
+            if let Some(a) = measured {
+                // What [harden] trains against is no input of the measurement: read it now.
+                let trained_against = self.pipeline.spec.harden().attack.contains(&id);
+                out.push(PointAttack { trained_against, ..a });
+            }
         }
         Ok(TradeoffPoint {
             value,

@@ -141,6 +141,32 @@ impl Reader {
     }
 }
 
+/// A content hash of `tensors` (FNV-1a over 8-byte words, [`crate::hash`]), in hex: each
+/// tensor's name, dtype, shape and bytes, in the order given. Two lists of tensors hash
+/// alike only when they would be written to the same safetensors payload, so a hash kept
+/// beside a commit tells a file swapped or edited since from the one that was meant.
+pub fn hash_tensors(tensors: &[(String, Tensor)]) -> Result<String> {
+    let mut h = crate::hash::Fnv::new();
+    let mut buf = Vec::new();
+    for (name, t) in tensors {
+        h.bytes(name.as_bytes());
+        h.word(name.len() as u64);
+        h.bytes(format!("{:?}", t.dtype()).as_bytes());
+        for &d in t.dims() {
+            h.word(d as u64);
+        }
+        buf.clear();
+        t.write_bytes(&mut buf)?;
+        h.word(buf.len() as u64);
+        let mut words = buf.chunks_exact(8);
+        for w in &mut words {
+            h.word(u64::from_le_bytes(w.try_into().expect("8 bytes")));
+        }
+        h.bytes(words.remainder());
+    }
+    Ok(format!("{:016x}", h.finish()))
+}
+
 /// The first NaN or infinite value of a float tensor, with its flat index.
 fn first_non_finite(t: &Tensor) -> Result<Option<(usize, f64)>> {
     let values: Vec<f64> = match t.dtype() {
@@ -202,6 +228,18 @@ mod tests {
         let mut b = chacha_from_state(&from_hex(&to_hex(&chacha_state(&a))).unwrap()).unwrap();
         let (x, y): (Vec<u64>, Vec<u64>) = (0..100).map(|_| (a.random::<u64>(), b.random::<u64>())).unzip();
         assert_eq!(x, y);
+    }
+
+    #[test]
+    fn the_tensor_hash_sees_a_value_a_name_and_a_shape() {
+        let t = |v: &[f32]| Tensor::new(v, &Device::Cpu).unwrap();
+        let base = [("a".to_owned(), t(&[1.0, 2.0, 3.0, 4.0]))];
+        let h = hash_tensors(&base).unwrap();
+        assert_eq!(h, hash_tensors(&[("a".to_owned(), t(&[1.0, 2.0, 3.0, 4.0]))]).unwrap());
+        assert_ne!(h, hash_tensors(&[("a".to_owned(), t(&[1.0, 2.0, 3.0, 4.5]))]).unwrap());
+        assert_ne!(h, hash_tensors(&[("b".to_owned(), t(&[1.0, 2.0, 3.0, 4.0]))]).unwrap());
+        let square = t(&[1.0, 2.0, 3.0, 4.0]).reshape((2, 2)).unwrap();
+        assert_ne!(h, hash_tensors(&[("a".to_owned(), square)]).unwrap());
     }
 
     #[test]

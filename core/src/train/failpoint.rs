@@ -9,6 +9,10 @@
 //! `renamed` (the commit in place, older ones not removed yet) or `end` (the commit done).
 //! The last epoch of a phase ends in the phase's final commit, so its `tmp`, `renamed` and
 //! `end` are points of that one.
+//!
+//! The engine's phases made of units (`attacks-before`, `attacks-after`, `tradeoff-p<i>`:
+//! one attack run or sweep point each, see `engine/artifact.rs`) have one point per unit:
+//! `<phase>:<n>:end` fires after the n-th unit, its result written (or reused).
 
 use crate::{Error, Result};
 
@@ -72,4 +76,10 @@ pub(super) fn reached(fail: Option<&FailPoint>, phase: &str, epoch: usize, point
         #[cfg(test)]
         Action::Fail => Err(Error::msg(format!("{VAR}: {phase} epoch {epoch}, {point:?}"))),
     }
+}
+
+/// Fires the fail point `<phase>:<n>:end` of an engine phase made of units, after its n-th.
+pub(crate) fn unit_done(phase: &str, n: usize) -> Result<()> {
+    let fail = FailPoint::from_env(phase)?;
+    reached(fail.as_ref(), phase, n, Point::End)
 }

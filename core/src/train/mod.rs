@@ -25,6 +25,7 @@ mod commit;
 mod failpoint;
 pub use adamw::AdamW;
 pub use commit::Checkpoints;
+pub(crate) use failpoint::unit_done;
 use failpoint::{FailPoint, Point};
 
 /// Makes adversarial versions of training examples against the current model.
@@ -481,6 +482,8 @@ fn fit_with(
         _ => (TrainState { phase: phase.to_owned(), ..Default::default() }, None),
     };
     drop(latest);
+    // Hashed once: the optimiser never changes these, and every epoch commit records them.
+    let frozen = commit::Frozen::of(model)?;
     let n = data.train.len();
     let batches = n.div_ceil(fit.batch_size.max(1));
     let val_adv: Vec<usize> = (0..data.validation.len().min(fit.validation_attack_examples)).collect();
@@ -649,6 +652,7 @@ fn fit_with(
             state: &state,
             opt: Some(&opt),
             best: if improved { None } else { best.as_deref() },
+            frozen: Some(&frozen),
             adversary: adversary.as_deref().map(|a| a.state()),
         };
         commit::write(checkpoints, &commit, epoch, fail)?;
@@ -663,6 +667,7 @@ fn fit_with(
         state: &state,
         opt: None,
         best: None,
+        frozen: None,
         adversary: adversary.as_deref().map(|a| a.state()),
     };
     commit::write(checkpoints, &commit, state.epochs_done, fail)?;
