@@ -185,6 +185,10 @@ impl PluginAdversary<'_> {
 }
 
 impl Adversary for PluginAdversary<'_> {
+    fn attacks_class(&self, label: u32) -> bool {
+        self.classes.as_ref().is_none_or(|c| c.contains(&label))
+    }
+
     fn generate(&mut self, model: &dyn Classifier, x: &Examples, y: &[u32], seed: u64) -> Result<Examples> {
         let ctx = BatchContext { seed, ..self.ctx };
         let out = match self.classes.clone() {
@@ -255,6 +259,10 @@ struct Mixed<'a> {
 }
 
 impl Adversary for Mixed<'_> {
+    fn attacks_class(&self, label: u32) -> bool {
+        self.parts.iter().any(|p| p.attacks_class(label))
+    }
+
     fn generate(&mut self, model: &dyn Classifier, x: &Examples, y: &[u32], seed: u64) -> Result<Examples> {
         let k = self.parts.len();
         let start = (seed % k as u64) as usize;

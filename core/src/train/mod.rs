@@ -40,6 +40,12 @@ pub trait Adversary {
     fn restore(&mut self, _state: &serde_json::Value) -> Result<()> {
         Ok(())
     }
+    /// Whether examples of class `label` are attacked (a fraud attack attacks frauds only).
+    /// Robust and probe accuracies count those rows alone: the others come back unchanged,
+    /// and with 1 % frauds they would hide any collapse.
+    fn attacks_class(&self, _label: u32) -> bool {
+        true
+    }
     /// A stronger attack than the one trained with (PGD when training with FGSM), to watch
     /// for catastrophic overfitting on validation; `None` when there is none.
     fn probe(
@@ -229,6 +235,19 @@ fn step_weighted(
 
 /// Mean loss and accuracy on `data` with the loss class-weighted by `weights` (unweighted
 /// without them).
+/// The rows of `labels` whose class `adv` attacks.
+fn attacked_rows(adv: &dyn Adversary, labels: &[u32]) -> Vec<usize> {
+    (0..labels.len()).filter(|&i| adv.attacks_class(labels[i])).collect()
+}
+
+/// Accuracy over `rows` of `data`; `None` over no rows.
+fn accuracy_at(model: &dyn Classifier, data: &Labelled, rows: &[usize], what: &str) -> Result<Option<f64>> {
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(evaluate_loss_in(model, &data.select(rows), 1024, what)?.1))
+}
+
 fn validation_loss(
     model: &dyn Classifier,
     data: &Labelled,
@@ -564,15 +583,16 @@ fn fit_with(
                     let weighted = weights.map(|w| (&adv_part.y[..], w));
                     let kl = f64::from(kl_clean_adv(&clean, &adv_logits, weighted)?.to_scalar::<f32>()?);
                     let hits = adv_logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
-                    let right = hits.iter().zip(&part.y).filter(|(a, b)| a == b).count();
-                    robust_accuracy = Some(right as f64 / part.len().max(1) as f64);
+                    let attacked = attacked_rows(adv, &part.y);
+                    let right = attacked.iter().filter(|&&i| hits[i] == part.y[i]).count();
+                    robust_accuracy = (!attacked.is_empty()).then(|| right as f64 / attacked.len() as f64);
                     val_loss + beta * kl
                 } else {
                     let x_adv = adv.generate(model, &part.x, &part.y, seed ^ 0xA11CE)?;
                     let adv_part = Labelled { x: x_adv, y: part.y };
                     let what = format!("{phase} epoch {epoch} attacked validation");
-                    let (adv_loss, adv_acc) = validation_loss(model, &adv_part, weights, &what)?;
-                    robust_accuracy = Some(adv_acc);
+                    let (adv_loss, _) = validation_loss(model, &adv_part, weights, &what)?;
+                    robust_accuracy = accuracy_at(model, &adv_part, &attacked_rows(adv, &adv_part.y), &what)?;
                     if !adv_loss.is_finite() {
                         return Err(Error::msg(format!(
                             "{phase} epoch {epoch}: the loss on the attacked validation examples is {adv_loss}"
@@ -593,7 +613,7 @@ fn fit_with(
             if let Some(x_probe) = adv.probe(model, &part.x, &part.y, seed ^ 0x9_20BE) {
                 let probed = Labelled { x: x_probe?, y: part.y };
                 let what = format!("{phase} epoch {epoch} probe");
-                probe_accuracy = Some(evaluate_loss_in(model, &probed, 1024, &what)?.1);
+                probe_accuracy = accuracy_at(model, &probed, &attacked_rows(adv, &probed.y), &what)?;
             }
         }
         let entry = EpochLog {
@@ -1262,6 +1282,51 @@ mod tests {
         assert!(state.best_epoch < 3, "the collapsed epoch is never kept");
         let probe: Vec<f64> = state.log.iter().map(|e| e.probe_accuracy.unwrap()).collect();
         assert!(probe[2] < 0.5 * probe[1], "{probe:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Attacks class 1 only, and from the third probe on mirrors those rows, which the model
+    /// then gets wrong: a collapse that all-rows accuracy would halve, not reveal.
+    struct CollapsingOnOneClass {
+        probes: usize,
+    }
+
+    impl Adversary for CollapsingOnOneClass {
+        fn generate(&mut self, _m: &dyn Classifier, x: &Examples, _y: &[u32], _s: u64) -> Result<Examples> {
+            Ok(x.clone())
+        }
+        fn attacks_class(&self, label: u32) -> bool {
+            label == 1
+        }
+        fn probe(
+            &mut self,
+            _m: &dyn Classifier,
+            x: &Examples,
+            y: &[u32],
+            _s: u64,
+        ) -> Option<Result<Examples>> {
+            self.probes += 1;
+            let Examples::Dense { data, width } = x else { unreachable!("dense") };
+            let mut out = data.clone();
+            if self.probes >= 3 {
+                for (row, _) in out.chunks_mut(*width).zip(y).filter(|(_, y)| **y == 1) {
+                    row.iter_mut().for_each(|v| *v = -*v);
+                }
+            }
+            Some(Ok(Examples::Dense { data: out, width: *width }))
+        }
+    }
+
+    #[test]
+    fn robust_and_probe_accuracies_count_only_the_attacked_class() {
+        let dir = scratch("collapse-one-class");
+        let ck = Checkpoints { dir: dir.clone(), phase: "hardened".into() };
+        let cfg = Fit { lr: 0.05, adversarial_weight: 0.5, validation_attack_examples: 50, ..fit_cfg(6) };
+        let mut adv = CollapsingOnOneClass { probes: 0 };
+        let state = fit(&model(), &data(), &cfg, Some(&mut adv), 9, &ck).unwrap();
+        let probe: Vec<f64> = state.log.iter().map(|e| e.probe_accuracy.unwrap()).collect();
+        assert_eq!(state.collapsed_at, Some(3), "probe accuracy per epoch: {probe:?}");
+        assert!(probe[2] < 0.2, "class-1 rows only, all mirrored: {probe:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
