@@ -124,3 +124,12 @@ device-pack: cuda-build
 # On the GPU machine, repository root, $OUT set: the small pipelines on cuda vs cpu, seeded reruns, bench.
 device-check:
     scripts/device-check.sh run
+
+# Issue 10's catalogue (tests/tests/catalogue.rs): each case against the release binary with a
+# time limit, classified as clear error, panic, crash, hang, silent wrong result or lost files;
+# fails on any of those or when under 95 % of errors name the file and the place.
+# CATALOGUE_FILTER=csv runs only the cases whose name contains `csv` (see BENCHMARKS.md).
+# Run ~400 bad inputs, faults and kills against the release build (about 20 s).
+catalogue:
+    cargo build --release
+    cargo test --release -p tempered-tests --test catalogue -- --ignored --nocapture

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use tempered_core::bench::{BenchOptions, BenchResult};
 use tempered_core::engine::{self, RunOptions};
 use tempered_core::pipeline::Pipeline;
+use tempered_core::pipeline::span::{self, Key};
 use tempered_core::plugin_host::{FolderState, SearchPath, folder_state, format_abi};
 use tempered_core::report;
 
@@ -121,8 +122,10 @@ fn main() -> ExitCode {
 /// full device (`> /dev/full`): a reader that went away is not an error; a device that
 /// cannot take the output is said once on stderr.
 fn say(text: &str) -> bool {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
+    say_to(&mut std::io::stdout().lock(), text)
+}
+
+fn say_to(out: &mut dyn std::io::Write, text: &str) -> bool {
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => true,
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => true,
@@ -165,12 +168,20 @@ fn execute(command: Command) -> Result<ExitCode, tempered_core::Error> {
         }
         Command::Validate { pipeline } => {
             let p = Pipeline::load(&pipeline)?;
-            for a in p.spec.attacks() {
-                let plugin = engine::load_plugin(&p, a)?;
+            // What the plugins refuse is said at the key of the file that set it: a plugin's
+            // message ("invalid type: string, expected f32") names neither file nor key.
+            let attack_key = |i: usize, k: &str| vec![Key::from("attack"), Key::Index(i), Key::from(k)];
+            for (i, a) in p.spec.attacks().iter().enumerate() {
+                let plugin =
+                    engine::load_plugin(&p, a).map_err(|e| at_key(&pipeline, &attack_key(i, "plugin"), e))?;
                 let params = serde_json::to_value(&a.params).expect("TOML is JSON");
                 // Creating the attack makes the plugin check its params, too.
-                drop(plugin.create(&a.attack, &params, &p.base_dir)?);
-                engine::check_attack(&p, a, &plugin)?;
+                let created = plugin.create(&a.attack, &params, &p.base_dir);
+                drop(created.map_err(|e| at_key(&pipeline, &attack_key(i, "params"), e))?);
+                engine::check_attack(&p, a, &plugin).map_err(|e| {
+                    let key = checked_key(&p, i, &e.to_string());
+                    at_key(&pipeline, &key, e)
+                })?;
             }
             let printed = sayln!(
                 "{}: ok ({} pipeline `{}`, {} attack(s), seed {})",
@@ -183,6 +194,7 @@ fn execute(command: Command) -> Result<ExitCode, tempered_core::Error> {
             Ok(if printed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Bench { pipeline, attack, steps, epsilon, epochs, snr_db, json, export_rows } => {
+            bench_args(epochs, steps, epsilon, snr_db)?;
             let p = Pipeline::load(&pipeline)?;
             let budgets = [("epsilon".to_owned(), epsilon), ("snr_db".to_owned(), snr_db)].into();
             let opts = BenchOptions { attack, steps, budgets, epochs };
@@ -209,13 +221,58 @@ fn execute(command: Command) -> Result<ExitCode, tempered_core::Error> {
                 Some(f) => engine::search_path(&Pipeline::load(&f)?),
                 None => SearchPath::new(&[]),
             };
-            list_plugins(&search);
-            Ok(ExitCode::SUCCESS)
+            Ok(if list_plugins(&search) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
 }
 
-fn list_plugins(search: &SearchPath) {
+/// `e` at `file:line:col` of the key `path` (or the closest table the file has).
+fn at_key(file: &std::path::Path, path: &[Key], e: tempered_core::Error) -> tempered_core::Error {
+    let Ok(src) = std::fs::read_to_string(file) else { return e };
+    tempered_core::Error::Config(span::at(file, &src, span::offset_of(&src, path), &e.to_string()))
+}
+
+/// The key behind a refusal of `engine::check_attack` for attack `i`, which names the
+/// section whose settings the plugin refused: a sweep of that attack, `[harden]` or
+/// `[tradeoff]`; else the `[[attack]]` itself.
+fn checked_key(p: &Pipeline, i: usize, msg: &str) -> Vec<Key> {
+    let id = &p.spec.attacks()[i].id;
+    if msg.starts_with("[[evaluate.sweep]]") {
+        let sweeps = &p.spec.evaluate().sweeps;
+        let j = sweeps.iter().position(|s| &s.attack == id && msg.contains(&format!("sets `{} = ", s.param)));
+        if let Some(j) = j.or_else(|| sweeps.iter().position(|s| &s.attack == id)) {
+            return vec![Key::from("evaluate"), Key::from("sweep"), Key::Index(j), Key::from("param")];
+        }
+    } else if msg.starts_with("[harden]") {
+        return vec![Key::from("harden"), Key::from("params")];
+    } else if msg.starts_with("[tradeoff]") {
+        return vec![Key::from("tradeoff"), Key::from("param")];
+    }
+    vec![Key::from("attack"), Key::Index(i)]
+}
+
+/// Refuses what would time nothing: zero epochs divide by zero (a NaN throughput), zero
+/// steps make no adversarial example, and a non-finite budget reaches the plugin as `null`.
+fn bench_args(epochs: usize, steps: u32, epsilon: f64, snr_db: f64) -> Result<(), tempered_core::Error> {
+    let refuse = |msg: String| Err(tempered_core::Error::Config(msg));
+    if epochs == 0 {
+        return refuse("--epochs 0: the bench times epochs, so it needs at least one".into());
+    }
+    if steps == 0 {
+        return refuse(
+            "--steps 0: a PGD-0 epoch makes no adversarial example to time; give at least 1".into(),
+        );
+    }
+    for (flag, v) in [("--epsilon", epsilon), ("--snr-db", snr_db)] {
+        if !v.is_finite() {
+            return refuse(format!("{flag} {v}: the attack budget must be a finite number"));
+        }
+    }
+    Ok(())
+}
+
+/// Prints the listing; false when standard output could not take it.
+fn list_plugins(search: &SearchPath) -> bool {
     use std::fmt::Write as _;
     let mut s = String::from("Searched, in order:\n");
     for d in &search.dirs {
@@ -254,8 +311,7 @@ fn list_plugins(search: &SearchPath) {
             }
         }
     }
-    // A closed pipe (`tempered plugins | head`) is not an error worth a panic.
-    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), s.as_bytes());
+    say(&s)
 }
 
 fn print_bench(file: &std::path::Path, r: &BenchResult, epochs: usize) -> bool {
@@ -284,4 +340,70 @@ fn print_bench(file: &std::path::Path, r: &BenchResult, epochs: usize) -> bool {
         );
     }
     ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A standard output that fails every write with `kind`.
+    struct Failing(std::io::ErrorKind);
+
+    impl std::io::Write for Failing {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(self.0.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_device_fails_the_command_and_a_closed_pipe_does_not() {
+        assert!(!say_to(&mut Failing(std::io::ErrorKind::StorageFull), "listing\n"), "`> /dev/full`");
+        assert!(say_to(&mut Failing(std::io::ErrorKind::BrokenPipe), "listing\n"), "`| head -1`");
+    }
+
+    #[test]
+    fn bench_refuses_zero_epochs_zero_steps_and_non_finite_budgets() {
+        assert!(bench_args(3, 10, 0.1, 30.0).is_ok());
+        let e = |r: Result<(), tempered_core::Error>| r.unwrap_err().to_string();
+        assert!(e(bench_args(0, 10, 0.1, 30.0)).starts_with("--epochs 0"));
+        assert!(e(bench_args(3, 0, 0.1, 30.0)).starts_with("--steps 0"));
+        assert!(e(bench_args(3, 10, f64::NAN, 30.0)).starts_with("--epsilon NaN"));
+        assert!(e(bench_args(3, 10, 0.1, f64::INFINITY)).starts_with("--snr-db inf"));
+    }
+
+    #[test]
+    fn validate_puts_a_plugins_refusal_at_the_attacks_params() {
+        let dir = std::env::temp_dir().join(format!("tempered-main-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("p.toml");
+        std::fs::write(&file, "[pipeline]\nname = \"x\"\n\n[[attack]]\nid = \"a\"\n\n[[attack]]\nid = \"b\"\nparams = { epsilon = \"big\" }\n").unwrap();
+        let path = [Key::from("attack"), Key::Index(1), Key::from("params")];
+        let e = at_key(&file, &path, tempered_core::Error::plugin("tabular", "invalid type: string \"big\""));
+        assert_eq!(
+            e.to_string(),
+            format!("{}:9:1: plugin `tabular`: invalid type: string \"big\"", file.display())
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn validate_says_which_sweep_or_section_a_plugin_refused() {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines/fraud-small.toml");
+        let p = Pipeline::load(&file).unwrap();
+        let msg = "[[evaluate.sweep]] of attack `pgd` sets `epsilom = 0.25`: plugin `tabular`: unknown field";
+        let key = checked_key(&p, 0, msg);
+        assert_eq!(key, [Key::from("evaluate"), Key::from("sweep"), Key::Index(0), Key::from("param")]);
+        let src = std::fs::read_to_string(&file).unwrap();
+        let line = src.lines().position(|l| l.starts_with("param = \"epsilon\"")).unwrap() + 1;
+        let e = at_key(&file, &key, tempered_core::Error::msg(msg)).to_string();
+        assert!(e.starts_with(&format!("{}:{line}:1: [[evaluate.sweep]]", file.display())), "{e}");
+        assert_eq!(
+            checked_key(&p, 0, "[harden] trains with attack `pgd`"),
+            [Key::from("harden"), Key::from("params")]
+        );
+        assert_eq!(checked_key(&p, 1, "something else"), [Key::from("attack"), Key::Index(1)]);
+    }
 }

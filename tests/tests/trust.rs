@@ -228,3 +228,27 @@ fn a_full_disk_corrupts_nothing_and_the_run_resumes_after_space_is_freed() {
         std::fs::remove_dir_all(&out).unwrap();
     }
 }
+
+#[test]
+fn a_run_evaluated_on_a_handful_of_rows_is_a_failed_check() {
+    let dir = scratch("tiny-table");
+    let csv = dir.join("tiny.csv");
+    let mut rows = String::from("a,b,Class\n");
+    for i in 0..12 {
+        rows.push_str(&format!("{},{},{}\n", i % 7, i % 5, usize::from(i % 3 == 0)));
+    }
+    std::fs::write(&csv, rows).unwrap();
+    let src = format!(
+        "[pipeline]\nname = \"tiny\"\nmodality = \"tabular\"\n[data]\npath = \"{}\"\nlabel = \"Class\"\n\
+         [model]\nkind = \"mlp\"\n[harden]\nenabled = false\n",
+        csv.display()
+    );
+    let out = dir.join("run");
+    match run("tiny-table", &src, &out, false) {
+        Err(e) => assert!(e.to_string().contains("tiny.csv"), "{e}"),
+        Ok(finished) => {
+            let failed = report::failed(&finished.metrics);
+            assert!(failed.iter().any(|f| f.contains("fewer than 10")), "{failed:?}");
+        }
+    }
+}

@@ -79,6 +79,20 @@ pub fn open_regular(path: &Path) -> std::result::Result<(File, Metadata), NotOpe
 }
 
 /// Reads a regular file whole, refusing anything else without blocking on it.
+/// The most characters of a value an error message echoes.
+const SHOWN_CHARS: usize = 60;
+
+/// `text` quoted for an error message, cut to its first characters when long: a 1 MB cell
+/// or key echoed whole would bury the file and place it is reported with.
+pub fn shown(text: &str) -> String {
+    let n = text.chars().count();
+    if n <= SHOWN_CHARS {
+        return format!("{text:?}");
+    }
+    let head: String = text.chars().take(SHOWN_CHARS).collect();
+    format!("{head:?}… ({n} characters)")
+}
+
 pub fn read_regular_file(path: &Path) -> Result<Vec<u8>> {
     let (mut file, meta) = open_regular(path).map_err(|e| e.at(path))?;
     // The size is only a hint: the file may change between the two calls.

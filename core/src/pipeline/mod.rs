@@ -598,7 +598,8 @@ impl Pipeline {
                 Error::Config(span::at(
                     file,
                     src,
-                    span::offset_of(src, &keys(&["pipeline"])),
+                    // No [pipeline] table at all (an empty file): the top of the file is where it goes.
+                    span::offset_of(src, &keys(&["pipeline"])).or(Some(0)),
                     "missing `pipeline.modality` (one of \"tabular\", \"text\", \"audio\")",
                 ))
             } else {
@@ -713,6 +714,8 @@ fn infinite_bound_allowed(path: &[Key]) -> bool {
 fn name_problem(name: &str) -> Option<&'static str> {
     if name.trim().is_empty() {
         Some("is empty")
+    } else if name.len() > MAX_NAME_BYTES {
+        Some("is longer than a file name can be (255 bytes)")
     } else if name.contains(['/', '\\']) {
         Some("contains a path separator")
     } else if name.starts_with('.') {
@@ -723,6 +726,9 @@ fn name_problem(name: &str) -> Option<&'static str> {
         None
     }
 }
+
+/// The longest file name Linux and macOS file systems take.
+const MAX_NAME_BYTES: usize = 255;
 
 /// Bytes per trained parameter: the weight, its gradient and AdamW's two moments.
 const BYTES_PER_PARAM: f64 = 16.0;
@@ -876,6 +882,16 @@ fn check_model(spec: &Spec) -> std::result::Result<(), Invalid> {
                 ));
             }
             s.model.validate().map_err(|m| Invalid::new(keys(&["model"]), m))?;
+            if s.data.length < s.model.kernel {
+                // The model would refuse it only once the data is read.
+                return Err(Invalid::new(
+                    keys(&["data", "length"]),
+                    format!(
+                        "length = {} samples is shorter than the M5's first conv kernel (model.kernel = {})",
+                        s.data.length, s.model.kernel
+                    ),
+                ));
+            }
         }
     }
     Ok(())
@@ -950,8 +966,8 @@ fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
         return Err(Invalid::new(
             keys(&["pipeline", "name"]),
             format!(
-                "name {:?} {why}: it names the run's folder under {}/, so it must be a plain file name (no `/` or `\\`, not starting with `.`)",
-                p.name,
+                "name {} {why}: it names the run's folder under {}/, so it must be a plain file name (no `/` or `\\`, not starting with `.`)",
+                data::shown(&p.name),
                 p.out_dir.display()
             ),
         ));
@@ -990,6 +1006,12 @@ fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
             return Err(Invalid::new(
                 at("query_budget"),
                 "query_budget = 0: a budget of zero queries can attack nothing (leave it out for no budget)",
+            ));
+        }
+        if a.classes.as_ref().is_some_and(Vec::is_empty) {
+            return Err(Invalid::new(
+                at("classes"),
+                "classes = [] attacks no example: list the true classes to attack, or leave it out for all",
             ));
         }
     }

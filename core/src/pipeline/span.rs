@@ -19,6 +19,7 @@ pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
 
 /// `file:line:col: msg`, pointing at `offset` (or `file: msg` when unknown).
 pub fn at(file: &Path, src: &str, offset: Option<usize>, msg: &str) -> String {
+    let msg = &clip_words(msg);
     match offset {
         Some(o) => {
             let (l, c) = line_col(src, o);
@@ -26,6 +27,42 @@ pub fn at(file: &Path, src: &str, offset: Option<usize>, msg: &str) -> String {
         }
         None => format!("{}: {msg}", file.display()),
     }
+}
+
+/// A word of a message longer than this is cut: the TOML parser echoes keys and values
+/// whole, and a 100 KB key would bury the place it is reported at.
+const MAX_WORD_CHARS: usize = 200;
+/// How much of a cut word is kept.
+const KEPT_CHARS: usize = 60;
+
+/// `msg` with every run of non-space characters longer than [`MAX_WORD_CHARS`] cut to its
+/// start and its length.
+pub fn clip_words(msg: &str) -> String {
+    if msg.len() <= MAX_WORD_CHARS {
+        return msg.to_owned();
+    }
+    let mut out = String::with_capacity(msg.len().min(4 * MAX_WORD_CHARS));
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let n = word.chars().count();
+        if n > MAX_WORD_CHARS {
+            out.extend(word.chars().take(KEPT_CHARS));
+            out.push_str(&format!("… ({n} characters)"));
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in msg.chars() {
+        if c.is_whitespace() {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 /// A path to a key: table names, then an array index for `[[array]]` tables.
@@ -181,6 +218,20 @@ mod tests {
         assert_eq!(offset_of(src, &["nope".into()]), None);
         let o = offset_of(src, &["train".into(), "lr".into()]).unwrap();
         assert_eq!(line_col(src, o), (1, 2), "falls back to the table that exists");
+    }
+
+    #[test]
+    fn only_words_too_long_to_read_are_cut() {
+        assert_eq!(clip_words("unknown field `seed`"), "unknown field `seed`");
+        let long = format!("unknown field `{}`, expected one of `a`", "k".repeat(10_000));
+        let clipped = clip_words(&long);
+        assert!(
+            clipped.starts_with(&format!("unknown field `{}… (10003 characters) expected", "k".repeat(59))),
+            "{clipped}"
+        );
+        assert!(clipped.ends_with(" expected one of `a`"), "{clipped}");
+        let e = at(Path::new("p.toml"), "x", Some(0), &long);
+        assert!(e.starts_with("p.toml:1:1: unknown field") && e.len() < 200, "{e}");
     }
 
     #[test]

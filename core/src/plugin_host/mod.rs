@@ -232,6 +232,9 @@ impl Plugin {
     /// in the params resolve against `base_dir` (a 1.0 plugin: against the current folder).
     pub fn create(&self, name: &str, params: &serde_json::Value, base_dir: &Path) -> Result<AttackHandle> {
         let info = self.attack(name)?;
+        if let Some(why) = special_file_param(params, base_dir, "params") {
+            return Err(Error::plugin(&self.name, format!("attack `{name}`: {why}")));
+        }
         let bytes = serde_json::to_vec(params).map_err(|e| Error::plugin(&self.name, e.to_string()))?;
         let mut state: *mut c_void = std::ptr::null_mut();
         let base = base_dir.to_string_lossy();
@@ -508,4 +511,53 @@ fn with_causes(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text
+}
+
+/// A string param (at any depth) that names a FIFO, a socket or a device, said as
+/// `params.key = "value": path is a FIFO, ...`. The host does not know which params a plugin
+/// reads as files, but no plugin means such a file: a word list that is a FIFO would block
+/// the plugin's read, and the run with it, forever.
+fn special_file_param(v: &serde_json::Value, base_dir: &Path, at: &str) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) if !s.is_empty() && s.len() < 4096 && !s.contains('\n') => {
+            let p = Path::new(s);
+            let p = if p.is_absolute() { p.to_owned() } else { base_dir.join(p) };
+            let t = std::fs::metadata(&p).ok()?.file_type();
+            (!t.is_file() && !t.is_dir()).then(|| {
+                format!(
+                    "{at} = {s:?}: {} is {}, not a file; give a regular file",
+                    p.display(),
+                    crate::data::file_kind(&t)
+                )
+            })
+        }
+        serde_json::Value::Array(a) => {
+            a.iter().enumerate().find_map(|(i, x)| special_file_param(x, base_dir, &format!("{at}[{i}]")))
+        }
+        serde_json::Value::Object(m) => {
+            m.iter().find_map(|(k, x)| special_file_param(x, base_dir, &format!("{at}.{k}")))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod special_file_tests {
+    use super::*;
+
+    #[test]
+    fn a_param_naming_a_fifo_is_refused_before_a_plugin_can_block_on_it() {
+        let dir = std::env::temp_dir().join(format!("tempered-fifo-param-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("words.txt"), "a\n").unwrap();
+        assert!(std::process::Command::new("mkfifo").arg(dir.join("syn.tsv")).status().unwrap().success());
+        let ok = serde_json::json!({ "stopwords": "words.txt", "norm": "linf", "steps": 3, "lists": ["words.txt"] });
+        assert_eq!(special_file_param(&ok, &dir, "params"), None);
+        let bad = serde_json::json!({ "stopwords": "words.txt", "lists": ["words.txt", "syn.tsv"] });
+        let why = special_file_param(&bad, &dir, "params").expect("refused");
+        assert!(why.starts_with("params.lists[1] = \"syn.tsv\": ") && why.contains("is a FIFO"), "{why}");
+        let dev = serde_json::json!({ "synonyms": "/dev/zero" });
+        assert!(special_file_param(&dev, &dir, "params").unwrap().contains("a character device"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

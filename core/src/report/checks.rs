@@ -110,6 +110,16 @@ fn degenerate(m: &Metrics) -> Vec<Check> {
     let clean = std::iter::once(("before", Some(&m.clean.before))).chain([("after", m.clean.after.as_ref())]);
     for (phase, c) in clean {
         if let Some(c) = c
+            && c.examples < MIN_DETECTED
+        {
+            // A 12-row table leaves 3 test rows: every rate over them moves by a third.
+            out.push(fail(format!(
+                "The model {phase} fine-tuning was evaluated on {} example(s): fewer than \
+                 {MIN_DETECTED}, so its accuracy and every rate measured on them are noise \
+                 (more data, or a larger test split).",
+                c.examples
+            )));
+        } else if let Some(c) = c
             && c.predicted_classes == Some(1)
             && c.examples > 1
         {

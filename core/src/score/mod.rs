@@ -92,7 +92,23 @@ fn format_of(path: &Path, what: &str) -> Result<Format> {
     }
 }
 
+/// Whether `a` and `b` are one file (same path, a link, a hard link).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (a.metadata(), b.metadata()) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
 pub fn score(opts: &Options) -> Result<Scored> {
+    if same_file(&opts.input, &opts.out) {
+        // The output replaces its target whole once written: the rows would be lost.
+        return Err(Error::data(
+            &opts.out,
+            "--out is the input file: the scores would replace the rows they come from; choose another --out",
+        ));
+    }
     let run = &opts.run;
     let config = run.join("config.toml");
     let src = std::fs::read_to_string(&config).map_err(|e| {
@@ -230,4 +246,34 @@ pub fn score(opts: &Options) -> Result<Scored> {
 
 fn quoted(names: &[&str]) -> String {
     names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_written_over_their_own_input_are_refused_before_anything_is_read() {
+        let dir = std::env::temp_dir().join(format!("tempered-score-same-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rows = dir.join("rows.csv");
+        std::fs::write(&rows, "a,b\n1,2\n").unwrap();
+        let opts = |out: PathBuf| Options {
+            run: dir.join("no-run"),
+            input: rows.clone(),
+            out,
+            model: None,
+            threshold: None,
+        };
+        let e = score(&opts(rows.clone())).err().expect("refused").to_string();
+        assert!(e.contains("rows.csv: --out is the input file"), "{e}");
+        std::fs::hard_link(&rows, dir.join("link.csv")).unwrap();
+        let e = score(&opts(dir.join("link.csv"))).err().expect("refused").to_string();
+        assert!(e.contains("--out is the input file"), "a hard link is the same file: {e}");
+        assert_eq!(std::fs::read_to_string(&rows).unwrap(), "a,b\n1,2\n", "the rows are untouched");
+        // Another file goes on to the run folder (absent here).
+        let e = score(&opts(dir.join("scores.csv"))).err().expect("no run").to_string();
+        assert!(e.contains("not a run folder"), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -105,6 +105,17 @@ pub fn load(cfg: &AudioDataConfig, base_dir: &Path, seed: u64) -> Result<AudioDa
         return Err(Error::data(&dir, "no usable .wav files"));
     }
     let (classes, class_of) = classes(&entries);
+    if classes.len() < 2 {
+        // Said here, where the folder is known, rather than as a training split of one class.
+        return Err(Error::data(
+            &dir,
+            format!(
+                "all {} files are of one class ({}); a classifier needs at least two",
+                entries.len(),
+                classes.join(", ")
+            ),
+        ));
+    }
     let ys: Vec<u32> = entries.iter().map(|e| class_of[&e.label]).collect();
 
     // limit: keep a class-stratified, seeded subsample (before any file is read).
@@ -197,8 +208,9 @@ fn wav_files(dir: &Path) -> Result<Vec<String>> {
         let e = e.map_err(|e| Error::io(dir, e))?;
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
-        let is_wav = Path::new(name).extension().is_some_and(|x| x.eq_ignore_ascii_case("wav"));
-        if is_wav && e.file_type().map(|t| !t.is_dir()).unwrap_or(false) {
+        // Whatever is named like a wav is one: a folder or a FIFO so named is then a bad
+        // file (refused, or skipped with `on_bad_file = "skip"`), never silently one clip less.
+        if Path::new(name).extension().is_some_and(|x| x.eq_ignore_ascii_case("wav")) {
             out.push(name.to_owned());
         }
     }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::{CsvReadOptions, DataFrame, DataType, ParquetReader, SerReader};
 
+use crate::data::shown;
 use crate::error::Invalid;
 use crate::{Error, Result};
 
@@ -340,14 +341,26 @@ fn check_csv_header(path: &Path, file: &mut File) -> Result<()> {
     }
     let mut seen: BTreeMap<&[u8], usize> = BTreeMap::new();
     for (j, name) in names.iter().enumerate() {
+        // An unnamed column (a pandas index written with `index=True`) would become a
+        // feature nobody chose, under a name polars makes up.
+        if String::from_utf8_lossy(name).trim().is_empty() {
+            return Err(Error::data(
+                path,
+                format!(
+                    "header (line 1): column {} has no name; every column needs one (a pandas index? \
+                     write the file with `index=False`, or name the column)",
+                    j + 1
+                ),
+            ));
+        }
         if let Some(i) = seen.insert(name, j) {
             return Err(Error::data(
                 path,
                 format!(
-                    "header (line 1): columns {} and {} are both named {:?}; every column needs its own name",
+                    "header (line 1): columns {} and {} are both named {}; every column needs its own name",
                     i + 1,
                     j + 1,
-                    String::from_utf8_lossy(name)
+                    shown(&String::from_utf8_lossy(name))
                 ),
             ));
         }
@@ -402,9 +415,9 @@ pub(super) fn parse_cell(cell: Option<&str>) -> std::result::Result<f64, Invalid
         return Err("empty cell".into());
     }
     match text.parse::<f64>() {
-        Ok(v) if v.is_nan() => Err(format!("{text:?} is not a number (NaN is not allowed)").into()),
-        Ok(v) if v.is_infinite() => Err(format!("{text:?} is not a finite number").into()),
+        Ok(v) if v.is_nan() => Err(format!("{} is not a number (NaN is not allowed)", shown(text)).into()),
+        Ok(v) if v.is_infinite() => Err(format!("{} is not a finite number", shown(text)).into()),
         Ok(v) => Ok(v),
-        Err(_) => Err(format!("{text:?} is not a number").into()),
+        Err(_) => Err(format!("{} is not a number", shown(text)).into()),
     }
 }
