@@ -43,7 +43,12 @@ enum Command {
         device: Option<tempered_core::pipeline::DeviceKind>,
     },
     /// Check a pipeline file (and that its plugins load) without running it.
-    Validate { pipeline: PathBuf },
+    Validate {
+        pipeline: PathBuf,
+        /// Check the pipeline as it would run on this device (`--device` of `run`).
+        #[arg(long, value_enum)]
+        device: Option<tempered_core::pipeline::DeviceKind>,
+    },
     /// Measure training throughput: clean epochs vs adversarial (PGD) epochs, in one run.
     Bench {
         /// The pipeline whose data, model, training settings and attack are used.
@@ -71,6 +76,9 @@ enum Command {
         /// (what benches/pytorch trains on).
         #[arg(long, value_name = "FILE", conflicts_with = "json")]
         export_rows: Option<PathBuf>,
+        /// Train on this device instead of the pipeline's `[pipeline] device`.
+        #[arg(long, value_enum)]
+        device: Option<tempered_core::pipeline::DeviceKind>,
     },
     /// Score a table of new rows with a tabular run's model and its saved encoding:
     /// every column the model does not read is copied through, then `probability` and
@@ -149,6 +157,9 @@ fn execute(command: Command) -> Result<ExitCode, tempered_core::Error> {
             if let Some(d) = device {
                 p.set_device(d)?;
             }
+            // The engine checks the plugins' settings too, before any training; done here
+            // first, a refusal is said at the key of the file that set it, as `validate` says it.
+            check_plugins(&pipeline, &p, false)?;
             if let Err(e) = tempered_core::interrupt::install() {
                 tracing::warn!("Ctrl-C will not wait for the write in flight: {e}");
             }
@@ -166,23 +177,12 @@ fn execute(command: Command) -> Result<ExitCode, tempered_core::Error> {
             }
             Ok(if printed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Validate { pipeline } => {
-            let p = Pipeline::load(&pipeline)?;
-            // What the plugins refuse is said at the key of the file that set it: a plugin's
-            // message ("invalid type: string, expected f32") names neither file nor key.
-            let attack_key = |i: usize, k: &str| vec![Key::from("attack"), Key::Index(i), Key::from(k)];
-            for (i, a) in p.spec.attacks().iter().enumerate() {
-                let plugin =
-                    engine::load_plugin(&p, a).map_err(|e| at_key(&pipeline, &attack_key(i, "plugin"), e))?;
-                let params = serde_json::to_value(&a.params).expect("TOML is JSON");
-                // Creating the attack makes the plugin check its params, too.
-                let created = plugin.create(&a.attack, &params, &p.base_dir);
-                drop(created.map_err(|e| at_key(&pipeline, &attack_key(i, "params"), e))?);
-                engine::check_attack(&p, a, &plugin).map_err(|e| {
-                    let key = checked_key(&p, i, &e.to_string());
-                    at_key(&pipeline, &key, e)
-                })?;
+        Command::Validate { pipeline, device } => {
+            let mut p = Pipeline::load(&pipeline)?;
+            if let Some(d) = device {
+                p.set_device(d)?;
             }
+            check_plugins(&pipeline, &p, true)?;
             let printed = sayln!(
                 "{}: ok ({} pipeline `{}`, {} attack(s), seed {})",
                 pipeline.display(),
@@ -193,9 +193,12 @@ fn execute(command: Command) -> Result<ExitCode, tempered_core::Error> {
             );
             Ok(if printed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Bench { pipeline, attack, steps, epsilon, epochs, snr_db, json, export_rows } => {
+        Command::Bench { pipeline, attack, steps, epsilon, epochs, snr_db, json, export_rows, device } => {
             bench_args(epochs, steps, epsilon, snr_db)?;
-            let p = Pipeline::load(&pipeline)?;
+            let mut p = Pipeline::load(&pipeline)?;
+            if let Some(d) = device {
+                p.set_device(d)?;
+            }
             let budgets = [("epsilon".to_owned(), epsilon), ("snr_db".to_owned(), snr_db)].into();
             let opts = BenchOptions { attack, steps, budgets, epochs };
             if let Some(file) = export_rows {
@@ -224,6 +227,29 @@ fn execute(command: Command) -> Result<ExitCode, tempered_core::Error> {
             Ok(if list_plugins(&search) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
+}
+
+/// Loads every attack's plugin and creates the attack with each set of params the run will
+/// use, so the plugins check them. What a plugin refuses is said at the key of the file
+/// that set it: a plugin's message ("invalid type: string, expected f32") names neither.
+/// `all`: also the attacks a run would skip on error (`on_error = "skip"`), which `run`
+/// leaves to the engine, so that it skips them as the pipeline asks.
+fn check_plugins(file: &std::path::Path, p: &Pipeline, all: bool) -> Result<(), tempered_core::Error> {
+    let attack_key = |i: usize, k: &str| vec![Key::from("attack"), Key::Index(i), Key::from(k)];
+    for (i, a) in p.spec.attacks().iter().enumerate() {
+        if !all && a.on_error == tempered_core::pipeline::OnError::Skip {
+            continue;
+        }
+        let plugin = engine::load_plugin(p, a).map_err(|e| at_key(file, &attack_key(i, "plugin"), e))?;
+        let params = serde_json::to_value(&a.params).expect("TOML is JSON");
+        let created = plugin.create(&a.attack, &params, &p.base_dir);
+        drop(created.map_err(|e| at_key(file, &attack_key(i, "params"), e))?);
+        engine::check_attack(p, a, &plugin).map_err(|e| {
+            let key = checked_key(p, i, &e.to_string());
+            at_key(file, &key, e)
+        })?;
+    }
+    Ok(())
 }
 
 /// `e` at `file:line:col` of the key `path` (or the closest table the file has).

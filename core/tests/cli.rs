@@ -204,6 +204,16 @@ fn the_device_can_be_chosen_on_the_command_line() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // `validate` and `bench` take it too, and refuse it the same way.
+    for args in
+        [vec!["validate", file.to_str().unwrap()], vec!["bench", "--pipeline", file.to_str().unwrap()]]
+    {
+        let o = tempered(&[&args[..], &["--device", "cuda"]].concat()).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("--device cuda needs a CUDA build"), "{args:?}: {err}");
+    }
+    let o = tempered(&["validate", file.to_str().unwrap(), "--device", "cpu"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -72,14 +72,17 @@ impl Prepare for Text {
                 let words = vocab.len();
                 // Two of the entries are [PAD] and [UNK].
                 if words < MIN_VOCABULARY + 2 {
-                    return Err(Error::Config(format!(
-                        "{}: [model] min_count = {} leaves {} word(s) in the vocabulary of the {} training \
-                     sentences; a model needs at least {MIN_VOCABULARY} to learn from its input: lower min_count",
-                        pipeline.file.display(),
-                        spec.model.min_count,
-                        words.saturating_sub(2),
-                        dataset.train.len()
-                    )));
+                    return Err(pipeline.config_error(
+                        &["model", "min_count"],
+                        &format!(
+                            "[model] min_count = {} leaves {} word(s) in the vocabulary of the {} training \
+                             sentences; a model needs at least {MIN_VOCABULARY} to learn from its input: lower \
+                             min_count",
+                            spec.model.min_count,
+                            words.saturating_sub(2),
+                            dataset.train.len()
+                        ),
+                    ));
                 }
                 let m = WordCnn::new(&spec.model, vocab, n_classes, seed, device)?;
                 tracing::info!(

@@ -91,6 +91,11 @@ impl Attack for Pgd {
         if p.restarts == 0 {
             return Err("pgd: restarts must be >= 1".into());
         }
+        // No step would leave the random start as the "adversarial" example: noise passed
+        // off as an attack, and as hardening.
+        if p.steps == 0 {
+            return Err("pgd: steps must be >= 1".into());
+        }
         let step_size = match p.step_size {
             Some(s) => {
                 non_negative("pgd", "step_size", s)?;

@@ -20,6 +20,8 @@ fn bad_pgd_params_are_errors_that_say_what_is_wrong() {
     assert!(e.contains("unknown variant `l3`") && e.contains("linf"), "{e}");
     let e = pgd_error(r#"{"epsilon": 0.1, "restarts": 0}"#);
     assert!(e.contains("restarts must be >= 1"), "{e}");
+    let e = pgd_error(r#"{"epsilon": 0.1, "steps": 0}"#);
+    assert!(e.contains("steps must be >= 1"), "{e}");
     let e = pgd_error(r#"{"epsilon": 0.1, "step_size": -1}"#);
     assert!(e.contains("step_size"), "{e}");
 }
