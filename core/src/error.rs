@@ -38,6 +38,11 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Training diverged (a non-finite loss): the message names the phase, epoch and batch;
+    /// `section` is the pipeline table whose `lr` to lower (`train`, `harden`), so the
+    /// command line can point at its line.
+    #[error("{msg}")]
+    Diverged { section: &'static str, msg: String },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
     #[error(transparent)]
@@ -116,6 +121,15 @@ impl Error {
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
         Self::External { context: context.into(), source: source.into() }
+    }
+
+    /// The `section` of a [`Error::Diverged`] inside this error's chain of context.
+    pub fn diverged(&self) -> Option<&'static str> {
+        match self {
+            Self::Diverged { section, .. } => Some(section),
+            Self::Context { source, .. } => source.diverged(),
+            _ => None,
+        }
     }
 
     pub fn msg(msg: impl Into<String>) -> Self {

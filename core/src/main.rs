@@ -163,7 +163,11 @@ fn execute(command: Command) -> Result<ExitCode, tempered_core::Error> {
             if let Err(e) = tempered_core::interrupt::install() {
                 tracing::warn!("Ctrl-C will not wait for the write in flight: {e}");
             }
-            let finished = engine::run(&p, &RunOptions { out, resume })?;
+            // A diverged phase is said at the `lr` to lower.
+            let finished = engine::run(&p, &RunOptions { out, resume }).map_err(|e| match e.diverged() {
+                Some(section) => at_key(&pipeline, &[Key::from(section), Key::from("lr")], e),
+                None => e,
+            })?;
             let printed = sayln!("{}", report::summary(&finished.metrics))
                 & sayln!("Run saved in {}", finished.dir.display());
             let failed = report::failed(&finished.metrics);

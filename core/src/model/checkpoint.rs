@@ -58,9 +58,13 @@ fn st_dtype(d: DType) -> Option<Dtype> {
     })
 }
 
+/// The metadata entry that holds [`payload_hash`] of the file's tensors.
+const PAYLOAD_HASH: &str = "payload_hash";
+
 /// Writes `tensors` and `metadata` to `path` (not atomically: callers write a temporary
-/// file and rename it, see [`crate::files::write_with`]).
-pub fn write(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap<String, String>) -> Result<()> {
+/// file and rename it, see [`crate::files::write_with`]), with a hash of the tensors that
+/// [`Reader::open`] checks.
+pub fn write(path: &Path, tensors: &[(String, Tensor)], mut metadata: HashMap<String, String>) -> Result<()> {
     let mut raw = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let dtype = st_dtype(t.dtype())
@@ -69,6 +73,8 @@ pub fn write(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap<String
         t.write_bytes(&mut data)?;
         raw.push((name.as_str(), Raw { dtype, shape: t.dims().to_vec(), data }));
     }
+    let hash = payload_hash(raw.iter().map(|(n, r)| (*n, r.dtype, &r.shape[..], &r.data[..])));
+    metadata.insert(PAYLOAD_HASH.into(), hash);
     safetensors::serialize_to_file(raw.iter().map(|(n, r)| (*n, r)), Some(metadata), path)
         .map_err(|e| Error::external(format!("cannot write checkpoint {}", path.display()), e))
 }
@@ -100,7 +106,25 @@ impl Reader {
         let (header, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| {
             Error::data(path, format!("not a complete safetensors file ({e}): the checkpoint is damaged"))
         })?;
-        Ok(Self { path: path.to_owned(), bytes, header, meta })
+        let reader = Self { path: path.to_owned(), bytes, header, meta };
+        // A byte flipped on disk can leave every value finite and every shape right: only
+        // the hash written with the tensors tells. (Files written before it have none.)
+        if let Some(want) = reader.meta(PAYLOAD_HASH) {
+            let start = 8 + reader.header;
+            let tensors = reader.meta.tensors();
+            let now = payload_hash(tensors.iter().map(|(name, info)| {
+                let data = &reader.bytes[start + info.data_offsets.0..start + info.data_offsets.1];
+                (name.as_str(), info.dtype, &info.shape[..], data)
+            }));
+            if now != want {
+                return Err(Error::data(
+                    path,
+                    "its tensors do not match the hash written with them: the checkpoint is damaged \
+                     (delete it to redo what it saved)",
+                ));
+            }
+        }
+        Ok(reader)
     }
 
     pub fn path(&self) -> &Path {
@@ -139,6 +163,27 @@ impl Reader {
         }
         Ok(t.to_device(device)?)
     }
+}
+
+/// The hash a checkpoint file carries of its own tensors: each one's name, dtype, shape and
+/// bytes, in name order (the order safetensors lays them out in is its own business).
+fn payload_hash<'a>(tensors: impl Iterator<Item = (&'a str, Dtype, &'a [usize], &'a [u8])>) -> String {
+    let mut sorted: Vec<_> = tensors.collect();
+    sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut h = crate::hash::Fnv::new();
+    for (name, dtype, shape, data) in sorted {
+        h.bytes(name.as_bytes());
+        h.word(name.len() as u64);
+        h.bytes(format!("{dtype:?}").as_bytes());
+        shape.iter().for_each(|&d| h.word(d as u64));
+        h.word(data.len() as u64);
+        let mut words = data.chunks_exact(8);
+        for w in &mut words {
+            h.word(u64::from_le_bytes(w.try_into().expect("8 bytes")));
+        }
+        h.bytes(words.remainder());
+    }
+    format!("{:016x}", h.finish())
 }
 
 /// A content hash of `tensors` (FNV-1a over 8-byte words, [`crate::hash`]), in hex: each
@@ -266,5 +311,35 @@ mod tests {
         std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
         let e = Reader::open(&path).err().unwrap().to_string();
         assert!(e.contains("damaged"), "{e}");
+    }
+
+    #[test]
+    fn a_flipped_bit_that_leaves_every_value_finite_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.safetensors");
+        let w = Tensor::new(&[0.5f32, -1.25, 3.0, 7.5], &Device::Cpu).unwrap();
+        write(&path, &[("w".into(), w.clone())], HashMap::new()).unwrap();
+        assert!(Reader::open(&path).is_ok());
+        // The lowest mantissa bit of the last value: still finite, right shape, wrong.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 4;
+        bytes[last] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = Reader::open(&path).err().unwrap().to_string();
+        assert!(e.contains("c.safetensors") && e.contains("do not match the hash written with them"), "{e}");
+        // A file written before the hash existed still loads.
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+        let mut header = header.as_object().unwrap().clone();
+        header.remove("__metadata__");
+        let mut text = serde_json::to_string(&header).unwrap();
+        while text.len() % 8 != 0 {
+            text.push(' ');
+        }
+        let mut old = (text.len() as u64).to_le_bytes().to_vec();
+        old.extend(text.as_bytes());
+        old.extend(&bytes[8 + n..]);
+        std::fs::write(&path, &old).unwrap();
+        assert!(Reader::open(&path).is_ok());
     }
 }
