@@ -333,7 +333,7 @@ mod tests {
         let mut header = header.as_object().unwrap().clone();
         header.remove("__metadata__");
         let mut text = serde_json::to_string(&header).unwrap();
-        while text.len() % 8 != 0 {
+        while !text.len().is_multiple_of(8) {
             text.push(' ');
         }
         let mut old = (text.len() as u64).to_le_bytes().to_vec();
