@@ -28,6 +28,12 @@ def parse_args():
     p.add_argument("--epochs", type=int, default=10, help="epochs of each kind, both sides")
     p.add_argument("--threads", default="1,2", help="thread counts, both sides (comma-separated)")
     p.add_argument("--adamw", default="default,fused", help="PyTorch AdamW implementations to run")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default) or cuda: both sides train there (`tempered` needs a CUDA build); "
+        "on cuda the thread counts are not swept (1 host thread each)",
+    )
     return p.parse_args()
 
 
@@ -49,7 +55,7 @@ def run_json(cmd, env=None):
 
 def main():
     a = parse_args()
-    threads = [int(t) for t in a.threads.split(",")]
+    threads = [1] if a.device != "cpu" else [int(t) for t in a.threads.split(",")]
     impls = a.adamw.split(",")
     script = os.path.join(HERE, "mlp_bench.py")
     samples = {}  # (side, threads, impl) -> [(clean, adversarial)]
@@ -66,9 +72,10 @@ def main():
         for t in threads:
             env = dict(os.environ, RAYON_NUM_THREADS=str(t))
             cmd = [a.tempered, "bench", "--pipeline", a.pipeline, "--epochs", str(a.epochs), "--json"]
+            cmd += ["--device", a.device.split(":")[0]]
             jobs.append((("Tempered", t, "-"), cmd, env))
             for impl in impls:
-                cmd = [a.python, script, rows, "--threads", str(t), "--adamw", impl, "--json"]
+                cmd = [a.python, script, rows, "--threads", str(t), "--adamw", impl, "--device", a.device, "--json"]
                 jobs.append((("PyTorch", t, impl), cmd, None))
         for r in range(a.rounds):
             # Reversed every other round, so that neither side always runs first.

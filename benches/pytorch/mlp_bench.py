@@ -42,6 +42,12 @@ def parse_args():
         help="torch.optim.AdamW's implementation: its default (a per-parameter loop on CPU), "
         "foreach=True, or fused=True (one kernel for all parameters)",
     )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default) or cuda[:N]: where the model, the rows and the attack live; "
+        "the batch order is drawn on the CPU either way, the random starts on the device",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return p.parse_args()
 
@@ -116,6 +122,11 @@ class Pgd:
         self.any_integer = bool(integer.any())
         self.unit = self.step * self.scale
 
+    def to(self, device):
+        for name in ("scale", "lower", "upper", "moving", "integer", "unit"):
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
     def boxes(self, x):
         """Each value's interval: its bounds and the ball, integral ends for integers;
         the original value alone for columns that do not move or an empty interval."""
@@ -136,7 +147,7 @@ class Pgd:
         lo, hi = self.boxes(x)
         z = x
         if self.random_start and self.eps > 0:
-            u = torch.rand(x.shape, generator=gen) * (2 * self.eps) - self.eps
+            u = torch.rand(x.shape, generator=gen, device=x.device) * (2 * self.eps) - self.eps
             z = torch.clamp(x + u * self.scale, lo, hi)
         xa = self.materialize(z, lo, hi)
         for _ in range(self.steps):
@@ -149,10 +160,18 @@ class Pgd:
         return xa.detach()
 
 
-def epoch(model, opt, x, y, batch, gen, attack=None, w=0.0):
-    """One epoch; returns (seconds in the batch loop, mean training loss)."""
-    order = torch.randperm(len(y), generator=gen)
+def synchronize(device):
+    """Waits for the device's queued work, so that a clock read measures it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def epoch(model, opt, x, y, batch, gen, dgen, attack=None, w=0.0):
+    """One epoch; returns (seconds in the batch loop, mean training loss). `gen` (CPU)
+    draws the batch order, `dgen` (on the rows' device) the attack's random starts."""
+    order = torch.randperm(len(y), generator=gen).to(x.device)
     total, batches = 0.0, 0
+    synchronize(x.device)
     start = time.perf_counter()
     for b in range(0, len(y), batch):
         idx = order[b : b + batch]
@@ -160,7 +179,7 @@ def epoch(model, opt, x, y, batch, gen, attack=None, w=0.0):
         if attack is None:
             loss = F.cross_entropy(model(xb), yb)
         else:
-            xa = attack(model, xb, yb, gen)
+            xa = attack(model, xb, yb, dgen)
             logits = model(torch.cat([xb, xa]))
             n = len(yb)
             loss = (1 - w) * F.cross_entropy(logits[:n], yb) + w * F.cross_entropy(logits[n:], yb)
@@ -169,6 +188,7 @@ def epoch(model, opt, x, y, batch, gen, attack=None, w=0.0):
         opt.step()
         total += loss.item()
         batches += 1
+    synchronize(x.device)
     return time.perf_counter() - start, total / max(batches, 1)
 
 
@@ -179,13 +199,17 @@ def main():
         spec = json.load(f)
     if spec.get("format") != "tempered-bench-rows/1":
         sys.exit(f"{args.rows}: not a file of `tempered bench --export-rows`")
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"--device {args.device}: this PyTorch sees no CUDA device")
     width = spec["width"]
-    x = torch.from_numpy(np.asarray(spec["train"]["x"], dtype=np.float32).reshape(-1, width))
-    y = torch.from_numpy(np.asarray(spec["train"]["y"], dtype=np.int64))
+    x = torch.from_numpy(np.asarray(spec["train"]["x"], dtype=np.float32).reshape(-1, width)).to(device)
+    y = torch.from_numpy(np.asarray(spec["train"]["y"], dtype=np.int64)).to(device)
     epochs = args.epochs if args.epochs is not None else spec["epochs"]
     torch.manual_seed(spec["seed"])
     gen = torch.Generator().manual_seed(spec["seed"])
-    model = Mlp(spec["init"])
+    dgen = gen if device.type == "cpu" else torch.Generator(device=device).manual_seed(spec["seed"])
+    model = Mlp(spec["init"]).to(device)
     o = spec["optimizer"]
     impl = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[args.adamw]
     opt = torch.optim.AdamW(
@@ -196,14 +220,16 @@ def main():
         weight_decay=o["weight_decay"],
         **impl,
     )
-    attack = Pgd(spec["features"], spec["attack"]["params"], spec["constraints"])
+    attack = Pgd(spec["features"], spec["attack"]["params"], spec["constraints"]).to(device)
     batch, w = spec["batch_size"], spec["adversarial_weight"]
-    clean = [epoch(model, opt, x, y, batch, gen) for _ in range(epochs)]
-    adv = [epoch(model, opt, x, y, batch, gen, attack, w) for _ in range(epochs)]
+    clean = [epoch(model, opt, x, y, batch, gen, dgen) for _ in range(epochs)]
+    adv = [epoch(model, opt, x, y, batch, gen, dgen, attack, w) for _ in range(epochs)]
     n = len(y)
     result = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "adamw": args.adamw,
         "train_examples": n,
         "width": width,
