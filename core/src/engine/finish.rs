@@ -114,6 +114,15 @@ fn training_table(clean: &TrainState, harden: Option<&TrainState>) -> String {
              stopped and the best epoch before it was kept.\n\n"
         ));
     }
+    if let Some(epoch) = harden.and_then(|h| h.escalated_at) {
+        s.push_str(&format!(
+            "⚠️ **Fast FGSM training switched to the probe attack after hardening epoch {epoch}:** \
+             the model beat its FGSM examples at least {:.0} points more often than the probe's \
+             (the attack as evaluated), so its robustness against FGSM was not robustness against \
+             the threat; the epochs after it trained with the probe's examples.\n\n",
+            crate::train::ESCALATE_GAP * 100.0
+        ));
+    }
     s.push_str(
         "| phase | epoch | train loss | validation loss | validation accuracy | robust validation accuracy | probe accuracy | objective | seconds |\n|---|---|---|---|---|---|---|---|---|\n",
     );

@@ -63,7 +63,7 @@ pub(super) fn harden_phase(
             let handle = plugin.create(&source.config.attack, &params, &pipeline.base_dir)?;
             // Fast FGSM training is watched with the attack as the pipeline evaluates it
             // (its own steps), for catastrophic overfitting.
-            let probe = if strategy == Strategy::Fgsm {
+            let probe = if strategy == Strategy::Fgsm && harden.guard {
                 Some(plugin.create(
                     &source.config.attack,
                     &to_json(&source.config.params),
@@ -189,6 +189,19 @@ impl Adversary for PluginAdversary<'_> {
         self.classes.as_ref().is_none_or(|c| c.contains(&label))
     }
 
+    fn escalate(&mut self) -> bool {
+        match self.probe.take() {
+            Some(probe) => {
+                // Its examples are judged by what it declares (more queries, say), not by
+                // what the attack it replaces did.
+                self.budgets = probe.threat().map(|t| t.budgets.clone()).unwrap_or_default();
+                self.handle = probe;
+                true
+            }
+            None => false,
+        }
+    }
+
     fn generate(&mut self, model: &dyn Classifier, x: &Examples, y: &[u32], seed: u64) -> Result<Examples> {
         let ctx = BatchContext { seed, ..self.ctx };
         let out = match self.classes.clone() {
@@ -261,6 +274,10 @@ struct Mixed<'a> {
 impl Adversary for Mixed<'_> {
     fn attacks_class(&self, label: u32) -> bool {
         self.parts.iter().any(|p| p.attacks_class(label))
+    }
+
+    fn escalate(&mut self) -> bool {
+        self.parts.iter_mut().fold(false, |any, p| p.escalate() | any)
     }
 
     fn generate(&mut self, model: &dyn Classifier, x: &Examples, y: &[u32], seed: u64) -> Result<Examples> {

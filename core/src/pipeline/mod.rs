@@ -362,6 +362,11 @@ pub struct HardenConfig {
     /// Clean epochs before the first adversarial one (attack-in-the-loop).
     pub clean_epochs: usize,
     pub patience: usize,
+    /// `fgsm`: watch each epoch with the attack as evaluated (a PGD probe on validation).
+    /// A collapse under it stops training at the best epoch before; FGSM examples that the
+    /// model beats while the probe still wins switch the rest of hardening to the probe's
+    /// attack. `false` trains with FGSM unwatched (to show what the guard prevents).
+    pub guard: bool,
 }
 
 impl Default for HardenConfig {
@@ -379,6 +384,7 @@ impl Default for HardenConfig {
             share: 1.0,
             clean_epochs: 0,
             patience: 3,
+            guard: true,
         }
     }
 }

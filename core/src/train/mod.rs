@@ -46,6 +46,11 @@ pub trait Adversary {
     fn attacks_class(&self, _label: u32) -> bool {
         true
     }
+    /// Trains with the [`probe`](Adversary::probe)'s attack from now on, for good; false
+    /// when there is no probe to switch to.
+    fn escalate(&mut self) -> bool {
+        false
+    }
     /// A stronger attack than the one trained with (PGD when training with FGSM), to watch
     /// for catastrophic overfitting on validation; `None` when there is none.
     fn probe(
@@ -141,7 +146,16 @@ pub struct TrainState {
     /// best epoch before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collapsed_at: Option<usize>,
+    /// The epoch after which training switched to the probe's attack, if it did: the
+    /// trained-with examples were beaten while the probe's still won.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated_at: Option<usize>,
 }
+
+/// Fast FGSM training whose own examples the model beats by this much more often than the
+/// probe's (accuracy under FGSM − accuracy under PGD, on validation) has learnt to beat
+/// FGSM, not the threat: hardening switches to the probe's attack.
+pub const ESCALATE_GAP: f64 = 0.2;
 
 /// Mean cross-entropy of `logits` against `y`.
 fn cross_entropy(logits: &Tensor, y: &[u32]) -> candle_core::Result<Tensor> {
@@ -502,6 +516,12 @@ fn fit_with(
         _ => (TrainState { phase: phase.to_owned(), ..Default::default() }, None),
     };
     drop(latest);
+    // A resumed phase that had switched attacks goes on with the one it switched to.
+    if state.escalated_at.is_some()
+        && let Some(adv) = adversary.as_deref_mut()
+    {
+        adv.escalate();
+    }
     // Hashed once: the optimiser never changes these, and every epoch commit records them.
     let frozen = commit::Frozen::of(model)?;
     let n = data.train.len();
@@ -654,6 +674,10 @@ fn fit_with(
             );
             state.collapsed_at = Some(epoch);
         }
+        // FGSM beaten, the probe not: switch for the epochs left (after this epoch's bookkeeping).
+        let lagging = !collapse
+            && state.escalated_at.is_none()
+            && matches!((robust_accuracy, probe_accuracy), (Some(r), Some(p)) if r - p >= ESCALATE_GAP);
         // A new adversarial phase changes the objective's meaning: compare within it only.
         let comparable = !(adversarial && epoch == fit.clean_epochs + 1);
         // A collapsed epoch is never kept, whatever its objective says.
@@ -665,6 +689,17 @@ fn fit_with(
             best = Some(model::snapshot(model)?);
         } else {
             state.bad_epochs += 1;
+        }
+        if lagging && adversary.as_deref_mut().is_some_and(|a| a.escalate()) {
+            tracing::warn!(
+                "{phase} epoch {epoch}: the model beats the training examples ({:.1}%) far more often than the probe attack's ({:.1}%): training with the probe attack from now on",
+                robust_accuracy.unwrap_or(0.0) * 100.0,
+                probe_accuracy.unwrap_or(0.0) * 100.0
+            );
+            state.escalated_at = Some(epoch);
+            // Its objective means something else now: the next epoch starts the comparison.
+            state.best_objective = None;
+            state.bad_epochs = 0;
         }
         let stop = (fit.patience > 0 && state.bad_epochs >= fit.patience) || state.collapsed_at.is_some();
         if stop {
@@ -1336,6 +1371,65 @@ mod tests {
         let probe: Vec<f64> = state.log.iter().map(|e| e.probe_accuracy.unwrap()).collect();
         assert_eq!(state.collapsed_at, Some(3), "probe accuracy per epoch: {probe:?}");
         assert!(probe[2] < 0.2, "class-1 rows only, all mirrored: {probe:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Hands back the rows unchanged (so the model "beats" its examples) while its probe
+    /// mirrors them (so the probe always wins): FGSM-style robustness that is not real.
+    #[derive(Default)]
+    struct Beaten {
+        escalated: bool,
+    }
+
+    impl Adversary for Beaten {
+        fn generate(&mut self, _m: &dyn Classifier, x: &Examples, _y: &[u32], _s: u64) -> Result<Examples> {
+            Ok(x.clone())
+        }
+        fn escalate(&mut self) -> bool {
+            self.escalated = true;
+            true
+        }
+        fn probe(
+            &mut self,
+            _m: &dyn Classifier,
+            x: &Examples,
+            _y: &[u32],
+            _s: u64,
+        ) -> Option<Result<Examples>> {
+            let Examples::Dense { data, width } = x else { unreachable!("dense") };
+            Some(Ok(Examples::Dense { data: data.iter().map(|v| -v).collect(), width: *width }))
+        }
+    }
+
+    #[test]
+    fn beaten_training_examples_switch_hardening_to_the_probe_also_after_a_resume() {
+        let dir = scratch("escalate");
+        let ck = Checkpoints { dir: dir.clone(), phase: "hardened".into() };
+        let cfg = Fit { lr: 0.05, adversarial_weight: 0.5, validation_attack_examples: 50, ..fit_cfg(4) };
+        let mut adv = Beaten::default();
+        let state = fit(&model(), &data(), &cfg, Some(&mut adv), 9, &ck).unwrap();
+        assert!(adv.escalated);
+        assert_eq!(state.escalated_at, Some(1), "{:?}", state.log);
+        assert_eq!(state.epochs_done, 4, "training goes on with the probe's attack");
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+
+        // Killed after epoch 2: the resumed phase trains with the probe's attack again.
+        let killed = fit_with(
+            &model(),
+            &data(),
+            &cfg,
+            &Balance::default(),
+            Some(&mut Beaten::default()),
+            9,
+            &ck,
+            Some(&killer(2, Point::End)),
+        );
+        assert!(killed.is_err());
+        let mut resumed = Beaten::default();
+        let again = fit(&model(), &data(), &cfg, Some(&mut resumed), 9, &ck).unwrap();
+        assert!(resumed.escalated, "a resume goes on with the attack it had switched to");
+        assert_eq!(again.escalated_at, Some(1));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
