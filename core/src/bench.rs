@@ -116,10 +116,7 @@ pub fn run(pipeline: &Pipeline, opts: &BenchOptions) -> Result<BenchResult> {
     let mut adversary =
         BenchAdversary { handle: attack.handle, ctx: modality::context(task.as_ref(), 0, None) };
     let adv_rate = timer.rate(model, data, Some(&mut adversary), pipeline.seed())?;
-    let width = match &data.train.x {
-        Examples::Dense { width, .. } => *width,
-        Examples::Text(_) => 0,
-    };
+    let width = data.train.x.width().unwrap_or(0);
     Ok(BenchResult {
         threads: candle_core::utils::get_num_threads(),
         train_examples: data.train.len(),
@@ -211,8 +208,11 @@ pub fn export_rows(pipeline: &Pipeline, opts: &BenchOptions, file: &Path) -> Res
     let device = engine::device(pipeline.spec.pipeline().device)?;
     let task = modality::prepare(pipeline, &Setup { device: &device, checkpoints: &timer.dir })?;
     let (model, data) = (task.parts().model.as_ref(), &task.parts().dataset);
-    let Examples::Dense { data: x, width } = &data.train.x else {
-        return Err(Error::msg("a tabular task without dense rows"));
+    // The export holds every training row: rows on disk are read whole here.
+    let (x, width) = match &data.train.x {
+        Examples::Dense { data, width } => (std::borrow::Cow::Borrowed(data), *width),
+        Examples::Stored(rows) => (std::borrow::Cow::Owned(rows.range(0, rows.len())?), rows.width()),
+        Examples::Text(_) => return Err(Error::msg("a tabular task without dense rows")),
     };
     if *x != table.train.x || data.train.y != table.train.y {
         return Err(Error::msg("the loader's training rows differ from the task's"));
@@ -297,7 +297,7 @@ fn create_attack(
 /// machine load hits both alike; `None` when the model has no hand-written one.
 fn input_grad_timings(model: &dyn Classifier, data: &Dataset) -> Result<Option<(f64, f64)>> {
     let idx: Vec<usize> = (0..256.min(data.train.len())).collect();
-    let part = data.train.select(&idx);
+    let part = data.train.select(&idx)?;
     let Examples::Dense { data: x, .. } = &part.x else { return Ok(None) };
     let (mut loss, mut grad) = (vec![0f32; idx.len()], vec![0f32; x.len()]);
     if !model.dense_input() || model.input_loss_grad(x, &part.y, &mut loss, &mut grad).is_none() {
@@ -309,7 +309,7 @@ fn input_grad_timings(model: &dyn Classifier, data: &Dataset) -> Result<Option<(
     let (mut rounds, started) = (0, Instant::now());
     while rounds < 200 && (rounds < 3 || started.elapsed().as_secs_f64() < 2.0) {
         let t = Instant::now();
-        crate::model::input_loss_grad_autograd(model, &part.x.view(), &part.y)?;
+        crate::model::input_loss_grad_autograd(model, &part.x.view()?, &part.y)?;
         autograd += t.elapsed().as_secs_f64();
         let t = Instant::now();
         model.input_loss_grad(x, &part.y, &mut loss, &mut grad).expect("checked above")?;

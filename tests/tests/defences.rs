@@ -22,11 +22,10 @@ fn fraud_task(n: usize) -> (Box<dyn Task>, Vec<f32>, usize, Vec<u32>) {
     let dir = scratch("defence-task");
     let device = engine::device(DeviceKind::Cpu).unwrap();
     let task = modality::prepare(&p, &Setup { device: &device, checkpoints: &dir }).unwrap();
-    let test = &task.parts().dataset.test;
-    let Examples::Dense { data, width } = &test.x else { panic!("dense rows") };
-    let (x, y) = (data[..n * width].to_vec(), test.y[..n].to_vec());
-    let width = *width;
-    (task, x, width, y)
+    // Selected, so in memory wherever the loader keeps the split.
+    let test = task.parts().dataset.test.select(&(0..n).collect::<Vec<_>>()).unwrap();
+    let Examples::Dense { data: x, width } = test.x else { panic!("dense rows") };
+    (task, x, width, test.y)
 }
 
 /// Every column on a grid of one standard deviation.

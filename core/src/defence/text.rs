@@ -289,7 +289,7 @@ fn craft(
     let label = format!("{} (undefended, for transfer)", a.config.id);
     let run = settings(pipeline, a, decision, &label);
     let idx = evaluate::select(split, a.config.classes.as_deref(), run.limit);
-    let subset = split.select(&idx);
+    let subset = split.select(&idx)?;
     let Examples::Text(originals) = &subset.x else {
         return Err(Error::invalid("a text defence needs text examples"));
     };
@@ -307,7 +307,7 @@ fn craft(
     let mut violations = 0;
     let ctx = modality::context(task, pipeline.seed(), a.config.query_budget);
     for (b, chunk) in correct.chunks(run.batch_size.max(1)).enumerate() {
-        let part = subset.select(chunk);
+        let part = subset.select(chunk)?;
         let batch_ctx = crate::plugin_host::BatchContext { seed: evaluate::mix(run.seed, b as u64), ..ctx };
         let result = a.handle.perturb(attacked, &part.x, &part.y, batch_ctx)?;
         let Examples::Text(adv) = &result.examples else {
@@ -352,7 +352,7 @@ fn transfer(
     crafted: &Crafted,
     decision: Option<Decision>,
 ) -> Result<Rates> {
-    let subset = split.select(idx);
+    let subset = split.select(idx)?;
     let (pred, probs) = evaluate::predict(defended, &subset.x, 1024)?;
     let pred = decide(pred, &probs, decision);
     let adv = Examples::Text(crafted.texts.clone());

@@ -114,7 +114,7 @@ impl Context {
             model: checkpoint::hash_tensors(&model::tensors(model))?,
             decision: decision.map(|d| (d.positive, d.threshold.to_bits())),
             split: split_name.to_owned(),
-            split_hash: hash_split(split),
+            split_hash: hash_split(split)?,
             seed: pipeline.seed(),
             examples: pipeline.spec.evaluate().examples,
             plugins: HashMap::new(),
@@ -169,14 +169,27 @@ impl Context {
     }
 }
 
-/// A hash of a split's examples (values as bits, texts as bytes) and labels.
-fn hash_split(split: &Labelled) -> String {
+/// Rows of a split on disk hashed per read.
+const HASH_ROWS: usize = 16_384;
+
+/// A hash of a split's examples (values as bits, texts as bytes) and labels. Rows on disk
+/// hash exactly as the same rows in memory: a phase's inputs do not depend on where the
+/// rows are kept.
+fn hash_split(split: &Labelled) -> Result<String> {
     let mut h = crate::hash::Fnv::new();
     match &split.x {
         Examples::Dense { data, width } => {
             h.word(0);
             h.word(*width as u64);
             data.iter().for_each(|v| h.word(u64::from(v.to_bits())));
+        }
+        Examples::Stored(rows) => {
+            h.word(0);
+            h.word(rows.width() as u64);
+            for start in (0..rows.len()).step_by(HASH_ROWS) {
+                let values = rows.range(start, (start + HASH_ROWS).min(rows.len()))?;
+                values.iter().for_each(|v| h.word(u64::from(v.to_bits())));
+            }
         }
         Examples::Text(texts) => {
             h.word(1);
@@ -188,7 +201,7 @@ fn hash_split(split: &Labelled) -> String {
     }
     h.word(split.y.len() as u64);
     split.y.iter().for_each(|&y| h.word(u64::from(y)));
-    format!("{:016x}", h.finish())
+    Ok(format!("{:016x}", h.finish()))
 }
 
 /// One unit's file.
@@ -333,14 +346,20 @@ enum StoredExamples {
     Text(Vec<String>),
 }
 
-impl From<&Examples> for StoredExamples {
-    fn from(x: &Examples) -> Self {
-        match x {
-            Examples::Dense { data, width } => {
-                Self::Dense { bits: data.iter().map(|v| v.to_bits()).collect(), width: *width }
-            }
+impl TryFrom<&Examples> for StoredExamples {
+    type Error = Error;
+
+    /// Kept examples are selected ones, in memory; rows on disk would be read (all of them).
+    fn try_from(x: &Examples) -> Result<Self> {
+        let dense = |data: &[f32], width: usize| Self::Dense {
+            bits: data.iter().map(|v| v.to_bits()).collect(),
+            width,
+        };
+        Ok(match x {
+            Examples::Dense { data, width } => dense(data, *width),
             Examples::Text(t) => Self::Text(t.clone()),
-        }
+            Examples::Stored(rows) => dense(&rows.range(0, rows.len())?, rows.width()),
+        })
     }
 }
 
@@ -355,18 +374,20 @@ impl From<StoredExamples> for Examples {
     }
 }
 
-impl From<&Sample> for StoredSample {
-    fn from(s: &Sample) -> Self {
-        Self {
+impl TryFrom<&Sample> for StoredSample {
+    type Error = Error;
+
+    fn try_from(s: &Sample) -> Result<Self> {
+        Ok(Self {
             index: s.index,
             label: s.label,
-            original: (&s.original).into(),
-            adversarial: (&s.adversarial).into(),
+            original: (&s.original).try_into()?,
+            adversarial: (&s.adversarial).try_into()?,
             original_prob: s.original_prob.to_bits(),
             adversarial_prob: s.adversarial_prob.to_bits(),
             adversarial_pred: s.adversarial_pred,
             success: s.success,
-        }
+        })
     }
 }
 
@@ -399,7 +420,8 @@ mod tests {
             split_hash: hash_split(&Labelled {
                 x: Examples::Dense { data: vec![0.5, 1.5], width: 2 },
                 y: vec![1],
-            }),
+            })
+            .unwrap(),
             seed: 7,
             attack: serde_json::json!({ "params": { "epsilon": 0.5 } }),
             plugin: PluginMark {
@@ -414,6 +436,30 @@ mod tests {
         }
     }
 
+    /// Rows on disk hash as the same rows in memory, across several reads.
+    #[test]
+    fn a_split_on_disk_hashes_as_the_same_split_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = 2 * HASH_ROWS + 5;
+        let data: Vec<f32> = (0..n * 3).map(|i| (i % 1013) as f32 * 0.25 - 7.0).collect();
+        let dense =
+            Labelled { x: Examples::Dense { data, width: 3 }, y: (0..n).map(|i| (i % 2) as u32).collect() };
+        let disk = crate::data::stored(&dense, dir.path());
+        assert_eq!(hash_split(&disk).unwrap(), hash_split(&dense).unwrap());
+        let mut other = dense.clone();
+        if let Examples::Dense { data, .. } = &mut other.x {
+            data[n * 3 - 1] += 1.0;
+        }
+        let other_disk = crate::data::stored(&other, dir.path());
+        assert_ne!(hash_split(&other_disk).unwrap(), hash_split(&disk).unwrap(), "the last row counts");
+        assert_eq!(hash_split(&other_disk).unwrap(), hash_split(&other).unwrap());
+        let empty = Labelled { x: Examples::Dense { data: vec![], width: 3 }, y: vec![] };
+        assert_eq!(
+            hash_split(&crate::data::stored(&empty, dir.path())).unwrap(),
+            hash_split(&empty).unwrap()
+        );
+    }
+
     fn sample() -> StoredSample {
         let s = Sample {
             index: 3,
@@ -425,7 +471,7 @@ mod tests {
             adversarial_pred: 0,
             success: true,
         };
-        StoredSample::from(&s)
+        StoredSample::try_from(&s).unwrap()
     }
 
     /// The same inputs read back the result bit for bit; changed inputs say which field; an

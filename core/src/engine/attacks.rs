@@ -253,7 +253,8 @@ pub(super) fn attack_phase(
                 m.mean_queries,
                 m.constraint_violations
             );
-            Ok(Some(AttackUnit { metrics: m, samples: outcome.samples.iter().map(StoredSample::from).collect() }))
+            let samples = outcome.samples.iter().map(StoredSample::try_from).collect::<Result<_>>()?;
+            Ok(Some(AttackUnit { metrics: m, samples }))
         })?;
         let Some(unit) = unit else { continue };
         // What [harden] trains against is no input of the attack run: read it from now.

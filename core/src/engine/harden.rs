@@ -178,7 +178,7 @@ impl PluginAdversary<'_> {
         self.stats.violations += refused.len();
         let mut out = result.examples;
         if !refused.is_empty() {
-            out.replace(&refused, &x.select(&refused));
+            out.replace(&refused, &x.select(&refused)?)?;
         }
         Ok(out)
     }
@@ -215,8 +215,8 @@ impl Adversary for PluginAdversary<'_> {
                 let mut out = x.clone();
                 if !idx.is_empty() {
                     let part_y: Vec<u32> = idx.iter().map(|&i| y[i]).collect();
-                    let adv = self.attack(model, &x.select(&idx), &part_y, ctx)?;
-                    out.replace(&idx, &adv);
+                    let adv = self.attack(model, &x.select(&idx)?, &part_y, ctx)?;
+                    out.replace(&idx, &adv)?;
                 }
                 out
             }
@@ -249,11 +249,13 @@ impl Adversary for PluginAdversary<'_> {
             return Some(Ok(x.clone()));
         }
         let part_y: Vec<u32> = idx.iter().map(|&i| y[i]).collect();
-        Some(probe.perturb(model, &x.select(&idx), &part_y, ctx).map(|r| {
+        let mut probed = || -> Result<Examples> {
+            let r = probe.perturb(model, &x.select(&idx)?, &part_y, ctx)?;
             let mut out = x.clone();
-            out.replace(&idx, &r.examples);
-            out
-        }))
+            out.replace(&idx, &r.examples)?;
+            Ok(out)
+        };
+        Some(probed())
     }
 
     fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
@@ -290,8 +292,9 @@ impl Adversary for Mixed<'_> {
                 continue;
             }
             let part_y: Vec<u32> = idx.iter().map(|&i| y[i]).collect();
-            let adv = part.generate(model, &x.select(&idx), &part_y, crate::evaluate::mix(seed, a as u64))?;
-            out.replace(&idx, &adv);
+            let adv =
+                part.generate(model, &x.select(&idx)?, &part_y, crate::evaluate::mix(seed, a as u64))?;
+            out.replace(&idx, &adv)?;
         }
         if let Some(r) = &mut self.record {
             r.record(seed, x, y, &out)?;

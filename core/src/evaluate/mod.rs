@@ -165,12 +165,24 @@ fn predict_in(
     batch: usize,
     what: &str,
 ) -> Result<(Vec<u32>, Vec<Vec<f32>>)> {
-    let (mut preds, mut probs) = (Vec::new(), Vec::new());
     let idx: Vec<usize> = (0..x.len()).collect();
-    for (b, chunk) in idx.chunks(batch.max(1)).enumerate() {
-        let part = x.select(chunk);
+    predict_rows(model, x, &idx, batch, what)
+}
+
+/// [`predict_in`] on the examples `rows` of `x`, read `batch` at a time (a split on disk is
+/// never read whole).
+fn predict_rows(
+    model: &dyn Classifier,
+    x: &Examples,
+    rows: &[usize],
+    batch: usize,
+    what: &str,
+) -> Result<(Vec<u32>, Vec<Vec<f32>>)> {
+    let (mut preds, mut probs) = (Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len()));
+    for (b, chunk) in rows.chunks(batch.max(1)).enumerate() {
         let pass = || -> Result<_> {
-            let logits = model.forward(&model.encode(&part.view())?, Mode::EVAL)?;
+            let part = x.select(chunk)?;
+            let logits = model.forward(&model.encode(&part.view()?)?, Mode::EVAL)?;
             let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
             Ok((pred, candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?))
         };
@@ -278,22 +290,23 @@ pub fn run(
     run: &Run<'_>,
 ) -> Result<Outcome> {
     let started = Instant::now();
+    // The attacked examples are rows `idx` of `data`, read a batch at a time.
     let idx = select(data, run.classes, run.limit);
-    let subset = data.select(&idx);
-    let (pred, probs) = predict_in(model, &subset.x, 1024, &format!("{}, clean", run.label))?;
+    let (pred, probs) = predict_rows(model, &data.x, &idx, 1024, &format!("{}, clean", run.label))?;
     let pred = decided(pred, &probs, run.decision);
     let at_point = run.decision.map(|d| AtOperatingPoint::new(model, d)).transpose()?;
     let attacked_model: &dyn Classifier = match &at_point {
         Some(m) => m,
         None => model,
     };
-    let correct: Vec<usize> = (0..subset.len()).filter(|&i| pred[i] == subset.y[i]).collect();
+    let correct: Vec<usize> = (0..idx.len()).filter(|&i| pred[i] == data.y[idx[i]]).collect();
     let budgets: Vec<Budget> = handle.threat().map(|t| t.budgets.clone()).unwrap_or_default();
     let mut tally = tallies(judge, &budgets);
-    let mut out = Outcome { examples: subset.len(), attacked: correct.len(), ..Default::default() };
+    let mut out = Outcome { examples: idx.len(), attacked: correct.len(), ..Default::default() };
     let mut progress = Progress::new(run.label, correct.len() as u64);
     for (b, chunk) in correct.chunks(run.batch_size.max(1)).enumerate() {
-        let part = subset.select(chunk);
+        let rows: Vec<usize> = chunk.iter().map(|&i| idx[i]).collect();
+        let part = data.select(&rows)?;
         let batch_ctx = BatchContext { seed: mix(run.seed, b as u64), ..ctx };
         let result = handle.perturb(attacked_model, &part.x, &part.y, batch_ctx)?;
         let what = format!("{}, attack batch {}", run.label, b + 1);
@@ -325,8 +338,8 @@ pub fn run(
                 out.samples.push(Sample {
                     index: idx[i],
                     label: part.y[k],
-                    original: part.x.select(&[k]),
-                    adversarial: result.examples.select(&[k]),
+                    original: part.x.select(&[k])?,
+                    adversarial: result.examples.select(&[k])?,
                     original_prob: probs[i][y],
                     adversarial_prob: adv_probs[k][y],
                     adversarial_pred: adv_pred[k],

@@ -144,7 +144,7 @@ impl Task for Text {
 fn texts(e: &Examples) -> &[String] {
     match e {
         Examples::Text(t) => t,
-        Examples::Dense { .. } => &[],
+        Examples::Dense { .. } | Examples::Stored(_) => &[],
     }
 }
 

@@ -401,14 +401,20 @@ impl AttackHandle {
         if x.len() != n {
             return Err(Error::invalid(format!("{} examples but {n} labels", x.len())));
         }
+        if let Examples::Stored(_) = x {
+            // A plugin reads its batch from memory: the rows are read first. (The engine
+            // hands attacks selected batches, which are never on disk.)
+            let rows = x.select(&(0..n).collect::<Vec<_>>())?;
+            return self.perturb(model, &rows, y, ctx);
+        }
         let text_refs: Vec<StrRef> = match x {
             Examples::Text(t) => t.iter().map(|s| StrRef::new(s)).collect(),
-            Examples::Dense { .. } => Vec::new(),
+            Examples::Dense { .. } | Examples::Stored(_) => Vec::new(),
         };
         let modality = ctx.modality;
         let (data, width) = match x {
             Examples::Dense { data, width } => (data.as_ptr(), *width),
-            Examples::Text(_) => (std::ptr::null(), 0),
+            Examples::Text(_) | Examples::Stored(_) => (std::ptr::null(), 0),
         };
         if modality != self.plugin.modality {
             return Err(self.fail(format!(
@@ -450,7 +456,9 @@ impl AttackHandle {
     /// Copies the plugin's answer out, refusing a wrong shape or non-finite values.
     fn read_output(&self, out: &BatchOut, x: &Examples, n: usize) -> Result<Examples> {
         match x {
-            Examples::Dense { width, .. } => {
+            // (Rows on disk never get here: `perturb` reads them first.)
+            Examples::Dense { .. } | Examples::Stored(_) => {
+                let width = x.width().unwrap_or(0);
                 let want = n * width;
                 if out.data_len != want || (want > 0 && out.data.is_null()) {
                     return Err(self.fail(format!(
@@ -472,7 +480,7 @@ impl AttackHandle {
                         i % width
                     )));
                 }
-                Ok(Examples::Dense { data, width: *width })
+                Ok(Examples::Dense { data, width })
             }
             Examples::Text(_) => {
                 if out.n_texts != n || (n > 0 && out.texts.is_null()) {

@@ -175,12 +175,24 @@ fn evaluate_loss_in(
     batch_size: usize,
     what: &str,
 ) -> Result<(f64, f64)> {
-    let (mut loss, mut correct) = (0.0f64, 0usize);
     let idx: Vec<usize> = (0..data.len()).collect();
-    for (b, chunk) in idx.chunks(batch_size.max(1)).enumerate() {
-        let part = data.select(chunk);
+    evaluate_loss_rows(model, data, &idx, batch_size, what)
+}
+
+/// [`evaluate_loss_in`] over the examples `rows` of `data`, read `batch_size` at a time (a
+/// split on disk is never read whole).
+fn evaluate_loss_rows(
+    model: &dyn Classifier,
+    data: &Labelled,
+    rows: &[usize],
+    batch_size: usize,
+    what: &str,
+) -> Result<(f64, f64)> {
+    let (mut loss, mut correct) = (0.0f64, 0usize);
+    for (b, chunk) in rows.chunks(batch_size.max(1)).enumerate() {
         let batch_loss = || -> Result<(f32, usize)> {
-            let logits = model.forward(&model.encode(&part.x.view())?, Mode::EVAL)?;
+            let part = data.select(chunk)?;
+            let logits = model.forward(&model.encode(&part.x.view()?)?, Mode::EVAL)?;
             let l = cross_entropy(&logits, &part.y)?.to_scalar::<f32>()?;
             let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
             Ok((l, pred.iter().zip(&part.y).filter(|(p, y)| p == y).count()))
@@ -190,27 +202,35 @@ fn evaluate_loss_in(
         loss += l as f64 * chunk.len() as f64;
         correct += right;
     }
-    let n = data.len().max(1) as f64;
+    let n = rows.len().max(1) as f64;
     Ok((loss / n, correct as f64 / n))
 }
 
 /// Rows of `batch` split by class, each class entering with `scale · c_k · n_k / Σ c_j n_j`
 /// times its mean cross-entropy: summed, `scale` times the class-weighted mean loss.
-fn class_parts(batch: &Labelled, weights: &[f64], scale: f64) -> Vec<(Labelled, f64)> {
+fn class_parts(batch: &Labelled, weights: &[f64], scale: f64) -> Result<Vec<(Labelled, f64)>> {
+    class_rows(&batch.y, weights, scale)
+        .into_iter()
+        .map(|(r, share)| Ok((batch.select(&r)?, share)))
+        .collect()
+}
+
+/// The rows of [`class_parts`] (indices into `y`) and their shares.
+fn class_rows(y: &[u32], weights: &[f64], scale: f64) -> Vec<(Vec<usize>, f64)> {
     let mut rows: Vec<Vec<usize>> = vec![Vec::new(); weights.len()];
-    for (i, &y) in batch.y.iter().enumerate() {
+    for (i, &y) in y.iter().enumerate() {
         if let Some(r) = rows.get_mut(y as usize) {
             r.push(i);
         }
     }
     let total: f64 = rows.iter().zip(weights).map(|(r, w)| r.len() as f64 * w).sum();
-    rows.iter()
+    rows.into_iter()
         .zip(weights)
         .filter(|(r, _)| !r.is_empty())
         // A batch holding only zero-weighted classes contributes nothing, rather than 0 / 0.
         .map(|(r, &w)| {
             let share = if total > 0.0 { w * r.len() as f64 / total } else { 0.0 };
-            (batch.select(r), scale * share)
+            (r, scale * share)
         })
         .collect()
 }
@@ -225,9 +245,9 @@ fn step_weighted(
     w: f64,
     weights: &[f64],
 ) -> Result<f32> {
-    let mut parts = class_parts(batch, weights, if adv.is_some() { 1.0 - w } else { 1.0 });
+    let mut parts = class_parts(batch, weights, if adv.is_some() { 1.0 - w } else { 1.0 })?;
     if let Some(adv) = adv {
-        parts.extend(class_parts(adv, weights, w));
+        parts.extend(class_parts(adv, weights, w)?);
     }
     let refs: Vec<(&Labelled, f64)> = parts.iter().map(|(l, s)| (l, *s)).collect();
     if let Some(loss) = step_parts_by_hand(model, opt, grads, &refs)? {
@@ -235,7 +255,7 @@ fn step_weighted(
     }
     let mut loss: Option<Tensor> = None;
     for (part, scale) in &refs {
-        let ce = cross_entropy(&model.forward(&model.encode(&part.x.view())?, Mode::TRAIN)?, &part.y)?;
+        let ce = cross_entropy(&model.forward(&model.encode(&part.x.view()?)?, Mode::TRAIN)?, &part.y)?;
         let term = (ce * *scale)?;
         loss = Some(match loss {
             Some(l) => (l + term)?,
@@ -259,7 +279,7 @@ fn accuracy_at(model: &dyn Classifier, data: &Labelled, rows: &[usize], what: &s
     if rows.is_empty() {
         return Ok(None);
     }
-    Ok(Some(evaluate_loss_in(model, &data.select(rows), 1024, what)?.1))
+    Ok(Some(evaluate_loss_rows(model, data, rows, 1024, what)?.1))
 }
 
 fn validation_loss(
@@ -270,10 +290,11 @@ fn validation_loss(
 ) -> Result<(f64, f64)> {
     let Some(weights) = weights else { return evaluate_loss_in(model, data, 1024, what) };
     let (mut loss, mut right) = (0.0, 0.0);
-    for (part, share) in class_parts(data, weights, 1.0) {
-        let (l, acc) = evaluate_loss_in(model, &part, 1024, what)?;
+    // By rows, not by parts: `data` is a whole split, maybe on disk.
+    for (rows, share) in class_rows(&data.y, weights, 1.0) {
+        let (l, acc) = evaluate_loss_rows(model, data, &rows, 1024, what)?;
         loss += share * l;
-        right += acc * part.len() as f64;
+        right += acc * rows.len() as f64;
     }
     Ok((loss, right / data.len().max(1) as f64))
 }
@@ -312,11 +333,11 @@ fn step_by_autograd(
     adv: Option<&Labelled>,
     w: f64,
 ) -> Result<f32> {
-    let clean = cross_entropy(&model.forward(&model.encode(&batch.x.view())?, Mode::TRAIN)?, &batch.y)?;
+    let clean = cross_entropy(&model.forward(&model.encode(&batch.x.view()?)?, Mode::TRAIN)?, &batch.y)?;
     let loss = match adv {
         Some(adv) => {
             let adv_loss =
-                cross_entropy(&model.forward(&model.encode(&adv.x.view())?, Mode::TRAIN)?, &adv.y)?;
+                cross_entropy(&model.forward(&model.encode(&adv.x.view()?)?, Mode::TRAIN)?, &adv.y)?;
             ((clean * (1.0 - w))? + (adv_loss * w)?)?
         }
         None => clean,
@@ -367,7 +388,7 @@ fn trades_loss(
     weights: Option<&[f64]>,
     mode: Mode,
 ) -> Result<Tensor> {
-    let clean = model.forward(&model.encode(&batch.x.view())?, mode)?;
+    let clean = model.forward(&model.encode(&batch.x.view()?)?, mode)?;
     let ce = match weights {
         None => cross_entropy(&clean, &batch.y)?,
         Some(w) => {
@@ -377,7 +398,7 @@ fn trades_loss(
             weighted_mean(&nll, &batch.y, w)?
         }
     };
-    let adv_logits = model.forward(&model.encode(&adv.x.view())?, mode)?;
+    let adv_logits = model.forward(&model.encode(&adv.x.view()?)?, mode)?;
     let kl = kl_clean_adv(&clean.narrow(0, 0, adv.len())?, &adv_logits, weights.map(|w| (&adv.y[..], w)))?;
     Ok((ce + (kl * beta)?)?)
 }
@@ -397,7 +418,7 @@ fn step_trades(
 
 /// The model's predicted classes for `x`, in eval mode: what a TRADES attack moves away from.
 fn predicted(model: &dyn Classifier, x: &crate::data::Examples) -> Result<Vec<u32>> {
-    let logits = model.forward(&model.encode(&x.view())?, Mode::EVAL)?;
+    let logits = model.forward(&model.encode(&x.view()?)?, Mode::EVAL)?;
     Ok(logits.argmax(D::Minus1)?.to_vec1::<u32>()?)
 }
 
@@ -428,7 +449,8 @@ fn step_parts_by_hand(
     fn part(l: &Labelled, weight: f64) -> Option<TrainPart<'_>> {
         match &l.x {
             Examples::Dense { data, .. } => Some(TrainPart { x: data, labels: &l.y, weight: weight as f32 }),
-            Examples::Text(_) => None,
+            // Batches are selected, so never on disk; texts have no hand-written gradients.
+            Examples::Text(_) | Examples::Stored(_) => None,
         }
     }
     if !opt.takes_slices() {
@@ -538,12 +560,12 @@ fn fit_with(
         let mut progress = Progress::new(&format!("{phase} epoch {epoch}/{}", fit.epochs), batches as u64);
         let mut total = 0.0f64;
         for (b, chunk) in order.chunks(fit.batch_size.max(1)).enumerate() {
-            let batch = data.train.select(chunk);
+            let batch = data.train.select(chunk)?;
             // The attack leaves the weights alone, so its examples can come first.
             let adv = match adversary.as_deref_mut() {
                 Some(adv) if adversarial => {
                     let k = ((chunk.len() as f64 * fit.share).ceil() as usize).clamp(1, chunk.len());
-                    let part = batch.select(&(0..k).collect::<Vec<_>>());
+                    let part = batch.select(&(0..k).collect::<Vec<_>>())?;
                     let batch_seed = seed ^ ((epoch as u64) << 32) ^ b as u64;
                     // TRADES pushes away from what the model now predicts, not from the label.
                     let target = match fit.trades_beta {
@@ -600,13 +622,13 @@ fn fit_with(
         let mut robust_accuracy = None;
         let objective = match adversary.as_deref_mut() {
             Some(adv) if adversarial && !val_adv.is_empty() => {
-                let part = data.validation.select(&val_adv);
+                let part = data.validation.select(&val_adv)?;
                 if let Some(beta) = fit.trades_beta {
                     // The TRADES objective on validation: its clean loss plus β · KL.
                     let x_adv = adv.generate(model, &part.x, &predicted(model, &part.x)?, seed ^ 0xA11CE)?;
                     let adv_part = Labelled { x: x_adv, y: part.y.clone() };
-                    let clean = model.forward(&model.encode(&part.x.view())?, Mode::EVAL)?;
-                    let adv_logits = model.forward(&model.encode(&adv_part.x.view())?, Mode::EVAL)?;
+                    let clean = model.forward(&model.encode(&part.x.view()?)?, Mode::EVAL)?;
+                    let adv_logits = model.forward(&model.encode(&adv_part.x.view()?)?, Mode::EVAL)?;
                     let weighted = weights.map(|w| (&adv_part.y[..], w));
                     let kl = f64::from(kl_clean_adv(&clean, &adv_logits, weighted)?.to_scalar::<f32>()?);
                     let hits = adv_logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
@@ -636,7 +658,7 @@ fn fit_with(
         };
         let mut probe_accuracy = None;
         if let Some(adv) = adversary.as_deref_mut().filter(|_| adversarial && !val_adv.is_empty()) {
-            let part = data.validation.select(&val_adv);
+            let part = data.validation.select(&val_adv)?;
             if let Some(x_probe) = adv.probe(model, &part.x, &part.y, seed ^ 0x9_20BE) {
                 let probed = Labelled { x: x_probe?, y: part.y };
                 let what = format!("{phase} epoch {epoch} probe");
@@ -835,7 +857,7 @@ mod tests {
             f64::from(trades_loss(m, &batch, &adv, 6.0, w, Mode::TRAIN).unwrap().to_scalar::<f32>().unwrap())
         };
         assert!((loss(&m, Some(&[1.0, 1.0])) - loss(&m, None)).abs() < 1e-6);
-        let logits = |x: &Examples| m.forward(&m.encode(&x.view()).unwrap(), Mode::TRAIN).unwrap();
+        let logits = |x: &Examples| m.forward(&m.encode(&x.view().unwrap()).unwrap(), Mode::TRAIN).unwrap();
         let (clean, adv_logits) = (logits(&batch.x), logits(&adv.x));
         let lp = candle_nn::ops::log_softmax(&clean, D::Minus1).unwrap().to_vec2::<f32>().unwrap();
         let kl = kl_rows(&clean.narrow(0, 0, 2).unwrap(), &adv_logits).unwrap().to_vec1::<f32>().unwrap();
@@ -866,7 +888,7 @@ mod tests {
         let ce = |m: &Mlp| {
             f64::from(
                 cross_entropy(
-                    &m.forward(&m.encode(&batch.x.view()).unwrap(), Mode::TRAIN).unwrap(),
+                    &m.forward(&m.encode(&batch.x.view().unwrap()).unwrap(), Mode::TRAIN).unwrap(),
                     &batch.y,
                 )
                 .unwrap()
@@ -1045,10 +1067,10 @@ mod tests {
         let mut opt_fast = AdamW::new(fast.trainable(), params.clone()).unwrap();
         let mut opt_slow = AdamW::new(slow.trainable(), params).unwrap();
         let mut grads = vec![Vec::new(); fast.trainable().len()];
-        let batch = rare(data()).train.select(&(0..40).collect::<Vec<_>>());
+        let batch = rare(data()).train.select(&(0..40).collect::<Vec<_>>()).unwrap();
         let weights = [1.0, 5.0];
         // The expected loss, before any step: per-row CE by autograd, weighted by hand.
-        let logits = fast.forward(&fast.encode(&batch.x.view()).unwrap(), Mode::EVAL).unwrap();
+        let logits = fast.forward(&fast.encode(&batch.x.view().unwrap()).unwrap(), Mode::EVAL).unwrap();
         let y = Tensor::from_slice(&batch.y, batch.y.len(), &Device::Cpu).unwrap();
         let per_row: Vec<f32> = candle_nn::ops::log_softmax(&logits, D::Minus1)
             .unwrap()
@@ -1067,7 +1089,7 @@ mod tests {
         assert!(((a as f64) - num / den).abs() < 1e-5, "{a} vs {}", num / den);
         let adv = Labelled { x: batch.x.clone(), y: batch.y.clone() };
         let b = step_weighted(&fast, &mut opt_fast, &mut grads, &batch, Some(&adv), 0.3, &weights).unwrap();
-        let parts = class_parts(&batch, &weights, 1.0);
+        let parts = class_parts(&batch, &weights, 1.0).unwrap();
         let total: f64 = parts.iter().map(|(_, s)| s).sum();
         assert!((total - 1.0).abs() < 1e-12, "the shares sum to 1: {total}");
         // The same loss through autograd, from the same starting weights.
@@ -1075,7 +1097,7 @@ mod tests {
             let mut loss: Option<Tensor> = None;
             for (part, scale) in &parts {
                 let ce = cross_entropy(
-                    &slow.forward(&slow.encode(&part.x.view()).unwrap(), Mode::TRAIN).unwrap(),
+                    &slow.forward(&slow.encode(&part.x.view().unwrap()).unwrap(), Mode::TRAIN).unwrap(),
                     &part.y,
                 )
                 .unwrap();
@@ -1104,7 +1126,7 @@ mod tests {
             let m = model();
             let ck = Checkpoints { dir: dir.clone(), phase: "clean".into() };
             fit_balanced(&m, &data, &cfg, balance, None, 9, &ck).unwrap();
-            let logits = m.forward(&m.encode(&data.train.x.view()).unwrap(), Mode::EVAL).unwrap();
+            let logits = m.forward(&m.encode(&data.train.x.view().unwrap()).unwrap(), Mode::EVAL).unwrap();
             let pred = logits.argmax(D::Minus1).unwrap().to_vec1::<u32>().unwrap();
             let _ = std::fs::remove_dir_all(&dir);
             pred.iter().zip(&data.train.y).filter(|&(&p, &y)| p == 1 && y == 1).count()
@@ -1224,6 +1246,61 @@ mod tests {
             let mut again = Nudge { seen: 0 };
             fit(&model(), &data, &cfg, Some(&mut again), 9, &ck).unwrap();
             assert_eq!(again.seen, full_adv.seen, "the finished phase's counters");
+        }
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// A dataset whose splits are on disk trains to the in-memory dataset's weights and log,
+    /// bit for bit: clean, class-weighted with balanced sampling (validation by class),
+    /// adversarial and TRADES; and predicts and evaluates the same.
+    #[test]
+    fn a_dataset_on_disk_trains_and_evaluates_to_the_same_bits() {
+        let rows = tempfile::tempdir().unwrap();
+        let root = scratch("stored");
+        let dense = rare(data());
+        let disk = crate::data::stored_dataset(&dense, rows.path());
+        assert!(matches!(disk.train.x, Examples::Stored(_)));
+        let adversarial = Fit {
+            adversarial_weight: 0.5,
+            share: 0.5,
+            clean_epochs: 1,
+            validation_attack_examples: 20,
+            ..fit_cfg(3)
+        };
+        let weighted = Balance { class_weights: Some(vec![1.0, 8.0]), sampling: true };
+        let cases = [
+            ("clean", fit_cfg(2), Balance::default(), false),
+            ("balanced", Fit { lr: 0.05, ..fit_cfg(2) }, weighted.clone(), false),
+            ("adversarial", adversarial.clone(), weighted, true),
+            ("trades", Fit { trades_beta: Some(6.0), ..adversarial }, Balance::default(), true),
+        ];
+        for (name, cfg, balance, attacked) in cases {
+            let run = |d: &Dataset, tag: &str| {
+                let dir = root.join(format!("{name}-{tag}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                let ck = Checkpoints { dir, phase: "hardened".into() };
+                let (m, mut adv) = (model(), Nudge { seen: 0 });
+                let adv_ref = attacked.then_some(&mut adv as &mut dyn Adversary);
+                let state = fit_balanced(&m, d, &cfg, &balance, adv_ref, 9, &ck).unwrap();
+                (untimed(state), weights(&m), adv.seen, m)
+            };
+            let (a, b) = (run(&dense, "memory"), run(&disk, "disk"));
+            assert_eq!(a.0, b.0, "{name}: the logs differ");
+            assert!(a.1 == b.1, "{name}: the weights differ");
+            assert_eq!(a.2, b.2, "{name}: the adversary saw other rows");
+            assert!(!attacked || a.2 > 0, "{name}: the adversary was used");
+            let m = a.3;
+            for (x, y) in [(&dense.test, &disk.test), (&dense.validation, &disk.validation)] {
+                let (p, q) = (
+                    crate::evaluate::predict(&m, &x.x, 7).unwrap(),
+                    crate::evaluate::predict(&m, &y.x, 7).unwrap(),
+                );
+                assert_eq!(p.0, q.0);
+                let bits = |v: &[Vec<f32>]| v.iter().flatten().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&p.1), bits(&q.1), "{name}: the probabilities differ");
+                let (l, r) = (evaluate_loss(&m, x, 16).unwrap(), evaluate_loss(&m, y, 16).unwrap());
+                assert_eq!((l.0.to_bits(), l.1.to_bits()), (r.0.to_bits(), r.1.to_bits()));
+            }
         }
         let _ = std::fs::remove_dir_all(&root);
     }
