@@ -214,7 +214,7 @@ pub fn export_rows(pipeline: &Pipeline, opts: &BenchOptions, file: &Path) -> Res
         Examples::Stored(rows) => (std::borrow::Cow::Owned(rows.range(0, rows.len())?), rows.width()),
         Examples::Text(_) => return Err(Error::msg("a tabular task without dense rows")),
     };
-    if *x != table.train.x || data.train.y != table.train.y {
+    if *x != *table.train.values()? || data.train.y != table.train.y {
         return Err(Error::msg("the loader's training rows differ from the task's"));
     }
     let budget = task.bench_budget().unwrap_or("epsilon");

@@ -112,7 +112,7 @@ fn engine_test_probabilities(run: &Run, which: &str) -> Vec<f32> {
     let std: Vec<f32> = d.features.iter().map(|f| f.std).collect();
     let mlp = Mlp::new(&s.model, &mean, &std, d.n_classes, p.seed(), &Device::Cpu).unwrap();
     model::load(&mlp, &run.dir.join(format!("checkpoints/{which}.safetensors"))).unwrap();
-    let x = Examples::Dense { data: d.test.x.clone(), width: d.width() };
+    let x = Examples::Dense { data: d.test.values().unwrap().into_owned(), width: d.width() };
     let (_, probs) = evaluate::predict(&mlp, &x, 1024).unwrap();
     probs.iter().map(|p| p[1]).collect()
 }

@@ -7,7 +7,7 @@ use tempered_plugin::{Modality, TabularConstraints};
 
 use super::{Parts, Prepare, Setup, Task, dataset, dense, sanitize};
 use crate::Result;
-use crate::data::tabular::{self, TabularDataConfig};
+use crate::data::tabular::{self, Rows, TabularDataConfig};
 use crate::data::{Examples, Labelled};
 use crate::evaluate::Sample;
 use crate::evaluate::tabular::TabularJudge;
@@ -29,11 +29,16 @@ impl Prepare for Tabular {
         spec: &SpecOf<TabularDataConfig, TabularModelConfig>,
         setup: &Setup,
     ) -> Result<Self> {
-        let data = tabular::load(&spec.data, &pipeline.base_dir, pipeline.seed())?;
-        write_encoding(&data, setup.checkpoints)?;
+        let run = run_folder(setup.checkpoints)?;
+        // A streamed table's rows live in unnamed files beside the run's own.
+        let data = tabular::load_in(&spec.data, &pipeline.base_dir, pipeline.seed(), run)?;
+        write_encoding(&data, run)?;
         let width = data.features.len();
         let dataset = dataset(data.n_classes, [&data.train, &data.validation, &data.test], |s| Labelled {
-            x: Examples::Dense { data: s.x.clone(), width },
+            x: match &s.x {
+                Rows::Memory(x) => Examples::Dense { data: x.clone(), width },
+                Rows::Disk(file) => Examples::Stored(file.clone()),
+            },
             y: s.y.clone(),
         });
         tracing::info!(
@@ -154,16 +159,20 @@ pub fn schema(features: &[tabular::FeatureInfo], constraints: &TabularConstraint
     )
 }
 
-/// `encoding.json` in the run folder (beside `checkpoints/`): how the file's columns became
-/// the model's features, so that new rows can be encoded the same way.
-fn write_encoding(data: &tabular::TabularData, checkpoints: &Path) -> Result<()> {
-    // A run folder holds `checkpoints/`; anything else (`tempered bench`'s scratch folder)
-    // keeps it in the folder it was given.
+/// The run folder, which holds `checkpoints/`; anything else (`tempered bench`'s scratch
+/// folder) is taken as the folder itself.
+fn run_folder(checkpoints: &Path) -> Result<&Path> {
     let dir = match checkpoints.parent() {
         Some(run) if checkpoints.file_name().is_some_and(|n| n == "checkpoints") => run,
         _ => checkpoints,
     };
     std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+    Ok(dir)
+}
+
+/// `encoding.json` in the run folder: how the file's columns became the model's features, so
+/// that new rows can be encoded the same way.
+fn write_encoding(data: &tabular::TabularData, dir: &Path) -> Result<()> {
     let json = serde_json::to_vec_pretty(&data.encoding)
         .map_err(|e| crate::Error::msg(format!("cannot write encoding.json: {e}")))?;
     crate::files::write(&dir.join("encoding.json"), &json)

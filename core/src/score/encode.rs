@@ -4,25 +4,23 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use polars::prelude::{Column, DataType};
-use tempered_core::data::tabular::{ColumnEncoding, Encoding};
+use tempered_core::data::tabular::{ColumnEncoding, Encoding, Table};
 use tempered_core::{Error, Result};
 
-use super::reader::Chunk;
-
 /// Encodes every row of `chunk` as the run's training rows were; an error names the row.
-pub(super) fn encode(encoding: &Encoding, chunk: &Chunk, path: &Path) -> Result<Vec<f32>> {
+pub(super) fn encode(encoding: &Encoding, chunk: &Table, path: &Path) -> Result<Vec<f32>> {
     let mut cells: HashMap<&str, Vec<Option<String>>> = HashMap::new();
     for c in &encoding.columns {
         // A Parquet boolean is 1/0 to a numeric column and true/false to a text one, as
         // the training reader takes it.
         let numeric = matches!(c, ColumnEncoding::Number { .. });
-        let col = chunk.df.column(c.column())?;
+        let col = chunk.df().column(c.column())?;
         cells.insert(
             c.column(),
             texts(col, numeric).map_err(|m| Error::data(path, format!("column {:?}: {m}", c.column())))?,
         );
     }
-    let n = chunk.df.height();
+    let n = chunk.height();
     let mut x = Vec::with_capacity(n * encoding.features.len());
     for i in 0..n {
         let row = encoding

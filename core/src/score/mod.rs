@@ -12,8 +12,6 @@
 //! chunk into the model's features and `writer` writes the scores.
 
 mod encode;
-mod reader;
-mod record;
 mod run_folder;
 mod writer;
 
@@ -24,20 +22,17 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use polars::prelude::{Column, DataFrame, IntoColumn, NamedFrom, Series};
 use tempered_core::data::Examples;
-use tempered_core::data::tabular::ColumnEncoding;
+use tempered_core::data::tabular::chunks::{CHUNK_ROWS, Reader};
+use tempered_core::data::tabular::{ColumnEncoding, Format};
 use tempered_core::model::{self, Mlp};
 use tempered_core::pipeline::{Pipeline, Spec};
 use tempered_core::progress::Progress;
 use tempered_core::{Error, Result, evaluate};
 
 use encode::encode;
-use reader::Reader;
 use run_folder::{checkpoint, read_encoding, threshold};
 use writer::Writer;
 
-/// Rows per chunk: large enough that the per-chunk costs (a Parquet slice, a polars parse)
-/// vanish, small enough that a chunk of a wide table stays a few tens of MB.
-const CHUNK_ROWS: usize = 16_384;
 /// Rows per forward pass, as the engine's own evaluation uses.
 const PREDICT_BATCH: usize = 1024;
 
@@ -77,19 +72,9 @@ pub struct Scored {
     pub out: PathBuf,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Csv,
-    Parquet,
-}
-
 fn format_of(path: &Path, what: &str) -> Result<Format> {
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    match ext.as_deref() {
-        Some("csv") => Ok(Format::Csv),
-        Some("parquet" | "pq") => Ok(Format::Parquet),
-        _ => Err(Error::data(path, format!("unsupported {what} file type; expected .csv or .parquet"))),
-    }
+    tempered_core::data::tabular::format_of(path)
+        .ok_or_else(|| Error::data(path, format!("unsupported {what} file type; expected .csv or .parquet")))
 }
 
 /// Whether `a` and `b` are one file (same path, a link, a hard link).
@@ -156,9 +141,9 @@ pub fn score(opts: &Options) -> Result<Scored> {
     model::load(&mlp, &checkpoint)
         .map_err(|e| e.context(format!("{} model {}", choice.name(), checkpoint.display())))?;
 
-    let in_format = format_of(&opts.input, "input")?;
+    format_of(&opts.input, "input")?;
     let out_format = format_of(&opts.out, "output")?;
-    let mut reader = Reader::open(&opts.input, in_format)?;
+    let mut reader = Reader::open(&opts.input, CHUNK_ROWS)?;
     let columns = reader.columns().to_vec();
     let needed: Vec<&str> = encoding.columns.iter().map(ColumnEncoding::column).collect();
     let missing: Vec<&str> = needed.iter().copied().filter(|c| !columns.iter().any(|k| k == c)).collect();
@@ -198,9 +183,9 @@ pub fn score(opts: &Options) -> Result<Scored> {
     tempered_core::files::write_with(&opts.out, |tmp| {
         let file = File::create(tmp).map_err(|e| Error::io(tmp, e))?;
         let mut writer = Writer::new(file, out_format);
-        let mut progress = Progress::new(reader.progress_label(), reader.total());
+        let mut progress = Progress::new(&format!("scoring ({})", reader.progress_unit()), reader.total());
         while let Some(chunk) = reader.next_chunk()? {
-            let x = encode(&encoding, &chunk, &opts.input)?;
+            let x = encode(&encoding, &chunk.table, &opts.input)?;
             let (pred, probs) = evaluate::predict(
                 &mlp,
                 &Examples::Dense { data: x, width: encoding.features.len() },
@@ -208,7 +193,7 @@ pub fn score(opts: &Options) -> Result<Scored> {
             )?;
             let mut cols: Vec<Column> = passthrough
                 .iter()
-                .map(|c| chunk.df.column(c).cloned())
+                .map(|c| chunk.table.df().column(c).cloned())
                 .collect::<std::result::Result<_, _>>()?;
             let decision = match &threshold {
                 Some((t, _)) => {
@@ -227,7 +212,7 @@ pub fn score(opts: &Options) -> Result<Scored> {
                 }
             };
             cols.push(decision);
-            let mut out = DataFrame::new(chunk.df.height(), cols)?;
+            let mut out = DataFrame::new(chunk.table.height(), cols)?;
             out.rechunk_mut();
             writer
                 .write(&out)

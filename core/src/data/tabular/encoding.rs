@@ -3,7 +3,8 @@
 //! writing the features. The fitted [`Encoding`] is what `encoding.json` holds, and
 //! [`Encoding::encode_row`] encodes a new row of text cells exactly as the training rows were.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use tempered_plugin::{Direction, FeatureKind};
@@ -55,14 +56,10 @@ pub enum ColumnEncoding {
 /// The pairs a binary string column may hold without `values`, (0, 1), any case.
 const PAIRS: [[&str; 2]; 4] = [["no", "yes"], ["false", "true"], ["n", "y"], ["0", "1"]];
 
-/// A source column as read, before anything is fitted.
+/// A source column's cells in one chunk of rows, as read, before anything is fitted.
 pub(super) enum Parsed {
-    /// Numbers checked against kind and bounds; `None`: an empty cell to impute.
-    Number {
-        values: Vec<Option<f32>>,
-        lower: f32,
-        upper: f32,
-    },
+    /// Numbers checked against kind and the bounds given; `None`: an empty cell to impute.
+    Number(Vec<Option<f32>>),
     /// A two-valued string column, already 0 / 1.
     Binary {
         values: Vec<Option<f32>>,
@@ -74,8 +71,44 @@ pub(super) enum Parsed {
     Datetime(Vec<(i64, u32)>),
 }
 
-/// Reads column `name` as its kind asks.
-pub(super) fn read_column(table: &Table, name: &str, r: &Resolved) -> Result<Parsed> {
+/// What a column's cells turned out to hold, fixed by the first rows that hold anything, so
+/// that every chunk of a table is read the same way.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Shape {
+    Number,
+    Binary { map: [String; 2], ignore_case: bool },
+    Text,
+    Datetime,
+}
+
+impl Shape {
+    fn describe(&self) -> String {
+        match self {
+            Self::Number => "numbers".to_owned(),
+            Self::Binary { map, .. } => format!("the two values {:?} / {:?}", map[0], map[1]),
+            Self::Text => "text".to_owned(),
+            Self::Datetime => "dates".to_owned(),
+        }
+    }
+}
+
+impl Parsed {
+    fn shape(&self) -> Option<Shape> {
+        match self {
+            // A chunk of empty cells says nothing about the column.
+            Self::Number(v) | Self::Binary { values: v, .. } if v.iter().all(Option::is_none) => None,
+            Self::Number(_) => Some(Shape::Number),
+            Self::Binary { map, ignore_case, .. } => {
+                Some(Shape::Binary { map: map.clone(), ignore_case: *ignore_case })
+            }
+            Self::Text(_) => Some(Shape::Text),
+            Self::Datetime(_) => Some(Shape::Datetime),
+        }
+    }
+}
+
+/// Reads column `name` of one chunk as its kind asks; `shape`: what the rows before it held.
+pub(super) fn read_column(table: &Table, name: &str, r: &Resolved, shape: Option<&Shape>) -> Result<Parsed> {
     let impute = r.missing == MissingPolicy::Impute;
     match r.kind {
         ColumnKind::Continuous | ColumnKind::Integer => read_numbers(table, name, r),
@@ -87,7 +120,7 @@ pub(super) fn read_column(table: &Table, name: &str, r: &Resolved) -> Result<Par
             }
             Ok(Parsed::Text(cells))
         }
-        ColumnKind::Binary => read_binary(table, name, r),
+        ColumnKind::Binary => read_binary(table, name, r, shape),
         ColumnKind::Datetime => {
             let cells = table.texts(name)?;
             let mut out = Vec::with_capacity(cells.len());
@@ -110,8 +143,8 @@ fn empty_cell_message() -> &'static str {
     "empty cell (set `missing = \"impute\"` for this column to accept empty cells)"
 }
 
-/// A numeric column in f32, checked against its kind and bounds (observed over the whole
-/// file when not given).
+/// A numeric column in f32, checked against its kind and the bounds given (bounds not given
+/// are observed over every row, by [`ColumnStats`]).
 fn read_numbers(table: &Table, name: &str, r: &Resolved) -> Result<Parsed> {
     let values = table.numbers_or_missing(name, r.missing == MissingPolicy::Impute).map_err(|e| match e {
         Error::Data { path, msg } if msg.ends_with("is not a number") => Error::Data {
@@ -123,8 +156,9 @@ fn read_numbers(table: &Table, name: &str, r: &Resolved) -> Result<Parsed> {
         },
         e => e,
     })?;
+    let zero_one = matches!(r.kind, ColumnKind::Binary | ColumnKind::Categorical);
+    let (lower, upper) = if zero_one { (None, None) } else { (r.lower, r.upper) };
     let mut out = Vec::with_capacity(values.len());
-    let (mut min, mut max) = (f32::INFINITY, f32::NEG_INFINITY);
     for (i, v) in values.iter().enumerate() {
         let Some(v) = *v else {
             out.push(None);
@@ -147,45 +181,26 @@ fn read_numbers(table: &Table, name: &str, r: &Resolved) -> Result<Parsed> {
         if !x.is_finite() {
             return Err(table.cell_error(name, i, format!("{v} is too large for a 32-bit float")));
         }
-        min = min.min(x);
-        max = max.max(x);
+        if let Some(lower) = lower.filter(|&l| x < l) {
+            return Err(table.cell_error(name, i, format!("{x} is below lower = {lower}")));
+        }
+        if let Some(upper) = upper.filter(|&u| x > u) {
+            return Err(table.cell_error(name, i, format!("{x} is above upper = {upper}")));
+        }
         out.push(Some(x));
     }
-    if min > max {
-        return Err(Error::data(&table.path, format!("column {name:?}: every cell is empty")));
-    }
-    let (lower, upper) = match r.kind {
-        ColumnKind::Binary | ColumnKind::Categorical => (0.0, 1.0),
-        _ => (r.lower.unwrap_or(min), r.upper.unwrap_or(max)),
-    };
-    if lower > upper {
-        return Err(Error::data(
-            &table.path,
-            format!(
-                "column {name:?}: lower = {lower} is above upper = {upper} (observed range {min} ..= {max})"
-            ),
-        ));
-    }
-    if min < lower || max > upper {
-        let i = out.iter().position(|x| x.is_some_and(|x| x < lower || x > upper)).expect("out of bounds");
-        let x = out[i].expect("a value");
-        let msg = if x < lower {
-            format!("{x} is below lower = {lower}")
-        } else {
-            format!("{x} is above upper = {upper}")
-        };
-        return Err(table.cell_error(name, i, msg));
-    }
-    Ok(Parsed::Number { values: out, lower, upper })
+    Ok(Parsed::Number(out))
 }
 
 /// A binary column: numbers 0 / 1 as they are; two strings by `values`, or one of [`PAIRS`].
-fn read_binary(table: &Table, name: &str, r: &Resolved) -> Result<Parsed> {
+fn read_binary(table: &Table, name: &str, r: &Resolved, shape: Option<&Shape>) -> Result<Parsed> {
     let impute = r.missing == MissingPolicy::Impute;
     let cells = table.texts(name)?;
     let numeric = cells.iter().flatten().all(|c| parse_cell(Some(c)).is_ok());
-    if r.values.is_none() && numeric {
-        return read_numbers(table, name, r);
+    match shape {
+        Some(Shape::Number) => return read_numbers(table, name, r),
+        None if r.values.is_none() && numeric => return read_numbers(table, name, r),
+        _ => {}
     }
     let found = || {
         let mut distinct: Vec<&str> = cells.iter().flatten().map(String::as_str).collect();
@@ -198,9 +213,10 @@ fn read_binary(table: &Table, name: &str, r: &Resolved) -> Result<Parsed> {
         }
         list.join(", ")
     };
-    let (map, ignore_case) = match &r.values {
-        Some(v) => ([v[0].trim().to_owned(), v[1].trim().to_owned()], false),
-        None => {
+    let (map, ignore_case) = match (&r.values, shape) {
+        (Some(v), _) => ([v[0].trim().to_owned(), v[1].trim().to_owned()], false),
+        (None, Some(Shape::Binary { map, ignore_case })) => (map.clone(), *ignore_case),
+        _ => {
             let first = cells.iter().position(Option::is_some);
             let pair = first.and_then(|i| {
                 let v = cells[i].as_deref().expect("a value").to_lowercase();
@@ -215,9 +231,8 @@ fn read_binary(table: &Table, name: &str, r: &Resolved) -> Result<Parsed> {
                         found()
                     )));
                 }
-                (None, None) => {
-                    return Err(Error::data(&table.path, format!("column {name:?}: every cell is empty")));
-                }
+                // Empty cells only: what the column holds is for other rows to say.
+                (None, None) => return Ok(Parsed::Number(vec![None; cells.len()])),
             }
         }
     };
@@ -266,17 +281,20 @@ fn binary_value(text: &str, map: &[String; 2], ignore_case: bool) -> Option<f32>
 
 /// The vocabulary of a categorical column on the train rows: values by descending frequency,
 /// ties by value; past `max`, the rest (the rarest) are merged.
-pub(super) fn vocabulary<'a>(
-    values: impl Iterator<Item = &'a str>,
-    max: Option<usize>,
-) -> (Vec<String>, Vec<String>) {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+#[cfg(test)]
+fn vocabulary<'a>(values: impl Iterator<Item = &'a str>, max: Option<usize>) -> (Vec<String>, Vec<String>) {
+    let mut counts: HashMap<String, usize> = HashMap::new();
     for v in values {
-        *counts.entry(v).or_default() += 1;
+        *counts.entry(v.to_owned()).or_default() += 1;
     }
-    let mut vocab: Vec<(&str, usize)> = counts.into_iter().collect();
-    vocab.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let mut vocab: Vec<String> = vocab.into_iter().map(|(v, _)| v.to_owned()).collect();
+    vocabulary_of(counts, max)
+}
+
+/// [`vocabulary`] from each value's count.
+fn vocabulary_of(counts: HashMap<String, usize>, max: Option<usize>) -> (Vec<String>, Vec<String>) {
+    let mut vocab: Vec<(String, usize)> = counts.into_iter().collect();
+    vocab.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut vocab: Vec<String> = vocab.into_iter().map(|(v, _)| v).collect();
     let merged = match max {
         Some(m) if vocab.len() > m => vocab.split_off(m),
         _ => Vec::new(),
@@ -338,7 +356,119 @@ impl<'a> OneHotIndex<'a> {
     }
 }
 
+/// What fitting a column's encoding needs from its rows, gathered a chunk at a time: over
+/// every row (what the cells hold, the observed range), and over the train rows (the values to
+/// impute from, the category counts, the earliest date).
+#[derive(Debug)]
+pub(super) struct ColumnStats {
+    shape: Option<Shape>,
+    /// Observed range of a numeric column, every row.
+    min: f32,
+    max: f32,
+    /// Train values of a numeric or binary column that imputes (a median or a mode needs them all).
+    train_values: Vec<f32>,
+    /// Train count of each value of a text column.
+    counts: HashMap<String, usize>,
+    /// Earliest and latest day of a datetime column, every row.
+    days: Option<(i64, i64)>,
+    first_train_day: Option<i64>,
+}
+
+impl Default for ColumnStats {
+    fn default() -> Self {
+        Self {
+            shape: None,
+            min: f32::INFINITY,
+            max: f32::NEG_INFINITY,
+            train_values: Vec::new(),
+            counts: HashMap::new(),
+            days: None,
+            first_train_day: None,
+        }
+    }
+}
+
+impl ColumnStats {
+    /// What the rows read so far held, for reading the next chunk the same way.
+    pub fn shape(&self) -> Option<&Shape> {
+        self.shape.as_ref()
+    }
+
+    /// Adds one chunk: `parsed` is column `name` of `table`, `train[i]` whether its row `i` is
+    /// a train row, `impute` whether the column imputes empty cells.
+    pub fn add(
+        &mut self,
+        table: &Table,
+        name: &str,
+        parsed: &Parsed,
+        train: &[bool],
+        impute: bool,
+    ) -> Result<()> {
+        if let Some(shape) = parsed.shape() {
+            match &self.shape {
+                None => self.shape = Some(shape),
+                Some(s) if *s != shape => {
+                    return Err(Error::data(
+                        &table.path,
+                        format!(
+                            "column {name:?}, from {}: these rows hold {}, the rows before them {}; a column holds one kind of value",
+                            table.at(0),
+                            shape.describe(),
+                            s.describe()
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        match parsed {
+            Parsed::Number(values) | Parsed::Binary { values, .. } => {
+                for (i, v) in values.iter().enumerate() {
+                    let Some(v) = *v else { continue };
+                    self.min = self.min.min(v);
+                    self.max = self.max.max(v);
+                    if impute && train[i] {
+                        self.train_values.push(v);
+                    }
+                }
+            }
+            Parsed::Text(cells) => {
+                for (cell, _) in cells.iter().zip(train).filter(|(_, t)| **t) {
+                    let Some(v) = cell else { continue };
+                    match self.counts.get_mut(v.as_str()) {
+                        Some(n) => *n += 1,
+                        None => {
+                            self.counts.insert(v.clone(), 1);
+                        }
+                    }
+                }
+            }
+            Parsed::Datetime(cells) => {
+                for (i, &(day, _)) in cells.iter().enumerate() {
+                    self.days = Some(self.days.map_or((day, day), |(a, b)| (a.min(day), b.max(day))));
+                    if train[i] {
+                        self.first_train_day = Some(self.first_train_day.map_or(day, |d| d.min(day)));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl ColumnEncoding {
+    /// What the column's cells hold, as the rows it was fitted on showed.
+    pub(super) fn shape(&self) -> Shape {
+        match self {
+            Self::Number { .. } => Shape::Number,
+            Self::Binary { values, ignore_case, .. } => {
+                Shape::Binary { map: values.clone(), ignore_case: *ignore_case }
+            }
+            Self::OneHot { .. } => Shape::Text,
+            Self::Datetime { .. } => Shape::Datetime,
+        }
+    }
+
     pub fn column(&self) -> &str {
         match self {
             Self::Number { column, .. }
@@ -348,16 +478,16 @@ impl ColumnEncoding {
         }
     }
 
-    /// Fits the encoding of a parsed column on the `train` rows, and its features (bounds
+    /// Fits the encoding of a column from what its rows showed, and its features (bounds
     /// and costs; standardisation comes later). `group`: the one-hot group id this column
-    /// gets (a string categorical one) or belongs to (a numeric one-hot member).
+    /// gets (a string categorical one) or belongs to (a numeric one-hot member); `path`: the
+    /// table, for errors.
     pub(super) fn fit(
         name: &str,
         r: &Resolved,
-        parsed: &Parsed,
-        train: &[usize],
+        stats: ColumnStats,
         group: Option<u32>,
-        table: &Table,
+        path: &Path,
     ) -> Result<(Self, Vec<FeatureInfo>)> {
         let feature = |fname: String, kind: FeatureKind, lower: f32, upper: f32| FeatureInfo {
             name: fname,
@@ -375,14 +505,14 @@ impl ColumnEncoding {
             mutable: false,
             ..feature(format!("{name}:missing"), FeatureKind::Binary, 0.0, 1.0)
         };
-        let impute_value = |values: &[Option<f32>], whole: bool, mode: bool| -> Result<Option<f32>> {
+        let ColumnStats { shape, min, max, mut train_values, counts, days, first_train_day } = stats;
+        let impute_value = |seen: &mut Vec<f32>, whole: bool, mode: bool| -> Result<Option<f32>> {
             if r.missing != MissingPolicy::Impute {
                 return Ok(None);
             }
-            let mut seen: Vec<f32> = train.iter().filter_map(|&i| values[i]).collect();
             if seen.is_empty() {
                 return Err(Error::data(
-                    &table.path,
+                    path,
                     format!("column {name:?}: every train row is empty; there is nothing to impute from"),
                 ));
             }
@@ -390,38 +520,42 @@ impl ColumnEncoding {
                 let ones = seen.iter().filter(|&&v| v == 1.0).count();
                 return Ok(Some(if 2 * ones > seen.len() { 1.0 } else { 0.0 }));
             }
-            Ok(median(&mut seen, whole))
+            Ok(median(seen, whole))
         };
-        Ok(match parsed {
-            Parsed::Number { values, lower, upper } => {
+        let empty = || Error::data(path, format!("column {name:?}: every cell is empty"));
+        Ok(match shape.ok_or_else(empty)? {
+            Shape::Number => {
+                let (lower, upper) = match r.kind {
+                    ColumnKind::Binary | ColumnKind::Categorical => (0.0, 1.0),
+                    _ => (r.lower.unwrap_or(min), r.upper.unwrap_or(max)),
+                };
+                if lower > upper {
+                    return Err(Error::data(
+                        path,
+                        format!(
+                            "column {name:?}: lower = {lower} is above upper = {upper} (observed range {min} ..= {max})"
+                        ),
+                    ));
+                }
                 let kind = r.kind.feature_kind();
                 let whole = kind != FeatureKind::Continuous;
-                let impute = impute_value(values, whole, kind == FeatureKind::Binary)?;
+                let impute = impute_value(&mut train_values, whole, kind == FeatureKind::Binary)?;
                 let mut f = vec![FeatureInfo {
                     group,
                     direction: r.direction,
-                    ..feature(name.to_owned(), kind, *lower, *upper)
+                    ..feature(name.to_owned(), kind, lower, upper)
                 }];
                 f.extend(impute.map(|_| indicator()));
                 (Self::Number { column: name.to_owned(), kind, impute }, f)
             }
-            Parsed::Binary { values, map, ignore_case } => {
-                let impute = impute_value(values, true, true)?;
+            Shape::Binary { map, ignore_case } => {
+                let impute = impute_value(&mut train_values, true, true)?;
                 let mut f = vec![feature(name.to_owned(), FeatureKind::Binary, 0.0, 1.0)];
                 f.extend(impute.map(|_| indicator()));
-                (
-                    Self::Binary {
-                        column: name.to_owned(),
-                        values: map.clone(),
-                        ignore_case: *ignore_case,
-                        impute,
-                    },
-                    f,
-                )
+                (Self::Binary { column: name.to_owned(), values: map, ignore_case, impute }, f)
             }
-            Parsed::Text(cells) => {
-                let (vocabulary, merged) =
-                    vocabulary(train.iter().filter_map(|&i| cells[i].as_deref()), r.max_categories);
+            Shape::Text => {
+                let (vocabulary, merged) = vocabulary_of(counts, r.max_categories);
                 let missing = r.missing == MissingPolicy::Impute;
                 let mut names: Vec<String> = vocabulary.iter().map(|v| format!("{name}={v}")).collect();
                 if !merged.is_empty() {
@@ -441,14 +575,13 @@ impl ColumnEncoding {
                     .collect();
                 (Self::OneHot { column: name.to_owned(), vocabulary, merged, missing }, f)
             }
-            Parsed::Datetime(cells) => {
+            Shape::Datetime => {
                 let reference = match r.reference {
                     Some(d) => d,
-                    None => train.iter().map(|&i| cells[i].0).min().expect("a train row"),
+                    None => first_train_day.expect("a train row"),
                 };
-                let days = cells.iter().map(|c| (c.0 - reference) as f32);
-                let (lo, hi) =
-                    days.fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), d| (a.min(d), b.max(d)));
+                let (first, last) = days.expect("a row");
+                let (lo, hi) = ((first - reference) as f32, (last - reference) as f32);
                 let f = vec![
                     feature(format!("{name}:hour"), FeatureKind::Integer, 0.0, 23.0),
                     feature(format!("{name}:weekday"), FeatureKind::Integer, 0.0, 6.0),
@@ -473,7 +606,7 @@ impl ColumnEncoding {
             out
         };
         match (self, parsed) {
-            (Self::Number { impute, .. }, Parsed::Number { values, .. })
+            (Self::Number { impute, .. }, Parsed::Number(values))
             | (Self::Binary { impute, .. }, Parsed::Binary { values, .. }) => with_indicator(values, *impute),
             (Self::OneHot { vocabulary, merged, missing, .. }, Parsed::Text(cells)) => {
                 let idx = OneHotIndex::new(vocabulary, merged, *missing);

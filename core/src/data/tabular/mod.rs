@@ -171,21 +171,23 @@
 //! kind, fitting and writing of features; [`Encoding`]), `datetime` (ISO dates as day
 //! numbers), `split` (the stratified split).
 
+pub mod chunks;
 mod config;
 mod datetime;
 mod encoding;
 mod labels;
+mod load;
 pub mod partitions;
 mod reading;
+mod record;
 mod relations;
+mod source;
 mod split;
 #[cfg(test)]
 mod tests;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 pub use tempered_plugin::FeatureKind;
 use tempered_plugin::{Direction, TabularConstraints};
@@ -196,12 +198,13 @@ pub use config::{
 };
 pub use encoding::{ColumnEncoding, ENCODING_VERSION, Encoding};
 
-use super::stratify;
-use crate::{Error, Result};
-use config::{Resolved, check_groups, column_key};
-use encoding::Parsed;
-use reading::Table;
-use split::{SPLIT_NAMES, TRAIN, split_by_time, split_classes};
+use crate::Result;
+use crate::data::rows::RowFile;
+use config::{Resolved, column_key};
+
+pub use config::STREAM_ABOVE_BYTES;
+pub use load::{load, load_in, load_in_chunks};
+pub use reading::{Format, Table, format_of};
 
 /// One resolved feature column.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -232,14 +235,35 @@ fn is_any(d: &Direction) -> bool {
     *d == Direction::Any
 }
 
+/// The rows of one split, raw (unstandardised), row-major: in memory, or on disk for a
+/// table read a chunk at a time.
+#[derive(Debug, Clone)]
+pub enum Rows {
+    Memory(Vec<f32>),
+    Disk(RowFile),
+}
+
 /// Rows of one split, raw (unstandardised).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Split {
-    /// `len() × width` values, row-major.
-    pub x: Vec<f32>,
+    pub x: Rows,
+    /// Features per row.
+    pub width: usize,
     pub y: Vec<u32>,
-    /// 1-based data row number in the file (row 1 is the first row after a CSV header).
+    /// 1-based data row number among the rows loaded (row 1 is the first row after a CSV
+    /// header; the rows of a second file follow those of the first).
     pub rows: Vec<usize>,
+}
+
+/// Equal rows, labels and row numbers, wherever the rows are kept (a split on disk is read
+/// whole; one that cannot be read equals nothing).
+impl PartialEq for Split {
+    fn eq(&self, other: &Self) -> bool {
+        self.width == other.width
+            && self.y == other.y
+            && self.rows == other.rows
+            && matches!((self.values(), other.values()), (Ok(a), Ok(b)) if a == b)
+    }
 }
 
 impl Split {
@@ -251,15 +275,26 @@ impl Split {
         self.y.is_empty()
     }
 
-    /// Number of features per row (0 for an empty split).
+    /// Number of features per row.
     pub fn width(&self) -> usize {
-        self.x.len().checked_div(self.y.len()).unwrap_or(0)
+        self.width
     }
 
     /// The raw features of row `i`.
-    pub fn row(&self, i: usize) -> &[f32] {
-        let w = self.width();
-        &self.x[i * w..(i + 1) * w]
+    pub fn row(&self, i: usize) -> Result<Vec<f32>> {
+        let w = self.width;
+        match &self.x {
+            Rows::Memory(x) => Ok(x[i * w..(i + 1) * w].to_vec()),
+            Rows::Disk(file) => file.range(i, i + 1),
+        }
+    }
+
+    /// Every row, row-major (a split on disk is read whole).
+    pub fn values(&self) -> Result<std::borrow::Cow<'_, [f32]>> {
+        match &self.x {
+            Rows::Memory(x) => Ok(std::borrow::Cow::Borrowed(x)),
+            Rows::Disk(file) => file.range(0, file.len()).map(std::borrow::Cow::Owned),
+        }
     }
 
     /// Rows per class, `n_classes` long.
@@ -323,281 +358,6 @@ mod bound {
     }
 }
 
-/// A one-hot group: named by `group` (numeric columns), or a string categorical column's own.
-#[derive(PartialEq)]
-enum GroupKey<'a> {
-    Named(&'a str),
-    Column(usize),
-}
-
-/// Reads, checks and splits the table `cfg` describes. `base_dir` resolves a relative `path`;
-/// `seed` makes the subsample and the split reproducible.
-pub fn load(cfg: &TabularDataConfig, base_dir: &Path, seed: u64) -> Result<TabularData> {
-    cfg.validate().map_err(|m| Error::Config(format!("[data] {m}")))?;
-    let path = cfg.resolved_path(base_dir);
-    // Each source (the train path, then the validation and test files) may be a folder or
-    // a glob of partitions: `parts[s]` is how many files source `s` expands to.
-    let mut files = Vec::new();
-    let mut parts = Vec::new();
-    for source in cfg.resolved_files(base_dir) {
-        let expanded = partitions::expand(&source)?;
-        parts.push(expanded.len());
-        files.extend(expanded);
-    }
-    let table = Table::read_all(&files)?;
-
-    if !table.has_column(&cfg.label) {
-        return Err(table.missing_column(&format!("label column {:?}", cfg.label)));
-    }
-    let names: Vec<String> = match &cfg.features {
-        Some(f) => f.clone(),
-        None => table.column_names().into_iter().filter(|c| c != &cfg.label).collect(),
-    };
-    if names.is_empty() {
-        return Err(Error::data(
-            &path,
-            format!("no feature columns: the file has only the label {:?}", cfg.label),
-        ));
-    }
-    for name in &names {
-        if !table.has_column(name) {
-            return Err(table.missing_column(&format!("feature column {name:?}")));
-        }
-    }
-    for name in cfg.exact_columns() {
-        if !table.has_column(name) {
-            return Err(table.missing_column(&format!("column {name:?} (of [data.{}])", column_key(name))));
-        }
-    }
-    for pattern in cfg.patterns() {
-        if !names.iter().any(|n| glob_match(pattern, n)) {
-            return Err(Error::data(
-                &path,
-                format!(
-                    "[data.{}] matches no feature column (a pattern must match at least one); the feature columns are: {}",
-                    column_key(pattern),
-                    names.join(", ")
-                ),
-            ));
-        }
-    }
-    let resolved: Vec<Resolved> = names
-        .iter()
-        .map(|n| cfg.resolve(n))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|m| Error::data(&path, format!("[data] {m}")))?;
-    let pairs: Vec<(&str, Resolved)> =
-        names.iter().map(String::as_str).zip(resolved.iter().cloned()).collect();
-    check_groups(&pairs).map_err(|m| Error::data(&path, format!("[data] {m}")))?;
-
-    let (y_all, classes) = labels::read_labels(&table, &cfg.label, cfg.classes.as_deref())?;
-    let n_classes = classes.len();
-    let n = y_all.len();
-    let mut parsed: Vec<Parsed> = Vec::with_capacity(names.len());
-    for (name, r) in names.iter().zip(&resolved) {
-        parsed.push(encoding::read_column(&table, name, r)?);
-    }
-    let mut group_keys: Vec<GroupKey> = Vec::new();
-    let groups: Vec<Option<u32>> = resolved
-        .iter()
-        .enumerate()
-        .map(|(j, r)| {
-            let key = match (&r.group, r.encoded_categorical()) {
-                (Some(g), _) => GroupKey::Named(g),
-                (None, true) => GroupKey::Column(j),
-                (None, false) => return None,
-            };
-            Some(match group_keys.iter().position(|k| *k == key) {
-                Some(i) => i as u32,
-                None => {
-                    group_keys.push(key);
-                    (group_keys.len() - 1) as u32
-                }
-            })
-        })
-        .collect();
-    check_one_hot(&table, &names, &parsed, &groups, &group_keys)?;
-
-    // Stratified subsample and split.
-    if let Some(limit) = cfg.limit.filter(|&l| l < n && l < n_classes) {
-        return Err(Error::Config(format!(
-            "[data] limit = {limit} is smaller than the number of classes ({n_classes})"
-        )));
-    }
-    let mut by_class = stratify::by_class(&y_all, n_classes);
-    stratify::subsample(&mut by_class, cfg.limit, &mut ChaCha8Rng::seed_from_u64(seed));
-    let split_rows: Vec<Vec<usize>> = match &cfg.split.by {
-        // Split in advance: each file is one split, whole.
-        None if cfg.files.is_some() => {
-            // The first file of the validation source, then of the test source.
-            let (val, test) = (parts[0], parts[0] + parts[1]);
-            let starts = [table.part_start(val), table.part_start(test), n];
-            let mut rows = vec![(0..starts[0]).collect::<Vec<usize>>()];
-            rows.extend(starts.windows(2).map(|w| (w[0]..w[1]).collect()));
-            rows
-        }
-        None => {
-            let parts = split_classes(by_class, &cfg.split).map_err(|m| Error::data(&path, m))?;
-            (0..3)
-                .map(|s| {
-                    let mut rows: Vec<usize> = parts.iter().flat_map(|p| p[s].iter().copied()).collect();
-                    rows.sort_unstable();
-                    rows
-                })
-                .collect()
-        }
-        Some(column) => {
-            let key = time_keys(&table, column)?;
-            let kept: Vec<usize> = by_class.into_iter().flatten().collect();
-            let parts = split_by_time(kept, &key, &cfg.split).map_err(|m| Error::data(&path, m))?;
-            let (first, last) = (&parts[TRAIN][0], parts[2].last().expect("a test row"));
-            tracing::info!(
-                "out-of-time split by {column:?}: train from {}, test up to {}",
-                table.at(*first),
-                table.at(*last)
-            );
-            if let Some(c) = (0..n_classes).find(|&c| !parts[TRAIN].iter().any(|&i| y_all[i] as usize == c)) {
-                return Err(Error::data(
-                    &path,
-                    format!(
-                        "the out-of-time train split (the earliest rows by {column:?}) has no row of class {:?}",
-                        classes[c]
-                    ),
-                ));
-            }
-            parts
-                .into_iter()
-                .map(|mut rows| {
-                    rows.sort_unstable();
-                    rows
-                })
-                .collect()
-        }
-    };
-    for (s, rows) in split_rows.iter().enumerate() {
-        if rows.is_empty() {
-            return Err(Error::data(&path, format!("the {} split is empty", SPLIT_NAMES[s])));
-        }
-    }
-
-    // Encodings fitted on the train rows; every row encoded by them.
-    let mut columns: Vec<Vec<f32>> = Vec::with_capacity(names.len());
-    let mut features = Vec::with_capacity(names.len());
-    let mut encodings = Vec::with_capacity(names.len());
-    for (j, name) in names.iter().enumerate() {
-        let (enc, f) = encoding::ColumnEncoding::fit(
-            name,
-            &resolved[j],
-            &parsed[j],
-            &split_rows[TRAIN],
-            groups[j],
-            &table,
-        )?;
-        columns.extend(enc.apply(&parsed[j]));
-        features.extend(f);
-        encodings.push(enc);
-    }
-    drop(parsed);
-
-    let width = features.len();
-    let mut splits: [Split; 3] = Default::default();
-    for (split, rows) in splits.iter_mut().zip(&split_rows) {
-        split.x = Vec::with_capacity(rows.len() * width);
-        for &i in rows {
-            split.x.extend(columns.iter().map(|c| c[i]));
-        }
-        split.y = rows.iter().map(|&i| y_all[i]).collect();
-        split.rows = rows.iter().map(|&i| i + 1).collect();
-    }
-
-    // Standardisation from the train split only.
-    let train = &splits[TRAIN];
-    let m = train.len() as f64;
-    for (j, f) in features.iter_mut().enumerate() {
-        let mean = (0..train.len()).map(|i| f64::from(train.x[i * width + j])).sum::<f64>() / m;
-        let var =
-            (0..train.len()).map(|i| (f64::from(train.x[i * width + j]) - mean).powi(2)).sum::<f64>() / m;
-        let std = var.sqrt();
-        f.mean = mean as f32;
-        f.std = if std > 1e-12 && (std as f32) > 0.0 { std as f32 } else { 1.0 };
-    }
-
-    let encoding = Encoding {
-        version: ENCODING_VERSION,
-        label: cfg.label.clone(),
-        classes,
-        columns: encodings,
-        features: features.clone(),
-    };
-    let relations = relations::resolve(&cfg.relations, &features).map_err(|m| Error::data(&path, m))?;
-    for r in &relations {
-        let train = &splits[TRAIN];
-        let held = (0..train.len())
-            .filter(|&i| {
-                let row = &train.x[i * width..(i + 1) * width];
-                r.residual(row).abs() <= r.tolerance(row)
-            })
-            .count();
-        // The judge enforces a relation on rows whose original keeps it; say how many do.
-        tracing::info!(
-            "relation `{}`: holds on {held} of {} train rows",
-            features[r.column].name,
-            train.len()
-        );
-    }
-    let transitions =
-        transitions(&names, &resolved, &groups, &features).map_err(|m| Error::data(&path, m))?;
-    let constraints = TabularConstraints {
-        directions: if features.iter().all(|f| f.direction == Direction::Any) {
-            Vec::new()
-        } else {
-            features.iter().map(|f| f.direction).collect()
-        },
-        relations,
-        transitions,
-    };
-    let [train, validation, test] = splits;
-    Ok(TabularData { path, features, n_classes, train, validation, test, encoding, constraints })
-}
-
-/// Every row has exactly one 1 among the columns of each numeric one-hot group.
-fn check_one_hot(
-    table: &Table,
-    names: &[String],
-    parsed: &[Parsed],
-    groups: &[Option<u32>],
-    keys: &[GroupKey],
-) -> Result<()> {
-    for (g, key) in keys.iter().enumerate() {
-        let GroupKey::Named(name) = key else { continue };
-        let members: Vec<(usize, &[Option<f32>])> = (0..names.len())
-            .filter(|&j| groups[j] == Some(g as u32))
-            .filter_map(|j| match &parsed[j] {
-                Parsed::Number { values, .. } => Some((j, values.as_slice())),
-                _ => None,
-            })
-            .collect();
-        let n = members.first().map_or(0, |m| m.1.len());
-        let ones = |i: usize| members.iter().filter(|m| m.1[i] == Some(1.0)).count();
-        if let Some(i) = (0..n).find(|&i| ones(i) != 1) {
-            let cells: Vec<String> = members
-                .iter()
-                .map(|(j, v)| format!("{} = {}", names[*j], v[i].unwrap_or(f32::NAN)))
-                .collect();
-            return Err(Error::data(
-                &table.path,
-                format!(
-                    "one-hot group {name:?}, {}: expected exactly one 1 among its columns, found {} ({})",
-                    table.at(i),
-                    ones(i),
-                    cells.join(", ")
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// The allowed category switches of every engine-encoded categorical column: the
 /// column's `transitions` when given (by category value), else any category to any other;
 /// never into the engine's own buckets (`:other`, `:missing`, `:unseen`), which hold no
@@ -644,28 +404,4 @@ fn transitions(
 /// Where an ISO date or date-time falls in time, in hours (what `split.by` orders by).
 pub fn datetime_key(text: &str) -> std::result::Result<f64, String> {
     datetime::parse(text).map(|(day, hour)| day as f64 * 24.0 + f64::from(hour))
-}
-
-/// The time order of every row by `column`: ISO dates and date-times (to the hour), or
-/// numbers; an empty or unreadable cell is an error naming it.
-fn time_keys(table: &Table, column: &str) -> Result<Vec<f64>> {
-    if !table.has_column(column) {
-        return Err(table.missing_column(&format!("split.by column {column:?}")));
-    }
-    let cells = table.texts(column)?;
-    cells
-        .iter()
-        .enumerate()
-        .map(|(row, cell)| {
-            let text = cell.as_deref().ok_or_else(|| {
-                table.cell_error(column, row, "empty: every row needs a time to be split by")
-            })?;
-            if let Ok(key) = datetime_key(text) {
-                return Ok(key);
-            }
-            text.trim().parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| {
-                table.cell_error(column, row, format!("{text:?} is neither an ISO date nor a number"))
-            })
-        })
-        .collect()
 }

@@ -13,12 +13,12 @@ use crate::error::Invalid;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Format {
+pub enum Format {
     Csv,
     Parquet,
 }
 
-pub(super) fn format_of(path: &Path) -> Option<Format> {
+pub fn format_of(path: &Path) -> Option<Format> {
     let ext = path.extension()?.to_str()?.to_ascii_lowercase();
     match ext.as_str() {
         "csv" => Some(Format::Csv),
@@ -27,57 +27,29 @@ pub(super) fn format_of(path: &Path) -> Option<Format> {
     }
 }
 
-/// A table read from disk, every column still as polars stored it.
-pub(super) struct Table {
+/// Rows of a table as polars read them: a whole file, or a chunk of one (see `chunks`).
+/// Every error about a cell names its file and its row (and line, for CSV).
+pub struct Table {
     pub path: PathBuf,
     format: Format,
     df: DataFrame,
-    /// For a table read from several files: each file after the first and the table row
-    /// it starts at, so that a cell's error names its own file and row.
-    parts: Vec<(PathBuf, usize)>,
+    /// 0-based row of the first row within its own file.
+    first_row: usize,
+    /// 0-based row of the first row among all the rows being loaded (every file, in order).
+    pub offset: usize,
+    /// CSV read a chunk at a time: the line each row starts on (the header is line 1).
+    lines: Option<Vec<usize>>,
 }
 
 impl Table {
-    /// The files of `paths` one after another, as one table: every file must have the same
-    /// columns, in the same order. Errors about a cell name its own file.
-    pub fn read_all(paths: &[PathBuf]) -> Result<Self> {
-        let mut table = Self::read(&paths[0])?;
-        for path in &paths[1..] {
-            let next = Self::read(path)?;
-            if next.column_names() != table.column_names() {
-                return Err(Error::data(
-                    path,
-                    format!(
-                        "its columns ({}) are not those of {} ({})",
-                        next.column_list(),
-                        table.path.display(),
-                        table.column_list()
-                    ),
-                ));
-            }
-            if next.format != table.format {
-                return Err(Error::data(path, format!("not the same file type as {}", table.path.display())));
-            }
-            let start = table.df.height();
-            table.df.vstack_mut(&next.df).map_err(|e| {
-                Error::external(format!("{}: cannot append to {}", path.display(), table.path.display()), e)
-            })?;
-            table.parts.push((path.clone(), start));
-        }
-        Ok(table)
-    }
-
-    /// The table row where file `k` (0: the first) starts.
-    pub fn part_start(&self, k: usize) -> usize {
-        if k == 0 { 0 } else { self.parts[k - 1].1 }
-    }
-
-    /// The file holding table row `row0`, and the row's index in it.
-    fn locate(&self, row0: usize) -> (&Path, usize) {
-        match self.parts.iter().rev().find(|(_, start)| row0 >= *start) {
-            Some((path, start)) => (path, row0 - start),
-            None => (&self.path, row0),
-        }
+    pub(super) fn chunk(
+        path: &Path,
+        format: Format,
+        df: DataFrame,
+        first_row: usize,
+        lines: Option<Vec<usize>>,
+    ) -> Self {
+        Self { path: path.to_path_buf(), format, df, first_row, offset: 0, lines }
     }
 
     pub fn read(path: &Path) -> Result<Self> {
@@ -101,7 +73,7 @@ impl Table {
                 .finish()
                 .map_err(|e| Error::external(format!("{}: cannot read as Parquet", path.display()), e))?,
         };
-        let table = Self { path: path.to_path_buf(), format, df, parts: Vec::new() };
+        let table = Self::chunk(path, format, df, 0, None);
         if table.df.height() == 0 {
             return Err(Error::data(
                 path,
@@ -109,6 +81,15 @@ impl Table {
             ));
         }
         Ok(table)
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The rows, as polars holds them.
+    pub fn df(&self) -> &DataFrame {
+        &self.df
     }
 
     pub fn column_names(&self) -> Vec<String> {
@@ -128,17 +109,18 @@ impl Table {
         Error::data(&self.path, format!("{what} not found; the file has columns: {}", self.column_list()))
     }
 
-    /// `row 17 (line 18)` for the 0-based data row 16 of a CSV file.
-    pub fn at(&self, row0: usize) -> String {
-        let (_, row0) = self.locate(row0);
-        match self.format {
-            Format::Csv => format!("row {} (line {})", row0 + 1, row0 + 2),
-            Format::Parquet => format!("row {}", row0 + 1),
+    /// `row 17 (line 18)` for this table's row 16 (0-based) of a CSV file read whole.
+    pub fn at(&self, i: usize) -> String {
+        let row = self.first_row + i + 1;
+        match (&self.lines, self.format) {
+            (Some(lines), _) => format!("row {row} (line {})", lines[i]),
+            (None, Format::Csv) => format!("row {row} (line {})", row + 1),
+            (None, Format::Parquet) => format!("row {row}"),
         }
     }
 
-    pub fn cell_error(&self, column: &str, row0: usize, msg: impl std::fmt::Display) -> Error {
-        Error::data(self.locate(row0).0, format!("column {column:?}, {}: {msg}", self.at(row0)))
+    pub fn cell_error(&self, column: &str, i: usize, msg: impl std::fmt::Display) -> Error {
+        Error::data(&self.path, format!("column {column:?}, {}: {msg}", self.at(i)))
     }
 
     /// Number of data rows.
@@ -325,7 +307,7 @@ impl Iterator for CsvRecords<'_> {
 /// Refuses a header that names a column twice: polars would rename the second `V1` to
 /// `V1_duplicated_0` and the pipeline would silently read the first one only.
 /// Reads from the start of `file` and leaves it there.
-fn check_csv_header(path: &Path, file: &mut File) -> Result<()> {
+pub(super) fn check_csv_header(path: &Path, file: &mut File) -> Result<()> {
     const PREFIX: u64 = 1 << 20;
     let mut head = Vec::new();
     (&mut *file)

@@ -2,11 +2,13 @@
 //! error it names.
 
 use super::*;
+use crate::Error;
 use crate::error::Invalid;
 use polars::prelude::{Column, DataFrame, ParquetWriter, SerReader};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
+use std::path::Path;
 use std::time::Instant;
 
 fn ulb_dir() -> PathBuf {
@@ -27,6 +29,7 @@ fn cfg(path: impl Into<PathBuf>, label: &str) -> TabularDataConfig {
         limit: None,
         files: None,
         relations: Vec::new(),
+        stream: None,
     }
 }
 
@@ -88,7 +91,7 @@ fn loads_the_real_ulb_sample_stratified() {
                 counts[c]
             );
         }
-        assert_eq!(split.x.len(), split.len() * 30);
+        assert_eq!(split.values().unwrap().len(), split.len() * 30);
         assert!(split.rows.windows(2).all(|w| w[0] < w[1]), "rows in file order");
     }
     // Every file row lands in exactly one split.
@@ -98,8 +101,8 @@ fn loads_the_real_ulb_sample_stratified() {
     // Row 1 of the file: Time 4.0, V1 1.22965763450793, whichever split has it.
     let (split, i) =
         [tr, va, te].into_iter().find_map(|s| s.rows.iter().position(|&r| r == 1).map(|i| (s, i))).unwrap();
-    assert_eq!(split.row(i)[0], 4.0);
-    assert!((split.row(i)[1] - 1.229_657_6).abs() < 1e-6);
+    assert_eq!(split.row(i).unwrap()[0], 4.0);
+    assert!((split.row(i).unwrap()[1] - 1.229_657_6).abs() < 1e-6);
     let time = &data.features[0];
     assert_eq!((time.lower, time.upper), (4.0, 172_756.0));
     assert!(data.features.iter().all(|f| f.kind == FeatureKind::Continuous && f.mutable && f.cost == 1.0));
@@ -124,7 +127,7 @@ fn standardisation_is_fitted_on_train_only() {
     let (_dir, path) = write("t.csv", &synthetic(200, 4));
     let data = load(&cfg(&path, "y"), Path::new("/"), 3).unwrap();
     let tr = &data.train;
-    let col: Vec<f64> = (0..tr.len()).map(|i| f64::from(tr.row(i)[0])).collect();
+    let col: Vec<f64> = (0..tr.len()).map(|i| f64::from(tr.row(i).unwrap()[0])).collect();
     let mean = col.iter().sum::<f64>() / col.len() as f64;
     let std = (col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / col.len() as f64).sqrt();
     let a = &data.features[0];
@@ -195,7 +198,7 @@ cost = 0.5
         (FeatureKind::Continuous, true, 2.0, 0.0, 1000.0)
     );
     // Columns in `features` order: c = (row - 1) % 2, a = row - 1.
-    let (row, file_row) = (data.train.row(0), data.train.rows[0]);
+    let (row, file_row) = (data.train.row(0).unwrap(), data.train.rows[0]);
     assert_eq!((row[0], row[1]), (((file_row - 1) % 2) as f32, (file_row - 1) as f32));
 
     // Unknown keys are errors.
@@ -345,6 +348,15 @@ fn parquet_round_trip_matches_csv() {
     assert_eq!(from_pq.train, from_csv.train);
     assert_eq!(from_pq.validation, from_csv.validation);
     assert_eq!(from_pq.test, from_csv.test);
+    // Read a slice of rows at a time (row groups of 25), rows on disk: the same.
+    let mut streamed = cfg("t.parquet", "y");
+    streamed.stream = Some(true);
+    ParquetWriter::new(File::create(&pq).unwrap()).with_row_group_size(Some(25)).finish(&mut df).unwrap();
+    let from_chunks = load_in_chunks(&streamed, dir.path(), 9, dir.path(), 16).unwrap();
+    assert!(matches!(from_chunks.train.x, Rows::Disk(_)));
+    assert_eq!(from_chunks.features, from_csv.features);
+    assert_eq!(from_chunks.train, from_csv.train);
+    assert_eq!(from_chunks.test, from_csv.test);
 
     // A null in a Parquet column names the column and row.
     let a2: Vec<Option<f64>> = (0..n).map(|i| if i == 16 { None } else { Some(i as f64) }).collect();
@@ -644,7 +656,7 @@ kind = "datetime"
         .into_iter()
         .find_map(|s| s.rows.iter().position(|&r| r == 8).map(|i| (s, i)))
         .unwrap();
-    assert_eq!(s.row(i)[6], 1.0);
+    assert_eq!(s.row(i).unwrap()[6], 1.0);
     // Given for the datetime column itself, it is an error.
     let mut bad = c.clone();
     bad.columns.get_mut("when").unwrap().missing = Some(MissingPolicy::Impute);

@@ -55,7 +55,16 @@ pub struct TabularDataConfig {
     /// equals = "balance_before - amount"`. The attacker cannot move them; they follow.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub relations: Vec<RelationConfig>,
+    /// Read the files a chunk of rows at a time and keep the encoded rows on disk, so that
+    /// memory does not grow with the rows: `true`, `false`, or by default when the files
+    /// hold more than [`STREAM_ABOVE_BYTES`]. The numbers are the same either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
 }
+
+/// Input size above which a table is streamed unless `stream = false`: a table read whole
+/// takes several times its file size in memory.
+pub const STREAM_ABOVE_BYTES: u64 = 64 << 20;
 
 /// `[data.files]`: the validation and test files of a table split in advance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

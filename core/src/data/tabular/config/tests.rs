@@ -15,6 +15,7 @@ pub(super) fn cfg(columns: &[(&str, FeatureConfig)]) -> TabularDataConfig {
         limit: None,
         files: None,
         relations: Vec::new(),
+        stream: None,
     }
 }
 

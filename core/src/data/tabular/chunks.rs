@@ -1,91 +1,86 @@
-//! The input file (CSV or Parquet) read a chunk of rows at a time, each row knowing where it
-//! is in the file, so that a file larger than memory can be scored and an error names it.
+//! A table file (CSV or Parquet) read a chunk of rows at a time, each row knowing where it is
+//! in the file, so that a file larger than memory can be loaded or scored and an error names
+//! the row.
 
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, Cursor};
 use std::path::{Path, PathBuf};
 
-use polars::prelude::{CsvReadOptions, DataFrame, ParquetReader, SerReader};
-use tempered_core::{Error, Result};
+use polars::prelude::{CsvReadOptions, ParquetReader, SerReader};
 
+use super::reading::{Format, Table, format_of};
 use super::record::{fields, read_record};
-use super::{CHUNK_ROWS, Format};
+use crate::{Error, Result};
 
-/// Rows of the input, as polars read them, and where they are in the file.
-pub(super) struct Chunk {
-    pub(super) df: DataFrame,
-    /// 0-based data row of the chunk's first row.
-    first_row: usize,
-    /// CSV: the line each row starts on (the header is line 1).
-    lines: Option<Vec<usize>>,
-    /// Units of the progress total this chunk covers.
-    pub(super) progress: u64,
+/// Rows per chunk by default: large enough that the per-chunk costs (a Parquet slice, a
+/// polars parse) vanish, small enough that a chunk of a wide table stays a few tens of MB.
+pub const CHUNK_ROWS: usize = 16_384;
+
+/// A chunk of rows, and the units of the reader's progress total it covers.
+pub struct Chunk {
+    pub table: Table,
+    pub progress: u64,
 }
 
-impl Chunk {
-    pub(super) fn at(&self, i: usize) -> String {
-        match &self.lines {
-            Some(lines) => format!("row {} (line {})", self.first_row + i + 1, lines[i]),
-            None => format!("row {}", self.first_row + i + 1),
-        }
-    }
-}
-
-pub(super) enum Reader {
+pub enum Reader {
     Csv(CsvChunks),
-    Parquet { path: PathBuf, columns: Vec<String>, rows: usize, next: usize },
+    Parquet { path: PathBuf, columns: Vec<String>, rows: usize, next: usize, chunk_rows: usize },
 }
 
 impl Reader {
-    pub(super) fn open(path: &Path, format: Format) -> Result<Self> {
-        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-        if !meta.is_file() {
-            return Err(Error::data(path, "not a regular file"));
+    /// Opens `path` (a `.csv` or `.parquet` file) to be read `chunk_rows` rows at a time.
+    pub fn open(path: &Path, chunk_rows: usize) -> Result<Self> {
+        let format = format_of(path)
+            .ok_or_else(|| Error::data(path, "unsupported file type; expected a .csv or .parquet file"))?;
+        let (file, meta) = crate::data::open_regular(path).map_err(|e| e.at(path))?;
+        if meta.len() == 0 {
+            return Err(Error::data(path, "the file is empty (0 bytes); expected a header and data rows"));
         }
+        let chunk_rows = chunk_rows.max(1);
         match format {
-            Format::Csv => Ok(Self::Csv(CsvChunks::open(path, meta.len())?)),
+            Format::Csv => Ok(Self::Csv(CsvChunks::open(path, file, meta.len(), chunk_rows)?)),
             Format::Parquet => {
-                let open = || File::open(path).map_err(|e| Error::io(path, e));
                 let bad = |e| Error::external(format!("{}: cannot read as Parquet", path.display()), e);
-                let mut r = ParquetReader::new(open()?);
+                let mut r = ParquetReader::new(file);
                 let rows = r.num_rows().map_err(bad)?;
                 let columns = r.schema().map_err(bad)?.iter_names().map(|n| n.to_string()).collect();
-                Ok(Self::Parquet { path: path.to_owned(), columns, rows, next: 0 })
+                Ok(Self::Parquet { path: path.to_owned(), columns, rows, next: 0, chunk_rows })
             }
         }
     }
 
-    pub(super) fn columns(&self) -> &[String] {
+    pub fn columns(&self) -> &[String] {
         match self {
             Self::Csv(c) => &c.columns,
             Self::Parquet { columns, .. } => columns,
         }
     }
 
-    /// A CSV file's rows are not counted before they are read: its progress is in bytes.
-    pub(super) fn progress_label(&self) -> &'static str {
+    /// What the progress total counts: a CSV file's rows are not counted before they are
+    /// read, so its progress is in bytes.
+    pub fn progress_unit(&self) -> &'static str {
         match self {
-            Self::Csv(_) => "scoring (bytes)",
-            Self::Parquet { .. } => "scoring (rows)",
+            Self::Csv(_) => "bytes",
+            Self::Parquet { .. } => "rows",
         }
     }
 
-    pub(super) fn total(&self) -> u64 {
+    pub fn total(&self) -> u64 {
         match self {
             Self::Csv(c) => c.bytes,
             Self::Parquet { rows, .. } => *rows as u64,
         }
     }
 
-    pub(super) fn next_chunk(&mut self) -> Result<Option<Chunk>> {
+    pub fn next_chunk(&mut self) -> Result<Option<Chunk>> {
         match self {
             Self::Csv(c) => c.next_chunk(),
-            Self::Parquet { path, rows, next, .. } => {
+            Self::Parquet { path, rows, next, chunk_rows, .. } => {
                 if *next >= *rows {
                     return Ok(None);
                 }
-                let len = CHUNK_ROWS.min(*rows - *next);
+                let len = (*chunk_rows).min(*rows - *next);
                 let file = File::open(&*path).map_err(|e| Error::io(&*path, e))?;
                 // A slice reads only the row groups it overlaps.
                 let df = ParquetReader::new(file).with_slice(Some((*next, len))).finish().map_err(|e| {
@@ -99,16 +94,20 @@ impl Reader {
                         e,
                     )
                 })?;
-                let chunk = Chunk { df, first_row: *next, lines: None, progress: len as u64 };
+                let chunk = Chunk {
+                    table: Table::chunk(path, Format::Parquet, df, *next, None),
+                    progress: len as u64,
+                };
                 *next += len;
                 Ok(Some(chunk))
             }
         }
     }
 }
+
 /// A CSV file cut into chunks of whole records (a quoted field may span lines), each parsed
 /// by polars with the header in front, every column as text like the training reader.
-pub(super) struct CsvChunks {
+pub struct CsvChunks {
     path: PathBuf,
     file: BufReader<File>,
     header: Vec<u8>,
@@ -117,11 +116,12 @@ pub(super) struct CsvChunks {
     /// Data rows and lines read so far.
     rows: usize,
     line: usize,
+    chunk_rows: usize,
 }
 
 impl CsvChunks {
-    fn open(path: &Path, bytes: u64) -> Result<Self> {
-        let mut file = BufReader::new(File::open(path).map_err(|e| Error::io(path, e))?);
+    fn open(path: &Path, file: File, bytes: u64, chunk_rows: usize) -> Result<Self> {
+        let mut file = BufReader::new(file);
         let mut header = Vec::new();
         let rec = read_record(&mut file, &mut header).map_err(|e| Error::io(path, e))?;
         // Progress counts the bytes of data rows.
@@ -147,7 +147,16 @@ impl CsvChunks {
                 format!("header (line 1): two columns are named {dup:?}; every column needs its own name"),
             ));
         }
-        Ok(Self { path: path.to_owned(), file, header, columns, bytes, rows: 0, line: 1 + rec.lines })
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            header,
+            columns,
+            bytes,
+            rows: 0,
+            line: 1 + rec.lines,
+            chunk_rows,
+        })
     }
 
     fn next_chunk(&mut self) -> Result<Option<Chunk>> {
@@ -155,7 +164,7 @@ impl CsvChunks {
         let mut lines = Vec::new();
         let mut read = 0u64;
         let mut record = Vec::new();
-        while lines.len() < CHUNK_ROWS {
+        while lines.len() < self.chunk_rows {
             record.clear();
             let rec = read_record(&mut self.file, &mut record).map_err(|e| Error::io(&self.path, e))?;
             if rec.lines == 0 {
@@ -223,6 +232,7 @@ impl CsvChunks {
             ));
         }
         self.rows += lines.len();
-        Ok(Some(Chunk { df, first_row, lines: Some(lines), progress: read }))
+        let table = Table::chunk(&self.path, Format::Csv, df, first_row, Some(lines));
+        Ok(Some(Chunk { table, progress: read }))
     }
 }
