@@ -65,6 +65,15 @@ models:
 gen-transactions rows="1000000" out="target/transactions.csv" seed="7" fraud_rate="0.03":
     cargo run --release -p tempered-txgen -- --rows {{rows}} --seed {{seed}} --fraud-rate {{fraud_rate}} --out {{out}}
 
+# The streaming benchmark (BENCHMARKS.md, "Streaming"): a generated table of `rows` rows
+# through pipelines/transactions-stream.toml, with the run's peak memory at the end of its log.
+bench-stream rows="1000000":
+    cargo build --release -p tempered-core -p tempered-tabular
+    mkdir -p target/bench
+    cargo run --release -p tempered-txgen -- --rows {{rows}} --seed 7 --fraud-rate 0.03 --out target/bench/transactions.csv
+    rm -rf target/bench/run-{{rows}}
+    /usr/bin/time -v ./target/release/tempered run pipelines/transactions-stream.toml --out target/bench/run-{{rows}} 2>&1 | tee target/bench/run-{{rows}}.log
+
 # Start a new attack plugin from the example: just new-plugin my-attack
 new-plugin name:
     mkdir -p plugins/{{name}}/src

@@ -14,6 +14,8 @@
 //! # split = { by = "timestamp", validation = 0.15, test = 0.25 }  # out of time: the latest rows test
 //! # files = { validation = "data/val.csv", test = "data/test.csv" }  # split in advance: `path` is train
 //! # limit = 600                            # keep a stratified seeded subsample of this many rows
+//! # stream = true                          # read 16,384 rows at a time, encoded rows on disk
+//!                                          # (default: when the files hold over 64 MiB)
 //! defaults = { kind = "continuous", mutable = true, cost = 1.0 }  # for every feature
 //!
 //! [data.columns.Time]                      # per-column overrides of `defaults`
