@@ -632,3 +632,32 @@ fn a_table_split_in_advance_is_read_from_its_three_files() {
             .contains("`limit` does not apply")
     );
 }
+
+/// The shipped `transactions.toml`: its numbers pinned, and issue 12's targets on its test
+/// split (the hardening strength chosen on validation by `[tradeoff]`).
+#[test]
+fn transactions_toml_gives_its_golden_numbers_and_meets_its_targets() {
+    let p = Pipeline::load(&repo().join("pipelines/transactions.toml")).expect("valid pipeline");
+    let out = scratch("transactions-golden").join("run");
+    let finished =
+        engine::run(&p, &RunOptions { out: Some(out.clone()), resume: false }).expect("run succeeds");
+    let m = read_json(&out.join("metrics.json"));
+    tempered_tests::assert_golden("transactions", &m);
+    assert!(tempered_core::report::failed(&finished.metrics).is_empty(), "no failed check");
+    let pr_auc = |phase: &str| m["clean"][phase]["pr_auc"].as_f64().unwrap();
+    assert!(pr_auc("before") - pr_auc("after") <= 0.02, "clean PR-AUC drops by at most 0.02");
+    let success = |id: &str, phase: &str| {
+        let a = m["attacks"].as_array().unwrap().iter().find(|a| a["id"] == id && a["phase"] == phase);
+        a.unwrap_or_else(|| panic!("{id} {phase}"))["success_rate"].as_f64().unwrap()
+    };
+    assert!(success("pgd", "after") <= success("pgd", "before") / 2.0, "the trained-against attack halves");
+    for held_out in ["fraudster", "moeva"] {
+        assert!(
+            success(held_out, "after") <= success(held_out, "before"),
+            "{held_out} is no more successful"
+        );
+    }
+    for a in m["attacks"].as_array().unwrap() {
+        assert_eq!(a["constraint_violations"], 0, "{}: 0 constraint violations", a["id"]);
+    }
+}
