@@ -235,6 +235,36 @@ impl RowFile {
     }
 }
 
+/// The rows of `order`'s batches, read on a thread of its own a couple of batches ahead of
+/// the one being trained on, so that reading the disk and computing overlap.
+pub struct Prefetch {
+    batches: std::sync::mpsc::Receiver<Result<Vec<f32>>>,
+}
+
+impl RowFile {
+    /// Reads `order.chunks(batch)` in turn, up to two batches ahead of [`Prefetch::next_batch`].
+    pub fn prefetch(&self, order: Arc<[usize]>, batch: usize) -> Prefetch {
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        let rows = self.clone();
+        std::thread::spawn(move || {
+            for chunk in order.chunks(batch.max(1)) {
+                // The receiver is gone (the epoch stopped early): so is the need to read.
+                if tx.send(rows.gather(chunk)).is_err() {
+                    return;
+                }
+            }
+        });
+        Prefetch { batches: rx }
+    }
+}
+
+impl Prefetch {
+    /// The next batch's rows; an error once every batch was read.
+    pub fn next_batch(&mut self) -> Result<Vec<f32>> {
+        self.batches.recv().map_err(|_| Error::invalid("a batch was asked of a row file past its epoch's last"))?
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,6 +336,25 @@ mod tests {
                 }
             });
         }
+    }
+
+    #[test]
+    fn prefetched_batches_are_the_gathered_ones_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = values(50, 3);
+        let file = written(dir.path(), &data, 3);
+        let order: Vec<usize> = (0..50).rev().chain([7, 7, 0]).collect();
+        let mut ahead = file.prefetch(order.clone().into(), 8);
+        for chunk in order.chunks(8) {
+            assert_eq!(bits(&ahead.next_batch().unwrap()), bits(&gathered(&data, 3, chunk)));
+        }
+        assert!(ahead.next_batch().is_err(), "no batch past the last");
+        // A bad row reaches the reader as the error of its batch.
+        let mut bad = file.prefetch(vec![1, 2, 99].into(), 2);
+        assert!(bad.next_batch().is_ok());
+        assert!(bad.next_batch().unwrap_err().to_string().contains("row 99"));
+        // An epoch stopped early leaves nothing waiting.
+        drop(file.prefetch((0..50).collect::<Vec<_>>().into(), 1));
     }
 
     #[test]

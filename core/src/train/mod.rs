@@ -7,6 +7,8 @@
 //! restored at the end. Every epoch ends in one atomic commit (`commit.rs`) from which an
 //! interrupted run resumes to the numbers it would have given uninterrupted.
 
+use std::sync::Arc;
+
 use candle_core::{D, Tensor};
 use candle_nn::ParamsAdamW;
 use rand::seq::SliceRandom;
@@ -556,11 +558,22 @@ fn fit_with(
             && (fit.adversarial_weight > 0.0 || fit.trades_beta.is_some());
         let w = if adversarial { fit.adversarial_weight } else { 0.0 };
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9));
-        let order = epoch_order(&data.train.y, balance.sampling, &mut rng);
+        let order: Arc<[usize]> = epoch_order(&data.train.y, balance.sampling, &mut rng).into();
+        // Rows on disk are read a batch ahead, on a thread of their own, while this one trains.
+        let mut ahead = match &data.train.x {
+            Examples::Stored(rows) => Some((rows.prefetch(order.clone(), fit.batch_size), rows.width())),
+            _ => None,
+        };
         let mut progress = Progress::new(&format!("{phase} epoch {epoch}/{}", fit.epochs), batches as u64);
         let mut total = 0.0f64;
         for (b, chunk) in order.chunks(fit.batch_size.max(1)).enumerate() {
-            let batch = data.train.select(chunk)?;
+            let batch = match ahead.as_mut() {
+                Some((rows, width)) => Labelled {
+                    x: Examples::Dense { data: rows.next_batch()?, width: *width },
+                    y: chunk.iter().map(|&i| data.train.y[i]).collect(),
+                },
+                None => data.train.select(chunk)?,
+            };
             // The attack leaves the weights alone, so its examples can come first.
             let adv = match adversary.as_deref_mut() {
                 Some(adv) if adversarial => {
