@@ -182,3 +182,20 @@ fn several_hardening_attacks_resume_exactly() {
     kill_chain(name, &dir, "chain", &["hardened:1:2", "hardened:2:end"], &want);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// transactions-small read a chunk at a time, its rows on disk: a kill mid-epoch (the batch
+/// prefetch thread running) and at a commit resumes to the metrics of the run that was never
+/// interrupted, which are those of the same table read whole.
+#[test]
+fn a_streamed_table_resumes_exactly() {
+    let base = tempered_tests::repo_pipeline("transactions-small.toml");
+    let src = base.replacen("[data]\n", "[data]\nstream = true\n", 1);
+    assert_ne!(src, base, "transactions-small has no [data] line: update this test");
+    let file = tempered_tests::pipeline_file("resume-streamed", &src);
+    let name = file.to_str().expect("a UTF-8 path");
+    let dir = scratch("resume-streamed");
+    let want = uninterrupted(name, &dir);
+    assert_eq!(want, uninterrupted("transactions-small.toml", &dir.join("whole")), "streamed = read whole");
+    kill_chain(name, &dir, "chain", &["clean:3:7", "clean:12:end", "hardened:1:9"], &want);
+    let _ = std::fs::remove_dir_all(&dir);
+}
