@@ -261,7 +261,9 @@ impl RowFile {
 impl Prefetch {
     /// The next batch's rows; an error once every batch was read.
     pub fn next_batch(&mut self) -> Result<Vec<f32>> {
-        self.batches.recv().map_err(|_| Error::invalid("a batch was asked of a row file past its epoch's last"))?
+        self.batches
+            .recv()
+            .map_err(|_| Error::invalid("a batch was asked of a row file past its epoch's last"))?
     }
 }
 
