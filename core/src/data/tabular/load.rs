@@ -12,7 +12,8 @@ use tempered_plugin::{Direction, TabularConstraints};
 
 use super::chunks::CHUNK_ROWS;
 use super::config::{MissingPolicy, Resolved, STREAM_ABOVE_BYTES, check_groups, column_key};
-use super::encoding::{self, ColumnEncoding, ColumnStats, Parsed};
+use super::cells::{self, ColumnStats, Parsed};
+use super::encoding::ColumnEncoding;
 use super::labels::Labels;
 use super::reading::Table;
 use super::source::Source;
@@ -151,7 +152,7 @@ pub fn load_in_chunks(
         let train: Vec<bool> = (0..t.height()).map(|i| assign[t.offset + i] == TRAIN as u8).collect();
         let mut parsed = Vec::with_capacity(names.len());
         for (j, name) in names.iter().enumerate() {
-            let p = encoding::read_column(t, name, &resolved[j], stats[j].shape())?;
+            let p = cells::read_column(t, name, &resolved[j], stats[j].shape())?;
             let impute = resolved[j].missing == MissingPolicy::Impute;
             stats[j].add(t, name, &p, &train, impute)?;
             parsed.push(p);
@@ -177,7 +178,7 @@ pub fn load_in_chunks(
     source.each("encoding", |_, t| {
         let mut columns: Vec<Vec<f32>> = Vec::with_capacity(width);
         for (j, name) in names.iter().enumerate() {
-            let p = encoding::read_column(t, name, &resolved[j], Some(&shapes[j]))?;
+            let p = cells::read_column(t, name, &resolved[j], Some(&shapes[j]))?;
             columns.extend(encodings[j].apply(&p));
         }
         for i in 0..t.height() {

@@ -168,11 +168,14 @@
 //!
 //! # Modules
 //!
-//! `config` (the `[data]` types, patterns, which setting wins), `reading` (CSV / Parquet into
-//! cells, with the errors that name them), `labels`, `encoding` (each column's reading by
-//! kind, fitting and writing of features; [`Encoding`]), `datetime` (ISO dates as day
-//! numbers), `split` (the stratified split).
+//! `load` (the three passes over the rows), `source` (the files read whole or `chunks` of rows
+//! at a time; `record`: one CSV record), `config` (the `[data]` types, patterns, which setting
+//! wins), `reading` (CSV / Parquet into cells, with the errors that name them), `labels`,
+//! `cells` (each column's cells read by kind, and the statistics fitting needs), `encoding`
+//! (fitting and writing of features; [`Encoding`]), `datetime` (ISO dates as day numbers),
+//! `split` (the stratified and out-of-time splits), `relations`, `partitions`.
 
+mod cells;
 pub mod chunks;
 mod config;
 mod datetime;
