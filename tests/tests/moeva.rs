@@ -25,9 +25,10 @@ fn pipeline() -> Pipeline {
         assert!(src.contains(at), "the shipped pipeline still has `{at}`");
         src.replacen(at, &format!("{at}\n{add}"), 1)
     };
-    let head = with(head, "[data.columns.amount]", "direction = \"up\"");
+    // The shipped amount only grows already (the fraud keeps its money).
+    assert!(head.contains("[data.columns.amount]\nlower = 0.01\ncost = 0.01\ndirection = \"up\""));
     let head = with(
-        &head,
+        head,
         "[data.columns.channel]",
         "transitions = { pos = [\"contactless\", \"online\"], contactless = [\"pos\", \"online\"], phone = [\"online\"] }",
     );
