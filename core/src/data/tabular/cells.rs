@@ -334,4 +334,3 @@ impl ColumnStats {
         Ok(())
     }
 }
-

@@ -10,9 +10,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tempered_plugin::{Direction, TabularConstraints};
 
+use super::cells::{self, ColumnStats, Parsed};
 use super::chunks::CHUNK_ROWS;
 use super::config::{MissingPolicy, Resolved, STREAM_ABOVE_BYTES, check_groups, column_key};
-use super::cells::{self, ColumnStats, Parsed};
 use super::encoding::ColumnEncoding;
 use super::labels::Labels;
 use super::reading::Table;
