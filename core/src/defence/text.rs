@@ -24,15 +24,13 @@ use candle_nn::VarMap;
 use tempered_plugin::judge::osa_within;
 use tempered_plugin::words::word_spans;
 
-use super::phase::{Attack, clean};
+use super::phase::{Attack, Judging, failed, log_outcome, rates};
 use crate::data::{Examples, ExamplesRef, Labelled};
-use crate::evaluate::{self, Decision, Outcome};
-use crate::modality::{self, Task};
+use crate::evaluate::{self, Decision};
+use crate::modality;
 use crate::model::{Classifier, Mode};
 use crate::pipeline::defence::DefenceConfig;
-use crate::pipeline::{OnError, Pipeline};
 use crate::report::defences::{DefenceMetrics, DefendedAttack, QUERY_DEFENDED, Rates, TRANSFER, judge};
-use crate::report::{Metrics, Phase};
 use crate::{Error, Result};
 
 /// The spelling normaliser: a vocabulary and how far a correction may reach.
@@ -216,24 +214,18 @@ pub struct Crafted {
     violations: usize,
 }
 
-/// Judges the text defence `config` against every evaluated attack of `pipeline`.
-// Each input is a different thing the defence is judged against; a struct would only rename them.
-#[allow(clippy::too_many_arguments)]
+/// Judges the text defence `config` against every evaluated attack of the pipeline.
 pub(super) fn run(
-    pipeline: &Pipeline,
-    task: &dyn Task,
+    on: &Judging<'_>,
     attacks: &mut [Attack<'_>],
-    split: &Labelled,
-    phase: Phase,
-    decision: Option<Decision>,
-    metrics: &Metrics,
     config: &DefenceConfig,
     crafted: &mut HashMap<String, Crafted>,
 ) -> Result<DefenceMetrics> {
+    let Judging { pipeline, task, phase, .. } = *on;
     let model = task.parts().model.as_ref();
     let spelling = spelling(config, model)?;
     let defended = Normalised::new(model, spelling.clone());
-    let clean = clean(task, &defended, split, decision)?;
+    let clean = on.clean(&defended)?;
     tracing::info!("defence `{}`: clean accuracy {:.1}% with it", config.id, clean.accuracy * 100.0);
     let ev = pipeline.spec.evaluate();
     let mut rows = Vec::new();
@@ -241,9 +233,7 @@ pub(super) fn run(
         if ev.attacks.as_ref().is_some_and(|ids| !ids.contains(&a.config.id)) {
             continue;
         }
-        rows.push(judge_attack(
-            pipeline, task, a, &spelling, split, phase, decision, metrics, config, crafted,
-        )?);
+        rows.push(judge_attack(on, a, &spelling, config, crafted)?);
     }
     Ok(DefenceMetrics {
         id: config.id.clone(),
@@ -257,44 +247,20 @@ pub(super) fn run(
     })
 }
 
-/// The evaluation settings of the attack phase for `a`: same examples, same seeds. `classes`
-/// is left to the caller, whose `a.handle` stays mutably borrowed meanwhile.
-fn settings<'l>(
-    pipeline: &Pipeline,
-    a: &Attack<'_>,
-    decision: Option<Decision>,
-    label: &'l str,
-) -> evaluate::Run<'l> {
-    evaluate::Run {
-        decision,
-        batch_size: a.config.batch_size,
-        classes: None,
-        limit: pipeline.spec.evaluate().examples,
-        seed: evaluate::mix(pipeline.seed(), crate::hash::fnv1a(a.config.id.as_bytes())),
-        samples: 0,
-        label,
-    }
-}
-
 /// `a`'s texts crafted against the undefended model exactly as the attack phase crafted them
 /// (its examples, batches and seeds), each judged by the host.
-fn craft(
-    pipeline: &Pipeline,
-    task: &dyn Task,
-    a: &mut Attack<'_>,
-    split: &Labelled,
-    decision: Option<Decision>,
-) -> Result<Crafted> {
+fn craft(on: &Judging<'_>, a: &mut Attack<'_>) -> Result<Crafted> {
+    let Judging { pipeline, task, split, decision, .. } = *on;
     let model = task.parts().model.as_ref();
     let label = format!("{} (undefended, for transfer)", a.config.id);
-    let run = settings(pipeline, a, decision, &label);
-    let idx = evaluate::select(split, a.config.classes.as_deref(), run.limit);
+    let run = evaluate::Run::of_attack(pipeline, a.config, decision, &label);
+    let idx = evaluate::select(split, run.classes, run.limit);
     let subset = split.select(&idx)?;
     let Examples::Text(originals) = &subset.x else {
         return Err(Error::invalid("a text defence needs text examples"));
     };
     let (pred, probs) = evaluate::predict(model, &subset.x, 1024)?;
-    let pred = decide(pred, &probs, decision);
+    let pred = evaluate::decided(pred, &probs, decision);
     let at_point = decision.map(|d| evaluate::AtOperatingPoint::new(model, d)).transpose()?;
     let attacked: &dyn Classifier = match &at_point {
         Some(m) => m,
@@ -335,13 +301,6 @@ fn craft(
     Ok(Crafted { texts, violations })
 }
 
-fn decide(argmax: Vec<u32>, probs: &[Vec<f32>], decision: Option<Decision>) -> Vec<u32> {
-    match decision {
-        Some(d) => probs.iter().map(|p| d.decide(p)).collect(),
-        None => argmax,
-    }
-}
-
 /// The crafted texts given to the defended model: an example counts as attacked when the
 /// defended model gets its original right, and as a success when it then gets the crafted
 /// text wrong.
@@ -354,62 +313,35 @@ fn transfer(
 ) -> Result<Rates> {
     let subset = split.select(idx)?;
     let (pred, probs) = evaluate::predict(defended, &subset.x, 1024)?;
-    let pred = decide(pred, &probs, decision);
+    let pred = evaluate::decided(pred, &probs, decision);
     let adv = Examples::Text(crafted.texts.clone());
     let (adv_pred, adv_probs) = evaluate::predict(defended, &adv, 1024)?;
-    let adv_pred = decide(adv_pred, &adv_probs, decision);
+    let adv_pred = evaluate::decided(adv_pred, &adv_probs, decision);
     let right: Vec<usize> = (0..subset.len()).filter(|&i| pred[i] == subset.y[i]).collect();
     let successes = right.iter().filter(|&&i| adv_pred[i] != subset.y[i]).count();
     Ok(Rates::new(subset.len(), right.len(), successes, crafted.violations))
 }
 
-fn rates(o: &Outcome) -> Rates {
-    Rates::new(o.examples, o.attacked, o.successes, o.violations)
-}
-
-#[allow(clippy::too_many_arguments)]
 fn judge_attack(
-    pipeline: &Pipeline,
-    task: &dyn Task,
+    on: &Judging<'_>,
     a: &mut Attack<'_>,
     spelling: &Arc<Spelling>,
-    split: &Labelled,
-    phase: Phase,
-    decision: Option<Decision>,
-    metrics: &Metrics,
     config: &DefenceConfig,
     crafted: &mut HashMap<String, Crafted>,
 ) -> Result<DefendedAttack> {
+    let Judging { pipeline, task, split, phase, decision, metrics } = *on;
     let id = a.config.id.clone();
     let defence = &config.id;
     let undefended = metrics.attack(&id, phase).map(Rates::of);
-    let skip = a.config.on_error == OnError::Skip;
-    let failed = |e: Error, what: &str| -> Result<DefendedAttack> {
-        if !skip {
-            return Err(e);
-        }
-        tracing::warn!("attack `{id}` against defence `{defence}` failed and is skipped: {e}");
-        let why = format!("the {what} attack failed: {e}");
-        let (verdict, reason) = judge(None, None, None, None, Some(&why));
-        Ok(DefendedAttack {
-            id: id.clone(),
-            uses_gradients: None,
-            undefended,
-            plain: None,
-            adaptive: None,
-            verdict,
-            reason,
-        })
-    };
     let defended = Normalised::new(task.parts().model.as_ref(), spelling.clone());
 
     // Normal: crafted on the undefended model (once per attack, whatever the defences).
     if !crafted.contains_key(&id) {
-        match craft(pipeline, task, a, split, decision) {
+        match craft(on, a) {
             Ok(c) => {
                 crafted.insert(id.clone(), c);
             }
-            Err(e) => return failed(e, "transferred"),
+            Err(e) => return failed(a.config, defence, undefended, e, "transferred"),
         }
     }
     let idx = evaluate::select(split, a.config.classes.as_deref(), pipeline.spec.evaluate().examples);
@@ -423,22 +355,13 @@ fn judge_attack(
 
     // Adaptive: the attack asks the defended model.
     let label = format!("{id} vs {defence} ({QUERY_DEFENDED})");
-    let mut run = settings(pipeline, a, decision, &label);
-    run.classes = a.config.classes.as_deref();
+    let run = evaluate::Run::of_attack(pipeline, a.config, decision, &label);
     let ctx = modality::context(task, pipeline.seed(), a.config.query_budget);
     let adaptive = match evaluate::run(a.handle, &defended, split, ctx, task.parts().judge.as_ref(), &run) {
         Ok(o) => o,
-        Err(e) => return failed(e, "adaptive"),
+        Err(e) => return failed(a.config, defence, undefended, e, "adaptive"),
     };
-    for note in adaptive.violation_notes.iter().take(3) {
-        tracing::warn!("{label}: constraint violated: {note}");
-    }
-    tracing::info!(
-        "{label}: success {:.1}% of {} attacked, robust accuracy {:.1}%",
-        adaptive.success_rate() * 100.0,
-        adaptive.attacked,
-        adaptive.robust_accuracy() * 100.0
-    );
+    log_outcome(&label, &adaptive);
     let adaptive = rates(&adaptive);
     let missing = undefended.is_none().then_some("the undefended attack did not run (skipped)");
     // Both runs always exist for text: the full rule applies, whatever the attack asked.

@@ -221,13 +221,8 @@ pub(super) fn attack_phase(
         let inputs = units.inputs(&id, &loaded.config, &loaded.params, &loaded.handle.plugin, n_samples)?;
         let unit = store.unit(&id, &inputs, || {
             let run = evaluate::Run {
-                decision,
-                batch_size: loaded.config.batch_size,
-                classes: loaded.config.classes.as_deref(),
-                limit: ev.examples,
-                seed: evaluate::mix(seed, hash(&id)),
                 samples: n_samples,
-                label: &label,
+                ..evaluate::Run::of_attack(pipeline, &loaded.config, decision, &label)
             };
             let ctx = modality::context(task, seed, loaded.config.query_budget);
             let outcome =
@@ -274,15 +269,8 @@ pub(super) fn attack_phase(
             let name = format!("{} {}={value} (sweep)", sweep.attack, sweep.param);
             let inputs = units.inputs(&name, &loaded.config, &params, &plugin, 0)?;
             let point = store.unit(&name, &inputs, || {
-                let run = evaluate::Run {
-                    decision,
-                    batch_size: loaded.config.batch_size,
-                    classes: loaded.config.classes.as_deref(),
-                    limit: ev.examples,
-                    seed: evaluate::mix(seed, hash(&sweep.attack)),
-                    samples: 0,
-                    label: &label,
-                };
+                // The sweep's attack is `loaded`: its seed is the attack phase's.
+                let run = evaluate::Run::of_attack(pipeline, &loaded.config, decision, &label);
                 let ctx = modality::context(task, seed, loaded.config.query_budget);
                 let outcome = plugin.create(&loaded.config.attack, &params, &pipeline.base_dir).and_then(
                     |mut handle| {
@@ -364,10 +352,6 @@ fn attack_metrics(
         seconds: o.seconds,
         extra,
     }
-}
-
-fn hash(s: &str) -> u64 {
-    crate::hash::fnv1a(s.as_bytes())
 }
 
 /// Whether the run hardens against attack `id` (its `trained_against` in metrics.json).

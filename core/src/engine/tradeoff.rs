@@ -164,15 +164,7 @@ impl Measure<'_> {
             let label = format!("{id} ({param} = {value}, validation)");
             let inputs = units.inputs(&id, &loaded.config, &loaded.params, &loaded.handle.plugin, 0)?;
             let measured = store.unit(&id, &inputs, || {
-                let run = evaluate::Run {
-                    decision,
-                    batch_size: loaded.config.batch_size,
-                    classes: loaded.config.classes.as_deref(),
-                    limit: ev.examples,
-                    seed: evaluate::mix(seed, crate::hash::fnv1a(id.as_bytes())),
-                    samples: 0,
-                    label: &label,
-                };
+                let run = evaluate::Run::of_attack(self.pipeline, &loaded.config, decision, &label);
                 let ctx = modality::context(self.task, seed, loaded.config.query_budget);
                 let o = match evaluate::run(
                     &mut loaded.handle,

@@ -20,6 +20,7 @@ use crate::Result;
 use crate::data::{Examples, Labelled};
 use crate::error::Context;
 use crate::model::{Classifier, Mode};
+use crate::pipeline::{AttackConfig, Pipeline};
 use crate::plugin_host::{AttackHandle, BatchContext};
 use crate::progress::Progress;
 
@@ -280,6 +281,29 @@ pub struct Run<'a> {
     pub label: &'a str,
 }
 
+impl<'a> Run<'a> {
+    /// The run of attack `config` on the examples `[evaluate]` selects, seeded by the
+    /// pipeline's seed and the attack's id, so that every phase that runs the attack (attack
+    /// phase, sweeps, trade-off points, defences) faces the same examples with the same
+    /// randomness. Keeps no samples.
+    pub fn of_attack(
+        pipeline: &Pipeline,
+        config: &'a AttackConfig,
+        decision: Option<Decision>,
+        label: &'a str,
+    ) -> Self {
+        Self {
+            decision,
+            batch_size: config.batch_size,
+            classes: config.classes.as_deref(),
+            limit: pipeline.spec.evaluate().examples,
+            seed: mix(pipeline.seed(), crate::hash::fnv1a(config.id.as_bytes())),
+            samples: 0,
+            label,
+        }
+    }
+}
+
 /// Attacks the selected examples of `data` with `handle` and judges every result.
 pub fn run(
     handle: &mut AttackHandle,
@@ -356,7 +380,7 @@ pub fn run(
 }
 
 /// Argmax predictions, or the operating point's decisions when there is one.
-fn decided(argmax: Vec<u32>, probs: &[Vec<f32>], decision: Option<Decision>) -> Vec<u32> {
+pub fn decided(argmax: Vec<u32>, probs: &[Vec<f32>], decision: Option<Decision>) -> Vec<u32> {
     match decision {
         Some(d) => probs.iter().map(|p| d.decide(p)).collect(),
         None => argmax,
