@@ -72,24 +72,6 @@ fn audio_cfg(dir: &Path, resample: bool, length: usize, align: &str) -> AudioDat
     .unwrap()
 }
 
-/// A canonical 44-byte header for `data_len` bytes of 16-bit mono PCM.
-fn wav_header(rate: u32, data_len: u32) -> Vec<u8> {
-    let mut h = Vec::with_capacity(44);
-    h.extend_from_slice(b"RIFF");
-    h.extend_from_slice(&data_len.wrapping_add(36).to_le_bytes());
-    h.extend_from_slice(b"WAVEfmt ");
-    h.extend_from_slice(&16u32.to_le_bytes());
-    h.extend_from_slice(&1u16.to_le_bytes());
-    h.extend_from_slice(&1u16.to_le_bytes());
-    h.extend_from_slice(&rate.to_le_bytes());
-    h.extend_from_slice(&(rate * 2).to_le_bytes());
-    h.extend_from_slice(&2u16.to_le_bytes());
-    h.extend_from_slice(&16u16.to_le_bytes());
-    h.extend_from_slice(b"data");
-    h.extend_from_slice(&data_len.to_le_bytes());
-    h
-}
-
 fn fsdd(name: &str) -> PathBuf {
     repo().join("data/fsdd/recordings").join(name)
 }
@@ -172,7 +154,7 @@ fn half_a_second_of_a_ten_minute_recording_is_read_in_well_under_a_second() {
     // resampled (the whole file resampled took 41 s in release).
     let frames = 44_100u32 * 600;
     let path = dir.join("1_long_0.wav");
-    std::fs::write(&path, wav_header(44_100, frames * 2)).unwrap();
+    std::fs::write(&path, audio::pcm16_header(44_100, frames * 2)).unwrap();
     std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(44 + frames as u64 * 2).unwrap();
     std::fs::copy(fsdd("0_george_5.wav"), dir.join("0_george_5.wav")).unwrap();
     let cfg = audio_cfg(&dir, true, 4000, "center");

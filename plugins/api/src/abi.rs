@@ -116,13 +116,10 @@ pub enum Modality {
 }
 
 impl Modality {
+    const ALL: [Self; 3] = [Self::Text, Self::Audio, Self::Tabular];
+
     pub fn from_u32(v: u32) -> Option<Self> {
-        match v {
-            0 => Some(Self::Text),
-            1 => Some(Self::Audio),
-            2 => Some(Self::Tabular),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|&m| m as u32 == v)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -153,14 +150,10 @@ pub enum FeatureKind {
 }
 
 impl FeatureKind {
+    const ALL: [Self; 4] = [Self::Continuous, Self::Integer, Self::Binary, Self::Categorical];
+
     pub fn from_u32(v: u32) -> Option<Self> {
-        match v {
-            0 => Some(Self::Continuous),
-            1 => Some(Self::Integer),
-            2 => Some(Self::Binary),
-            3 => Some(Self::Categorical),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|&k| k as u32 == v)
     }
 }
 

@@ -62,6 +62,20 @@ impl TestFeature {
             group: None,
         }
     }
+
+    /// The column as an attack sees it: what the host's judge checks a row against.
+    pub fn as_feature(&self) -> Feature<'_> {
+        Feature {
+            name: &self.name,
+            kind: self.kind,
+            mutable: self.mutable,
+            lower: self.lower,
+            upper: self.upper,
+            cost: self.cost,
+            scale: self.scale,
+            group: self.group,
+        }
+    }
 }
 
 /// An owned batch for [`run`].
@@ -515,20 +529,7 @@ fn judge_all(
 ) -> Vec<Verdict> {
     let budgets = &threat.budgets;
     let w = batch.width;
-    let features: Vec<Feature<'_>> = batch
-        .features
-        .iter()
-        .map(|f| Feature {
-            name: &f.name,
-            kind: f.kind,
-            mutable: f.mutable,
-            lower: f.lower,
-            upper: f.upper,
-            cost: f.cost,
-            scale: f.scale,
-            group: f.group,
-        })
-        .collect();
+    let features: Vec<Feature<'_>> = batch.features.iter().map(TestFeature::as_feature).collect();
     let lists = WordLists::default();
     let similarity =
         |a: &str, b: &str| model.similarity(a, b).ok_or_else(|| "no sentence encoder".to_owned());

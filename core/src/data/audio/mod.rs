@@ -83,4 +83,6 @@ pub use config::{Align, AudioDataConfig, AudioSplitConfig, MAX_SECONDS, OnBadFil
 pub use dataset::{AudioData, AudioSplit, load};
 pub use pattern::Pattern;
 pub use resample::{fit_length, resample};
-pub use wav::{MAX_SOURCE_RATE, ReadOptions, Wav, decode_wav, decode_wav_fitted, read_wav, read_wav_fitted};
+pub use wav::{
+    MAX_SOURCE_RATE, ReadOptions, Wav, decode_wav, decode_wav_fitted, pcm16_header, read_wav, read_wav_fitted,
+};

@@ -249,6 +249,26 @@ fn decode<R: Read + Seek>(
     Ok(Wav { samples, source_rate: spec.sample_rate, channels: spec.channels, clipped, resampled })
 }
 
+/// The canonical 44-byte header of `data_len` bytes of 16-bit mono PCM at `rate`, whatever
+/// follows it. The loader's tests build with it what no encoder writes: a header that lies
+/// about its length or rate, a ten-minute file left sparse on disk.
+pub fn pcm16_header(rate: u32, data_len: u32) -> Vec<u8> {
+    let mut h = Vec::with_capacity(44);
+    h.extend_from_slice(b"RIFF");
+    h.extend_from_slice(&data_len.wrapping_add(36).to_le_bytes());
+    h.extend_from_slice(b"WAVEfmt ");
+    h.extend_from_slice(&16u32.to_le_bytes());
+    h.extend_from_slice(&1u16.to_le_bytes());
+    h.extend_from_slice(&1u16.to_le_bytes());
+    h.extend_from_slice(&rate.to_le_bytes());
+    h.extend_from_slice(&(rate * 2).to_le_bytes());
+    h.extend_from_slice(&2u16.to_le_bytes());
+    h.extend_from_slice(&16u16.to_le_bytes());
+    h.extend_from_slice(b"data");
+    h.extend_from_slice(&data_len.to_le_bytes());
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -483,24 +503,6 @@ mod tests {
         assert_eq!(bits(&whole), bits(&row));
     }
 
-    /// A canonical 44-byte header for `data_len` bytes of 16-bit mono PCM at `rate`.
-    fn header16(rate: u32, data_len: u32) -> Vec<u8> {
-        let mut h = Vec::with_capacity(44);
-        h.extend_from_slice(b"RIFF");
-        h.extend_from_slice(&data_len.wrapping_add(36).to_le_bytes());
-        h.extend_from_slice(b"WAVEfmt ");
-        h.extend_from_slice(&16u32.to_le_bytes());
-        h.extend_from_slice(&1u16.to_le_bytes());
-        h.extend_from_slice(&1u16.to_le_bytes());
-        h.extend_from_slice(&rate.to_le_bytes());
-        h.extend_from_slice(&(rate * 2).to_le_bytes());
-        h.extend_from_slice(&2u16.to_le_bytes());
-        h.extend_from_slice(&16u16.to_le_bytes());
-        h.extend_from_slice(b"data");
-        h.extend_from_slice(&data_len.to_le_bytes());
-        h
-    }
-
     /// Counts the bytes read through it.
     struct Counting<R> {
         inner: R,
@@ -525,7 +527,7 @@ mod tests {
     fn a_crop_of_a_long_file_reads_only_what_it_keeps() {
         // Ten minutes at 44.1 kHz (53 MB) cut to half a second at 8 kHz.
         let frames = 44100u32 * 600;
-        let mut bytes = header16(44100, frames * 2);
+        let mut bytes = pcm16_header(44100, frames * 2);
         bytes.resize(bytes.len() + frames as usize * 2, 0);
         let len = bytes.len() as u64;
         let mut counting = Counting { inner: std::io::Cursor::new(bytes), read: 0 };
@@ -538,7 +540,7 @@ mod tests {
 
     #[test]
     fn a_header_claiming_gigabytes_is_truncated_not_allocated() {
-        let mut bytes = header16(8000, 0xFFFF_FFF0);
+        let mut bytes = pcm16_header(8000, 0xFFFF_FFF0);
         bytes.extend_from_slice(&[0u8; 100]);
         let e = decode_wav(&bytes, &OPTS).unwrap_err();
         assert!(
@@ -553,7 +555,7 @@ mod tests {
 
     #[test]
     fn absurd_source_rates_are_refused_when_resampling() {
-        let mut bytes = header16(4_000_000_000 / 2, 200);
+        let mut bytes = pcm16_header(4_000_000_000 / 2, 200);
         bytes.extend_from_slice(&[0u8; 200]);
         let e = decode_wav(&bytes, &ReadOptions { sample_rate: 8000, resample: true }).unwrap_err();
         assert!(e.contains("at most 768000 Hz"), "{e}");

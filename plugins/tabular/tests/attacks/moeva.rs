@@ -144,7 +144,7 @@ fn no_candidate_that_breaks_a_relation_a_direction_or_a_transition_is_asked_or_r
     let x = dense(&out);
     assert_eq!(model.gradients.load(Ordering::Relaxed), 0, "black box: no gradient asked");
     let asked = model.asked();
-    let features: Vec<_> = b.features.iter().map(feature_ref).collect();
+    let features: Vec<_> = b.features.iter().map(TestFeature::as_feature).collect();
     assert!(asked.len() > 12 * 20 * 10, "{} rows asked", asked.len());
     // Every row sent to the model is one of the batch's originals made valid: which one,
     // the balance before (immutable) says.
@@ -272,26 +272,13 @@ fn a_judge_that_would_refuse_a_row_never_sees_one() {
     for row in model.asked() {
         let i = b.data.chunks(w).position(|o| o[0] == row[0]).unwrap();
         let v = judge::tabular(
-            &b.features.iter().map(feature_ref).collect::<Vec<_>>(),
+            &b.features.iter().map(TestFeature::as_feature).collect::<Vec<_>>(),
             &b.constraints,
             b.row_of(i),
             &row,
             &out.threat.budgets,
         );
         assert_eq!(v.violations, 0, "asked {row:?}: {:?}", v.notes);
-    }
-}
-
-fn feature_ref(f: &TestFeature) -> tempered_plugin::Feature<'_> {
-    tempered_plugin::Feature {
-        name: &f.name,
-        kind: f.kind,
-        mutable: f.mutable,
-        lower: f.lower,
-        upper: f.upper,
-        cost: f.cost,
-        scale: f.scale,
-        group: f.group,
     }
 }
 
