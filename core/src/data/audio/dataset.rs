@@ -12,7 +12,6 @@ use super::config::{AudioDataConfig, OnBadFile};
 use super::pattern::Pattern;
 use super::wav::{ReadOptions, read_wav_fitted};
 use crate::data::stratify;
-use crate::error::Invalid;
 use crate::{Error, Result};
 
 /// One split's waveforms: `y.len()` rows of `length` samples.
@@ -218,64 +217,48 @@ fn wav_files(dir: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// The manifest, read like any table (CSV, or Parquet): columns `file` and `label` (any
+/// case), and an optional `split`; errors name the cell's row and line.
 fn read_manifest(path: &Path) -> Result<Vec<Entry>> {
-    let bytes = crate::data::read_regular_file(path)?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let line = e.as_bytes()[..e.utf8_error().valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
-        Error::data(path, format!("line {line}: not valid UTF-8"))
-    })?;
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let (_, header) =
-        lines.next().ok_or_else(|| Error::data(path, "empty manifest: it needs a header `file,label`"))?;
-    let header = split_csv(header).map_err(|m| Error::data(path, format!("line 1: {m}")))?;
-    let col = |name: &str| header.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
+    let table = crate::data::tabular::Table::read(path)?;
+    let names = table.column_names();
+    let col = |name: &str| names.iter().find(|h| h.trim().eq_ignore_ascii_case(name)).map(String::as_str);
     let (Some(fc), Some(lc)) = (col("file"), col("label")) else {
-        return Err(Error::data(path, "line 1: the header needs columns `file` and `label`"));
+        return Err(Error::data(
+            path,
+            format!("the header needs columns `file` and `label`; it has {}", names.join(", ")),
+        ));
     };
-    let sc = col("split");
-    let mut out = Vec::new();
-    for (n, line) in lines {
-        let at = |m: String| Error::data(path, format!("line {}: {m}", n + 1));
-        let cells = split_csv(line).map_err(|e| at(e.into()))?;
-        if cells.len() != header.len() {
-            return Err(at(format!("{} cells, the header has {}", cells.len(), header.len())));
-        }
-        let file = cells[fc].trim().to_owned();
-        let label = cells[lc].trim().to_owned();
-        if file.is_empty() || label.is_empty() {
-            return Err(at("empty `file` or `label`".into()));
-        }
-        let split = match sc.map(|c| cells[c].trim().to_ascii_lowercase()).as_deref() {
-            None | Some("") => None,
-            Some("train") => Some(Fixed::Train),
-            Some("validation") => Some(Fixed::Validation),
-            Some("test") => Some(Fixed::Test),
-            Some(other) => return Err(at(format!("split `{other}` is not train, validation or test"))),
+    let (files, labels) = (table.texts(fc)?, table.texts(lc)?);
+    let splits = col("split").map(|c| table.texts(c).map(|s| (c, s))).transpose()?;
+    let mut out = Vec::with_capacity(files.len());
+    for (i, (file, label)) in files.into_iter().zip(labels).enumerate() {
+        let (file, label) = match (file, label) {
+            (Some(f), Some(l)) => (f, l),
+            (f, _) => {
+                let column = if f.is_none() { fc } else { lc };
+                return Err(table.cell_error(column, i, "empty cell: every clip needs a file and a label"));
+            }
+        };
+        let split = match &splits {
+            None => None,
+            Some((c, s)) => match s[i].as_deref().map(str::to_ascii_lowercase).as_deref() {
+                None => None,
+                Some("train") => Some(Fixed::Train),
+                Some("validation") => Some(Fixed::Validation),
+                Some("test") => Some(Fixed::Test),
+                Some(other) => {
+                    return Err(table.cell_error(
+                        c,
+                        i,
+                        format!("split `{other}` is not train, validation or test"),
+                    ));
+                }
+            },
         };
         out.push(Entry { file, label, index: None, split });
     }
     Ok(out)
-}
-
-/// One CSV line: commas, with `"..."` quoting (`""` for a quote).
-fn split_csv(line: &str) -> std::result::Result<Vec<String>, Invalid> {
-    let mut cells = vec![String::new()];
-    let mut quoted = false;
-    let mut chars = line.trim_end_matches('\r').chars().peekable();
-    while let Some(c) = chars.next() {
-        let cell = cells.last_mut().expect("one cell");
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cell.push('"');
-                chars.next();
-            }
-            ('"', true) => quoted = false,
-            ('"', false) if cell.trim().is_empty() => quoted = true,
-            (',', false) => cells.push(String::new()),
-            (c, _) => cell.push(c),
-        }
-    }
-    if quoted { Err("unterminated quote".into()) } else { Ok(cells) }
 }
 
 /// Class names and ids: numeric order when every label is a whole number, else text order.
@@ -369,6 +352,19 @@ mod tests {
         assert_eq!(d.classes, vec!["no", "yes"]);
         assert_eq!(d.test.files, vec!["b.wav"]);
         assert_eq!(d.train.files, vec!["a.wav", "c.wav", "d.wav"]);
+        // The manifest is read like any table: errors name the cell, its row and line.
+        let bad = |body: &str| {
+            std::fs::write(dir.path().join("m.csv"), body).unwrap();
+            load(&cfg, dir.path(), 1).unwrap_err().to_string()
+        };
+        let e = bad("File,Label,Split\na.wav,yes,train\nb.wav,no,later\n");
+        assert!(e.contains("m.csv") && e.contains("column \"Split\", row 2 (line 3): split `later`"), "{e}");
+        let e = bad("file,label\na.wav,yes\nb.wav,\n");
+        assert!(e.contains("column \"label\", row 2 (line 3): empty cell"), "{e}");
+        let e = bad("file,class\na.wav,yes\n");
+        assert!(e.contains("needs columns `file` and `label`; it has file, class"), "{e}");
+        let e = bad("file,label\na.wav,yes,extra\n");
+        assert!(e.contains("row 1 (line 2): 3 fields, but the header has 2"), "{e}");
     }
 
     #[test]
