@@ -3,7 +3,7 @@
 Trains the MLP that `tempered bench --export-rows` wrote out, on the same rows, with the
 same optimiser and batch size, for a number of clean epochs and then as many PGD-AT epochs,
 and prints the training throughput of each kind in samples per second. What it does per
-batch mirrors the Rust side (core/src/bench.rs, core/src/train/mod.rs and the `tabular`
+batch mirrors the Rust side (core/src/bench.rs, nn/src/train/mod.rs and the `tabular`
 plugin's `pgd`), so that the two rates measure the same arithmetic:
 
 - the model standardises raw rows itself, (x - mean) * inv_std, then Linear-ReLU layers;

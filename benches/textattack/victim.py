@@ -1,4 +1,4 @@
-"""Tempered's word-CNN (core/src/model/word_cnn.rs) in numpy, for inference only: the same
+"""Tempered's word-CNN (nn/src/model/word_cnn.rs) in numpy, for inference only: the same
 weights and the same probabilities (to float rounding) as the engine, so that TextAttack can
 attack exactly the model Tempered's own attacks are measured on.
 

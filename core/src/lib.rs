@@ -11,18 +11,13 @@ pub mod bench;
 pub mod data;
 pub mod defence;
 pub mod engine;
-pub mod error;
 pub mod evaluate;
-pub mod files;
-pub mod hash;
-pub mod interrupt;
 pub mod modality;
-pub mod model;
 pub mod pipeline;
 pub mod plugin_host;
-pub mod progress;
 pub mod report;
-pub mod tensor;
-pub mod train;
 
-pub use error::{Error, Result};
+// The layer below, under the paths the engine has always used: models, the trainer, the
+// error type and the write discipline live in `tempered-nn`, which cannot reach up here.
+pub use tempered_nn::{Error, Result};
+pub use tempered_nn::{error, files, hash, interrupt, model, progress, tensor, train};

@@ -14,7 +14,8 @@ pub(super) fn encode(encoding: &Encoding, chunk: &Table, path: &Path) -> Result<
         // A Parquet boolean is 1/0 to a numeric column and true/false to a text one, as
         // the training reader takes it.
         let numeric = matches!(c, ColumnEncoding::Number { .. });
-        let col = chunk.df().column(c.column())?;
+        let col =
+            chunk.df().column(c.column()).map_err(|e| Error::external(format!("{}", path.display()), e))?;
         cells.insert(
             c.column(),
             texts(col, numeric).map_err(|m| Error::data(path, format!("column {:?}: {m}", c.column())))?,

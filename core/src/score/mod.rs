@@ -194,7 +194,10 @@ pub fn score(opts: &Options) -> Result<Scored> {
             let mut cols: Vec<Column> = passthrough
                 .iter()
                 .map(|c| chunk.table.df().column(c).cloned())
-                .collect::<std::result::Result<_, _>>()?;
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| {
+                    Error::external(format!("{}: passing columns through", opts.input.display()), e)
+                })?;
             let decision = match &threshold {
                 Some((t, _)) => {
                     let p: Vec<f32> = probs.iter().map(|p| p[1]).collect();
@@ -212,7 +215,9 @@ pub fn score(opts: &Options) -> Result<Scored> {
                 }
             };
             cols.push(decision);
-            let mut out = DataFrame::new(chunk.table.height(), cols)?;
+            let mut out = DataFrame::new(chunk.table.height(), cols).map_err(|e| {
+                Error::external(format!("{}: cannot assemble the scores", opts.out.display()), e)
+            })?;
             out.rechunk_mut();
             writer
                 .write(&out)

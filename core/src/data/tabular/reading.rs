@@ -128,6 +128,11 @@ impl Table {
         self.df.height()
     }
 
+    /// What polars said when `column` could not be read or cast, naming file and column.
+    fn column_error(&self, column: &str, e: polars::error::PolarsError) -> Error {
+        Error::external(format!("{}: column {column:?}", self.path.display()), e)
+    }
+
     /// Every cell of `column` as a finite number, or an error naming the cell.
     pub fn numbers(&self, column: &str) -> Result<Vec<f64>> {
         Ok(self.numbers_or_missing(column, false)?.into_iter().map(|v| v.expect("refused")).collect())
@@ -136,14 +141,15 @@ impl Table {
     /// Every cell of `column` as a finite number; an empty cell (a null) is `None` when
     /// `missing_ok`, else an error naming the cell, as is anything else but a number.
     pub fn numbers_or_missing(&self, column: &str, missing_ok: bool) -> Result<Vec<Option<f64>>> {
-        let col = self.df.column(column)?;
+        let pe = |e| self.column_error(column, e);
+        let col = self.df.column(column).map_err(pe)?;
         let mut out = Vec::with_capacity(self.df.height());
         let null = |i: usize| {
             if missing_ok { Ok(None) } else { Err(self.cell_error(column, i, "empty cell (null)")) }
         };
         match col.dtype() {
             DataType::String => {
-                for (i, cell) in col.str()?.iter().enumerate() {
+                for (i, cell) in col.str().map_err(pe)?.iter().enumerate() {
                     if missing_ok && cell.is_none_or(|c| c.trim().is_empty()) {
                         out.push(None);
                         continue;
@@ -152,7 +158,7 @@ impl Table {
                 }
             }
             DataType::Boolean => {
-                for (i, v) in col.bool()?.iter().enumerate() {
+                for (i, v) in col.bool().map_err(pe)?.iter().enumerate() {
                     out.push(match v {
                         Some(b) => Some(f64::from(u8::from(b))),
                         None => null(i)?,
@@ -160,8 +166,8 @@ impl Table {
                 }
             }
             dt if dt.is_numeric() => {
-                let cast = col.cast(&DataType::Float64)?;
-                for (i, v) in cast.f64()?.iter().enumerate() {
+                let cast = col.cast(&DataType::Float64).map_err(pe)?;
+                for (i, v) in cast.f64().map_err(pe)?.iter().enumerate() {
                     let Some(v) = v else {
                         out.push(null(i)?);
                         continue;
@@ -185,17 +191,26 @@ impl Table {
     /// Every cell of `column` as trimmed text; an empty cell or a null is `None`. Parquet
     /// numbers are written as Rust prints them (`3`, `2.5`), booleans as `true` / `false`.
     pub fn texts(&self, column: &str) -> Result<Vec<Option<String>>> {
-        let col = self.df.column(column)?;
+        let pe = |e| self.column_error(column, e);
+        let col = self.df.column(column).map_err(pe)?;
         let text = |s: &str| Some(s.trim()).filter(|s| !s.is_empty()).map(str::to_owned);
         let out = match col.dtype() {
-            DataType::String => col.str()?.iter().map(|c| c.and_then(text)).collect(),
-            DataType::Boolean => col.bool()?.iter().map(|v| v.map(|b| b.to_string())).collect(),
-            dt if dt.is_integer() => {
-                col.cast(&DataType::Int64)?.i64()?.iter().map(|v| v.map(|v| v.to_string())).collect()
-            }
-            dt if dt.is_numeric() => {
-                col.cast(&DataType::Float64)?.f64()?.iter().map(|v| v.map(|v| v.to_string())).collect()
-            }
+            DataType::String => col.str().map_err(pe)?.iter().map(|c| c.and_then(text)).collect(),
+            DataType::Boolean => col.bool().map_err(pe)?.iter().map(|v| v.map(|b| b.to_string())).collect(),
+            dt if dt.is_integer() => col
+                .cast(&DataType::Int64)
+                .and_then(|c| c.i64().cloned())
+                .map_err(pe)?
+                .iter()
+                .map(|v| v.map(|v| v.to_string()))
+                .collect(),
+            dt if dt.is_numeric() => col
+                .cast(&DataType::Float64)
+                .and_then(|c| c.f64().cloned())
+                .map_err(pe)?
+                .iter()
+                .map(|v| v.map(|v| v.to_string()))
+                .collect(),
             dt => {
                 return Err(Error::data(
                     &self.path,

@@ -12,7 +12,7 @@ use super::layers::{Linear, Param};
 use super::network::{Bert, mean_pool};
 use super::tokenizer::Tok;
 use super::weights::Weights;
-use crate::data::ExamplesRef;
+use crate::examples::ExamplesRef;
 use crate::model::{Classifier, Mode, init};
 use crate::{Error, Result};
 

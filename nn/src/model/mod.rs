@@ -17,7 +17,7 @@ use candle_core::{D, Device, Tensor, Var};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
-use crate::data::ExamplesRef;
+use crate::examples::ExamplesRef;
 use crate::{Error, Result};
 
 pub use mlp::{Mlp, TabularModelConfig, TabularModelKind};

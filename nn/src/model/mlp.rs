@@ -7,7 +7,7 @@ use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
 use super::{Classifier, Mode, TrainPart, init, mlp_grad};
-use crate::data::ExamplesRef;
+use crate::examples::ExamplesRef;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,7 +249,7 @@ mod tests {
         let labels = [1u32, 0, 1];
         let (mut loss, mut grad) = (vec![0f32; 3], vec![0f32; 6]);
         m.input_loss_grad(&x, &labels, &mut loss, &mut grad).unwrap().unwrap();
-        let view = crate::data::ExamplesRef::Dense { data: &x, width: 2 };
+        let view = crate::examples::ExamplesRef::Dense { data: &x, width: 2 };
         let (l2, g2) = crate::model::input_loss_grad_autograd(&m, &view, &labels).unwrap();
         for (a, b) in loss.iter().zip(&l2).chain(grad.iter().zip(&g2)) {
             assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()), "{a} vs {b}");

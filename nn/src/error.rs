@@ -1,6 +1,6 @@
-//! The one error type of tempered-core, in candle's style: one enum, sources kept (so
-//! [`std::error::Error::source`] walks the chain), and [`Context`] to say what was being
-//! done when something deeper failed ("word-CNN, clean epoch 3, batch 17: shape mismatch …").
+//! The one error type of Tempered (`tempered-nn`, and `tempered-core` above it), in
+//! candle's style: one enum, sources kept (so [`std::error::Error::source`] walks the
+//! chain), and [`Context`] to say what was being done when something deeper failed ("word-CNN, clean epoch 3, batch 17: shape mismatch …").
 
 use std::path::PathBuf;
 
@@ -31,7 +31,8 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
-    /// A library without a variant of its own (safetensors, tokenizers) failed at `context`.
+    /// A library without a variant of its own (safetensors, tokenizers, polars) failed at
+    /// `context`.
     #[error("{context}: {source}")]
     External {
         context: String,
@@ -45,8 +46,6 @@ pub enum Error {
     Diverged { section: &'static str, msg: String },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
-    #[error(transparent)]
-    Polars(#[from] polars::error::PolarsError),
     #[error("{0}")]
     Msg(String),
 }
@@ -142,7 +141,7 @@ impl Error {
     }
 }
 
-/// Context on any result whose error converts into [`Error`] (candle's, polars', ours),
+/// Context on any result whose error converts into [`Error`] (candle's, ours),
 /// like candle's own `Context`: the original error is kept as the source.
 pub trait Context<T> {
     fn context(self, context: impl Into<String>) -> Result<T>;

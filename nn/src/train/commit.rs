@@ -478,7 +478,7 @@ mod tests {
     use super::super::failpoint::Action;
     use super::super::{Balance, Fit, fit_with};
     use super::*;
-    use crate::data::{Dataset, Examples, Labelled};
+    use crate::examples::{Dataset, Examples, Labelled};
     use crate::model::bert::{BertClassifier, BertConfig, Pooling, write_tiny_model};
     use candle_core::Device;
 
@@ -720,7 +720,7 @@ mod tests {
     /// values) fine-tuned with `train_layers = 2`, as `pipelines/sentiment-bert.toml` does:
     /// the layout before this trainer (every tensor, and every tensor again under `@best/`
     /// after a worse epoch) against this one. A benchmark, not a CI test (BENCHMARKS.md):
-    /// `cargo test --release -p tempered-core --lib bench_commit -- --ignored --nocapture`
+    /// `cargo test --release -p tempered-nn --lib bench_commit -- --ignored --nocapture`
     #[test]
     #[ignore = "benchmark: writes about a gigabyte of checkpoints; run in a release build"]
     fn bench_commit_size_and_time() {

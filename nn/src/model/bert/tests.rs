@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::ParamsAdamW;
 
 use super::{BertClassifier, BertConfig, Pooling, write_tiny_model};
-use crate::data::ExamplesRef;
+use crate::examples::ExamplesRef;
 use crate::model::{Classifier, Mode};
 
 pub(super) const TEXTS: [&str; 4] = [
@@ -49,7 +49,7 @@ pub(super) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 
 /// Seconds per fine-tune step of all-MiniLM-L6-v2, batch 32 × 64 tokens (a benchmark,
 /// not a CI test):
-/// `CARGO_TARGET_DIR=/tmp/target-rel cargo test --release -p tempered-core --lib
+/// `CARGO_TARGET_DIR=/tmp/target-rel cargo test --release -p tempered-nn --lib
 /// model::bert::tests::bench -- --ignored --nocapture`
 #[test]
 #[ignore = "benchmark: needs models/all-MiniLM-L6-v2 and a release build"]

@@ -79,7 +79,7 @@ pub(super) fn reached(fail: Option<&FailPoint>, phase: &str, epoch: usize, point
 }
 
 /// Fires the fail point `<phase>:<n>:end` of an engine phase made of units, after its n-th.
-pub(crate) fn unit_done(phase: &str, n: usize) -> Result<()> {
+pub fn unit_done(phase: &str, n: usize) -> Result<()> {
     let fail = FailPoint::from_env(phase)?;
     reached(fail.as_ref(), phase, n, Point::End)
 }

@@ -17,8 +17,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Dataset, Examples, Labelled};
 use crate::error::Context;
+use crate::examples::{Dataset, Examples, Labelled};
 use crate::model::{self, Classifier, Mode};
 use crate::progress::Progress;
 use crate::{Error, Result};
@@ -29,7 +29,7 @@ mod failpoint;
 mod step;
 pub use adamw::AdamW;
 pub use commit::Checkpoints;
-pub(crate) use failpoint::unit_done;
+pub use failpoint::unit_done;
 use failpoint::{FailPoint, Point};
 use step::{
     class_rows, cross_entropy, kl_clean_adv, step_by_autograd, step_by_hand, step_trades, step_weighted,
@@ -265,7 +265,7 @@ fn epoch_order(y: &[u32], balanced: bool, rng: &mut ChaCha8Rng) -> Vec<usize> {
 }
 
 /// The model's predicted classes for `x`, in eval mode: what a TRADES attack moves away from.
-fn predicted(model: &dyn Classifier, x: &crate::data::Examples) -> Result<Vec<u32>> {
+fn predicted(model: &dyn Classifier, x: &crate::examples::Examples) -> Result<Vec<u32>> {
     let logits = model.forward(&model.encode(&x.view()?)?, Mode::EVAL)?;
     Ok(logits.argmax(D::Minus1)?.to_vec1::<u32>()?)
 }

@@ -6,7 +6,7 @@
 use candle_core::{D, Tensor};
 
 use super::AdamW;
-use crate::data::{Examples, Labelled};
+use crate::examples::{Examples, Labelled};
 use crate::model::{Classifier, Mode, TrainPart};
 use crate::{Error, Result};
 

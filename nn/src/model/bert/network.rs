@@ -130,7 +130,7 @@ mod tests {
 
     use super::super::tests::{TEXTS, cfg, max_diff, minilm, tiny};
     use super::*;
-    use crate::data::ExamplesRef;
+    use crate::examples::ExamplesRef;
     use crate::model::Classifier;
     use crate::model::bert::BertClassifier;
 

@@ -52,8 +52,8 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{Classifier, Mode, init};
-use crate::data::ExamplesRef;
 use crate::error::Invalid;
+use crate::examples::ExamplesRef;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -796,7 +796,7 @@ mod timing {
     use super::*;
     use std::time::Instant;
 
-    /// `cargo test --release -p tempered-core --lib model::audio::timing -- --ignored --nocapture`
+    /// `cargo test --release -p tempered-nn --lib model::audio::timing -- --ignored --nocapture`
     #[test]
     #[ignore]
     fn m5_step_times() {

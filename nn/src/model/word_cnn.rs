@@ -43,7 +43,7 @@ use tokenizers::{
 
 use super::text::TextModelConfig;
 use super::{Classifier, Mode, init};
-use crate::data::ExamplesRef;
+use crate::examples::ExamplesRef;
 use crate::{Error, Result};
 
 pub const PAD: u32 = 0;
@@ -725,7 +725,7 @@ mod speed {
     use super::*;
     use std::time::Instant;
 
-    /// `cargo test --release -p tempered-core --lib word_cnn_speed -- --ignored --nocapture`
+    /// `cargo test --release -p tempered-nn --lib word_cnn_speed -- --ignored --nocapture`
     #[test]
     #[ignore = "timing"]
     fn word_cnn_speed() {

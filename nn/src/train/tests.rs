@@ -498,7 +498,7 @@ fn a_dataset_on_disk_trains_and_evaluates_to_the_same_bits() {
     let rows = tempfile::tempdir().unwrap();
     let root = scratch("stored");
     let dense = rare(data());
-    let disk = crate::data::stored_dataset(&dense, rows.path());
+    let disk = crate::examples::stored_dataset(&dense, rows.path());
     assert!(matches!(disk.train.x, Examples::Stored(_)));
     let adversarial = Fit {
         adversarial_weight: 0.5,
@@ -531,10 +531,7 @@ fn a_dataset_on_disk_trains_and_evaluates_to_the_same_bits() {
         assert!(!attacked || a.2 > 0, "{name}: the adversary was used");
         let m = a.3;
         for (x, y) in [(&dense.test, &disk.test), (&dense.validation, &disk.validation)] {
-            let (p, q) = (
-                crate::evaluate::predict(&m, &x.x, 7).unwrap(),
-                crate::evaluate::predict(&m, &y.x, 7).unwrap(),
-            );
+            let (p, q) = (predict(&m, &x.x, 7), predict(&m, &y.x, 7));
             assert_eq!(p.0, q.0);
             let bits = |v: &[Vec<f32>]| v.iter().flatten().map(|f| f.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&p.1), bits(&q.1), "{name}: the probabilities differ");
@@ -741,4 +738,18 @@ fn a_diverging_run_stops_naming_the_phase_epoch_batch_and_learning_rate() {
     assert!(e.contains("the training loss is NaN (lr = 1e30): lower [train] lr"), "{e}");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing was committed");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Predicted classes and probabilities of `x`, `batch` rows at a time (rows on disk are
+/// never viewed whole).
+fn predict(m: &dyn Classifier, x: &Examples, batch: usize) -> (Vec<u32>, Vec<Vec<f32>>) {
+    let (mut preds, mut probs) = (Vec::new(), Vec::new());
+    let idx: Vec<usize> = (0..x.len()).collect();
+    for chunk in idx.chunks(batch) {
+        let logits =
+            m.forward(&m.encode(&x.select(chunk).unwrap().view().unwrap()).unwrap(), Mode::EVAL).unwrap();
+        preds.extend(logits.argmax(candle_core::D::Minus1).unwrap().to_vec1::<u32>().unwrap());
+        probs.extend(candle_nn::ops::softmax_last_dim(&logits).unwrap().to_vec2::<f32>().unwrap());
+    }
+    (preds, probs)
 }

@@ -301,7 +301,7 @@ mod tests {
         let (mut loss, mut grad) = (vec![0f32; 5], vec![0f32; 505]);
         assert!(g.input_loss_grad(&x, &labels, &mut loss, &mut grad).is_none());
         k.input_loss_grad(&x, &labels, &mut loss, &mut grad).unwrap().unwrap();
-        let view = crate::data::ExamplesRef::Dense { data: &x, width: 101 };
+        let view = crate::examples::ExamplesRef::Dense { data: &x, width: 101 };
         let (gl, gg) = input_loss_grad_autograd(&g, &view, &labels).unwrap();
         assert_close(&gl, &loss, 1e-5, "per-row loss");
         assert_close(&gg, &grad, 1e-4, "input gradient");
