@@ -19,7 +19,7 @@
 //! attacks, which run the model in eval mode, see a fixed function of each waveform.
 //! Weights are initialised like PyTorch's defaults, from a seeded ChaCha stream.
 //!
-//! On the CPU the forward and backward passes are written by hand ([`kernel`]) and wired into
+//! On the CPU the forward and backward passes are written by hand ([`m5`], in `model::cpu`) and wired into
 //! candle's autograd as one custom op over the waveforms and a flat parameter vector, so the
 //! shared trainer and AdamW work on it unchanged; the oracle's input gradient skips candle
 //! altogether ([`Classifier::input_loss_grad`]). A test checks both against the same model
@@ -42,7 +42,6 @@
 //! ```
 
 mod generic;
-mod kernel;
 
 use std::sync::{Arc, Mutex};
 
@@ -51,7 +50,9 @@ use candle_nn::VarMap;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Classifier, Mode, init};
+use super::cpu::m5;
+use super::params::ParamBuilder;
+use super::{Classifier, Mode};
 use crate::error::Invalid;
 use crate::examples::ExamplesRef;
 use crate::{Error, Result};
@@ -116,11 +117,11 @@ impl AudioModelConfig {
 
 pub struct M5 {
     varmap: VarMap,
-    /// Every trainable value, laid out as [`kernel::Arch`] says.
+    /// Every trainable value, laid out as [`m5::Arch`] says.
     params: Var,
     /// Running means and variances, then the number of training batches seen.
     running: Var,
-    arch: Arc<kernel::Arch>,
+    arch: Arc<m5::Arch>,
     device: Device,
     /// Whether passes go through [`generic`] (candle ops) rather than the CPU kernel.
     generic: bool,
@@ -137,12 +138,14 @@ impl M5 {
     ) -> Result<Self> {
         cfg.validate()?;
         let norm = cfg.norm == Norm::Batch;
-        let arch =
-            kernel::Arch::new(length, &cfg.channels, cfg.kernel, cfg.stride, cfg.pool, norm, n_classes)?;
+        let arch = m5::Arch::new(length, &cfg.channels, cfg.kernel, cfg.stride, cfg.pool, norm, n_classes)?;
         // PyTorch's defaults: U(±1/√fan_in) for conv and linear weights and biases; γ = 1, β = 0.
         let mut theta = vec![0f32; arch.n_params];
+        let root = ParamBuilder::new(seed, device);
+        // Drawn under PyTorch's layer names, then packed into the kernel's one flat vector
+        // of parameters (`m5.params`).
         let uniform = |name: &str, n: usize, bound: f32| -> Vec<f32> {
-            let mut rng = init::rng_for(seed, name);
+            let mut rng = root.rng(name);
             (0..n).map(|_| rng.random_range(-bound..=bound)).collect()
         };
         for (i, b) in arch.blocks.iter().enumerate() {
@@ -174,10 +177,10 @@ impl M5 {
         for b in &arch.blocks {
             running[b.rv..b.rv + b.c_out].fill(1.0);
         }
-        let varmap = VarMap::new();
-        let params = init::insert(&varmap, "m5.params", Tensor::from_vec(theta, arch.n_params, device)?)?;
-        let running =
-            init::insert(&varmap, "m5.running", Tensor::from_vec(running, arch.n_running, device)?)?;
+        let pb = root.pp("m5");
+        let params = pb.var("params", Tensor::from_vec(theta, arch.n_params, device)?)?;
+        let running = pb.frozen().var("running", Tensor::from_vec(running, arch.n_running, device)?)?;
+        let (varmap, _) = pb.build();
         Ok(Self {
             varmap,
             params,
@@ -213,13 +216,13 @@ fn threads() -> usize {
 
 /// The whole model as one autograd op: `(waveforms [n, length], params) → logits`.
 struct M5Op {
-    arch: Arc<kernel::Arch>,
+    arch: Arc<m5::Arch>,
     running: Var,
     train: bool,
     need_x: bool,
     need_params: bool,
     /// The forward pass's activations, for the backward pass.
-    cache: Mutex<Option<kernel::Forward>>,
+    cache: Mutex<Option<m5::Forward>>,
 }
 
 impl CustomOp2 for M5Op {
@@ -240,7 +243,7 @@ impl CustomOp2 for M5Op {
         }
         let (x, theta) = (crate::tensor::cpu_f32(s1, l1, "m5")?, crate::tensor::cpu_f32(s2, l2, "m5")?);
         let mut running = self.running.as_tensor().to_vec1::<f32>()?;
-        let fwd = kernel::forward(&self.arch, theta, &mut running, x, n, self.train, threads());
+        let fwd = m5::forward(&self.arch, theta, &mut running, x, n, self.train, threads());
         if self.train {
             self.running.set(&Tensor::from_vec(running, self.arch.n_running, &Device::Cpu)?)?;
         }
@@ -265,7 +268,7 @@ impl CustomOp2 for M5Op {
                 // Recomputed with the same statistics; the running ones are not touched again.
                 let mut running = self.running.as_tensor().to_vec1::<f32>()?;
                 let (n, _) = x.dims2()?;
-                kernel::forward(
+                m5::forward(
                     &self.arch,
                     &theta,
                     &mut running,
@@ -277,8 +280,7 @@ impl CustomOp2 for M5Op {
             }
         };
         let dl = grad.flatten_all()?.to_vec1::<f32>()?;
-        let (dx, dp) =
-            kernel::backward(&self.arch, &theta, &fwd, &dl, self.need_x, self.need_params, threads());
+        let (dx, dp) = m5::backward(&self.arch, &theta, &fwd, &dl, self.need_x, self.need_params, threads());
         let dx = dx.map(|v| Tensor::from_vec(v, x.shape(), x.device())).transpose()?;
         let dp = dp.map(|v| Tensor::from_vec(v, params.shape(), params.device())).transpose()?;
         Ok((dx, dp))
@@ -355,7 +357,7 @@ impl Classifier for M5 {
             if x.len() != n * self.arch.length || grad.len() != x.len() || loss.len() != n {
                 return Err(Error::invalid("M5 input gradient: buffer sizes do not match the batch"));
             }
-            let fwd = kernel::forward(&self.arch, &theta, &mut running, x, n, false, threads());
+            let fwd = m5::forward(&self.arch, &theta, &mut running, x, n, false, threads());
             let logits = fwd.logits();
             let mut dl = vec![0f32; n * k];
             for i in 0..n {
@@ -368,7 +370,7 @@ impl Classifier for M5 {
                     *d = ((row[j] as f64 - max).exp() / sum - (j == y) as u8 as f64) as f32;
                 }
             }
-            let (dx, _) = kernel::backward(&self.arch, &theta, &fwd, &dl, true, false, threads());
+            let (dx, _) = m5::backward(&self.arch, &theta, &fwd, &dl, true, false, threads());
             grad.copy_from_slice(&dx.expect("asked for the input gradient"));
             Ok(())
         };
@@ -450,7 +452,7 @@ mod tests {
                 let zhat = h
                     .broadcast_sub(&mu)
                     .unwrap()
-                    .broadcast_div(&(var + kernel::BN_EPS).unwrap().sqrt().unwrap())
+                    .broadcast_div(&(var + m5::BN_EPS).unwrap().sqrt().unwrap())
                     .unwrap();
                 h = zhat.broadcast_mul(&col(blk.a)).unwrap().broadcast_add(&col(blk.b)).unwrap();
             } else {
@@ -551,8 +553,8 @@ mod tests {
         let dl: Vec<f32> = (0..19 * 4).map(|i| (i as f32 * 0.3).cos()).collect();
         let run = |threads| {
             let mut running = m.running.as_tensor().to_vec1::<f32>().unwrap();
-            let f = kernel::forward(arch, &theta, &mut running, &x, 19, true, threads);
-            let (dx, dp) = kernel::backward(arch, &theta, &f, &dl, true, true, threads);
+            let f = m5::forward(arch, &theta, &mut running, &x, 19, true, threads);
+            let (dx, dp) = m5::backward(arch, &theta, &f, &dl, true, true, threads);
             (f.logits(), running, dx.unwrap(), dp.unwrap())
         };
         assert_eq!(run(1), run(2));

@@ -6,7 +6,9 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
-use super::{Classifier, Mode, TrainPart, init, mlp_grad};
+use super::cpu;
+use super::params::ParamBuilder;
+use super::{Classifier, Mode, TrainPart};
 use crate::examples::ExamplesRef;
 use crate::{Error, Result};
 
@@ -35,6 +37,8 @@ impl Default for TabularModelConfig {
 
 pub struct Mlp {
     varmap: VarMap,
+    /// The layers' weights and biases, in order (the standardisation is frozen).
+    trainable: Vec<Var>,
     /// (weight `[in, out]`, bias `[out]`) per layer.
     layers: Vec<(Var, Var)>,
     mean: Tensor,
@@ -55,7 +59,7 @@ impl Mlp {
         device: &Device,
     ) -> Result<Self> {
         let width = mean.len();
-        let varmap = VarMap::new();
+        let pb = ParamBuilder::new(seed, device);
         let hidden: &[usize] = match cfg.kind {
             TabularModelKind::Mlp => &cfg.hidden,
             TabularModelKind::Logistic => &[],
@@ -67,24 +71,21 @@ impl Mlp {
         for (i, pair) in dims.windows(2).enumerate() {
             // PyTorch's default: U(±1/√fan_in) for weights and biases alike.
             let bound = 1.0 / (pair[0] as f32).sqrt();
-            let w = init::uniform(
-                &varmap,
-                seed,
-                &format!("layer{i}.weight"),
-                &[pair[0], pair[1]],
-                bound,
-                device,
-            )?;
-            let b = init::uniform(&varmap, seed, &format!("layer{i}.bias"), &[pair[1]], bound, device)?;
-            layers.push((w, b));
+            let layer = pb.pp(format!("layer{i}"));
+            layers.push((
+                layer.uniform("weight", &[pair[0], pair[1]], bound)?,
+                layer.uniform("bias", &[pair[1]], bound)?,
+            ));
         }
         let inv: Vec<f32> =
             std.iter().map(|&s| if s > 0.0 && s.is_finite() { 1.0 / s } else { 1.0 }).collect();
-        let mean = init::insert(&varmap, "standardize.mean", Tensor::from_slice(mean, (1, width), device)?)?;
-        let inv_std =
-            init::insert(&varmap, "standardize.inv_std", Tensor::from_slice(&inv, (1, width), device)?)?;
+        let stats = pb.pp("standardize").frozen();
+        let mean = stats.var("mean", Tensor::from_slice(mean, (1, width), device)?)?;
+        let inv_std = stats.var("inv_std", Tensor::from_slice(&inv, (1, width), device)?)?;
+        let (varmap, trainable) = pb.build();
         Ok(Self {
             varmap,
+            trainable,
             layers,
             mean: mean.as_tensor().detach(),
             inv_std: inv_std.as_tensor().detach(),
@@ -144,7 +145,7 @@ impl Classifier for Mlp {
     }
 
     fn trainable(&self) -> Vec<Var> {
-        self.layers.iter().flat_map(|(w, b)| [w.clone(), b.clone()]).collect()
+        self.trainable.clone()
     }
 
     fn input_loss_grad(
@@ -155,7 +156,7 @@ impl Classifier for Mlp {
         grad: &mut [f32],
     ) -> Option<Result<()>> {
         self.with_slices(|layers, mean, inv_std| {
-            mlp_grad::input_loss_grad(layers, mean, inv_std, x, labels, loss, grad);
+            cpu::mlp::input_loss_grad(layers, mean, inv_std, x, labels, loss, grad);
             Ok(())
         })
     }
@@ -171,7 +172,7 @@ impl Classifier for Mlp {
             ))));
         }
         self.with_slices(|layers, mean, inv_std| {
-            Ok(mlp_grad::train_grads(layers, mean, inv_std, parts, grads))
+            Ok(cpu::mlp::train_grads(layers, mean, inv_std, parts, grads))
         })
     }
 }
@@ -181,7 +182,7 @@ impl Mlp {
     /// read locks meanwhile (so `f` must not update them). `None` off the CPU.
     fn with_slices<R>(
         &self,
-        f: impl FnOnce(&[mlp_grad::Layer<'_>], &[f32], &[f32]) -> Result<R>,
+        f: impl FnOnce(&[cpu::mlp::Layer<'_>], &[f32], &[f32]) -> Result<R>,
     ) -> Option<Result<R>> {
         if !self.device.is_cpu() {
             return None;
@@ -197,13 +198,13 @@ impl Mlp {
             let candle_core::Storage::Cpu(cpu) = &**storage else { return None };
             slices.push(crate::tensor::cpu_f32(cpu, layout, "MLP").ok()?);
         }
-        let layers: Vec<mlp_grad::Layer<'_>> = self
+        let layers: Vec<cpu::mlp::Layer<'_>> = self
             .layers
             .iter()
             .enumerate()
             .map(|(i, (w, _))| {
                 let (inputs, outputs) = w.as_tensor().dims2().expect("2-d weight");
-                mlp_grad::Layer { weight: slices[2 + 2 * i], bias: slices[3 + 2 * i], inputs, outputs }
+                cpu::mlp::Layer { weight: slices[2 + 2 * i], bias: slices[3 + 2 * i], inputs, outputs }
             })
             .collect();
         Some(f(&layers, slices[0], slices[1]))

@@ -1,13 +1,13 @@
 //! Models behind one [`Classifier`] trait, so the trainer, the oracle and the evaluator
-//! never name a specific architecture. Weights are initialised from a seeded ChaCha
-//! stream (candle cannot seed CPU `rand`) and saved as safetensors.
+//! never name a specific architecture. Every model builds its vars through one
+//! [`params::ParamBuilder`] (path, seeded values, trainability) and is saved as safetensors.
 
 pub mod audio;
 pub mod bert;
 pub mod checkpoint;
-pub mod init;
+pub mod cpu;
 pub mod mlp;
-mod mlp_grad;
+pub mod params;
 pub mod text;
 pub mod word_cnn;
 

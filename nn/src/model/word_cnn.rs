@@ -41,8 +41,9 @@ use tokenizers::{
     TokenizerImpl,
 };
 
+use super::params::{self, ParamBuilder};
 use super::text::TextModelConfig;
-use super::{Classifier, Mode, init};
+use super::{Classifier, Mode};
 use crate::examples::ExamplesRef;
 use crate::{Error, Result};
 
@@ -141,6 +142,8 @@ impl Vocab {
 
 pub struct WordCnn {
     varmap: VarMap,
+    /// Embedding, convolutions, output layer: every var, in the order they were made.
+    trainable: Vec<Var>,
     emb: Var,
     /// (width, weight `[width · dim, filters]`, bias `[filters]`).
     convs: Vec<(usize, Var, Var)>,
@@ -190,26 +193,30 @@ impl WordCnn {
         device: &Device,
     ) -> Result<Self> {
         cfg.check_word_cnn()?;
-        let varmap = VarMap::new();
+        let pb = ParamBuilder::new(seed, device);
         let (v, d, f) = (vocab.len(), cfg.embedding_dim, cfg.filters);
         // Kim's CNN-rand: U(±0.25); [PAD] and [UNK] start at zero (no information).
-        let mut rng = init::rng_for(seed, "embedding.weight");
+        let mut rng = pb.rng("embedding.weight");
         let table: Vec<f32> =
             (0..v * d).map(|i| if i < 2 * d { 0.0 } else { rng.random_range(-0.25f32..=0.25) }).collect();
-        let emb = init::insert(&varmap, "embedding.weight", Tensor::from_vec(table, (v, d), device)?)?;
+        let emb = pb.var("embedding.weight", Tensor::from_vec(table, (v, d), device)?)?;
         let mut convs = Vec::new();
         for &k in &cfg.widths {
             let bound = 1.0 / ((k * d) as f32).sqrt();
-            let w = init::uniform(&varmap, seed, &format!("conv{k}.weight"), &[k * d, f], bound, device)?;
-            let b = init::uniform(&varmap, seed, &format!("conv{k}.bias"), &[f], bound, device)?;
-            convs.push((k, w, b));
+            let conv = pb.pp(format!("conv{k}"));
+            convs.push((k, conv.uniform("weight", &[k * d, f], bound)?, conv.uniform("bias", &[f], bound)?));
         }
         let features = f * cfg.widths.len();
         let bound = 1.0 / (features as f32).sqrt();
-        let out_w = init::uniform(&varmap, seed, "out.weight", &[features, n_classes], bound, device)?;
-        let out_b = init::uniform(&varmap, seed, "out.bias", &[n_classes], bound, device)?;
+        let out = pb.pp("out");
+        let (out_w, out_b) = (
+            out.uniform("weight", &[features, n_classes], bound)?,
+            out.uniform("bias", &[n_classes], bound)?,
+        );
+        let (varmap, trainable) = pb.build();
         Ok(Self {
             varmap,
+            trainable,
             emb,
             convs,
             out_w,
@@ -222,7 +229,7 @@ impl WordCnn {
             word_dropout: cfg.word_dropout as f32,
             n_classes,
             device: device.clone(),
-            rng: Mutex::new(init::rng_for(seed, "dropout")),
+            rng: Mutex::new(params::rng_for(seed, "dropout")),
             fast: Mutex::new(None),
         })
     }
@@ -488,12 +495,7 @@ impl Classifier for WordCnn {
     }
 
     fn trainable(&self) -> Vec<Var> {
-        let mut v = vec![self.emb.clone()];
-        for (_, w, b) in &self.convs {
-            v.extend([w.clone(), b.clone()]);
-        }
-        v.extend([self.out_w.clone(), self.out_b.clone()]);
-        v
+        self.trainable.clone()
     }
 
     fn dense_input(&self) -> bool {

@@ -521,19 +521,7 @@ mod tests {
     }
 
     fn fit_cfg() -> Fit {
-        Fit {
-            epochs: 4,
-            batch_size: 4,
-            lr: 0.05,
-            weight_decay: 0.0,
-            patience: 0,
-            adversarial_weight: 0.0,
-            share: 1.0,
-            clean_epochs: 0,
-            validation_attack_examples: 0,
-            trades_beta: None,
-            stop_on_robust_accuracy: false,
-        }
+        Fit::clean(4, 4, 0.05)
     }
 
     fn bits(m: &dyn Classifier) -> Vec<(String, Vec<u32>)> {
@@ -724,7 +712,7 @@ mod tests {
     #[test]
     #[ignore = "benchmark: writes about a gigabyte of checkpoints; run in a release build"]
     fn bench_commit_size_and_time() {
-        use crate::model::init;
+        use crate::model::params::ParamBuilder;
         use candle_nn::ParamsAdamW;
         use std::time::Instant;
 
@@ -775,8 +763,7 @@ mod tests {
         let tensors: HashMap<String, Tensor> = shapes
             .into_iter()
             .map(|(name, shape)| {
-                let t =
-                    init::uniform(&candle_nn::VarMap::new(), 1, &name, &shape, 0.05, &Device::Cpu).unwrap();
+                let t = ParamBuilder::new(1, &Device::Cpu).uniform(&name, &shape, 0.05).unwrap();
                 (name, t.as_tensor().clone())
             })
             .collect();

@@ -46,7 +46,8 @@ impl FailPoint {
     /// parse is an error: a kill test must not pass because nothing was killed.
     pub fn from_env(phase: &str) -> Result<Option<Self>> {
         let Ok(spec) = std::env::var(VAR) else { return Ok(None) };
-        let bad = || Error::msg(format!("{VAR}={spec}: expected <phase>:<epoch>:<batch|tmp|renamed|end>"));
+        let bad =
+            || Error::invalid(format!("{VAR}={spec}: expected <phase>:<epoch>:<batch|tmp|renamed|end>"));
         let mut parts = spec.rsplitn(3, ':');
         let (Some(point), Some(epoch), Some(at_phase)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(bad());

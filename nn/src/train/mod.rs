@@ -104,6 +104,26 @@ pub struct Fit {
     pub stop_on_robust_accuracy: bool,
 }
 
+impl Fit {
+    /// Clean training for `epochs` of `batch_size` at `lr`: no adversarial examples, no
+    /// weight decay, no early stopping; set the rest with struct update syntax.
+    pub fn clean(epochs: usize, batch_size: usize, lr: f64) -> Self {
+        Self {
+            epochs,
+            batch_size,
+            lr,
+            weight_decay: 0.0,
+            patience: 0,
+            adversarial_weight: 0.0,
+            share: 1.0,
+            clean_epochs: 0,
+            validation_attack_examples: 0,
+            trades_beta: None,
+            stop_on_robust_accuracy: false,
+        }
+    }
+}
+
 /// How a phase corrects for rare classes (`[train] class_weight` and `sampling`), for clean
 /// training and adversarial fine-tuning alike. The default changes nothing: the trainer
 /// then takes exactly the steps it takes without it.
@@ -270,8 +290,7 @@ fn predicted(model: &dyn Classifier, x: &crate::examples::Examples) -> Result<Ve
     Ok(logits.argmax(D::Minus1)?.to_vec1::<u32>()?)
 }
 
-/// The pipeline setting a phase's learning rate comes from, for error messages.
-/// The pipeline section whose `lr` a phase trains with.
+/// The pipeline section whose `lr` a phase trains with, for error messages.
 fn lr_section(phase: &str) -> &'static str {
     if phase.starts_with("harden") { "harden" } else { "train" }
 }
@@ -460,9 +479,14 @@ fn fit_with(
                     let (adv_loss, _) = validation_loss(model, &adv_part, weights, &what)?;
                     robust_accuracy = accuracy_at(model, &adv_part, &attacked_rows(adv, &adv_part.y), &what)?;
                     if !adv_loss.is_finite() {
-                        return Err(Error::msg(format!(
-                            "{phase} epoch {epoch}: the loss on the attacked validation examples is {adv_loss}"
-                        )));
+                        return Err(Error::Diverged {
+                            section: lr_section(phase),
+                            msg: format!(
+                                "{phase} epoch {epoch}: the loss on the attacked validation examples is {adv_loss} (lr = {:e}): lower [{}] lr",
+                                fit.lr,
+                                lr_section(phase)
+                            ),
+                        });
                     }
                     (1.0 - w) * val_loss + w * adv_loss
                 }

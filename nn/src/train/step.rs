@@ -72,7 +72,7 @@ pub(super) fn step_weighted(
             None => term,
         });
     }
-    let loss = loss.ok_or_else(|| Error::msg("an empty training batch"))?;
+    let loss = loss.ok_or_else(|| Error::invalid("an empty training batch"))?;
     opt.backward_step(&loss)?;
     Ok(loss.to_scalar::<f32>()?)
 }

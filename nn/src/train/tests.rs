@@ -24,19 +24,7 @@ fn data() -> Dataset {
 }
 
 fn fit_cfg(epochs: usize) -> Fit {
-    Fit {
-        epochs,
-        batch_size: 32,
-        lr: 1e-2,
-        weight_decay: 0.0,
-        patience: 0,
-        adversarial_weight: 0.0,
-        share: 1.0,
-        clean_epochs: 0,
-        validation_attack_examples: 0,
-        trades_beta: None,
-        stop_on_robust_accuracy: false,
-    }
+    Fit::clean(epochs, 32, 1e-2)
 }
 
 fn model() -> Mlp {

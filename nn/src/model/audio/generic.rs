@@ -28,7 +28,7 @@
 
 use candle_core::{DType, Tensor, Var};
 
-use super::kernel::{Arch, BN_EPS, BN_MOMENTUM, BlockArch};
+use crate::model::cpu::m5::{Arch, BN_EPS, BN_MOMENTUM, BlockArch};
 
 /// Logits `[n, classes]` of the waveforms `x` (`[n, length]`) under the flat `params`
 /// (detached or not: gradients reach whatever is tracked). `train`: batch statistics, and

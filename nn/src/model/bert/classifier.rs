@@ -13,7 +13,8 @@ use super::network::{Bert, mean_pool};
 use super::tokenizer::Tok;
 use super::weights::Weights;
 use crate::examples::ExamplesRef;
-use crate::model::{Classifier, Mode, init};
+use crate::model::params::ParamBuilder;
+use crate::model::{Classifier, Mode};
 use crate::{Error, Result};
 
 pub struct BertClassifier {
@@ -61,48 +62,24 @@ impl BertClassifier {
         };
         let tok = Tok::load(&dir, &hf, cfg.max_tokens)?;
         let mut weights = Weights::load(&dir, device)?;
-        let varmap = VarMap::new();
-        let bert = Bert::load(
-            &hf,
-            act,
-            &mut weights,
-            &varmap,
-            first_trained,
-            cfg.train_layers.is_none(),
-            tok.pad_id,
-        )?;
+        let pb = ParamBuilder::new(seed, device);
+        let bert =
+            Bert::load(&hf, act, &mut weights, &pb, first_trained, cfg.train_layers.is_none(), tok.pad_id)?;
         let h = hf.hidden_size;
         let pooler = match cfg.pooling {
             Pooling::Cls if weights.has("pooler.dense.weight") => {
-                Some(weights.linear(&varmap, "pooler.dense", h, h, true)?)
+                Some(weights.linear(&pb, "pooler.dense", h, h)?)
             }
             _ => None,
         };
         // PyTorch's nn.Linear default: U(±1/√fan_in).
         let bound = 1.0 / (h as f32).sqrt();
+        let classifier = pb.pp("classifier");
         let head = Linear {
-            w: Param {
-                var: init::uniform(&varmap, seed, "classifier.weight", &[n_classes, h], bound, device)?,
-                train: true,
-            },
-            b: Param {
-                var: init::uniform(&varmap, seed, "classifier.bias", &[n_classes], bound, device)?,
-                train: true,
-            },
+            w: Param { var: classifier.uniform("weight", &[n_classes, h], bound)?, train: true },
+            b: Param { var: classifier.uniform("bias", &[n_classes], bound)?, train: true },
         };
-        let mut params: Vec<&Param> = Vec::new();
-        params.extend([&bert.word, &bert.position, &bert.token_type, &bert.emb_norm.w, &bert.emb_norm.b]);
-        for l in &bert.layers {
-            for lin in [&l.query, &l.key, &l.value, &l.attn_out, &l.inter, &l.out] {
-                params.extend([&lin.w, &lin.b]);
-            }
-            params.extend([&l.attn_norm.w, &l.attn_norm.b, &l.out_norm.w, &l.out_norm.b]);
-        }
-        if let Some(p) = &pooler {
-            params.extend([&p.w, &p.b]);
-        }
-        params.extend([&head.w, &head.b]);
-        let trainable = params.into_iter().filter(|p| p.train).map(|p| p.var.clone()).collect();
+        let (varmap, trainable) = pb.build();
         Ok(Self {
             bert,
             tok,

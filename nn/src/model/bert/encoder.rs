@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use candle_nn::VarMap;
 
 use super::CHUNK;
 use super::config::read_config;
 use super::network::{Bert, mean_pool};
 use super::tokenizer::Tok;
 use super::weights::Weights;
+use crate::model::params::ParamBuilder;
 use crate::model::{Mode, SentenceEncoder};
 use crate::{Error, Result};
 
@@ -22,7 +22,6 @@ pub struct BertSentenceEncoder {
     bert: Bert,
     tok: Tok,
     device: Device,
-    _varmap: VarMap,
 }
 
 impl BertSentenceEncoder {
@@ -30,9 +29,10 @@ impl BertSentenceEncoder {
         let (hf, act) = read_config(dir)?;
         let tok = Tok::load(dir, &hf, ENCODER_MAX_TOKENS.min(hf.max_position_embeddings))?;
         let mut weights = Weights::load(dir, device)?;
-        let varmap = VarMap::new();
-        let bert = Bert::load(&hf, act, &mut weights, &varmap, hf.num_hidden_layers, false, tok.pad_id)?;
-        Ok(Self { bert, tok, device: device.clone(), _varmap: varmap })
+        // Frozen and pretrained throughout: no value is drawn, so the seed is never used.
+        let pb = ParamBuilder::new(0, device).frozen();
+        let bert = Bert::load(&hf, act, &mut weights, &pb, hf.num_hidden_layers, false, tok.pad_id)?;
+        Ok(Self { bert, tok, device: device.clone() })
     }
 
     /// Unit-length mean-pooled embeddings, `[n, h]`.

@@ -7,7 +7,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use tokenizers::{Tokenizer, TruncationParams};
 
-use crate::model::init;
+use crate::model::params;
 use crate::{Error, Result};
 
 /// Writes a tiny BERT folder in the Hugging Face on-disk format into `dir`: `config.json`
@@ -127,7 +127,7 @@ pub fn write_tiny_model(dir: &Path, seed: u64) -> Result<()> {
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     for Draw { name, shape, centre, bound } in d {
         use rand::Rng;
-        let mut rng = init::rng_for(seed, &name);
+        let mut rng = params::rng_for(seed, &name);
         let n = shape.iter().product();
         let data: Vec<f32> = (0..n).map(|_| centre + rng.random_range(-bound..=bound)).collect();
         tensors.insert(name, Tensor::from_vec(data, shape, &Device::Cpu)?);

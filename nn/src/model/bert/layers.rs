@@ -3,8 +3,7 @@
 
 use candle_core::{Tensor, Var};
 
-use super::network::Bert;
-use super::ops::{add_rows, layer_norm, softmax};
+use super::ops::{Act, add_rows, layer_norm, softmax};
 use crate::model::Mode;
 
 /// A var and whether the optimiser trains it. Frozen vars are always detached, so
@@ -62,18 +61,18 @@ pub(super) struct Layer {
 }
 
 impl Layer {
-    /// `x`: `[b·l, h]`; `bias`: `[b, 1, 1, l]` (0 or −∞ for padding).
+    /// `x`: `[b·l, h]`; `bias`: `[b, 1, 1, l]` (0 or −∞ for padding); `heads` attention
+    /// heads and the feed-forward activation `act` are the network's.
     pub(super) fn forward(
         &self,
         x: &Tensor,
         bias: &Tensor,
-        b: usize,
-        l: usize,
-        net: &Bert,
+        heads: usize,
+        act: Act,
         mode: Mode,
     ) -> candle_core::Result<Tensor> {
         let (n, h) = x.dims2()?;
-        let heads = net.heads;
+        let (b, _, _, l) = bias.dims4()?;
         let dh = h / heads;
         let split = |t: Tensor| t.reshape((b, l, heads, dh))?.transpose(1, 2)?.contiguous();
         let q = split((self.query.forward(x, mode)? * (1.0 / (dh as f64).sqrt()))?)?;
@@ -82,7 +81,7 @@ impl Layer {
         let probs = softmax(&q.matmul(&k.t()?)?.broadcast_add(bias)?)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((n, h))?;
         let a = self.attn_norm.forward(&(self.attn_out.forward(&ctx, mode)? + x)?, mode)?;
-        let i = net.act.apply(&self.inter.forward(&a, mode)?)?;
+        let i = act.apply(&self.inter.forward(&a, mode)?)?;
         self.out_norm.forward(&(self.out.forward(&i, mode)? + &a)?, mode)
     }
 }

@@ -1,8 +1,8 @@
 //! The BERT encoder: embeddings and the stack of layers, up to the last hidden states;
 //! and the mask-weighted mean pooling both models read them through.
 
+use crate::model::params::ParamBuilder;
 use candle_core::{DType, Tensor};
-use candle_nn::VarMap;
 
 use super::config::HfConfig;
 use super::layers::{Layer, Norm, Param};
@@ -24,43 +24,40 @@ pub(super) struct Bert {
 }
 
 impl Bert {
-    /// Loads the encoder's tensors into `map`. Layers `first_trained..` and, with
-    /// `train_embeddings`, the embeddings are marked trainable.
+    /// Loads the encoder's tensors through `pb`. Layers `first_trained..` and, with
+    /// `train_embeddings`, the embeddings are trained. Within a layer the vars are made in
+    /// the optimiser's order: the six linear layers, then the two norms.
     pub(super) fn load(
         cfg: &HfConfig,
         act: Act,
         weights: &mut Weights,
-        map: &VarMap,
+        pb: &ParamBuilder,
         first_trained: usize,
         train_embeddings: bool,
         pad_id: u32,
     ) -> Result<Self> {
         let (h, eps) = (cfg.hidden_size, cfg.layer_norm_eps);
-        let e = train_embeddings;
-        let word = weights.take(map, "embeddings.word_embeddings.weight", &[cfg.vocab_size, h], e)?;
-        let position = weights.take(
-            map,
-            "embeddings.position_embeddings.weight",
-            &[cfg.max_position_embeddings, h],
-            e,
-        )?;
+        let e = pb.trained(train_embeddings);
+        let word = weights.take(&e, "embeddings.word_embeddings.weight", &[cfg.vocab_size, h])?;
+        let position =
+            weights.take(&e, "embeddings.position_embeddings.weight", &[cfg.max_position_embeddings, h])?;
         let token_type =
-            weights.take(map, "embeddings.token_type_embeddings.weight", &[cfg.type_vocab_size, h], e)?;
-        let emb_norm = weights.norm(map, "embeddings.LayerNorm", h, eps, e)?;
+            weights.take(&e, "embeddings.token_type_embeddings.weight", &[cfg.type_vocab_size, h])?;
+        let emb_norm = weights.norm(&e, "embeddings.LayerNorm", h, eps)?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let p = format!("encoder.layer.{i}");
-            let t = i >= first_trained;
+            let t = pb.trained(i >= first_trained);
             let (h, m) = (h, cfg.intermediate_size);
             layers.push(Layer {
-                query: weights.linear(map, &format!("{p}.attention.self.query"), h, h, t)?,
-                key: weights.linear(map, &format!("{p}.attention.self.key"), h, h, t)?,
-                value: weights.linear(map, &format!("{p}.attention.self.value"), h, h, t)?,
-                attn_out: weights.linear(map, &format!("{p}.attention.output.dense"), h, h, t)?,
-                attn_norm: weights.norm(map, &format!("{p}.attention.output.LayerNorm"), h, eps, t)?,
-                inter: weights.linear(map, &format!("{p}.intermediate.dense"), h, m, t)?,
-                out: weights.linear(map, &format!("{p}.output.dense"), m, h, t)?,
-                out_norm: weights.norm(map, &format!("{p}.output.LayerNorm"), h, eps, t)?,
+                query: weights.linear(&t, &format!("{p}.attention.self.query"), h, h)?,
+                key: weights.linear(&t, &format!("{p}.attention.self.key"), h, h)?,
+                value: weights.linear(&t, &format!("{p}.attention.self.value"), h, h)?,
+                attn_out: weights.linear(&t, &format!("{p}.attention.output.dense"), h, h)?,
+                inter: weights.linear(&t, &format!("{p}.intermediate.dense"), h, m)?,
+                out: weights.linear(&t, &format!("{p}.output.dense"), m, h)?,
+                attn_norm: weights.norm(&t, &format!("{p}.attention.output.LayerNorm"), h, eps)?,
+                out_norm: weights.norm(&t, &format!("{p}.output.LayerNorm"), h, eps)?,
             });
         }
         if pad_id as usize >= cfg.vocab_size {
@@ -107,7 +104,7 @@ impl Bert {
         // (1 − mask) · f32::MIN, as HF does.
         let bias = mask.affine(-1.0, 1.0)?.affine(f32::MIN as f64, 0.0)?.reshape((b, 1, 1, l))?;
         for layer in &self.layers {
-            x = layer.forward(&x, &bias, b, l, self, mode)?;
+            x = layer.forward(&x, &bias, self.heads, self.act, mode)?;
         }
         Ok(x)
     }

@@ -146,11 +146,11 @@ mod tests {
 
     use super::*;
     use crate::model::bert::tests::max_diff;
-    use crate::model::init;
+    use crate::model::params;
 
     #[test]
     fn layer_norm_matches_candle_fused_forward() {
-        let mut rng = init::rng_for(1, "ln");
+        let mut rng = params::rng_for(1, "ln");
         use rand::Rng;
         let mut draw = |n: usize, scale: f32, centre: f32| -> Vec<f32> {
             (0..n).map(|_| centre + scale * rng.random_range(-1.0f32..1.0)).collect()

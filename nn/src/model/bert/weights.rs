@@ -5,10 +5,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use candle_nn::VarMap;
 
 use super::layers::{Linear, Norm, Param};
-use crate::model::init;
+use crate::model::params::ParamBuilder;
 use crate::{Error, Result};
 
 /// `model.safetensors`, handed out tensor by tensor into a `VarMap`.
@@ -40,7 +39,7 @@ impl Weights {
     }
 
     /// Registers tensor `name` (checked against `shape`) in `map` as a var.
-    pub(super) fn take(&mut self, map: &VarMap, name: &str, shape: &[usize], train: bool) -> Result<Param> {
+    pub(super) fn take(&mut self, pb: &ParamBuilder, name: &str, shape: &[usize]) -> Result<Param> {
         let full = format!("{}{name}", self.prefix);
         // Old checkpoints name LayerNorm parameters gamma / beta.
         let alias = name
@@ -61,34 +60,26 @@ impl Weights {
                 format!("tensor `{full}` has shape {:?}, expected {shape:?}", t.dims()),
             ));
         }
-        Ok(Param { var: init::insert(map, name, t)?, train })
+        Ok(Param { var: pb.var(name, t)?, train: pb.is_trained() })
     }
 
     pub(super) fn linear(
         &mut self,
-        map: &VarMap,
+        pb: &ParamBuilder,
         name: &str,
         n_in: usize,
         n_out: usize,
-        train: bool,
     ) -> Result<Linear> {
         Ok(Linear {
-            w: self.take(map, &format!("{name}.weight"), &[n_out, n_in], train)?,
-            b: self.take(map, &format!("{name}.bias"), &[n_out], train)?,
+            w: self.take(pb, &format!("{name}.weight"), &[n_out, n_in])?,
+            b: self.take(pb, &format!("{name}.bias"), &[n_out])?,
         })
     }
 
-    pub(super) fn norm(
-        &mut self,
-        map: &VarMap,
-        name: &str,
-        size: usize,
-        eps: f64,
-        train: bool,
-    ) -> Result<Norm> {
+    pub(super) fn norm(&mut self, pb: &ParamBuilder, name: &str, size: usize, eps: f64) -> Result<Norm> {
         Ok(Norm {
-            w: self.take(map, &format!("{name}.weight"), &[size], train)?,
-            b: self.take(map, &format!("{name}.bias"), &[size], train)?,
+            w: self.take(pb, &format!("{name}.weight"), &[size])?,
+            b: self.take(pb, &format!("{name}.bias"), &[size])?,
             eps,
         })
     }

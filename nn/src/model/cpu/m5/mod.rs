@@ -31,17 +31,17 @@ mod simd;
 
 use std::thread;
 
-pub(super) use backward::backward;
-pub(super) use forward::{Forward, forward};
+pub(in crate::model) use backward::backward;
+pub(in crate::model) use forward::{Forward, forward};
 
 /// Examples per unit of parallel work (and per partial sum).
 const CHUNK: usize = 4;
-pub(super) const BN_EPS: f64 = 1e-5;
-pub(super) const BN_MOMENTUM: f64 = 0.1;
+pub(in crate::model) const BN_EPS: f64 = 1e-5;
+pub(in crate::model) const BN_MOMENTUM: f64 = 0.1;
 
 /// One conv block: conv → max-pool → norm → ReLU.
 #[derive(Debug, Clone)]
-pub(super) struct BlockArch {
+pub(in crate::model) struct BlockArch {
     pub c_in: usize,
     pub c_out: usize,
     pub k: usize,
@@ -63,17 +63,17 @@ pub(super) struct BlockArch {
 }
 
 impl BlockArch {
-    pub(super) fn kc(&self) -> usize {
+    pub(in crate::model) fn kc(&self) -> usize {
         self.k * self.c_in
     }
     /// Length of the padded input buffer.
-    pub(super) fn in_len(&self) -> usize {
+    pub(in crate::model) fn in_len(&self) -> usize {
         (self.l_in + 2 * self.pad) * self.c_in
     }
 }
 
 #[derive(Debug, Clone)]
-pub(super) struct Arch {
+pub(in crate::model) struct Arch {
     /// Samples per waveform.
     pub length: usize,
     pub blocks: Vec<BlockArch>,
@@ -157,7 +157,7 @@ impl Arch {
         })
     }
 
-    pub(super) fn channels(&self) -> usize {
+    pub(in crate::model) fn channels(&self) -> usize {
         self.blocks.last().map_or(1, |b| b.c_out)
     }
 }

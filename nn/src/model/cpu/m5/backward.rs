@@ -103,7 +103,7 @@ struct Grad {
 
 /// Gradients of `Σ_i Σ_k dlogits[i, k] · logits[i, k]`: with respect to the waveforms
 /// (`n × length`) when `need_x`, and to the parameters when `need_params`.
-pub(in crate::model::audio) fn backward(
+pub(in crate::model) fn backward(
     arch: &Arch,
     theta: &[f32],
     fwd: &Forward,

@@ -76,7 +76,7 @@ pub(super) struct Example {
 
 /// A forward pass over a batch.
 #[derive(Debug, Clone)]
-pub(in crate::model::audio) struct Forward {
+pub(in crate::model) struct Forward {
     pub(super) examples: Vec<Example>,
     /// Per block: the statistics used (batch or running) as (mean, 1/σ), and the affine map
     /// `scale · z + shift` they give with γ and β (identity without norm).
@@ -130,7 +130,7 @@ fn conv_pool(
 
 /// Runs the model on `n` waveforms `x` (`n × length`). `train`: batch statistics (and the
 /// running statistics are updated in `running`); else the running ones.
-pub(in crate::model::audio) fn forward(
+pub(in crate::model) fn forward(
     arch: &Arch,
     theta: &[f32],
     running: &mut [f32],

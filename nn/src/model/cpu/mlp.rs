@@ -5,12 +5,12 @@
 //! autograd that is ~20 small tensor allocations plus a graph walk per call; here it is
 //! six `gemm` calls into reused buffers. A training step likewise needs only the weight
 //! gradients of one small network, which candle spends most of its time allocating and
-//! reducing around. The layout matches [`super::Mlp`]: weights are `[in, out]` row-major,
+//! reducing around. The layout matches [`crate::model::Mlp`]: weights are `[in, out]` row-major,
 //! inputs are standardised inside the model, ReLU between layers.
 
 use std::cell::RefCell;
 
-use super::TrainPart;
+use crate::model::TrainPart;
 
 /// One dense layer's parameters, borrowed from the model's CPU tensors.
 pub struct Layer<'a> {
