@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::validate::{Invalid, keys};
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SplitName {
@@ -72,24 +74,25 @@ impl OperatingPoint {
         }
     }
 
-    pub(super) fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+    pub(super) fn check(&self) -> Result<(), Invalid> {
+        let at = |key: &str| keys(&["evaluate", "operating_point", key]);
         match (self.fpr, self.precision) {
-            (None, None) => Err((
-                "",
-                "operating_point needs a target: `{ fpr = 0.01 }` (false-positive rate) or `{ precision = 0.9 }`"
-                    .into(),
+            (None, None) => Err(Invalid::new(
+                keys(&["evaluate", "operating_point"]),
+                "operating_point needs a target: `{ fpr = 0.01 }` (false-positive rate) or `{ precision = 0.9 }`",
             )),
-            (Some(_), Some(_)) => Err((
-                "",
-                "operating_point takes one target, `fpr` or `precision`, not both: one threshold cannot be chosen for two"
-                    .into(),
+            (Some(_), Some(_)) => Err(Invalid::new(
+                keys(&["evaluate", "operating_point"]),
+                "operating_point takes one target, `fpr` or `precision`, not both: one threshold cannot be chosen for two",
             )),
-            (Some(f), None) if !(f > 0.0 && f < 1.0) => Err((
-                "fpr",
-                format!("operating_point.fpr = {f}: a false-positive rate strictly between 0 and 1 (0.01 is 1 %)"),
+            (Some(f), None) if !(f > 0.0 && f < 1.0) => Err(Invalid::new(
+                at("fpr"),
+                format!(
+                    "operating_point.fpr = {f}: a false-positive rate strictly between 0 and 1 (0.01 is 1 %)"
+                ),
             )),
-            (None, Some(p)) if !(p > 0.0 && p <= 1.0) => Err((
-                "precision",
+            (None, Some(p)) if !(p > 0.0 && p <= 1.0) => Err(Invalid::new(
+                at("precision"),
                 format!("operating_point.precision = {p}: a precision in (0, 1] (0.9 is 90 %)"),
             )),
             _ => Ok(()),

@@ -165,10 +165,10 @@ impl Pipeline {
 
     /// Runs on `device` instead of `[pipeline] device` (the command line's `--device`):
     /// refused, as in the file, when this build cannot use it.
-    pub fn set_device(&mut self, device: DeviceKind) -> crate::Result<()> {
+    pub fn set_device(&mut self, device: DeviceKind) -> Result<()> {
         if device == DeviceKind::Cuda && !cfg!(feature = "cuda") {
-            return Err(crate::Error::Config(
-                "--device cuda needs a CUDA build (`just cuda-build`; this one is CPU-only)".into(),
+            return Err(Error::invalid(
+                "--device cuda needs a CUDA build (`just cuda-build`; this one is CPU-only)",
             ));
         }
         self.spec.pipeline_mut().device = device;

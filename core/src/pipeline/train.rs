@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Invalid;
+
 /// `[train]`: the clean model.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -74,7 +76,7 @@ impl ClassWeight {
     /// The weight of each of `counts.len()` classes given the training split's class
     /// counts; `None` when the loss is unweighted. An explicit list of the wrong length is
     /// an error naming what the data holds.
-    pub fn resolve(&self, counts: &[usize]) -> std::result::Result<Option<Vec<f64>>, String> {
+    pub fn resolve(&self, counts: &[usize]) -> Result<Option<Vec<f64>>, Invalid> {
         match self {
             ClassWeight::Mode(WeightMode::None) => Ok(None),
             ClassWeight::Mode(WeightMode::Balanced) => {
@@ -88,11 +90,11 @@ impl ClassWeight {
                         .collect(),
                 ))
             }
-            ClassWeight::Weights(w) if w.len() != counts.len() => Err(format!(
+            ClassWeight::Weights(w) if w.len() != counts.len() => Err(Invalid(format!(
                 "gives {} weight(s) but the data has {} classes: give one weight per class, in class order",
                 w.len(),
                 counts.len()
-            )),
+            ))),
             ClassWeight::Weights(w) => Ok(Some(w.clone())),
         }
     }

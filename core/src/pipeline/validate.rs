@@ -275,13 +275,7 @@ fn check_imbalance(spec: &Spec) -> std::result::Result<(), Invalid> {
                 ),
             ));
         }
-        if let Err((key, msg)) = op.check() {
-            let mut path = keys(&["evaluate", "operating_point"]);
-            if !key.is_empty() {
-                path.push(key.into());
-            }
-            return Err(Invalid::new(path, msg));
-        }
+        op.check()?;
     }
     Ok(())
 }
