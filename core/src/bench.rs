@@ -99,9 +99,12 @@ pub fn run(pipeline: &Pipeline, opts: &BenchOptions) -> Result<BenchResult> {
     let device = engine::device(pipeline.spec.pipeline().device)?;
     let task = modality::prepare(pipeline, &Setup { device: &device, checkpoints: &timer.dir })?;
     let budget = task.bench_budget().ok_or_else(|| {
-        Error::msg(format!("tempered bench has no attack budget to set for {} pipelines", task.modality()))
+        Error::invalid(format!(
+            "tempered bench has no attack budget to set for {} pipelines",
+            task.modality()
+        ))
     })?;
-    let value = opts.budgets.get(budget).ok_or_else(|| Error::msg(format!("no `{budget}` given")))?;
+    let value = opts.budgets.get(budget).ok_or_else(|| Error::invalid(format!("no `{budget}` given")))?;
     let mut overrides = serde_json::Map::new();
     overrides.insert("steps".into(), opts.steps.into());
     overrides.insert(budget.into(), (*value).into());
@@ -195,7 +198,7 @@ impl Drop for Timer {
 /// attack's params with the bench's overrides. Returns the number of rows written.
 pub fn export_rows(pipeline: &Pipeline, opts: &BenchOptions, file: &Path) -> Result<usize> {
     let Spec::Tabular(spec) = &pipeline.spec else {
-        return Err(Error::msg(format!(
+        return Err(Error::invalid(format!(
             "--export-rows writes tabular rows; this is a {} pipeline",
             pipeline.spec.modality()
         )));
@@ -212,19 +215,19 @@ pub fn export_rows(pipeline: &Pipeline, opts: &BenchOptions, file: &Path) -> Res
     let (x, width) = match &data.train.x {
         Examples::Dense { data, width } => (std::borrow::Cow::Borrowed(data), *width),
         Examples::Stored(rows) => (std::borrow::Cow::Owned(rows.range(0, rows.len())?), rows.width()),
-        Examples::Text(_) => return Err(Error::msg("a tabular task without dense rows")),
+        Examples::Text(_) => return Err(Error::invalid("a tabular task without dense rows")),
     };
     if *x != *table.train.values()? || data.train.y != table.train.y {
-        return Err(Error::msg("the loader's training rows differ from the task's"));
+        return Err(Error::invalid("the loader's training rows differ from the task's"));
     }
     let budget = task.bench_budget().unwrap_or("epsilon");
-    let value = opts.budgets.get(budget).ok_or_else(|| Error::msg(format!("no `{budget}` given")))?;
+    let value = opts.budgets.get(budget).ok_or_else(|| Error::invalid(format!("no `{budget}` given")))?;
     let config = pipeline
         .spec
         .attacks()
         .iter()
         .find(|a| a.id == opts.attack)
-        .ok_or_else(|| Error::msg(format!("the pipeline has no [[attack]] `{}`", opts.attack)))?;
+        .ok_or_else(|| Error::invalid(format!("the pipeline has no [[attack]] `{}`", opts.attack)))?;
     let mut params = serde_json::to_value(&config.params).expect("TOML is JSON");
     if let Some(p) = params.as_object_mut() {
         p.insert("steps".into(), opts.steps.into());
@@ -260,7 +263,7 @@ pub fn export_rows(pipeline: &Pipeline, opts: &BenchOptions, file: &Path) -> Res
         "init": init,
         "train": { "rows": data.train.len(), "x": x, "y": data.train.y },
     });
-    let bytes = serde_json::to_vec(&json).map_err(|e| Error::msg(format!("cannot write JSON: {e}")))?;
+    let bytes = serde_json::to_vec(&json).map_err(|e| Error::external("cannot write JSON", e))?;
     crate::files::write(file, &bytes)?;
     Ok(data.train.len())
 }
@@ -282,7 +285,7 @@ fn create_attack(
     let config = attacks
         .iter()
         .find(|a| a.id == attack_id)
-        .ok_or_else(|| Error::msg(format!("the pipeline has no [[attack]] `{attack_id}`")))?;
+        .ok_or_else(|| Error::invalid(format!("the pipeline has no [[attack]] `{attack_id}`")))?;
     let mut params = serde_json::to_value(&config.params).expect("TOML is JSON");
     if let Some(p) = params.as_object_mut() {
         p.extend(overrides.clone());

@@ -56,9 +56,7 @@ pub struct Finished {
 pub fn device(kind: DeviceKind) -> Result<Device> {
     match kind {
         DeviceKind::Cpu => Ok(Device::Cpu),
-        DeviceKind::Cuda => {
-            Device::new_cuda(0).map_err(|e| Error::msg(format!("cannot open CUDA device 0: {e}")))
-        }
+        DeviceKind::Cuda => Device::new_cuda(0).context("cannot open CUDA device 0"),
     }
 }
 
@@ -339,7 +337,7 @@ fn refuse_one_class(data: &Dataset) -> Result<()> {
     seen.sort_unstable();
     seen.dedup();
     if seen.len() < 2 {
-        return Err(Error::msg(format!(
+        return Err(Error::invalid(format!(
             "the training split holds {} class(es) ({} examples): a classifier needs examples of at \
              least two classes (check the data's labels, `classes` and `limit`)",
             seen.len(),
