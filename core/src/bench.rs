@@ -14,7 +14,7 @@ use crate::data::{Dataset, Examples};
 use crate::engine;
 use crate::modality::{self, Setup};
 use crate::model::Classifier;
-use crate::pipeline::{AttackConfig, Pipeline, Spec};
+use crate::pipeline::{AttackConfig, Pipeline, Spec, TrainConfig};
 use crate::plugin_host::BatchContext;
 use crate::report::CleanMetrics;
 use crate::train::{self, Adversary, Checkpoints, Fit};
@@ -95,7 +95,7 @@ impl BenchResult {
 /// PGD-AT epochs against `opts.attack` with its `steps` and budget overridden.
 pub fn run(pipeline: &Pipeline, opts: &BenchOptions) -> Result<BenchResult> {
     let t = pipeline.spec.train();
-    let timer = Timer::new("tempered-bench", opts.epochs, t.batch_size, t.lr, t.weight_decay)?;
+    let timer = Timer::new("tempered-bench", t, opts.epochs)?;
     let device = engine::device(pipeline.spec.pipeline().device)?;
     let task = modality::prepare(pipeline, &Setup { device: &device, checkpoints: &timer.dir })?;
     let budget = task.bench_budget().ok_or_else(|| {
@@ -144,22 +144,11 @@ struct Timer {
 }
 
 impl Timer {
-    fn new(tag: &str, epochs: usize, batch_size: usize, lr: f64, weight_decay: f64) -> Result<Self> {
+    /// `[train]`'s optimiser for `epochs` epochs, all of them timed (no early stop).
+    fn new(tag: &str, train: &TrainConfig, epochs: usize) -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let fit = Fit {
-            epochs,
-            batch_size,
-            lr,
-            weight_decay,
-            patience: 0,
-            adversarial_weight: 0.0,
-            share: 1.0,
-            clean_epochs: 0,
-            validation_attack_examples: 0,
-            trades_beta: None,
-            stop_on_robust_accuracy: false,
-        };
+        let fit = Fit { epochs, patience: 0, ..engine::clean_fit(train) };
         Ok(Self { fit, dir })
     }
 
@@ -207,7 +196,7 @@ pub fn export_rows(pipeline: &Pipeline, opts: &BenchOptions, file: &Path) -> Res
     // from the task exactly as `run` prepares it, and the two must agree.
     let table = crate::data::tabular::load(&spec.data, &pipeline.base_dir, pipeline.seed())?;
     let t = pipeline.spec.train();
-    let timer = Timer::new("tempered-bench-export", opts.epochs, t.batch_size, t.lr, t.weight_decay)?;
+    let timer = Timer::new("tempered-bench-export", t, opts.epochs)?;
     let device = engine::device(pipeline.spec.pipeline().device)?;
     let task = modality::prepare(pipeline, &Setup { device: &device, checkpoints: &timer.dir })?;
     let (model, data) = (task.parts().model.as_ref(), &task.parts().dataset);

@@ -26,7 +26,7 @@ use crate::data::{Dataset, Labelled};
 use crate::error::Context;
 use crate::evaluate::{self, Decision};
 use crate::modality::{self, Setup, Task};
-use crate::pipeline::{DeviceKind, Pipeline, Sampling, SplitName, Target};
+use crate::pipeline::{DeviceKind, Pipeline, Sampling, SplitName, Target, TrainConfig};
 use crate::report::{self, AtThreshold, CleanMetrics, Metrics, OperatingPointMetrics, Phase, Skipped};
 use crate::train::{self, Balance, Checkpoints, Fit, TrainState};
 use crate::{Error, Result};
@@ -215,10 +215,9 @@ fn balance(pipeline: &Pipeline, task: &dyn Task) -> Result<Balance> {
     Ok(Balance { class_weights, sampling: tc.sampling == Sampling::Balanced })
 }
 
-/// Trains the clean model (or resumes it from the `clean` checkpoints).
-fn train_clean(pipeline: &Pipeline, task: &dyn Task, dir: &RunDir, balance: &Balance) -> Result<TrainState> {
-    let tc = pipeline.spec.train();
-    let fit = Fit {
+/// `[train]` as the trainer takes it: nothing adversarial.
+pub(crate) fn clean_fit(tc: &TrainConfig) -> Fit {
+    Fit {
         epochs: tc.epochs,
         batch_size: tc.batch_size,
         lr: tc.lr,
@@ -230,7 +229,12 @@ fn train_clean(pipeline: &Pipeline, task: &dyn Task, dir: &RunDir, balance: &Bal
         validation_attack_examples: 0,
         trades_beta: None,
         stop_on_robust_accuracy: false,
-    };
+    }
+}
+
+/// Trains the clean model (or resumes it from the `clean` checkpoints).
+fn train_clean(pipeline: &Pipeline, task: &dyn Task, dir: &RunDir, balance: &Balance) -> Result<TrainState> {
+    let fit = clean_fit(pipeline.spec.train());
     let ckpt = Checkpoints { dir: dir.checkpoints(), phase: "clean".to_owned() };
     let parts = task.parts();
     // A resume loads its own checkpoints over these weights, so loading first is safe.
