@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::validate::{Invalid, keys};
+use super::validate::{AtKey, keys};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -74,24 +74,24 @@ impl OperatingPoint {
         }
     }
 
-    pub(super) fn check(&self) -> Result<(), Invalid> {
+    pub(super) fn check(&self) -> Result<(), AtKey> {
         let at = |key: &str| keys(&["evaluate", "operating_point", key]);
         match (self.fpr, self.precision) {
-            (None, None) => Err(Invalid::new(
+            (None, None) => Err(AtKey::new(
                 keys(&["evaluate", "operating_point"]),
                 "operating_point needs a target: `{ fpr = 0.01 }` (false-positive rate) or `{ precision = 0.9 }`",
             )),
-            (Some(_), Some(_)) => Err(Invalid::new(
+            (Some(_), Some(_)) => Err(AtKey::new(
                 keys(&["evaluate", "operating_point"]),
                 "operating_point takes one target, `fpr` or `precision`, not both: one threshold cannot be chosen for two",
             )),
-            (Some(f), None) if !(f > 0.0 && f < 1.0) => Err(Invalid::new(
+            (Some(f), None) if !(f > 0.0 && f < 1.0) => Err(AtKey::new(
                 at("fpr"),
                 format!(
                     "operating_point.fpr = {f}: a false-positive rate strictly between 0 and 1 (0.01 is 1 %)"
                 ),
             )),
-            (None, Some(p)) if !(p > 0.0 && p <= 1.0) => Err(Invalid::new(
+            (None, Some(p)) if !(p > 0.0 && p <= 1.0) => Err(AtKey::new(
                 at("precision"),
                 format!("operating_point.precision = {p}: a precision in (0, 1] (0.9 is 90 %)"),
             )),

@@ -2,7 +2,7 @@
 //! machine cannot hold is refused before anything is trained.
 
 use super::Spec;
-use super::validate::{Invalid, keys};
+use super::validate::{AtKey, keys};
 use crate::model::audio::AudioModelConfig;
 use crate::model::mlp::TabularModelKind;
 use crate::model::text::{TextModelConfig, TextModelKind};
@@ -95,7 +95,7 @@ fn human(bytes: f64) -> String {
 
 /// Refuses a model whose estimated training memory is more than the machine has: such a
 /// model would abort on allocation, possibly hours in.
-pub(super) fn check_footprint(spec: &Spec) -> std::result::Result<(), Invalid> {
+pub(super) fn check_footprint(spec: &Spec) -> std::result::Result<(), AtKey> {
     let batch =
         spec.attacks().iter().map(|a| a.batch_size).chain([spec.train().batch_size]).max().unwrap_or(1);
     let (fp, key) = match spec {
@@ -119,7 +119,7 @@ pub(super) fn check_footprint(spec: &Spec) -> std::result::Result<(), Invalid> {
         None => (FALLBACK_MEMORY as f64, "the fixed cap used where /proc/meminfo cannot be read"),
     };
     if need > limit {
-        return Err(Invalid::new(
+        return Err(AtKey::new(
             key,
             format!(
                 "this model needs about {} to train ({:.3e} parameters × {BYTES_PER_PARAM} bytes, plus {:.3e} activations per example × {batch} examples per batch × {BYTES_PER_ACTIVATION} bytes), more than the {} that is {what}; make it smaller",

@@ -40,7 +40,7 @@ pub use evaluate::{EvaluateConfig, OperatingPoint, SplitName, SweepConfig, Targe
 pub use harden::{EarlyStopping, HardenConfig, Strategy};
 pub use spec::{DeviceKind, PipelineSection, PluginsConfig, ReportConfig, Spec, SpecOf};
 pub use train::{ClassWeight, Sampling, TrainConfig, WeightMode};
-pub use validate::Invalid;
+pub use validate::AtKey;
 
 /// A pipeline, parsed and validated: only a `Pipeline` can be run.
 #[derive(Debug, Clone)]
