@@ -14,7 +14,7 @@ use crate::data::{Dataset, Examples};
 use crate::engine;
 use crate::modality::{self, Setup};
 use crate::model::Classifier;
-use crate::pipeline::{AttackConfig, Pipeline, Spec};
+use crate::pipeline::{AttackConfig, Pipeline, Spec, TrainConfig};
 use crate::plugin_host::BatchContext;
 use crate::report::CleanMetrics;
 use crate::train::{self, Adversary, Checkpoints, Fit};
@@ -95,13 +95,16 @@ impl BenchResult {
 /// PGD-AT epochs against `opts.attack` with its `steps` and budget overridden.
 pub fn run(pipeline: &Pipeline, opts: &BenchOptions) -> Result<BenchResult> {
     let t = pipeline.spec.train();
-    let timer = Timer::new("tempered-bench", opts.epochs, t.batch_size, t.lr, t.weight_decay)?;
+    let timer = Timer::new("tempered-bench", t, opts.epochs)?;
     let device = engine::device(pipeline.spec.pipeline().device)?;
     let task = modality::prepare(pipeline, &Setup { device: &device, checkpoints: &timer.dir })?;
     let budget = task.bench_budget().ok_or_else(|| {
-        Error::msg(format!("tempered bench has no attack budget to set for {} pipelines", task.modality()))
+        Error::invalid(format!(
+            "tempered bench has no attack budget to set for {} pipelines",
+            task.modality()
+        ))
     })?;
-    let value = opts.budgets.get(budget).ok_or_else(|| Error::msg(format!("no `{budget}` given")))?;
+    let value = opts.budgets.get(budget).ok_or_else(|| Error::invalid(format!("no `{budget}` given")))?;
     let mut overrides = serde_json::Map::new();
     overrides.insert("steps".into(), opts.steps.into());
     overrides.insert(budget.into(), (*value).into());
@@ -141,22 +144,11 @@ struct Timer {
 }
 
 impl Timer {
-    fn new(tag: &str, epochs: usize, batch_size: usize, lr: f64, weight_decay: f64) -> Result<Self> {
+    /// `[train]`'s optimiser for `epochs` epochs, all of them timed (no early stop).
+    fn new(tag: &str, train: &TrainConfig, epochs: usize) -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let fit = Fit {
-            epochs,
-            batch_size,
-            lr,
-            weight_decay,
-            patience: 0,
-            adversarial_weight: 0.0,
-            share: 1.0,
-            clean_epochs: 0,
-            validation_attack_examples: 0,
-            trades_beta: None,
-            stop_on_robust_accuracy: false,
-        };
+        let fit = Fit { epochs, patience: 0, ..engine::clean_fit(train) };
         Ok(Self { fit, dir })
     }
 
@@ -195,7 +187,7 @@ impl Drop for Timer {
 /// attack's params with the bench's overrides. Returns the number of rows written.
 pub fn export_rows(pipeline: &Pipeline, opts: &BenchOptions, file: &Path) -> Result<usize> {
     let Spec::Tabular(spec) = &pipeline.spec else {
-        return Err(Error::msg(format!(
+        return Err(Error::invalid(format!(
             "--export-rows writes tabular rows; this is a {} pipeline",
             pipeline.spec.modality()
         )));
@@ -204,7 +196,7 @@ pub fn export_rows(pipeline: &Pipeline, opts: &BenchOptions, file: &Path) -> Res
     // from the task exactly as `run` prepares it, and the two must agree.
     let table = crate::data::tabular::load(&spec.data, &pipeline.base_dir, pipeline.seed())?;
     let t = pipeline.spec.train();
-    let timer = Timer::new("tempered-bench-export", opts.epochs, t.batch_size, t.lr, t.weight_decay)?;
+    let timer = Timer::new("tempered-bench-export", t, opts.epochs)?;
     let device = engine::device(pipeline.spec.pipeline().device)?;
     let task = modality::prepare(pipeline, &Setup { device: &device, checkpoints: &timer.dir })?;
     let (model, data) = (task.parts().model.as_ref(), &task.parts().dataset);
@@ -212,19 +204,19 @@ pub fn export_rows(pipeline: &Pipeline, opts: &BenchOptions, file: &Path) -> Res
     let (x, width) = match &data.train.x {
         Examples::Dense { data, width } => (std::borrow::Cow::Borrowed(data), *width),
         Examples::Stored(rows) => (std::borrow::Cow::Owned(rows.range(0, rows.len())?), rows.width()),
-        Examples::Text(_) => return Err(Error::msg("a tabular task without dense rows")),
+        Examples::Text(_) => return Err(Error::invalid("a tabular task without dense rows")),
     };
     if *x != *table.train.values()? || data.train.y != table.train.y {
-        return Err(Error::msg("the loader's training rows differ from the task's"));
+        return Err(Error::invalid("the loader's training rows differ from the task's"));
     }
     let budget = task.bench_budget().unwrap_or("epsilon");
-    let value = opts.budgets.get(budget).ok_or_else(|| Error::msg(format!("no `{budget}` given")))?;
+    let value = opts.budgets.get(budget).ok_or_else(|| Error::invalid(format!("no `{budget}` given")))?;
     let config = pipeline
         .spec
         .attacks()
         .iter()
         .find(|a| a.id == opts.attack)
-        .ok_or_else(|| Error::msg(format!("the pipeline has no [[attack]] `{}`", opts.attack)))?;
+        .ok_or_else(|| Error::invalid(format!("the pipeline has no [[attack]] `{}`", opts.attack)))?;
     let mut params = serde_json::to_value(&config.params).expect("TOML is JSON");
     if let Some(p) = params.as_object_mut() {
         p.insert("steps".into(), opts.steps.into());
@@ -260,7 +252,7 @@ pub fn export_rows(pipeline: &Pipeline, opts: &BenchOptions, file: &Path) -> Res
         "init": init,
         "train": { "rows": data.train.len(), "x": x, "y": data.train.y },
     });
-    let bytes = serde_json::to_vec(&json).map_err(|e| Error::msg(format!("cannot write JSON: {e}")))?;
+    let bytes = serde_json::to_vec(&json).map_err(|e| Error::external("cannot write JSON", e))?;
     crate::files::write(file, &bytes)?;
     Ok(data.train.len())
 }
@@ -282,7 +274,7 @@ fn create_attack(
     let config = attacks
         .iter()
         .find(|a| a.id == attack_id)
-        .ok_or_else(|| Error::msg(format!("the pipeline has no [[attack]] `{attack_id}`")))?;
+        .ok_or_else(|| Error::invalid(format!("the pipeline has no [[attack]] `{attack_id}`")))?;
     let mut params = serde_json::to_value(&config.params).expect("TOML is JSON");
     if let Some(p) = params.as_object_mut() {
         p.extend(overrides.clone());

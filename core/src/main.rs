@@ -284,7 +284,7 @@ fn checked_key(p: &Pipeline, i: usize, msg: &str) -> Vec<Key> {
 /// Refuses what would time nothing: zero epochs divide by zero (a NaN throughput), zero
 /// steps make no adversarial example, and a non-finite budget reaches the plugin as `null`.
 fn bench_args(epochs: usize, steps: u32, epsilon: f64, snr_db: f64) -> Result<(), tempered_core::Error> {
-    let refuse = |msg: String| Err(tempered_core::Error::Config(msg));
+    let refuse = |msg: String| Err(tempered_core::Error::invalid(msg));
     if epochs == 0 {
         return refuse("--epochs 0: the bench times epochs, so it needs at least one".into());
     }
@@ -423,12 +423,13 @@ mod tests {
     fn validate_says_which_sweep_or_section_a_plugin_refused() {
         let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines/fraud-small.toml");
         let p = Pipeline::load(&file).unwrap();
-        let msg = "[[evaluate.sweep]] of attack `pgd` sets `epsilom = 0.25`: plugin `tabular`: unknown field";
-        let key = checked_key(&p, 0, msg);
+        let refused = tempered_core::Error::plugin("tabular", "unknown field")
+            .context("[[evaluate.sweep]] of attack `pgd` sets `epsilom = 0.25`");
+        let key = checked_key(&p, 0, &refused.to_string());
         assert_eq!(key, [Key::from("evaluate"), Key::from("sweep"), Key::Index(0), Key::from("param")]);
         let src = std::fs::read_to_string(&file).unwrap();
         let line = src.lines().position(|l| l.starts_with("param = \"epsilon\"")).unwrap() + 1;
-        let e = at_key(&file, &key, tempered_core::Error::msg(msg)).to_string();
+        let e = at_key(&file, &key, refused).to_string();
         assert!(e.starts_with(&format!("{}:{line}:1: [[evaluate.sweep]]", file.display())), "{e}");
         assert_eq!(
             checked_key(&p, 0, "[harden] trains with attack `pgd`"),

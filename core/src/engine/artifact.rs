@@ -215,7 +215,7 @@ struct Stored<T> {
 
 fn checksum<T: Serialize>(inputs: &Inputs, result: &T) -> Result<String> {
     let bytes = serde_json::to_vec(&(inputs, result))
-        .map_err(|e| Error::msg(format!("cannot encode a phase result: {e}")))?;
+        .map_err(|e| Error::external("cannot encode a phase result", e))?;
     Ok(format!("{:016x}", crate::hash::fnv1a(&bytes)))
 }
 
@@ -314,7 +314,7 @@ impl PhaseStore {
                         checksum: checksum(inputs, t)?,
                     };
                     let json = serde_json::to_vec_pretty(&stored)
-                        .map_err(|e| Error::msg(format!("{}: cannot encode: {e}", path.display())))?;
+                        .map_err(|e| Error::external(format!("{}: cannot encode", path.display()), e))?;
                     files::write(&path, &json)?;
                 }
                 result

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::data::Labelled;
+use crate::error::Context;
 use crate::evaluate::{self, Decision, Outcome, Sample};
 use crate::modality::{self, Task};
 use crate::pipeline::{AttackConfig, OnError, Pipeline, SplitName, Strategy};
@@ -138,12 +139,9 @@ pub fn check_attack(pipeline: &Pipeline, config: &AttackConfig, plugin: &Plugin)
         for &value in &sweep.values {
             let mut o = serde_json::Map::new();
             o.insert(sweep.param.clone(), sweep_value(value));
-            plugin.create(&config.attack, &with_overrides(&params, &o), &pipeline.base_dir).map_err(|e| {
-                Error::msg(format!(
-                    "[[evaluate.sweep]] of attack `{}` sets `{} = {value}`: {e}",
-                    config.id, sweep.param
-                ))
-            })?;
+            plugin.create(&config.attack, &with_overrides(&params, &o), &pipeline.base_dir).with_context(
+                || format!("[[evaluate.sweep]] of attack `{}` sets `{} = {value}`", config.id, sweep.param),
+            )?;
         }
     }
     Ok(())
@@ -158,8 +156,8 @@ fn check_harden_attack(pipeline: &Pipeline, config: &AttackConfig, plugin: &Plug
             drop(handle);
             Ok(())
         }
-        Err(e) => Err(Error::msg(format!(
-            "[harden] trains with attack `{}` ({:?} strategy, with [harden] params): {e}",
+        Err(e) => Err(e.context(format!(
+            "[harden] trains with attack `{}` ({:?} strategy, with [harden] params)",
             config.id,
             pipeline.spec.harden().strategy
         ))),

@@ -55,9 +55,9 @@ pub(super) fn harden_phase(
             let source = attacks
                 .iter()
                 .find(|a| &a.config.id == id)
-                .ok_or_else(|| Error::msg(format!("harden.attack `{id}` could not be loaded")))?;
+                .ok_or_else(|| Error::invalid(format!("harden.attack `{id}` could not be loaded")))?;
             let params = harden_params(pipeline, &source.config).ok_or_else(|| {
-                Error::msg(format!("harden.attack `{id}` cannot train with strategy {strategy:?}"))
+                Error::invalid(format!("harden.attack `{id}` cannot train with strategy {strategy:?}"))
             })?;
             let plugin = source.handle.plugin.clone();
             let handle = plugin.create(&source.config.attack, &params, &pipeline.base_dir)?;
@@ -260,7 +260,7 @@ impl Adversary for PluginAdversary<'_> {
 
     fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
         self.stats = serde_json::from_value(state.clone())
-            .map_err(|e| Error::msg(format!("the hardening counters of the checkpoint: {e}")))?;
+            .map_err(|e| Error::external("the hardening counters of the checkpoint", e))?;
         Ok(())
     }
 }
@@ -307,10 +307,9 @@ impl Adversary for Mixed<'_> {
     }
 
     fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
-        let states = state
-            .as_array()
-            .filter(|s| s.len() == self.parts.len())
-            .ok_or_else(|| Error::msg("the hardening counters of the checkpoint are not one per attack"))?;
+        let states = state.as_array().filter(|s| s.len() == self.parts.len()).ok_or_else(|| {
+            Error::invalid("the hardening counters of the checkpoint are not one per attack")
+        })?;
         for (p, s) in self.parts.iter_mut().zip(states) {
             p.restore(s)?;
         }

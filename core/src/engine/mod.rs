@@ -26,7 +26,7 @@ use crate::data::{Dataset, Labelled};
 use crate::error::Context;
 use crate::evaluate::{self, Decision};
 use crate::modality::{self, Setup, Task};
-use crate::pipeline::{DeviceKind, Pipeline, Sampling, SplitName, Target};
+use crate::pipeline::{DeviceKind, Pipeline, Sampling, SplitName, Target, TrainConfig};
 use crate::report::{self, AtThreshold, CleanMetrics, Metrics, OperatingPointMetrics, Phase, Skipped};
 use crate::train::{self, Balance, Checkpoints, Fit, TrainState};
 use crate::{Error, Result};
@@ -56,9 +56,7 @@ pub struct Finished {
 pub fn device(kind: DeviceKind) -> Result<Device> {
     match kind {
         DeviceKind::Cpu => Ok(Device::Cpu),
-        DeviceKind::Cuda => {
-            Device::new_cuda(0).map_err(|e| Error::msg(format!("cannot open CUDA device 0: {e}")))
-        }
+        DeviceKind::Cuda => Device::new_cuda(0).context("cannot open CUDA device 0"),
     }
 }
 
@@ -217,10 +215,9 @@ fn balance(pipeline: &Pipeline, task: &dyn Task) -> Result<Balance> {
     Ok(Balance { class_weights, sampling: tc.sampling == Sampling::Balanced })
 }
 
-/// Trains the clean model (or resumes it from the `clean` checkpoints).
-fn train_clean(pipeline: &Pipeline, task: &dyn Task, dir: &RunDir, balance: &Balance) -> Result<TrainState> {
-    let tc = pipeline.spec.train();
-    let fit = Fit {
+/// `[train]` as the trainer takes it: nothing adversarial.
+pub(crate) fn clean_fit(tc: &TrainConfig) -> Fit {
+    Fit {
         epochs: tc.epochs,
         batch_size: tc.batch_size,
         lr: tc.lr,
@@ -232,7 +229,12 @@ fn train_clean(pipeline: &Pipeline, task: &dyn Task, dir: &RunDir, balance: &Bal
         validation_attack_examples: 0,
         trades_beta: None,
         stop_on_robust_accuracy: false,
-    };
+    }
+}
+
+/// Trains the clean model (or resumes it from the `clean` checkpoints).
+fn train_clean(pipeline: &Pipeline, task: &dyn Task, dir: &RunDir, balance: &Balance) -> Result<TrainState> {
+    let fit = clean_fit(pipeline.spec.train());
     let ckpt = Checkpoints { dir: dir.checkpoints(), phase: "clean".to_owned() };
     let parts = task.parts();
     // A resume loads its own checkpoints over these weights, so loading first is safe.
@@ -339,7 +341,7 @@ fn refuse_one_class(data: &Dataset) -> Result<()> {
     seen.sort_unstable();
     seen.dedup();
     if seen.len() < 2 {
-        return Err(Error::msg(format!(
+        return Err(Error::invalid(format!(
             "the training split holds {} class(es) ({} examples): a classifier needs examples of at \
              least two classes (check the data's labels, `classes` and `limit`)",
             seen.len(),

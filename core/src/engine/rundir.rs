@@ -49,7 +49,7 @@ impl RunDir {
             }
         };
         if path.exists() && !path.is_dir() {
-            return Err(Error::msg(format!(
+            return Err(Error::invalid(format!(
                 "--out {}: is a file, not a folder: choose a folder for the run",
                 path.display()
             )));
@@ -59,13 +59,12 @@ impl RunDir {
         let fingerprint = Fingerprint::of(&pipeline.base_dir, &data_sources(pipeline))?;
         let lock;
         if opts.resume {
-            let saved = std::fs::read_to_string(&config).map_err(|e| {
-                Error::msg(format!("cannot resume {}: {} ({e})", path.display(), config.display()))
-            })?;
+            let saved = std::fs::read_to_string(&config)
+                .map_err(|e| Error::io(&config, e).context(format!("cannot resume {}", path.display())))?;
             lock = take_lock(&path)?;
             let saved_print = Fingerprint::read(&fingerprint_file)?;
             if let Some(change) = saved_print.as_ref().and_then(|s| s.difference(&fingerprint)) {
-                return Err(Error::msg(format!(
+                return Err(Error::invalid(format!(
                     "cannot resume {}: the data changed since the run started: {change}",
                     path.display()
                 )));
@@ -80,7 +79,7 @@ impl RunDir {
         } else {
             let busy = std::fs::read_dir(&path).map(|mut d| d.next().is_some()).unwrap_or(false);
             if busy {
-                return Err(Error::msg(format!(
+                return Err(Error::invalid(format!(
                     "{} already holds a run: pass --resume to continue it, or choose another --out",
                     path.display()
                 )));
@@ -115,7 +114,7 @@ fn take_lock(dir: &Path) -> Result<File> {
         .map_err(|e| Error::io(&path, e))?;
     match f.try_lock() {
         Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::msg(format!(
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::invalid(format!(
             "{} is in use by another tempered process: wait for it to finish (or stop it) first",
             dir.display()
         ))),
@@ -148,7 +147,7 @@ fn data_sources(pipeline: &Pipeline) -> Vec<PathBuf> {
 /// checkpoints (hardening is redone); a change of the clean model's own sections is refused.
 fn accept_changes(pipeline: &Pipeline, dir: &Path, saved: &str, now: &str) -> Result<()> {
     let refuse = |what: String| {
-        Error::msg(format!(
+        Error::invalid(format!(
             "cannot resume {}: {what} changed since the run started (compare {}); \
              start a new run for that",
             dir.display(),

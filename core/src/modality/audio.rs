@@ -131,7 +131,7 @@ fn write_wav(path: &Path, samples: &[f32], sample_rate: u32) -> Result<()> {
         sample_format: hound::SampleFormat::Float,
     };
     crate::files::write_with(path, |tmp| {
-        let fail = |e: hound::Error| Error::msg(format!("{}: cannot write wav: {e}", path.display()));
+        let fail = |e: hound::Error| Error::external(format!("{}: cannot write wav", path.display()), e);
         let mut w = hound::WavWriter::create(tmp, spec).map_err(fail)?;
         for &v in samples {
             w.write_sample(v).map_err(fail)?;

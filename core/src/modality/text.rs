@@ -92,11 +92,10 @@ impl Prepare for Text {
                 Box::new(m)
             }
             TextModelKind::Bert => {
-                let cfg = spec
-                    .model
-                    .bert
-                    .as_ref()
-                    .ok_or_else(|| Error::msg("model kind \"bert\" needs a [model.bert] table"))?;
+                let cfg = spec.model.bert.as_ref().ok_or_else(|| {
+                    pipeline
+                        .config_error(&["model", "kind"], "model kind \"bert\" needs a [model.bert] table")
+                })?;
                 bert::load_classifier(cfg, &pipeline.base_dir, n_classes, seed, device)?
             }
         };

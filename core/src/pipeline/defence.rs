@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tempered_plugin::Modality;
 
 use super::span::Key;
-use super::{Invalid, Spec};
+use super::{AtKey, Spec};
 
 /// One `[[defence]]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,12 +154,12 @@ pub(super) fn fill_ids(defences: &mut [DefenceConfig]) {
 }
 
 /// Everything about `[[defence]]` that can be checked before the data is read.
-pub(super) fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
+pub(super) fn validate(spec: &Spec) -> std::result::Result<(), AtKey> {
     let modality = spec.modality();
     let defences = spec.defences();
     for (i, d) in defences.iter().enumerate() {
         let at = |k: &str| vec![Key::from("defence"), Key::Index(i), k.into()];
-        let bad = |k: &str, msg: String| Err(Invalid::new(at(k), format!("defence `{}`: {msg}", d.id)));
+        let bad = |k: &str, msg: String| Err(AtKey::new(at(k), format!("defence `{}`: {msg}", d.id)));
         if let Some(j) = defences[..i].iter().position(|o| o.id == d.id) {
             return bad(
                 "id",

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::span::Key;
-use super::{HardenConfig, Invalid, Spec, Strategy, keys};
+use super::{AtKey, HardenConfig, Spec, Strategy, keys};
 
 /// `[tradeoff]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,24 +83,24 @@ fn param_value(v: f64) -> toml::Value {
 
 /// The checks that need no plugin and no data; the attack checks each value of a
 /// `params.<name>` sweep when it is loaded.
-pub(super) fn check(spec: &Spec) -> std::result::Result<(), Invalid> {
+pub(super) fn check(spec: &Spec) -> std::result::Result<(), AtKey> {
     let Some(t) = spec.tradeoff() else { return Ok(()) };
     let h = spec.harden();
     let at = |k: &str| keys(&["tradeoff", k]);
     if !h.enabled {
-        return Err(Invalid::new(
+        return Err(AtKey::new(
             keys(&["tradeoff"]),
             "[tradeoff] sweeps a hardening setting, but [harden] enabled = false",
         ));
     }
     if h.strategy == Strategy::Clean {
-        return Err(Invalid::new(
+        return Err(AtKey::new(
             keys(&["tradeoff"]),
             "[tradeoff] with strategy = \"clean\": clean fine-tuning has no robustness to trade",
         ));
     }
     let Some(swept) = t.swept() else {
-        return Err(Invalid::new(
+        return Err(AtKey::new(
             at("param"),
             format!(
                 "tradeoff.param = {:?}: sweep \"beta\" (TRADES), \"adversarial_weight\", or \
@@ -111,7 +111,7 @@ pub(super) fn check(spec: &Spec) -> std::result::Result<(), Invalid> {
     };
     match swept {
         Swept::Beta if h.strategy != Strategy::Trades => {
-            return Err(Invalid::new(
+            return Err(AtKey::new(
                 at("param"),
                 format!(
                     "tradeoff.param = \"beta\" is TRADES' weight; strategy {:?} does not use it \
@@ -121,7 +121,7 @@ pub(super) fn check(spec: &Spec) -> std::result::Result<(), Invalid> {
             ));
         }
         Swept::AdversarialWeight if h.strategy == Strategy::Trades => {
-            return Err(Invalid::new(
+            return Err(AtKey::new(
                 at("param"),
                 "tradeoff.param = \"adversarial_weight\": strategy \"trades\" weighs its KL term \
                  with `beta` instead (sweep \"beta\")",
@@ -130,7 +130,7 @@ pub(super) fn check(spec: &Spec) -> std::result::Result<(), Invalid> {
         _ => {}
     }
     if t.values.is_empty() {
-        return Err(Invalid::new(at("values"), "tradeoff.values is empty: give at least one value"));
+        return Err(AtKey::new(at("values"), "tradeoff.values is empty: give at least one value"));
     }
     for (i, &v) in t.values.iter().enumerate() {
         let here = || vec![Key::from("tradeoff"), "values".into(), Key::Index(i)];
@@ -143,10 +143,10 @@ pub(super) fn check(spec: &Spec) -> std::result::Result<(), Invalid> {
             _ => None,
         };
         if let Some(why) = wrong {
-            return Err(Invalid::new(here(), format!("tradeoff.values[{i}] = {v}: {why}")));
+            return Err(AtKey::new(here(), format!("tradeoff.values[{i}] = {v}: {why}")));
         }
         if let Some(j) = t.values[..i].iter().position(|&u| u == v) {
-            return Err(Invalid::new(
+            return Err(AtKey::new(
                 here(),
                 format!(
                     "tradeoff.values[{i}] = {v} repeats values[{j}]: each point is a separate training run"
@@ -156,7 +156,7 @@ pub(super) fn check(spec: &Spec) -> std::result::Result<(), Invalid> {
     }
     let c = &t.choose;
     if !(0.0..=1.0).contains(&c.max_clean_drop) {
-        return Err(Invalid::new(
+        return Err(AtKey::new(
             keys(&["tradeoff", "choose", "max_clean_drop"]),
             format!("choose.max_clean_drop = {}: a drop of the clean metric in [0, 1]", c.max_clean_drop),
         ));
@@ -165,13 +165,13 @@ pub(super) fn check(spec: &Spec) -> std::result::Result<(), Invalid> {
         let evaluated = spec.attacks().iter().any(|a| &a.id == id)
             && spec.evaluate().attacks.as_ref().is_none_or(|ids| ids.contains(id));
         if !evaluated {
-            return Err(Invalid::new(
+            return Err(AtKey::new(
                 keys(&["tradeoff", "choose", "attack"]),
                 format!("choose.attack = `{id}`: no evaluated [[attack]] has that id"),
             ));
         }
         if !spec.harden().attack.contains(id) {
-            return Err(Invalid::new(
+            return Err(AtKey::new(
                 keys(&["tradeoff", "choose", "attack"]),
                 format!(
                     "choose.attack = `{id}` is held out of hardening: choosing the model by it would make it \

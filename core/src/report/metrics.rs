@@ -280,7 +280,7 @@ impl Metrics {
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let mut json = serde_json::to_string_pretty(self)
-            .map_err(|e| Error::msg(format!("{}: cannot encode metrics: {e}", path.display())))?;
+            .map_err(|e| Error::external(format!("{}: cannot encode metrics", path.display()), e))?;
         json.push('\n');
         crate::files::write(path, json.as_bytes())
     }

@@ -33,7 +33,7 @@ fn ensure_font() -> Result<()> {
     let ok = *REGISTERED.get_or_init(|| {
         register_font(FONT, FontStyle::Normal, include_bytes!("../../assets/DejaVuSans.ttf")).is_ok()
     });
-    if ok { Ok(()) } else { Err(Error::msg("the bundled DejaVu Sans font does not load")) }
+    if ok { Ok(()) } else { Err(Error::invalid("the bundled DejaVu Sans font does not load")) }
 }
 
 /// One curve per `(label, (recall, precision) points)`, e.g. from
@@ -126,17 +126,16 @@ fn draw(path: &Path, figure: &Figure<'_>) -> Result<()> {
 /// Draws into `tmp`; errors name `path`, the file the user knows about.
 fn draw_into(tmp: &Path, path: &Path, figure: &Figure<'_>) -> Result<()> {
     let Figure { title, axes, series, markers } = *figure;
-    let fail =
-        |e: &dyn std::fmt::Display| Error::msg(format!("{}: cannot draw the plot: {e}", path.display()));
+    let fail = |e| Error::external(format!("{}: cannot draw the plot", path.display()), e);
     let root = BitMapBackend::new(tmp, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| fail(&e))?;
+    root.fill(&WHITE).map_err(fail)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, (FONT, 24))
         .margin(20)
         .x_label_area_size(50)
         .y_label_area_size(65)
         .build_cartesian_2d(axes.x.0..axes.x.1, axes.y.0..axes.y.1)
-        .map_err(|e| fail(&e))?;
+        .map_err(fail)?;
     chart
         .configure_mesh()
         .x_desc(axes.x_label)
@@ -148,24 +147,22 @@ fn draw_into(tmp: &Path, path: &Path, figure: &Figure<'_>) -> Result<()> {
         .light_line_style(RGBColor(242, 242, 242))
         .bold_line_style(RGBColor(215, 215, 215))
         .draw()
-        .map_err(|e| fail(&e))?;
+        .map_err(fail)?;
     for (i, (label, points)) in series.iter().enumerate() {
         let colour = PALETTE[i % PALETTE.len()];
         let line = points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite());
         chart
             .draw_series(LineSeries::new(line.clone(), colour.stroke_width(3)))
-            .map_err(|e| fail(&e))?
+            .map_err(fail)?
             .label(*label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], colour.stroke_width(3)));
         if markers {
             // Alternate shapes so that series stay apart where colours do not (print, colour
             // blindness).
             if i % 2 == 0 {
-                chart.draw_series(line.map(|p| Circle::new(p, 5, colour.filled()))).map_err(|e| fail(&e))?;
+                chart.draw_series(line.map(|p| Circle::new(p, 5, colour.filled()))).map_err(fail)?;
             } else {
-                chart
-                    .draw_series(line.map(|p| TriangleMarker::new(p, 7, colour.filled())))
-                    .map_err(|e| fail(&e))?;
+                chart.draw_series(line.map(|p| TriangleMarker::new(p, 7, colour.filled()))).map_err(fail)?;
             }
         }
     }
@@ -178,9 +175,9 @@ fn draw_into(tmp: &Path, path: &Path, figure: &Figure<'_>) -> Result<()> {
             .border_style(RGBColor(160, 160, 160))
             .margin(12)
             .draw()
-            .map_err(|e| fail(&e))?;
+            .map_err(fail)?;
     }
-    root.present().map_err(|e| fail(&e))
+    root.present().map_err(fail)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use polars::prelude::{Column, DataType};
 use tempered_core::data::tabular::{ColumnEncoding, Encoding, Table};
+use tempered_core::error::Context;
 use tempered_core::{Error, Result};
 
 /// Encodes every row of `chunk` as the run's training rows were; an error names the row.
@@ -18,7 +19,7 @@ pub(super) fn encode(encoding: &Encoding, chunk: &Table, path: &Path) -> Result<
             chunk.df().column(c.column()).map_err(|e| Error::external(format!("{}", path.display()), e))?;
         cells.insert(
             c.column(),
-            texts(col, numeric).map_err(|m| Error::data(path, format!("column {:?}: {m}", c.column())))?,
+            texts(col, numeric).with_context(|| format!("{}: column {:?}", path.display(), c.column()))?,
         );
     }
     let n = chunk.height();
@@ -33,32 +34,20 @@ pub(super) fn encode(encoding: &Encoding, chunk: &Table, path: &Path) -> Result<
 }
 
 /// A column's cells as the text the encoding reads (`None`: null).
-fn texts(col: &Column, numeric: bool) -> std::result::Result<Vec<Option<String>>, String> {
-    let err = |e: polars::error::PolarsError| e.to_string();
+fn texts(col: &Column, numeric: bool) -> Result<Vec<Option<String>>> {
     Ok(match col.dtype() {
-        DataType::String => col.str().map_err(err)?.iter().map(|c| c.map(str::to_owned)).collect(),
+        DataType::String => col.str()?.iter().map(|c| c.map(str::to_owned)).collect(),
         DataType::Boolean => col
-            .bool()
-            .map_err(err)?
+            .bool()?
             .iter()
             .map(|v| v.map(|b| if numeric { u8::from(b).to_string() } else { b.to_string() }))
             .collect(),
-        dt if dt.is_integer() => col
-            .cast(&DataType::Int64)
-            .map_err(err)?
-            .i64()
-            .map_err(err)?
-            .iter()
-            .map(|v| v.map(|v| v.to_string()))
-            .collect(),
-        dt if dt.is_numeric() => col
-            .cast(&DataType::Float64)
-            .map_err(err)?
-            .f64()
-            .map_err(err)?
-            .iter()
-            .map(|v| v.map(|v| v.to_string()))
-            .collect(),
-        dt => return Err(format!("has type {dt}; expected numbers or text")),
+        dt if dt.is_integer() => {
+            col.cast(&DataType::Int64)?.i64()?.iter().map(|v| v.map(|v| v.to_string())).collect()
+        }
+        dt if dt.is_numeric() => {
+            col.cast(&DataType::Float64)?.f64()?.iter().map(|v| v.map(|v| v.to_string())).collect()
+        }
+        dt => return Err(Error::invalid(format!("has type {dt}; expected numbers or text"))),
     })
 }

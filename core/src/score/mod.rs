@@ -97,21 +97,19 @@ pub fn score(opts: &Options) -> Result<Scored> {
     let run = &opts.run;
     let config = run.join("config.toml");
     let src = std::fs::read_to_string(&config).map_err(|e| {
-        Error::msg(format!(
-            "{}: not a run folder (cannot read {}: {e}); give the folder `tempered run --out` wrote",
-            run.display(),
-            config.display()
+        Error::io(&config, e).context(format!(
+            "{}: not a run folder (give the folder `tempered run --out` wrote)",
+            run.display()
         ))
     })?;
     let pipeline = Pipeline::parse(&config, &src)?;
     let spec = match &pipeline.spec {
         Spec::Tabular(s) => s,
         other => {
-            return Err(Error::msg(format!(
-                "{}: a {} run; `tempered score` scores tabular runs only",
-                run.display(),
-                other.modality()
-            )));
+            return Err(Error::data(
+                run,
+                format!("a {} run; `tempered score` scores tabular runs only", other.modality()),
+            ));
         }
     };
     let encoding = read_encoding(&run.join("encoding.json"))?;
@@ -173,7 +171,7 @@ pub fn score(opts: &Options) -> Result<Scored> {
 
     let out_dir = opts.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if !out_dir.is_dir() {
-        return Err(Error::msg(format!(
+        return Err(Error::invalid(format!(
             "--out {}: the folder {} does not exist",
             opts.out.display(),
             out_dir.display()

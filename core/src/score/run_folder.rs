@@ -10,10 +10,8 @@ use super::ModelChoice;
 
 pub(super) fn read_encoding(path: &Path) -> Result<Encoding> {
     let bytes = std::fs::read(path).map_err(|e| {
-        Error::msg(format!(
-            "{}: cannot read the run's encoding ({e}); runs of tabular pipelines write it beside config.toml",
-            path.display()
-        ))
+        Error::io(path, e)
+            .context("cannot read the run's encoding (runs of tabular pipelines write it beside config.toml)")
     })?;
     let enc: Encoding = serde_json::from_slice(&bytes)
         .map_err(|e| Error::data(path, format!("not an encoding this version reads: {e}")))?;
@@ -35,16 +33,18 @@ pub(super) fn checkpoint(run: &Path, choice: Option<ModelChoice>) -> Result<(Mod
     };
     let p = path(choice);
     if !p.is_file() {
-        return Err(Error::msg(format!(
-            "{}: no {} model ({} is missing: {})",
-            run.display(),
-            choice.name(),
-            p.display(),
-            match choice {
-                ModelChoice::Hardened => "the run did not harden, or did not finish hardening",
-                ModelChoice::Clean => "the run did not finish training",
-            }
-        )));
+        return Err(Error::data(
+            run,
+            format!(
+                "no {} model ({} is missing: {})",
+                choice.name(),
+                p.display(),
+                match choice {
+                    ModelChoice::Hardened => "the run did not harden, or did not finish hardening",
+                    ModelChoice::Clean => "the run did not finish training",
+                }
+            ),
+        ));
     }
     Ok((choice, p))
 }
@@ -58,7 +58,7 @@ pub(super) fn threshold(
 ) -> Result<Option<(f64, String)>> {
     if n_classes != 2 {
         if given.is_some() {
-            return Err(Error::msg(format!(
+            return Err(Error::invalid(format!(
                 "--threshold applies to two classes; this run has {n_classes} (its decision is the most probable class)"
             )));
         }
@@ -66,7 +66,7 @@ pub(super) fn threshold(
     }
     if let Some(t) = given {
         if !(0.0..=1.0).contains(&t) {
-            return Err(Error::msg(format!("--threshold {t}: a probability threshold is within [0, 1]")));
+            return Err(Error::invalid(format!("--threshold {t}: a probability threshold is within [0, 1]")));
         }
         return Ok(Some((t, "from --threshold".to_owned())));
     }
