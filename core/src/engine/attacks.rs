@@ -10,6 +10,7 @@ use crate::data::Labelled;
 use crate::error::Context;
 use crate::evaluate::{self, Decision, Outcome, Sample};
 use crate::modality::{self, Task};
+use crate::pipeline::tradeoff::Swept;
 use crate::pipeline::{AttackConfig, OnError, Pipeline, SplitName, Strategy};
 use crate::plugin_host::{AttackHandle, Plugin, SearchPath};
 use crate::report::{AttackMetrics, BudgetCheck, Metrics, Phase, Skipped, SweepPoint};
@@ -128,12 +129,31 @@ pub(super) fn harden_params(pipeline: &Pipeline, config: &AttackConfig) -> Optio
     Some(with_overrides(&to_json(&config.params), &overrides))
 }
 
+/// Creates (and drops) the hardening attack `config` with each value of a `params.<name>`
+/// `[tradeoff]`, so that the plugin refuses a bad one before any training time is spent.
+fn check_tradeoff_attack(pipeline: &Pipeline, config: &AttackConfig, plugin: &Plugin) -> Result<()> {
+    let Some(t) = pipeline.spec.tradeoff() else { return Ok(()) };
+    if !matches!(t.swept(), Some(Swept::AttackParam(_))) {
+        return Ok(());
+    }
+    for &value in &t.values {
+        let Some(params) = harden_params(&t.applied_to(pipeline, value), config) else { return Ok(()) };
+        plugin.create(&config.attack, &params, &pipeline.base_dir).map_err(|e| {
+            pipeline.config_error(
+                &["tradeoff", "values"],
+                &format!("[tradeoff] sets `{} = {value}` for hardening attack `{}`: {e}", t.param, config.id),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// Creates (and drops) the attack `config` with every set of params the run will use
 /// besides its own (hardening, each sweep point), so that the plugin checks them before any
 /// training time is spent: a misspelt sweep `param` fails here, not after clean training.
 pub fn check_attack(pipeline: &Pipeline, config: &AttackConfig, plugin: &Plugin) -> Result<()> {
     check_harden_attack(pipeline, config, plugin)?;
-    super::tradeoff::check_attack(pipeline, config, plugin)?;
+    check_tradeoff_attack(pipeline, config, plugin)?;
     let params = to_json(&config.params);
     for sweep in pipeline.spec.evaluate().sweeps.iter().filter(|s| s.attack == config.id) {
         for &value in &sweep.values {

@@ -218,17 +218,9 @@ fn balance(pipeline: &Pipeline, task: &dyn Task) -> Result<Balance> {
 /// `[train]` as the trainer takes it: nothing adversarial.
 pub(crate) fn clean_fit(tc: &TrainConfig) -> Fit {
     Fit {
-        epochs: tc.epochs,
-        batch_size: tc.batch_size,
-        lr: tc.lr,
         weight_decay: tc.weight_decay,
         patience: tc.patience,
-        adversarial_weight: 0.0,
-        share: 1.0,
-        clean_epochs: 0,
-        validation_attack_examples: 0,
-        trades_beta: None,
-        stop_on_robust_accuracy: false,
+        ..Fit::clean(tc.epochs, tc.batch_size, tc.lr)
     }
 }
 

@@ -10,48 +10,21 @@ use std::time::Instant;
 use crate::data::Labelled;
 use crate::evaluate::{self, Decision};
 use crate::modality::{self, Task};
-use crate::pipeline::tradeoff::{ChooseRule, Swept, TradeoffConfig};
-use crate::pipeline::{AttackConfig, OnError, Pipeline, Target};
-use crate::plugin_host::Plugin;
+use crate::pipeline::tradeoff::ChooseRule;
+use crate::pipeline::{OnError, Pipeline, Target};
 use crate::report::CleanMetrics;
 use crate::report::tradeoff::{PointAttack, Tradeoff, TradeoffPoint};
 use crate::train::Balance;
 use crate::{Error, Result};
 
 use super::artifact::{self, PhaseStore};
-use super::attacks::{Loaded, harden_params};
+use super::attacks::Loaded;
 use super::harden::{Hardened, harden_phase};
 use super::{RunDir, clean_metrics_at, train_clean};
 
 /// The checkpoint phase of point `i`.
 fn phase(i: usize) -> String {
     format!("harden-p{i}")
-}
-
-/// `pipeline` with its `[harden]` swept to `value`.
-fn at_value(pipeline: &Pipeline, t: &TradeoffConfig, value: f64) -> Pipeline {
-    let mut p = pipeline.clone();
-    *p.spec.harden_mut() = t.apply(pipeline.spec.harden(), value);
-    p
-}
-
-/// Creates (and drops) the hardening attack `config` with each value of a `params.<name>`
-/// sweep, so that the plugin refuses a bad one before any training time is spent.
-pub fn check_attack(pipeline: &Pipeline, config: &AttackConfig, plugin: &Plugin) -> Result<()> {
-    let Some(t) = pipeline.spec.tradeoff() else { return Ok(()) };
-    if !matches!(t.swept(), Some(Swept::AttackParam(_))) {
-        return Ok(());
-    }
-    for &value in &t.values {
-        let Some(params) = harden_params(&at_value(pipeline, t, value), config) else { return Ok(()) };
-        plugin.create(&config.attack, &params, &pipeline.base_dir).map_err(|e| {
-            pipeline.config_error(
-                &["tradeoff", "values"],
-                &format!("[tradeoff] sets `{} = {value}` for hardening attack `{}`: {e}", t.param, config.id),
-            )
-        })?;
-    }
-    Ok(())
 }
 
 /// Hardens once per value, measures each point on validation, and leaves the chosen
@@ -78,7 +51,7 @@ pub(super) fn sweep(
             train_clean(pipeline, task, dir, balance)?;
         }
         tracing::info!("[tradeoff] point {} of {}: {} = {value}", i + 1, t.values.len(), t.param);
-        let hardened = harden_phase(&at_value(pipeline, t, value), task, attacks, dir, balance, &phase(i))?;
+        let hardened = harden_phase(&t.applied_to(pipeline, value), task, attacks, dir, balance, &phase(i))?;
         let m = Measure { pipeline, task, validation, target, binary, run: &dir.path };
         // Not `harden-p<i>`: the trainer's fail points of that phase are named so.
         let mut point = m.point(attacks, &t.param, value, &format!("tradeoff-p{i}"))?;
@@ -94,7 +67,7 @@ pub(super) fn sweep(
     let value = t.values[k];
     // The chosen model, reloaded from its final commit with its hardening counters.
     train_clean(pipeline, task, dir, balance)?;
-    let hardened = harden_phase(&at_value(pipeline, t, value), task, attacks, dir, balance, &phase(k))?;
+    let hardened = harden_phase(&t.applied_to(pipeline, value), task, attacks, dir, balance, &phase(k))?;
     let ck = dir.checkpoints();
     let chosen_file = ck.join(format!("{}.safetensors", phase(k)));
     let bytes = std::fs::read(&chosen_file).map_err(|e| Error::io(&chosen_file, e))?;

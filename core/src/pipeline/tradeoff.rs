@@ -74,6 +74,13 @@ impl TradeoffConfig {
         }
         h
     }
+
+    /// `pipeline` with its `[harden]` swept to `value`.
+    pub fn applied_to(&self, pipeline: &super::Pipeline, value: f64) -> super::Pipeline {
+        let mut p = pipeline.clone();
+        *p.spec.harden_mut() = self.apply(pipeline.spec.harden(), value);
+        p
+    }
 }
 
 /// A whole number becomes a TOML integer, so an integer param (`steps`) can be swept too.

@@ -16,7 +16,7 @@ pub(super) fn encode(encoding: &Encoding, chunk: &Table, path: &Path) -> Result<
         // the training reader takes it.
         let numeric = matches!(c, ColumnEncoding::Number { .. });
         let col =
-            chunk.df().column(c.column()).map_err(|e| Error::external(format!("{}", path.display()), e))?;
+            chunk.df().column(c.column()).map_err(|e| Error::external(path.display().to_string(), e))?;
         cells.insert(
             c.column(),
             texts(col, numeric).with_context(|| format!("{}: column {:?}", path.display(), c.column()))?,
@@ -35,19 +35,20 @@ pub(super) fn encode(encoding: &Encoding, chunk: &Table, path: &Path) -> Result<
 
 /// A column's cells as the text the encoding reads (`None`: null).
 fn texts(col: &Column, numeric: bool) -> Result<Vec<Option<String>>> {
-    Ok(match col.dtype() {
-        DataType::String => col.str()?.iter().map(|c| c.map(str::to_owned)).collect(),
-        DataType::Boolean => col
-            .bool()?
-            .iter()
-            .map(|v| v.map(|b| if numeric { u8::from(b).to_string() } else { b.to_string() }))
-            .collect(),
-        dt if dt.is_integer() => {
-            col.cast(&DataType::Int64)?.i64()?.iter().map(|v| v.map(|v| v.to_string())).collect()
-        }
-        dt if dt.is_numeric() => {
-            col.cast(&DataType::Float64)?.f64()?.iter().map(|v| v.map(|v| v.to_string())).collect()
-        }
+    let cells: polars::error::PolarsResult<Vec<Option<String>>> = match col.dtype() {
+        DataType::String => col.str().map(|c| c.iter().map(|c| c.map(str::to_owned)).collect()),
+        DataType::Boolean => col.bool().map(|c| {
+            c.iter()
+                .map(|v| v.map(|b| if numeric { u8::from(b).to_string() } else { b.to_string() }))
+                .collect()
+        }),
+        dt if dt.is_integer() => col
+            .cast(&DataType::Int64)
+            .and_then(|c| Ok(c.i64()?.iter().map(|v| v.map(|v| v.to_string())).collect())),
+        dt if dt.is_numeric() => col
+            .cast(&DataType::Float64)
+            .and_then(|c| Ok(c.f64()?.iter().map(|v| v.map(|v| v.to_string())).collect())),
         dt => return Err(Error::invalid(format!("has type {dt}; expected numbers or text"))),
-    })
+    };
+    cells.map_err(|e| Error::external("cannot read its cells", e))
 }

@@ -4,6 +4,9 @@
 //! Rates are fractions in `0..=1`. A number that could not be computed (a rate over zero
 //! examples) is written as JSON `null` and read back as `NaN`.
 
+pub mod defences;
+pub mod tradeoff;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
@@ -61,10 +64,10 @@ pub struct Metrics {
     pub hardening: Option<HardeningStats>,
     /// `[tradeoff]`: every point's validation numbers and the one chosen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tradeoff: Option<super::tradeoff::Tradeoff>,
+    pub tradeoff: Option<tradeoff::Tradeoff>,
     /// `[[defence]]`: each preprocessing defence against the plain and the adaptive attacks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub defences: Vec<super::defences::DefenceMetrics>,
+    pub defences: Vec<defences::DefenceMetrics>,
 }
 
 /// An attack run that failed and was skipped instead of failing the whole run.
