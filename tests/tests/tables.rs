@@ -474,13 +474,11 @@ batch_size = 64
 lr = 1e-2
 patience = 0
 
-[[attack]]
-id = "pgd"
-plugin = "tabular"
-attack = "pgd"
-classes = [1]
-params = { norm = "linf", epsilon = 0.5, steps = 3, discrete = true }
-
+"#,
+    );
+    toml.push_str(&tempered_tests::tabular_pgd_attack(3));
+    toml.push_str(
+        r#"
 [[attack]]
 id = "fraudster"
 plugin = "tabular"
