@@ -149,27 +149,17 @@ fn silent_rows_are_left_alone_under_an_snr_budget() {
 
 #[test]
 fn bad_params_are_clear_errors() {
-    let s = setup();
-    let b = batch(s.data.clone(), W, s.labels.clone(), 0);
-    assert_param_errors::<Pgd>(
-        &b,
-        &s.model,
-        &[
-            (r#"{"epsilon": -0.1}"#, &["epsilon must be a finite number >= 0, got -0.1"]),
-            (r#"{"epsilon": 0.1, "stpes": 3}"#, &["unknown field `stpes`"]),
-            (r#"{"budget": "l2", "epsilon": 0.1}"#, &["unknown variant `l2`"]),
-            (r#"{"budget": "snr", "epsilon": 0.1}"#, &["budget = \"snr\" takes `snr_db`"]),
-            (r#"{"steps": 10}"#, &["no budget"]),
-            (r#"{"epsilon": 0.1, "steps": 0}"#, &["steps must be >= 1"]),
-            (r#"{"epsilon": 0.1, "restarts": 0}"#, &["restarts must be >= 1"]),
-        ],
-    );
-    assert_param_errors::<Fgsm>(
-        &b,
-        &s.model,
-        &[
-            (r#"{"budget": "linf", "epsilon": -0.1}"#, &["epsilon must be a finite number >= 0, got -0.1"]),
-            (r#"{"snr_db": 10, "step_size": -1}"#, &["step_size must be a finite number > 0"]),
-        ],
-    );
+    assert_param_errors::<Pgd>(&[
+        (r#"{"epsilon": -0.1}"#, &["epsilon must be a finite number >= 0, got -0.1"]),
+        (r#"{"epsilon": 0.1, "stpes": 3}"#, &["unknown field `stpes`"]),
+        (r#"{"budget": "l2", "epsilon": 0.1}"#, &["unknown variant `l2`"]),
+        (r#"{"budget": "snr", "epsilon": 0.1}"#, &["budget = \"snr\" takes `snr_db`"]),
+        (r#"{"steps": 10}"#, &["no budget"]),
+        (r#"{"epsilon": 0.1, "steps": 0}"#, &["steps must be >= 1"]),
+        (r#"{"epsilon": 0.1, "restarts": 0}"#, &["restarts must be >= 1"]),
+    ]);
+    assert_param_errors::<Fgsm>(&[
+        (r#"{"budget": "linf", "epsilon": -0.1}"#, &["epsilon must be a finite number >= 0, got -0.1"]),
+        (r#"{"snr_db": 10, "step_size": -1}"#, &["step_size must be a finite number > 0"]),
+    ]);
 }

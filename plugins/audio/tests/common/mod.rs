@@ -149,11 +149,13 @@ pub fn mean(v: &[f32]) -> f64 {
     v.iter().map(|&v| f64::from(v)).sum::<f64>() / v.len() as f64
 }
 
-/// Checks that `A` refuses each params JSON of `cases` on `b` with an error that says every
-/// one of the words given with it.
-pub fn assert_param_errors<A: Attack>(b: &TestBatch, model: &dyn TestModel, cases: &[(&str, &[&str])]) {
+/// Checks that `A` refuses each params JSON of `cases` with an error that says every one of
+/// the words given with it.
+pub fn assert_param_errors<A: Attack>(cases: &[(&str, &[&str])]) {
+    const W: usize = 400;
+    let (b, model) = (batch(clips(1, W, 1), W, vec![0], 0), TanhNet::new(W, 4, 3, 1));
     for (params, words) in cases {
-        let e = run::<A>(params, b, model).err().unwrap_or_else(|| panic!("{params} was accepted")).0;
+        let e = run::<A>(params, &b, &model).err().unwrap_or_else(|| panic!("{params} was accepted")).0;
         assert!(words.iter().all(|w| e.contains(w)), "{params}: {e}");
     }
 }
