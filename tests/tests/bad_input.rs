@@ -1,17 +1,13 @@
 //! The bad-input catalogue: every mistake a user can make in a pipeline file or a data
 //! file gets an error naming the file and the place.
 
+mod common;
+
 use tempered_core::engine::{self, RunOptions};
 use tempered_core::pipeline::Pipeline;
 use tempered_tests::{pipeline_file, repo_pipeline, scratch};
 
-fn load_err(name: &str, src: &str) -> String {
-    let file = pipeline_file(name, src);
-    let e = Pipeline::load(&file).expect_err("refused").to_string();
-    let shown = file.display().to_string();
-    assert!(e.starts_with(&shown), "error names the file: {e}");
-    e[shown.len()..].to_owned()
-}
+use common::{load_err, refused_on_data};
 
 #[test]
 fn malformed_toml_reports_line_and_column() {
@@ -42,17 +38,9 @@ fn a_wrong_type_and_a_dangling_reference_point_at_their_keys() {
 
 /// Runs fraud-small on `csv` (written to a scratch folder) and returns the error.
 fn data_err(name: &str, csv: &str) -> String {
-    let dir = scratch(name);
-    let data = dir.join("bad.csv");
-    std::fs::write(&data, csv).unwrap();
-    let src = repo_pipeline("fraud-small.toml")
-        .replace("data/creditcard-ulb/creditcard_ulb_sample.csv", &data.display().to_string())
-        .replace("limit = 900\n", "");
-    let p = Pipeline::load(&pipeline_file(name, &src)).unwrap();
-    let e = engine::run(&p, &RunOptions { out: Some(dir.join("run")), resume: false }).expect_err("refused");
-    let e = e.to_string();
-    assert!(e.contains("bad.csv"), "error names the file: {e}");
-    e
+    refused_on_data(name, "fraud-small.toml", csv.as_bytes(), |src, data| {
+        src.replace("data/creditcard-ulb/creditcard_ulb_sample.csv", data).replace("limit = 900\n", "")
+    })
 }
 
 /// A small valid table in the ULB layout, with `edit` applied to data row `row`.

@@ -2,6 +2,8 @@
 //! host's budget checks on every adversarial waveform, and the wav loader's formats and
 //! bad files.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use tempered_core::data::audio::{self, Align, AudioDataConfig, AudioSplitConfig, OnBadFile};
@@ -9,12 +11,13 @@ use tempered_core::engine::{self, RunOptions};
 use tempered_core::pipeline::Pipeline;
 use tempered_tests::{
     assert_first_party_attack, assert_phases_timed, assert_reproducible, assert_run_files,
-    golden_run_metrics, pipeline_file, repo, repo_pipeline, scratch,
+    golden_run_metrics, pipeline_file, repo_pipeline, scratch,
 };
 
+use common::run_repo_pipeline;
+
 fn run_small(out: &Path) -> engine::Finished {
-    let p = Pipeline::load(&repo().join("pipelines/speech-small.toml")).expect("valid pipeline");
-    engine::run(&p, &RunOptions { out: Some(out.to_owned()), resume: false }).expect("run succeeds")
+    run_repo_pipeline("speech-small.toml", out)
 }
 
 fn read_wav(path: &Path) -> (u32, Vec<f32>) {
