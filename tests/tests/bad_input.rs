@@ -60,38 +60,26 @@ fn table(rows: usize, edit: impl Fn(usize, &mut Vec<String>)) -> String {
     out
 }
 
+/// [`table`] of 40 rows with the cell of data row `row`, column `col` set to `value`.
+fn table_with_cell(row: usize, col: usize, value: &str) -> String {
+    table(40, |r, c| {
+        if r == row {
+            c[col] = value.to_owned()
+        }
+    })
+}
+
 #[test]
 fn a_string_in_a_numeric_column_names_column_and_row() {
-    let e = data_err(
-        "string",
-        &table(40, |r, c| {
-            if r == 17 {
-                c[29] = "abc".into()
-            }
-        }),
-    );
+    let e = data_err("string", &table_with_cell(17, 29, "abc"));
     assert!(e.contains("Amount") && e.contains("row 17") && e.contains("abc"), "{e}");
 }
 
 #[test]
 fn nan_and_empty_cells_name_column_and_row() {
-    let e = data_err(
-        "nan",
-        &table(40, |r, c| {
-            if r == 5 {
-                c[3] = "NaN".into()
-            }
-        }),
-    );
+    let e = data_err("nan", &table_with_cell(5, 3, "NaN"));
     assert!(e.contains("V3") && e.contains("row 5"), "{e}");
-    let e = data_err(
-        "empty-cell",
-        &table(40, |r, c| {
-            if r == 9 {
-                c[1] = String::new()
-            }
-        }),
-    );
+    let e = data_err("empty-cell", &table_with_cell(9, 1, ""));
     assert!(e.contains("V1") && e.contains("row 9"), "{e}");
 }
 
@@ -152,14 +140,7 @@ fn an_audio_length_shorter_than_the_first_kernel_is_refused_before_reading_data(
 fn an_unnamed_column_and_a_huge_cell_name_the_file_in_a_few_lines() {
     let e = data_err("unnamed", &table(40, |_, _| {}).replacen("Time,", ",", 1));
     assert!(e.contains("header (line 1): column 1 has no name"), "{e}");
-    let e = data_err(
-        "huge-cell",
-        &table(40, |r, c| {
-            if r == 3 {
-                c[29] = "9".repeat(1 << 20)
-            }
-        }),
-    );
+    let e = data_err("huge-cell", &table_with_cell(3, 29, &"9".repeat(1 << 20)));
     assert!(e.contains("column \"Amount\", row 3") && e.contains("(1048576 characters)"), "{}", &e[..300]);
     assert!(e.len() < 1000, "the cell is not echoed whole: {} bytes", e.len());
 }
