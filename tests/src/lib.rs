@@ -228,3 +228,74 @@ pub fn golden_run_metrics(out: &Path, name: &str, modality: &str) -> serde_json:
     assert_eq!(m["modality"], modality);
     m
 }
+
+/// Makes a run abort at one point: `<phase>:<epoch>:<where>` (see `core/src/train/failpoint.rs`).
+pub const FAILPOINT: &str = "TEMPERED_FAILPOINT";
+const CHILD_PIPELINE: &str = "TEMPERED_TEST_CHILD_PIPELINE";
+const CHILD_OUT: &str = "TEMPERED_TEST_CHILD_OUT";
+const CHILD_RESUME: &str = "TEMPERED_TEST_CHILD_RESUME";
+
+/// What a child test started by [`child_run`] is to run.
+pub struct ChildRun {
+    pub pipeline: PathBuf,
+    pub out: PathBuf,
+    pub resume: bool,
+}
+
+/// In a child test: the run its parent ([`child_run`]) asked for, with the repository root
+/// as the working folder (the text attacks' word lists are relative to it); `None` in a
+/// plain `cargo test`, where the child test is to do nothing.
+pub fn child_args() -> Option<ChildRun> {
+    let pipeline = PathBuf::from(std::env::var_os(CHILD_PIPELINE)?);
+    std::env::set_current_dir(repo()).expect("cd to the repository root");
+    let out = PathBuf::from(std::env::var_os(CHILD_OUT).expect("an output folder"));
+    Some(ChildRun { pipeline, out, resume: std::env::var_os(CHILD_RESUME).is_some() })
+}
+
+/// Runs the pipeline file `pipeline` into `out` in a child process (the test `child_test`,
+/// which runs what [`child_args`] gives it): resuming the run there when `resume`, aborted at
+/// the failpoint `kill` when given. Panics unless the child ends as asked.
+pub fn child_run(child_test: &str, pipeline: &Path, out: &Path, resume: bool, kill: Option<&str>) {
+    let utf8 = |p: &Path| p.to_str().expect("a UTF-8 path").to_owned();
+    let mut env = vec![(CHILD_PIPELINE, utf8(pipeline)), (CHILD_OUT, utf8(out))];
+    if resume {
+        env.push((CHILD_RESUME, "1".into()));
+    }
+    if let Some(k) = kill {
+        env.push((FAILPOINT, k.into()));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let o = run_test_in_child(child_test, &env);
+    let what = pipeline.display();
+    let log = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let Some(kill) = kill else {
+        assert!(o.status.success(), "{what}: the run failed:\n{log}");
+        return;
+    };
+    assert!(!o.status.success(), "{what}: the run was to be killed at {kill}:\n{log}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(o.status.signal(), Some(6), "{what}: killed at {kill} by SIGABRT:\n{log}");
+    }
+    assert!(log.contains(&format!("{FAILPOINT}: ")), "{what}: died before {kill}:\n{log}");
+}
+
+/// The checkpoint files a resumed run must not leave behind: temporary commits and the
+/// per-epoch ones a finished phase replaces.
+pub fn leftover_checkpoints(out: &Path) -> Vec<String> {
+    std::fs::read_dir(out.join("checkpoints"))
+        .expect("a checkpoints folder")
+        .map(|e| e.expect("a folder entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp") || n.contains("-epoch-"))
+        .collect()
+}
+
+/// An `[[attack]]` table: the tabular plugin's L∞ PGD of `steps` steps on class 1 (fraud),
+/// integer and one-hot columns kept whole.
+pub fn tabular_pgd_attack(steps: u32) -> String {
+    format!(
+        "[[attack]]\nid = \"pgd\"\nplugin = \"tabular\"\nattack = \"pgd\"\nclasses = [1]\n\
+         params = {{ norm = \"linf\", epsilon = 0.5, steps = {steps}, discrete = true }}\n"
+    )
+}

@@ -1,17 +1,13 @@
 //! The bad-input catalogue: every mistake a user can make in a pipeline file or a data
 //! file gets an error naming the file and the place.
 
+mod common;
+
 use tempered_core::engine::{self, RunOptions};
 use tempered_core::pipeline::Pipeline;
 use tempered_tests::{pipeline_file, repo_pipeline, scratch};
 
-fn load_err(name: &str, src: &str) -> String {
-    let file = pipeline_file(name, src);
-    let e = Pipeline::load(&file).expect_err("refused").to_string();
-    let shown = file.display().to_string();
-    assert!(e.starts_with(&shown), "error names the file: {e}");
-    e[shown.len()..].to_owned()
-}
+use common::{load_err, refused_on_data};
 
 #[test]
 fn malformed_toml_reports_line_and_column() {
@@ -42,17 +38,9 @@ fn a_wrong_type_and_a_dangling_reference_point_at_their_keys() {
 
 /// Runs fraud-small on `csv` (written to a scratch folder) and returns the error.
 fn data_err(name: &str, csv: &str) -> String {
-    let dir = scratch(name);
-    let data = dir.join("bad.csv");
-    std::fs::write(&data, csv).unwrap();
-    let src = repo_pipeline("fraud-small.toml")
-        .replace("data/creditcard-ulb/creditcard_ulb_sample.csv", &data.display().to_string())
-        .replace("limit = 900\n", "");
-    let p = Pipeline::load(&pipeline_file(name, &src)).unwrap();
-    let e = engine::run(&p, &RunOptions { out: Some(dir.join("run")), resume: false }).expect_err("refused");
-    let e = e.to_string();
-    assert!(e.contains("bad.csv"), "error names the file: {e}");
-    e
+    refused_on_data(name, "fraud-small.toml", csv.as_bytes(), |src, data| {
+        src.replace("data/creditcard-ulb/creditcard_ulb_sample.csv", data).replace("limit = 900\n", "")
+    })
 }
 
 /// A small valid table in the ULB layout, with `edit` applied to data row `row`.
@@ -72,38 +60,26 @@ fn table(rows: usize, edit: impl Fn(usize, &mut Vec<String>)) -> String {
     out
 }
 
+/// [`table`] of 40 rows with the cell of data row `row`, column `col` set to `value`.
+fn table_with_cell(row: usize, col: usize, value: &str) -> String {
+    table(40, |r, c| {
+        if r == row {
+            c[col] = value.to_owned()
+        }
+    })
+}
+
 #[test]
 fn a_string_in_a_numeric_column_names_column_and_row() {
-    let e = data_err(
-        "string",
-        &table(40, |r, c| {
-            if r == 17 {
-                c[29] = "abc".into()
-            }
-        }),
-    );
+    let e = data_err("string", &table_with_cell(17, 29, "abc"));
     assert!(e.contains("Amount") && e.contains("row 17") && e.contains("abc"), "{e}");
 }
 
 #[test]
 fn nan_and_empty_cells_name_column_and_row() {
-    let e = data_err(
-        "nan",
-        &table(40, |r, c| {
-            if r == 5 {
-                c[3] = "NaN".into()
-            }
-        }),
-    );
+    let e = data_err("nan", &table_with_cell(5, 3, "NaN"));
     assert!(e.contains("V3") && e.contains("row 5"), "{e}");
-    let e = data_err(
-        "empty-cell",
-        &table(40, |r, c| {
-            if r == 9 {
-                c[1] = String::new()
-            }
-        }),
-    );
+    let e = data_err("empty-cell", &table_with_cell(9, 1, ""));
     assert!(e.contains("V1") && e.contains("row 9"), "{e}");
 }
 
@@ -164,14 +140,7 @@ fn an_audio_length_shorter_than_the_first_kernel_is_refused_before_reading_data(
 fn an_unnamed_column_and_a_huge_cell_name_the_file_in_a_few_lines() {
     let e = data_err("unnamed", &table(40, |_, _| {}).replacen("Time,", ",", 1));
     assert!(e.contains("header (line 1): column 1 has no name"), "{e}");
-    let e = data_err(
-        "huge-cell",
-        &table(40, |r, c| {
-            if r == 3 {
-                c[29] = "9".repeat(1 << 20)
-            }
-        }),
-    );
+    let e = data_err("huge-cell", &table_with_cell(3, 29, &"9".repeat(1 << 20)));
     assert!(e.contains("column \"Amount\", row 3") && e.contains("(1048576 characters)"), "{}", &e[..300]);
     assert!(e.len() < 1000, "the cell is not echoed whole: {} bytes", e.len());
 }

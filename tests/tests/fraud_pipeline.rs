@@ -1,5 +1,7 @@
 //! `pipelines/fraud-small.toml` end to end, through the real `tempered-tabular` cdylib.
 
+mod common;
+
 use tempered_core::engine::{self, RunOptions};
 use tempered_core::pipeline::Pipeline;
 use tempered_tests::{
@@ -7,9 +9,10 @@ use tempered_tests::{
     golden_run_metrics, pipeline_file, read_json, repo, repo_pipeline, run_metrics, scratch, without_timings,
 };
 
+use common::run_repo_pipeline;
+
 fn run_small(out: &std::path::Path) -> engine::Finished {
-    let p = Pipeline::load(&repo().join("pipelines/fraud-small.toml")).expect("valid pipeline");
-    engine::run(&p, &RunOptions { out: Some(out.to_owned()), resume: false }).expect("run succeeds")
+    run_repo_pipeline("fraud-small.toml", out)
 }
 
 #[test]

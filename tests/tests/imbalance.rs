@@ -11,7 +11,7 @@ use serde_json::Value;
 use tempered_core::engine::{self, RunOptions};
 use tempered_core::pipeline::Pipeline;
 use tempered_core::report::{self, MIN_DETECTED};
-use tempered_tests::{read_json, repo_pipeline, scratch};
+use tempered_tests::{read_json, repo_pipeline, run_metrics, scratch};
 
 /// A generated transaction table at `fraud_rate`, in `dir`.
 fn table(dir: &Path, rows: u64, seed: u64, fraud_rate: f64) -> PathBuf {
@@ -43,18 +43,9 @@ fn pipeline(dir: &Path, name: &str, data: &Path, rest: &str) -> PathBuf {
 }
 
 /// A short model and attack: enough to tell a weighted model from an unweighted one.
-const MODEL_AND_ATTACK: &str = r#"
-[model]
-kind = "mlp"
-hidden = [32, 32]
-
-[[attack]]
-id = "pgd"
-plugin = "tabular"
-attack = "pgd"
-classes = [1]
-params = { norm = "linf", epsilon = 0.5, steps = 5, discrete = true }
-"#;
+fn model_and_attack() -> String {
+    format!("\n[model]\nkind = \"mlp\"\nhidden = [32, 32]\n\n{}", tempered_tests::tabular_pgd_attack(5))
+}
 
 fn run(file: &Path) -> (engine::Finished, Value) {
     let p = Pipeline::load(file).unwrap_or_else(|e| panic!("{e}"));
@@ -73,8 +64,9 @@ fn op(m: &Value, phase: &str) -> Value {
 /// default learning rate, where the plain loss has not yet left "never fraud".
 fn short_run(train: &str, harden: &str, evaluate: &str) -> String {
     format!(
-        "{MODEL_AND_ATTACK}\n[train]\nepochs = 3\npatience = 0\n{train}\n[harden]\n{harden}\n\
-         [evaluate]\n{evaluate}\n[report]\nsamples = 0\nplots = false\n"
+        "{model}\n[train]\nepochs = 3\npatience = 0\n{train}\n[harden]\n{harden}\n\
+         [evaluate]\n{evaluate}\n[report]\nsamples = 0\nplots = false\n",
+        model = model_and_attack()
     )
 }
 
@@ -167,8 +159,9 @@ fn without_the_new_keys_metrics_have_no_operating_point() {
     let dir = scratch("imbalance-none");
     let data = table(&dir, 2000, 3, 0.06);
     let rest = format!(
-        "{MODEL_AND_ATTACK}\n[train]\nepochs = 2\nbatch_size = 128\npatience = 0\n[harden]\nenabled = false\n\
-         [report]\nsamples = 0\nplots = false\n"
+        "{model}\n[train]\nepochs = 2\nbatch_size = 128\npatience = 0\n[harden]\nenabled = false\n\
+         [report]\nsamples = 0\nplots = false\n",
+        model = model_and_attack()
     );
     let (_, m) = run(&pipeline(&dir, "plain", &data, &rest));
     assert!(m["clean"]["before"].get("operating_point").is_none(), "{}", m["clean"]["before"]);
@@ -184,7 +177,8 @@ fn bad_imbalance_settings_are_config_errors_naming_file_and_key() {
     let data = table(&dir, 600, 5, 0.06);
     let base = |train: &str, evaluate: &str| {
         format!(
-            "{MODEL_AND_ATTACK}\n[train]\nepochs = 1\n{train}\n[harden]\nenabled = false\n[evaluate]\n{evaluate}\n"
+            "{model}\n[train]\nepochs = 1\n{train}\n[harden]\nenabled = false\n[evaluate]\n{evaluate}\n",
+            model = model_and_attack()
         )
     };
     let load_err = |name: &str, rest: &str| {
@@ -210,19 +204,13 @@ fn bad_imbalance_settings_are_config_errors_naming_file_and_key() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-const CHILD_PIPELINE: &str = "TEMPERED_TEST_IMBALANCE_PIPELINE";
-const CHILD_OUT: &str = "TEMPERED_TEST_IMBALANCE_OUT";
-const CHILD_RESUME: &str = "TEMPERED_TEST_IMBALANCE_RESUME";
-
-/// The child of [`a_weighted_run_at_an_operating_point_resumes_exactly`]: runs `$PIPELINE` into `$OUT`.
-/// Does nothing in a plain `cargo test`, where those are not set.
+/// The child of [`a_weighted_run_at_an_operating_point_resumes_exactly`]: runs the pipeline
+/// its parent names. Does nothing in a plain `cargo test`.
 #[test]
 fn imbalance_child() {
-    let Ok(file) = std::env::var(CHILD_PIPELINE) else { return };
-    let p = Pipeline::load(Path::new(&file)).expect("valid pipeline");
-    let out = PathBuf::from(std::env::var(CHILD_OUT).expect("an output folder"));
-    let resume = std::env::var_os(CHILD_RESUME).is_some();
-    engine::run(&p, &RunOptions { out: Some(out), resume }).expect("the run succeeds");
+    let Some(c) = tempered_tests::child_args() else { return };
+    let p = Pipeline::load(&c.pipeline).expect("valid pipeline");
+    engine::run(&p, &RunOptions { out: Some(c.out), resume: c.resume }).expect("the run succeeds");
 }
 
 /// Killed mid-epoch and at a commit, in clean training and in hardening, a class-weighted
@@ -239,28 +227,17 @@ fn a_weighted_run_at_an_operating_point_resumes_exactly() {
         &short_run("class_weight = [1.0, 8.0]", HARDEN, "operating_point = { precision = 0.3 }"),
     );
     let child = |out: &Path, resume: bool, kill: Option<&str>| {
-        let mut env = vec![(CHILD_PIPELINE, file.to_str().unwrap()), (CHILD_OUT, out.to_str().unwrap())];
-        if resume {
-            env.push((CHILD_RESUME, "1"));
-        }
-        if let Some(k) = kill {
-            env.push(("TEMPERED_FAILPOINT", k));
-        }
-        tempered_tests::run_test_in_child("imbalance_child", &env)
+        tempered_tests::child_run("imbalance_child", &file, out, resume, kill)
     };
     let full = dir.join("full");
-    assert!(child(&full, false, None).status.success());
-    let want = tempered_tests::without_timings(read_json(&full.join("metrics.json")));
+    child(&full, false, None);
+    let want = run_metrics(&full);
     assert!(want["clean"]["after"]["operating_point"]["threshold"].is_number(), "{want}");
     for (i, kill) in ["clean:2:3", "clean:3:renamed", "hardened:1:4"].into_iter().enumerate() {
         let out = dir.join(format!("kill-{i}"));
-        let o = child(&out, false, Some(kill));
-        let text = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success() && text.contains("TEMPERED_FAILPOINT: "), "killed at {kill}:\n{text}");
-        let o = child(&out, true, None);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let got = tempered_tests::without_timings(read_json(&out.join("metrics.json")));
-        assert_eq!(got, want, "killed at {kill} and resumed");
+        child(&out, false, Some(kill));
+        child(&out, true, None);
+        assert_eq!(run_metrics(&out), want, "killed at {kill} and resumed");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,6 +4,8 @@
 //! The property tests run a few hundred cases each by default (a few seconds in all);
 //! `PROPTEST_CASES=N` runs N cases of each.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -17,17 +19,10 @@ use tempered_core::data::{tabular, text};
 use tempered_core::pipeline::Pipeline;
 use tempered_tests::{pipeline_file, repo, repo_pipeline, scratch};
 
+use common::load_err;
+
 // ---------------------------------------------------------------------------------------
 // Helpers
-
-/// `Pipeline::load`'s error for `src`, without the file name it starts with.
-fn load_err(name: &str, src: &str) -> String {
-    let file = pipeline_file(name, src);
-    let e = Pipeline::load(&file).expect_err("refused").to_string();
-    let shown = file.display().to_string();
-    assert!(e.starts_with(&shown), "the error names the file: {e}");
-    e[shown.len()..].to_owned()
-}
 
 /// 1-based line of the first line of `src` that starts with `prefix`.
 fn line_of(src: &str, prefix: &str) -> usize {

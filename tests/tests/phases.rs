@@ -14,49 +14,18 @@ use std::path::{Path, PathBuf};
 use tempered_core::engine::{self, RunOptions};
 use tempered_core::pipeline::Pipeline;
 use tempered_tests::{
-    pipeline_file, read_json, repo, repo_pipeline, run_test_in_child, scratch, without_timings,
+    child_args, child_run, pipeline_file, read_json, repo, repo_pipeline, run_metrics, scratch,
 };
 
-const PIPELINE: &str = "TEMPERED_TEST_PHASES_PIPELINE";
-const OUT: &str = "TEMPERED_TEST_PHASES_OUT";
-const RESUME: &str = "TEMPERED_TEST_PHASES_RESUME";
-const FAILPOINT: &str = "TEMPERED_FAILPOINT";
+const CHILD: &str = "phases_child";
 
-/// The child: runs the pipeline file `$PIPELINE` into `$OUT` (resuming when `$RESUME` is
-/// set). Does nothing in a plain `cargo test`.
+/// The child: runs the pipeline its parent names ([`child_run`]). Does nothing in a plain
+/// `cargo test`.
 #[test]
 fn phases_child() {
-    let Ok(file) = std::env::var(PIPELINE) else { return };
-    std::env::set_current_dir(repo()).expect("cd to the repository root");
-    let p = Pipeline::load(Path::new(&file)).expect("valid pipeline");
-    let out = PathBuf::from(std::env::var(OUT).expect("an output folder"));
-    let resume = std::env::var_os(RESUME).is_some();
-    engine::run(&p, &RunOptions { out: Some(out), resume }).expect("the run succeeds");
-}
-
-fn log(o: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-/// Runs `pipeline` into `out` in a child, killed at `kill` when given; panics unless it ends
-/// as asked (finished, or killed there).
-fn child(pipeline: &Path, out: &Path, resume: bool, kill: Option<&str>) {
-    let (file, dir) = (pipeline.to_str().unwrap(), out.to_str().unwrap());
-    let mut env = vec![(PIPELINE, file), (OUT, dir)];
-    if resume {
-        env.push((RESUME, "1"));
-    }
-    if let Some(k) = kill {
-        env.push((FAILPOINT, k));
-    }
-    let o = run_test_in_child("phases_child", &env);
-    match kill {
-        None => assert!(o.status.success(), "the run failed:\n{}", log(&o)),
-        Some(k) => {
-            assert!(!o.status.success(), "the run was to be killed at {k}:\n{}", log(&o));
-            assert!(log(&o).contains(&format!("{FAILPOINT}: ")), "died before {k}:\n{}", log(&o));
-        }
-    }
+    let Some(run) = child_args() else { return };
+    let p = Pipeline::load(&run.pipeline).expect("valid pipeline");
+    engine::run(&p, &RunOptions { out: Some(run.out), resume: run.resume }).expect("the run succeeds");
 }
 
 /// fraud-small, as a pipeline file of its own (with `edit` applied to its text).
@@ -64,10 +33,6 @@ fn fraud_small(name: &str, edit: impl Fn(String) -> String) -> PathBuf {
     let base = repo_pipeline("fraud-small.toml");
     let src = edit(base.clone());
     pipeline_file(name, &src)
-}
-
-fn metrics(out: &Path) -> serde_json::Value {
-    without_timings(read_json(&out.join("metrics.json")))
 }
 
 /// A unit's file: its inode (which a rewrite changes) and a hash of its contents.
@@ -115,30 +80,30 @@ fn finished_attack_units_are_read_back_not_run_again() {
     let file = fraud_small("phases-kill", |s| s);
     let dir = scratch("phases-kill");
     let want_dir = dir.join("uninterrupted");
-    child(&file, &want_dir, false, None);
-    let want = metrics(&want_dir);
+    child_run(CHILD, &file, &want_dir, false, None);
+    let want = run_metrics(&want_dir);
     assert_eq!(units(&want_dir, "attacks-before").len(), 4, "pgd, fraudster and two sweep points");
 
     let out = dir.join("killed");
-    child(&file, &out, false, Some("attacks-before:4:end"));
+    child_run(CHILD, &file, &out, false, Some("attacks-before:4:end"));
     let before = units(&out, "attacks-before");
     assert_eq!(before.len(), 4, "{:?}", before.iter().map(|u| &u.0).collect::<Vec<_>>());
     assert!(!out.join("phases/attacks-after").exists(), "killed before hardening");
     let pgd_seconds = stored_seconds(&out, "attacks-before", "pgd");
 
-    child(&file, &out, true, Some("attacks-after:1:end"));
+    child_run(CHILD, &file, &out, true, Some("attacks-after:1:end"));
     assert_eq!(units(&out, "attacks-before"), before, "the before attacks were not run again");
     let after = units(&out, "attacks-after");
     assert_eq!(after.len(), 1, "killed after the first after-attack");
 
-    child(&file, &out, true, None);
+    child_run(CHILD, &file, &out, true, None);
     assert_eq!(units(&out, "attacks-before"), before, "the before attacks were not run again");
     let (name, first) = &after[0];
     let now = units(&out, "attacks-after");
     assert_eq!(now.iter().find(|u| &u.0 == name).map(|u| &u.1), Some(first), "{name} was not run again");
     assert_eq!(now.len(), 4);
     assert_eq!(seconds(&out, "pgd", "before"), pgd_seconds, "pgd (before) is the first process's");
-    assert_eq!(metrics(&out), want, "resumed, the metrics differ from the uninterrupted run's");
+    assert_eq!(run_metrics(&out), want, "resumed, the metrics differ from the uninterrupted run's");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -150,7 +115,7 @@ fn an_edited_attack_runs_again_and_only_it() {
     let dir = scratch("phases-edit");
     let file = fraud_small("phases-edit", |s| s);
     let out = dir.join("run");
-    child(&file, &out, false, None);
+    child_run(CHILD, &file, &out, false, None);
     let (before, after) = (units(&out, "attacks-before"), units(&out, "attacks-after"));
 
     let edit = |s: String| {
@@ -160,11 +125,11 @@ fn an_edited_attack_runs_again_and_only_it() {
     };
     // The same file, edited: a resume compares it with the run's saved config.
     std::fs::write(&file, edit(std::fs::read_to_string(&file).unwrap())).unwrap();
-    child(&file, &out, true, None);
+    child_run(CHILD, &file, &out, true, None);
     let edited_file = fraud_small("phases-edit-fresh", edit);
     let fresh = dir.join("fresh");
-    child(&edited_file, &fresh, false, None);
-    assert_eq!(metrics(&out), metrics(&fresh), "resumed with the edit vs started with it");
+    child_run(CHILD, &edited_file, &fresh, false, None);
+    assert_eq!(run_metrics(&out), run_metrics(&fresh), "resumed with the edit vs started with it");
     for (phase, old) in [("attacks-before", &before), ("attacks-after", &after)] {
         let now = units(&out, phase);
         for ((name, was), (_, is)) in old.iter().zip(&now) {
@@ -182,13 +147,13 @@ fn an_edited_attack_runs_again_and_only_it() {
     assert_ne!(fewer, text);
     std::fs::write(&file, &fewer).unwrap();
     let stale = units(&out, "attacks-before");
-    child(&file, &out, true, None);
+    child_run(CHILD, &file, &out, true, None);
     for ((name, was), (_, is)) in stale.iter().zip(&units(&out, "attacks-before")) {
         assert_ne!(was.0, is.0, "{name}: [evaluate] examples changed, so it runs again");
     }
     let fresh_fewer = dir.join("fresh-fewer");
-    child(&pipeline_file("phases-edit-fewer", &fewer), &fresh_fewer, false, None);
-    assert_eq!(metrics(&out), metrics(&fresh_fewer));
+    child_run(CHILD, &pipeline_file("phases-edit-fewer", &fewer), &fresh_fewer, false, None);
+    assert_eq!(run_metrics(&out), run_metrics(&fresh_fewer));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -199,8 +164,8 @@ fn a_damaged_unit_file_is_caught_and_run_again() {
     let dir = scratch("phases-damaged");
     let file = fraud_small("phases-damaged", |s| s);
     let out = dir.join("run");
-    child(&file, &out, false, None);
-    let want = metrics(&out);
+    child_run(CHILD, &file, &out, false, None);
+    let want = run_metrics(&out);
     let phase = out.join("phases/attacks-before");
     let pgd = phase.join("pgd.json");
     let original = std::fs::read_to_string(&pgd).unwrap();
@@ -215,8 +180,8 @@ fn a_damaged_unit_file_is_caught_and_run_again() {
     std::fs::write(&fraudster, &bytes[..bytes.len() / 2]).unwrap();
     let sweep = units(&out, "attacks-before").into_iter().find(|u| u.0.contains("sweep")).unwrap();
 
-    child(&file, &out, true, None);
-    assert_eq!(metrics(&out), want, "the edited number did not reach the metrics");
+    child_run(CHILD, &file, &out, true, None);
+    assert_eq!(run_metrics(&out), want, "the edited number did not reach the metrics");
     let now = read_json(&pgd);
     assert_eq!(now["result"]["metrics"]["successes"], successes, "rewritten with the true result");
     assert!(read_json(&fraudster)["result"]["metrics"]["attacked"].as_u64().is_some(), "rewritten whole");
@@ -234,16 +199,16 @@ fn tradeoff_point_measurements_are_read_back() {
     let file = repo().join("pipelines/fraud-small-tradeoff.toml");
     let dir = scratch("phases-tradeoff");
     let whole = dir.join("whole");
-    child(&file, &whole, false, None);
-    let want = metrics(&whole);
+    child_run(CHILD, &file, &whole, false, None);
+    let want = run_metrics(&whole);
     let out = dir.join("killed");
-    child(&file, &out, false, Some("tradeoff-p1:2:end"));
+    child_run(CHILD, &file, &out, false, Some("tradeoff-p1:2:end"));
     let (p0, p1) = (units(&out, "tradeoff-p0"), units(&out, "tradeoff-p1"));
     assert_eq!((p0.len(), p1.len()), (2, 2), "pgd and fraudster on validation at each point");
     assert!(!out.join("phases/tradeoff-p2").exists());
-    child(&file, &out, true, None);
+    child_run(CHILD, &file, &out, true, None);
     assert_eq!(units(&out, "tradeoff-p0"), p0, "point 0's measurements were not run again");
     assert_eq!(units(&out, "tradeoff-p1"), p1, "point 1's measurements were not run again");
-    assert_eq!(metrics(&out), want);
+    assert_eq!(run_metrics(&out), want);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,53 +10,32 @@
 //! inside a commit (written under its temporary name; renamed with the older commits still
 //! there).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tempered_core::engine::{self, RunOptions};
 use tempered_core::pipeline::Pipeline;
-use tempered_tests::{read_json, repo, run_test_in_child, scratch, without_timings};
+use tempered_tests::{child_args, child_run, leftover_checkpoints, repo, run_metrics, scratch};
 
-const PIPELINE: &str = "TEMPERED_TEST_RESUME_PIPELINE";
-const OUT: &str = "TEMPERED_TEST_RESUME_OUT";
-const RESUME: &str = "TEMPERED_TEST_RESUME";
-const FAILPOINT: &str = "TEMPERED_FAILPOINT";
-
-/// The child: runs `pipelines/$PIPELINE` into `$OUT` (resuming it when `$RESUME` is set).
-/// Does nothing in a plain `cargo test`, where those are not set.
+/// The child: runs the pipeline its parent names ([`child`]). Does nothing in a plain
+/// `cargo test`.
 #[test]
 fn resume_child() {
-    let Ok(name) = std::env::var(PIPELINE) else { return };
-    // The text attacks' word lists are relative to the repository root.
-    std::env::set_current_dir(repo()).expect("cd to the repository root");
-    let p = Pipeline::load(&repo().join("pipelines").join(name)).expect("valid pipeline");
-    let out = PathBuf::from(std::env::var(OUT).expect("an output folder"));
-    let resume = std::env::var_os(RESUME).is_some();
-    engine::run(&p, &RunOptions { out: Some(out), resume }).expect("the run succeeds");
+    let Some(run) = child_args() else { return };
+    let p = Pipeline::load(&run.pipeline).expect("valid pipeline");
+    engine::run(&p, &RunOptions { out: Some(run.out), resume: run.resume }).expect("the run succeeds");
 }
 
-/// Runs `pipeline` into `out` in a child, killed at `kill` when given.
-fn child(pipeline: &str, out: &Path, resume: bool, kill: Option<&str>) -> std::process::Output {
-    let out = out.to_str().expect("a UTF-8 scratch path");
-    let mut env = vec![(PIPELINE, pipeline), (OUT, out)];
-    if resume {
-        env.push((RESUME, "1"));
-    }
-    if let Some(k) = kill {
-        env.push((FAILPOINT, k));
-    }
-    run_test_in_child("resume_child", &env)
-}
-
-fn log(o: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+/// Runs `pipelines/<pipeline>` (or `pipeline`, a full path) into `out` in a child, killed
+/// at `kill` when given.
+fn child(pipeline: &str, out: &Path, resume: bool, kill: Option<&str>) {
+    child_run("resume_child", &repo().join("pipelines").join(pipeline), out, resume, kill);
 }
 
 /// The metrics of an uninterrupted run of `pipeline`.
 fn uninterrupted(pipeline: &str, dir: &Path) -> serde_json::Value {
     let out = dir.join("uninterrupted");
-    let o = child(pipeline, &out, false, None);
-    assert!(o.status.success(), "the uninterrupted run failed:\n{}", log(&o));
-    without_timings(read_json(&out.join("metrics.json")))
+    child(pipeline, &out, false, None);
+    run_metrics(&out)
 }
 
 /// Starts `pipeline`, kills it at each point of `chain` in turn (each run but the first
@@ -64,25 +43,12 @@ fn uninterrupted(pipeline: &str, dir: &Path) -> serde_json::Value {
 fn kill_chain(pipeline: &str, dir: &Path, name: &str, chain: &[&str], want: &serde_json::Value) {
     let out = dir.join(name);
     for (i, kill) in chain.iter().enumerate() {
-        let o = child(pipeline, &out, i > 0, Some(kill));
-        let text = log(&o);
-        assert!(!o.status.success(), "{pipeline}: the run was to be killed at {kill}:\n{text}");
-        #[cfg(unix)]
-        {
-            use std::os::unix::process::ExitStatusExt;
-            assert_eq!(o.status.signal(), Some(6), "{pipeline}: killed at {kill} by SIGABRT:\n{text}");
-        }
-        assert!(text.contains(&format!("{FAILPOINT}: ")), "{pipeline}: died before {kill}:\n{text}");
+        child(pipeline, &out, i > 0, Some(kill));
     }
-    let o = child(pipeline, &out, true, None);
-    assert!(o.status.success(), "{pipeline}: resuming after {chain:?} failed:\n{}", log(&o));
-    let left: Vec<String> = std::fs::read_dir(out.join("checkpoints"))
-        .expect("a checkpoints folder")
-        .map(|e| e.expect("a folder entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".tmp") || n.contains("-epoch-"))
-        .collect();
+    child(pipeline, &out, true, None);
+    let left = leftover_checkpoints(&out);
     assert!(left.is_empty(), "{pipeline}: left behind after {chain:?}: {left:?}");
-    let got = without_timings(read_json(&out.join("metrics.json")));
+    let got = run_metrics(&out);
     let mut diffs = Vec::new();
     diff("", want, &got, &mut diffs);
     assert!(
@@ -173,7 +139,7 @@ fn several_hardening_attacks_resume_exactly() {
         "[harden]\nstrategy = \"pgd\"\nattack = [\"pgd\", \"fraudster\"]",
     );
     assert_ne!(src, base, "fraud-small's [harden] changed: update this test");
-    // An absolute path: the child joins it onto pipelines/, which leaves it as it is.
+    // An absolute path: joined onto pipelines/, it stays as it is.
     let file = tempered_tests::pipeline_file("resume-mixed", &src);
     let name = file.to_str().expect("a UTF-8 path");
     let dir = scratch("resume-mixed");

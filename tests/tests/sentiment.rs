@@ -3,6 +3,8 @@
 //! every adversarial example is checked here again, from the files the run left behind,
 //! against the same word lists the attack was given.
 
+mod common;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -13,6 +15,8 @@ use tempered_tests::{
     repo, repo_pipeline, run_metrics, scratch, without_timings,
 };
 
+use common::{refused_on_data, run_repo_pipeline};
+
 /// The attacks' word lists are relative to the working directory, as when the pipeline is
 /// run from the repository root. Every test of this binary sets the same folder.
 fn at_repo_root() {
@@ -21,8 +25,7 @@ fn at_repo_root() {
 
 fn run_small(out: &Path) -> engine::Finished {
     at_repo_root();
-    let p = Pipeline::load(&repo().join("pipelines/sentiment-small.toml")).expect("valid pipeline");
-    engine::run(&p, &RunOptions { out: Some(out.to_owned()), resume: false }).expect("run succeeds")
+    run_repo_pipeline("sentiment-small.toml", out)
 }
 
 fn lines(path: &str) -> Vec<String> {
@@ -186,18 +189,11 @@ fn sentiment_small_trains_attacks_hardens_and_reports() {
 /// Runs sentiment-small on `csv` (written to a scratch folder) and returns the error.
 fn data_err(name: &str, csv: &[u8]) -> String {
     at_repo_root();
-    let dir = scratch(name);
-    let data = dir.join("bad.csv");
-    std::fs::write(&data, csv).unwrap();
-    let src = repo_pipeline("sentiment-small.toml")
-        .replace("data/mr/mr.csv", &data.display().to_string())
-        .replace("limit = { train = 1200, validation = 100, test = 60 }\n", "")
-        .replace("test_last_per_class = 533", "test_last_per_class = 2");
-    let p = Pipeline::load(&pipeline_file(name, &src)).unwrap();
-    let e = engine::run(&p, &RunOptions { out: Some(dir.join("run")), resume: false }).expect_err("refused");
-    let e = e.to_string();
-    assert!(e.contains("bad.csv"), "error names the file: {e}");
-    e
+    refused_on_data(name, "sentiment-small.toml", csv, |src, data| {
+        src.replace("data/mr/mr.csv", data)
+            .replace("limit = { train = 1200, validation = 100, test = 60 }\n", "")
+            .replace("test_last_per_class = 533", "test_last_per_class = 2")
+    })
 }
 
 fn reviews(edit: impl Fn(usize) -> Option<String>) -> Vec<u8> {

@@ -2,6 +2,8 @@
 //! host's budget checks on every adversarial waveform, and the wav loader's formats and
 //! bad files.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use tempered_core::data::audio::{self, Align, AudioDataConfig, AudioSplitConfig, OnBadFile};
@@ -9,12 +11,13 @@ use tempered_core::engine::{self, RunOptions};
 use tempered_core::pipeline::Pipeline;
 use tempered_tests::{
     assert_first_party_attack, assert_phases_timed, assert_reproducible, assert_run_files,
-    golden_run_metrics, pipeline_file, repo, repo_pipeline, scratch,
+    golden_run_metrics, pipeline_file, repo_pipeline, scratch,
 };
 
+use common::run_repo_pipeline;
+
 fn run_small(out: &Path) -> engine::Finished {
-    let p = Pipeline::load(&repo().join("pipelines/speech-small.toml")).expect("valid pipeline");
-    engine::run(&p, &RunOptions { out: Some(out.to_owned()), resume: false }).expect("run succeeds")
+    run_repo_pipeline("speech-small.toml", out)
 }
 
 fn read_wav(path: &Path) -> (u32, Vec<f32>) {
@@ -191,6 +194,11 @@ fn same_seed_gives_identical_metrics_and_wavs() {
     }
 }
 
+/// 64 samples of a sine at half amplitude: short enough to write in every format.
+fn tone() -> Vec<f32> {
+    (0..64).map(|i| (i as f32 * 0.3).sin() * 0.5).collect()
+}
+
 fn write_wav(path: &Path, channels: u16, rate: u32, bits: u16, float: bool, frames: &[f32]) {
     let sample_format = if float { hound::SampleFormat::Float } else { hound::SampleFormat::Int };
     let spec = hound::WavSpec { channels, sample_rate: rate, bits_per_sample: bits, sample_format };
@@ -228,13 +236,17 @@ fn config(dir: &Path, resample: bool) -> AudioDataConfig {
 #[test]
 fn every_documented_wav_format_loads() {
     let dir = scratch("speech-formats");
-    let tone: Vec<f32> = (0..64).map(|i| (i as f32 * 0.3).sin() * 0.5).collect();
-    write_wav(&dir.join("a_int8.wav"), 1, 8000, 8, false, &tone);
-    write_wav(&dir.join("a_int16.wav"), 1, 8000, 16, false, &tone);
-    write_wav(&dir.join("a_int24.wav"), 1, 8000, 24, false, &tone);
-    write_wav(&dir.join("a_int32.wav"), 1, 8000, 32, false, &tone);
-    write_wav(&dir.join("a_float32.wav"), 1, 8000, 32, true, &tone);
-    write_wav(&dir.join("b_stereo16.wav"), 2, 8000, 16, false, &tone);
+    let tone = tone();
+    for (name, channels, bits, float) in [
+        ("a_int8.wav", 1, 8, false),
+        ("a_int16.wav", 1, 16, false),
+        ("a_int24.wav", 1, 24, false),
+        ("a_int32.wav", 1, 32, false),
+        ("a_float32.wav", 1, 32, true),
+        ("b_stereo16.wav", 2, 16, false),
+    ] {
+        write_wav(&dir.join(name), channels, 8000, bits, float, &tone);
+    }
     let long: Vec<f32> = (0..128).map(|i| (i as f32 * 0.15).sin() * 0.5).collect();
     write_wav(&dir.join("b_rate16k.wav"), 1, 16000, 16, false, &long);
     let d = audio::load(&config(&dir, true), Path::new("."), 1).unwrap();
@@ -267,10 +279,10 @@ fn every_documented_wav_format_loads() {
 #[test]
 fn corrupt_empty_and_wrong_rate_files_fail_by_name_or_are_skipped_and_counted() {
     let dir = scratch("speech-bad");
-    let tone: Vec<f32> = (0..64).map(|i| (i as f32 * 0.3).sin() * 0.5).collect();
-    write_wav(&dir.join("a_good.wav"), 1, 8000, 16, false, &tone);
-    write_wav(&dir.join("b_good.wav"), 1, 8000, 16, false, &tone);
-    write_wav(&dir.join("b_whole.wav"), 1, 8000, 16, false, &tone);
+    let tone = tone();
+    for name in ["a_good.wav", "b_good.wav", "b_whole.wav"] {
+        write_wav(&dir.join(name), 1, 8000, 16, false, &tone);
+    }
     let whole = std::fs::read(dir.join("b_whole.wav")).unwrap();
     std::fs::write(dir.join("a_truncated.wav"), &whole[..whole.len() - 40]).unwrap();
     std::fs::write(dir.join("a_empty.wav"), b"").unwrap();

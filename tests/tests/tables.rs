@@ -3,6 +3,8 @@
 //! encoding written to `encoding.json`; `pipelines/transactions-small.toml` end to end
 //! through the real `tempered-tabular` plugin.
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +13,8 @@ use tempered_core::data::tabular::{self, Encoding, FeatureKind, Split, TabularDa
 use tempered_core::engine::{self, RunOptions};
 use tempered_core::pipeline::Pipeline;
 use tempered_tests::{pipeline_file, read_json, repo, scratch};
+
+use common::run_repo_pipeline;
 
 const MERCHANTS: [&str; 7] = ["grocery", "grocery", "grocery", "fuel", "fuel", "travel", "jewelry"];
 
@@ -474,13 +478,11 @@ batch_size = 64
 lr = 1e-2
 patience = 0
 
-[[attack]]
-id = "pgd"
-plugin = "tabular"
-attack = "pgd"
-classes = [1]
-params = { norm = "linf", epsilon = 0.5, steps = 3, discrete = true }
-
+"#,
+    );
+    toml.push_str(&tempered_tests::tabular_pgd_attack(3));
+    toml.push_str(
+        r#"
 [[attack]]
 id = "fraudster"
 plugin = "tabular"
@@ -515,8 +517,7 @@ fn toml_value(v: &Value) -> String {
 }
 
 fn run_transactions(out: &Path) -> engine::Finished {
-    let p = Pipeline::load(&repo().join("pipelines/transactions-small.toml")).expect("valid pipeline");
-    engine::run(&p, &RunOptions { out: Some(out.to_owned()), resume: false }).expect("run succeeds")
+    run_repo_pipeline("transactions-small.toml", out)
 }
 
 #[test]

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use tempered_core::engine::{self, RunOptions};
 use tempered_core::pipeline::Pipeline;
 use tempered_tests::{
-    nothing_trained, pipeline_file, read_json, repo, repo_pipeline, run_metrics, run_test_in_child, scratch,
-    without_timings,
+    child_args, child_run, leftover_checkpoints, nothing_trained, pipeline_file, repo, repo_pipeline,
+    run_metrics, scratch,
 };
 
 const PIPELINE: &str = "fraud-small-tradeoff.toml";
@@ -159,33 +159,13 @@ fn a_bad_sweep_is_a_config_error_naming_the_place() {
     }
 }
 
-const CHILD_OUT: &str = "TEMPERED_TEST_TRADEOFF_OUT";
-const CHILD_RESUME: &str = "TEMPERED_TEST_TRADEOFF_RESUME";
-const FAILPOINT: &str = "TEMPERED_FAILPOINT";
-
-/// The child of the kill test: runs the pipeline into `$OUT`. Does nothing in a plain
-/// `cargo test`, where that is not set.
+/// The child of the kill test: runs the pipeline its parent names. Does nothing in a plain
+/// `cargo test`.
 #[test]
 fn tradeoff_child() {
-    let Ok(out) = std::env::var(CHILD_OUT) else { return };
-    let p = Pipeline::load(&the_pipeline()).expect("valid pipeline");
-    let resume = std::env::var_os(CHILD_RESUME).is_some();
-    engine::run(&p, &RunOptions { out: Some(out.into()), resume }).expect("the run succeeds");
-}
-
-fn child(out: &Path, resume: bool, kill: Option<&str>) -> std::process::Output {
-    let mut env = vec![(CHILD_OUT, out.to_str().expect("a UTF-8 path"))];
-    if resume {
-        env.push((CHILD_RESUME, "1"));
-    }
-    if let Some(k) = kill {
-        env.push((FAILPOINT, k));
-    }
-    run_test_in_child("tradeoff_child", &env)
-}
-
-fn log(o: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    let Some(c) = child_args() else { return };
+    let p = Pipeline::load(&c.pipeline).expect("valid pipeline");
+    engine::run(&p, &RunOptions { out: Some(c.out), resume: c.resume }).expect("the run succeeds");
 }
 
 /// Killed in the middle of a point, at the end of one, and while a point's final commit is
@@ -194,9 +174,8 @@ fn log(o: &std::process::Output) -> String {
 fn a_sweep_killed_and_resumed_gives_the_same_metrics() {
     let dir = scratch("tradeoff-resume");
     let whole = dir.join("whole");
-    let o = child(&whole, false, None);
-    assert!(o.status.success(), "the uninterrupted run failed:\n{}", log(&o));
-    let want = without_timings(read_json(&whole.join("metrics.json")));
+    child_run("tradeoff_child", &the_pipeline(), &whole, false, None);
+    let want = run_metrics(&whole);
     assert!(want["tradeoff"]["points"].as_array().is_some_and(|p| p.len() == 3));
     for (name, chain) in [
         ("mid-point", &["harden-p1:1:2"][..]),
@@ -204,20 +183,12 @@ fn a_sweep_killed_and_resumed_gives_the_same_metrics() {
     ] {
         let out = dir.join(name);
         for (i, kill) in chain.iter().enumerate() {
-            let o = child(&out, i > 0, Some(kill));
-            let text = log(&o);
-            assert!(!o.status.success(), "the run was to be killed at {kill}:\n{text}");
-            assert!(text.contains(&format!("{FAILPOINT}: ")), "died before {kill}:\n{text}");
+            child_run("tradeoff_child", &the_pipeline(), &out, i > 0, Some(kill));
         }
-        let o = child(&out, true, None);
-        assert!(o.status.success(), "resuming after {chain:?} failed:\n{}", log(&o));
-        let left: Vec<String> = std::fs::read_dir(out.join("checkpoints"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.contains(".tmp") || n.contains("-epoch-"))
-            .collect();
+        child_run("tradeoff_child", &the_pipeline(), &out, true, None);
+        let left = leftover_checkpoints(&out);
         assert!(left.is_empty(), "left behind after {chain:?}: {left:?}");
-        let got = without_timings(read_json(&out.join("metrics.json")));
+        let got = run_metrics(&out);
         assert!(got == want, "killed at {chain:?} and resumed, the metrics differ:\n{got}\nvs\n{want}");
     }
 

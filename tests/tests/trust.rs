@@ -35,20 +35,23 @@ fn an_attack_over_zero_examples_reports_no_rate_and_fails_a_check() {
     assert!(md.contains("❌ **Failed:**"), "the report says so at the top");
 }
 
+/// A plain MLP pipeline, not hardened, on `<dir>/<name>.csv`: `rows` rows of two feature
+/// columns and `Class`, which is `class(i)` in row `i`.
+fn small_table_pipeline(dir: &Path, name: &str, rows: usize, class: impl Fn(usize) -> usize) -> String {
+    let csv = dir.join(format!("{name}.csv"));
+    let body: String = (0..rows).map(|i| format!("{},{},{}\n", i % 7, i % 5, class(i))).collect();
+    std::fs::write(&csv, format!("a,b,Class\n{body}")).unwrap();
+    format!(
+        "[pipeline]\nname = \"{name}\"\nmodality = \"tabular\"\n[data]\npath = \"{}\"\nlabel = \"Class\"\n\
+         [model]\nkind = \"mlp\"\n[harden]\nenabled = false\n",
+        csv.display()
+    )
+}
+
 #[test]
 fn a_one_class_training_split_is_refused_before_training() {
     let dir = scratch("one-class");
-    let csv = dir.join("one-class.csv");
-    let mut rows = String::from("a,b,Class\n");
-    for i in 0..60 {
-        rows.push_str(&format!("{},{},0\n", i % 7, i % 5));
-    }
-    std::fs::write(&csv, rows).unwrap();
-    let src = format!(
-        "[pipeline]\nname = \"one-class\"\nmodality = \"tabular\"\n[data]\npath = \"{}\"\nlabel = \"Class\"\n\
-         [model]\nkind = \"mlp\"\n[harden]\nenabled = false\n",
-        csv.display()
-    );
+    let src = small_table_pipeline(&dir, "one-class", 60, |_| 0);
     let out = dir.join("run");
     let err = run("one-class", &src, &out, false).expect_err("one class cannot be learned");
     let msg = err.to_string();
@@ -232,17 +235,7 @@ fn a_full_disk_corrupts_nothing_and_the_run_resumes_after_space_is_freed() {
 #[test]
 fn a_run_evaluated_on_a_handful_of_rows_is_a_failed_check() {
     let dir = scratch("tiny-table");
-    let csv = dir.join("tiny.csv");
-    let mut rows = String::from("a,b,Class\n");
-    for i in 0..12 {
-        rows.push_str(&format!("{},{},{}\n", i % 7, i % 5, usize::from(i % 3 == 0)));
-    }
-    std::fs::write(&csv, rows).unwrap();
-    let src = format!(
-        "[pipeline]\nname = \"tiny\"\nmodality = \"tabular\"\n[data]\npath = \"{}\"\nlabel = \"Class\"\n\
-         [model]\nkind = \"mlp\"\n[harden]\nenabled = false\n",
-        csv.display()
-    );
+    let src = small_table_pipeline(&dir, "tiny", 12, |i| usize::from(i % 3 == 0));
     let out = dir.join("run");
     match run("tiny-table", &src, &out, false) {
         Err(e) => assert!(e.to_string().contains("tiny.csv"), "{e}"),

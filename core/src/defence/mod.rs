@@ -10,6 +10,28 @@
 //! ([`Normalised`]); text attacks only query, so it is judged by transfer and by queries
 //! through it instead.
 
+/// The [`Classifier`] methods a defence leaves to the model it wraps (its `inner`): it
+/// changes what the model sees, never what the model is.
+macro_rules! same_model_as_inner {
+    () => {
+        fn name(&self) -> &str {
+            self.inner.name()
+        }
+        fn n_classes(&self) -> usize {
+            self.inner.n_classes()
+        }
+        fn device(&self) -> &Device {
+            self.inner.device()
+        }
+        fn varmap(&self) -> &VarMap {
+            self.inner.varmap()
+        }
+        fn trainable(&self) -> Vec<Var> {
+            self.inner.trainable()
+        }
+    };
+}
+
 mod audio;
 mod noise;
 pub mod phase;
@@ -157,15 +179,7 @@ impl<'a> Defended<'a> {
 }
 
 impl Classifier for Defended<'_> {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn n_classes(&self) -> usize {
-        self.inner.n_classes()
-    }
-    fn device(&self) -> &Device {
-        self.inner.device()
-    }
+    same_model_as_inner!();
     fn encode(&self, x: &ExamplesRef<'_>) -> Result<Tensor> {
         self.inner.encode(x)
     }
@@ -178,12 +192,6 @@ impl Classifier for Defended<'_> {
             x.to_device(&Device::Cpu)?.apply_op1(op)?.to_device(x.device())?
         };
         self.inner.forward(&y, mode)
-    }
-    fn varmap(&self) -> &VarMap {
-        self.inner.varmap()
-    }
-    fn trainable(&self) -> Vec<Var> {
-        self.inner.trainable()
     }
     fn dense_input(&self) -> bool {
         self.inner.dense_input()

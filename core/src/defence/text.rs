@@ -150,15 +150,7 @@ impl<'a> Normalised<'a> {
 }
 
 impl Classifier for Normalised<'_> {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn n_classes(&self) -> usize {
-        self.inner.n_classes()
-    }
-    fn device(&self) -> &Device {
-        self.inner.device()
-    }
+    same_model_as_inner!();
     fn encode(&self, x: &ExamplesRef<'_>) -> Result<Tensor> {
         match x {
             ExamplesRef::Text(texts) => {
@@ -170,12 +162,6 @@ impl Classifier for Normalised<'_> {
     }
     fn forward(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
         self.inner.forward(x, mode)
-    }
-    fn varmap(&self) -> &VarMap {
-        self.inner.varmap()
-    }
-    fn trainable(&self) -> Vec<Var> {
-        self.inner.trainable()
     }
     fn dense_input(&self) -> bool {
         false

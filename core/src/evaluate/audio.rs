@@ -4,7 +4,7 @@
 
 use tempered_plugin::{Budget, Modality, judge};
 
-use super::{Judge, Measure};
+use super::{DenseRow, Judge, Measure};
 use crate::data::Examples;
 
 pub use tempered_plugin::judge::{SNR_CAP_DB, snr_and_linf};
@@ -24,23 +24,10 @@ impl Judge for AudioJudge {
     }
 
     fn measure(&self, original: &Examples, adversarial: &Examples, i: usize, budgets: &[Budget]) -> Measure {
-        let (Examples::Dense { data: a, width }, Examples::Dense { data: b, width: w2 }) =
-            (original, adversarial)
-        else {
-            return Measure { violations: 1, notes: vec!["not a waveform".into()], ..Default::default() };
-        };
-        if width != w2 || b.len() < (i + 1) * width {
-            return Measure {
-                violations: 1,
-                notes: vec![format!("waveform of {w2} samples, expected {width}")],
-                ..Default::default()
-            };
+        const WAVEFORM: DenseRow = DenseRow { name: "a waveform", unit: "samples" };
+        match WAVEFORM.pair(original, adversarial, i) {
+            Ok((a, b)) => judge::audio(self.sample_rate, a, b, budgets),
+            Err(violation) => violation,
         }
-        judge::audio(
-            self.sample_rate,
-            &a[i * width..(i + 1) * width],
-            &b[i * width..(i + 1) * width],
-            budgets,
-        )
     }
 }

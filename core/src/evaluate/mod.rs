@@ -39,6 +39,35 @@ pub trait Judge: Send + Sync {
     fn measure(&self, original: &Examples, adversarial: &Examples, i: usize, budgets: &[Budget]) -> Measure;
 }
 
+/// What a dense example is called in a judge's notes: `a waveform` of so many `samples`.
+pub struct DenseRow {
+    pub name: &'static str,
+    pub unit: &'static str,
+}
+
+impl DenseRow {
+    /// Example `i` of `original` and of `adversarial`, or the verdict of one violation when
+    /// the adversarial example is not such a row or is not of the original's width.
+    pub fn pair<'a>(
+        &self,
+        original: &'a Examples,
+        adversarial: &'a Examples,
+        i: usize,
+    ) -> std::result::Result<(&'a [f32], &'a [f32]), Measure> {
+        let violation = |note: String| Measure { violations: 1, notes: vec![note], ..Default::default() };
+        let (Examples::Dense { data: a, width }, Examples::Dense { data: b, width: w2 }) =
+            (original, adversarial)
+        else {
+            return Err(violation(format!("not {}", self.name)));
+        };
+        if width != w2 || b.len() < (i + 1) * width {
+            return Err(violation(format!("{} of {w2} {}, expected {width}", self.name, self.unit)));
+        }
+        let row = |x: &'a [f32]| &x[i * width..(i + 1) * width];
+        Ok((row(a), row(b)))
+    }
+}
+
 /// How one declared budget fared over an evaluation: `violations` is `None` when the host
 /// could not check it, with the reason.
 #[derive(Debug, Clone, PartialEq)]

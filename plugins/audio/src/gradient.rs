@@ -1,6 +1,9 @@
 //! `fgsm` and `pgd` on the waveform, under an L∞ or an SNR (row-scaled L2) budget.
 
+use std::marker::PhantomData;
+
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use tempered_plugin::{
     Attack, AudioBatch, Batch, Budget, Input, Oracle, Perturbed, PluginError, Result, Rng, ThreatModel,
 };
@@ -133,7 +136,7 @@ fn resolve_ball(
 
 /// Everything one run of the shared loop needs.
 #[derive(Debug, Clone)]
-struct Config {
+pub struct Config {
     ball: Ball,
     /// The ball as the user gave it, for the host to check.
     declared: Budget,
@@ -208,26 +211,38 @@ fn check_step(attack: &str, step_size: Option<f64>) -> Result<()> {
     }
 }
 
+/// `fgsm` and `pgd`: one loop ([`run`]), told apart by their parameters `P` and the
+/// schedule those give.
+pub struct Gradient<P>(Config, PhantomData<fn() -> P>);
+
 /// One signed-gradient (L∞) or normalised-gradient (SNR) step of the loss of the true label.
-pub struct Fgsm(Config);
+pub type Fgsm = Gradient<FgsmParams>;
 
-impl Attack for Fgsm {
-    type Params = FgsmParams;
-    const NAME: &'static str = "fgsm";
-    const DESCRIPTION: &'static str = "one gradient step on the waveform under an L∞ or SNR budget";
+/// Projected gradient ascent (Madry et al.) on the true label's loss, with restarts.
+///
+/// Queries: exactly `steps × restarts` per example, one batched `loss_grad` per step. The
+/// loss of a run's final point is never queried; restarts are compared by its first-order
+/// estimate `L(x_{K−1}) + ⟨∇L(x_{K−1}), x_K − x_{K−1}⟩`, exact for a linear model and close
+/// for the small steps PGD takes. `loss_grad` returns no probabilities, so "misclassified"
+/// is not told apart from "highest loss": an extra `predict` per restart would cost
+/// `restarts` more queries per example.
+pub type Pgd = Gradient<PgdParams>;
 
-    fn new(p: FgsmParams) -> Result<Self> {
-        let schedule = Schedule {
-            step_size: p.step_size,
-            // Wong et al. 2020: after a random start a full-radius step lands on the boundary
-            // too rarely; 1.25 × radius is their tuned value.
-            default_mult: if p.random_start { 1.25 } else { 1.0 },
-            steps: 1,
-            restarts: 1,
-            random_start: p.random_start,
-            salt: FGSM_SALT,
-        };
-        Config::new(Self::NAME, p.budget, p.epsilon, p.snr_db, schedule).map(Self)
+/// The parameters of a [`Gradient`] attack: its name, and the budget and schedule they give.
+pub trait GradientParams: DeserializeOwned + Send + 'static {
+    const NAME: &'static str;
+    const DESCRIPTION: &'static str;
+    #[doc(hidden)]
+    fn config(self) -> Result<Config>;
+}
+
+impl<P: GradientParams> Attack for Gradient<P> {
+    type Params = P;
+    const NAME: &'static str = P::NAME;
+    const DESCRIPTION: &'static str = P::DESCRIPTION;
+
+    fn new(p: P) -> Result<Self> {
+        p.config().map(|c| Self(c, PhantomData))
     }
 
     fn threat_model(&self) -> ThreatModel {
@@ -240,41 +255,40 @@ impl Attack for Fgsm {
     }
 }
 
-/// Projected gradient ascent (Madry et al.) on the true label's loss, with restarts.
-///
-/// Queries: exactly `steps × restarts` per example, one batched `loss_grad` per step. The
-/// loss of a run's final point is never queried; restarts are compared by its first-order
-/// estimate `L(x_{K−1}) + ⟨∇L(x_{K−1}), x_K − x_{K−1}⟩`, exact for a linear model and close
-/// for the small steps PGD takes. `loss_grad` returns no probabilities, so "misclassified"
-/// is not told apart from "highest loss": an extra `predict` per restart would cost
-/// `restarts` more queries per example.
-pub struct Pgd(Config);
+impl GradientParams for FgsmParams {
+    const NAME: &'static str = "fgsm";
+    const DESCRIPTION: &'static str = "one gradient step on the waveform under an L∞ or SNR budget";
 
-impl Attack for Pgd {
-    type Params = PgdParams;
+    fn config(self) -> Result<Config> {
+        let schedule = Schedule {
+            step_size: self.step_size,
+            // Wong et al. 2020: after a random start a full-radius step lands on the boundary
+            // too rarely; 1.25 × radius is their tuned value.
+            default_mult: if self.random_start { 1.25 } else { 1.0 },
+            steps: 1,
+            restarts: 1,
+            random_start: self.random_start,
+            salt: FGSM_SALT,
+        };
+        Config::new(Self::NAME, self.budget, self.epsilon, self.snr_db, schedule)
+    }
+}
+
+impl GradientParams for PgdParams {
     const NAME: &'static str = "pgd";
     const DESCRIPTION: &'static str =
         "projected gradient descent on the waveform under an L∞ or SNR budget, with restarts";
 
-    fn new(p: PgdParams) -> Result<Self> {
+    fn config(self) -> Result<Config> {
         let schedule = Schedule {
-            step_size: p.step_size,
-            default_mult: 2.5 / f64::from(p.steps),
-            steps: p.steps,
-            restarts: p.restarts,
-            random_start: p.random_start,
+            step_size: self.step_size,
+            default_mult: 2.5 / f64::from(self.steps),
+            steps: self.steps,
+            restarts: self.restarts,
+            random_start: self.random_start,
             salt: PGD_SALT,
         };
-        Config::new(Self::NAME, p.budget, p.epsilon, p.snr_db, schedule).map(Self)
-    }
-
-    fn threat_model(&self) -> ThreatModel {
-        self.0.threat_model()
-    }
-
-    fn perturb(&mut self, batch: &Batch<'_>, oracle: &Oracle<'_>) -> Result<Perturbed> {
-        let batch = batch.audio()?;
-        run(&self.0, batch, oracle).map(Perturbed::Dense)
+        Config::new(Self::NAME, self.budget, self.epsilon, self.snr_db, schedule)
     }
 }
 

@@ -1,6 +1,6 @@
 mod common;
 
-use common::{TanhNet, assert_valid_audio, batch, clips, dense, linf, mean, snr_db};
+use common::{TanhNet, assert_param_errors, assert_valid_audio, batch, clips, dense, linf, mean, snr_db};
 use tempered_audio::{Fgsm, Pgd};
 use tempered_plugin::Attack;
 use tempered_plugin::testing::{TestOutcome, run};
@@ -149,22 +149,17 @@ fn silent_rows_are_left_alone_under_an_snr_budget() {
 
 #[test]
 fn bad_params_are_clear_errors() {
-    let s = setup();
-    let b = batch(s.data.clone(), W, s.labels.clone(), 0);
-    let pgd = |p: &str| run::<Pgd>(p, &b, &s.model).unwrap_err().0;
-    let fgsm = |p: &str| run::<Fgsm>(p, &b, &s.model).unwrap_err().0;
-    for e in [pgd(r#"{"epsilon": -0.1}"#), fgsm(r#"{"budget": "linf", "epsilon": -0.1}"#)] {
-        assert!(e.contains("epsilon must be a finite number >= 0, got -0.1"), "{e}");
-    }
-    let e = pgd(r#"{"epsilon": 0.1, "stpes": 3}"#);
-    assert!(e.contains("unknown field `stpes`"), "{e}");
-    let e = pgd(r#"{"budget": "l2", "epsilon": 0.1}"#);
-    assert!(e.contains("unknown variant `l2`"), "{e}");
-    let e = pgd(r#"{"budget": "snr", "epsilon": 0.1}"#);
-    assert!(e.contains("budget = \"snr\" takes `snr_db`"), "{e}");
-    let e = pgd(r#"{"steps": 10}"#);
-    assert!(e.contains("no budget"), "{e}");
-    assert!(pgd(r#"{"epsilon": 0.1, "steps": 0}"#).contains("steps must be >= 1"));
-    assert!(pgd(r#"{"epsilon": 0.1, "restarts": 0}"#).contains("restarts must be >= 1"));
-    assert!(fgsm(r#"{"snr_db": 10, "step_size": -1}"#).contains("step_size must be a finite number > 0"));
+    assert_param_errors::<Pgd>(&[
+        (r#"{"epsilon": -0.1}"#, &["epsilon must be a finite number >= 0, got -0.1"]),
+        (r#"{"epsilon": 0.1, "stpes": 3}"#, &["unknown field `stpes`"]),
+        (r#"{"budget": "l2", "epsilon": 0.1}"#, &["unknown variant `l2`"]),
+        (r#"{"budget": "snr", "epsilon": 0.1}"#, &["budget = \"snr\" takes `snr_db`"]),
+        (r#"{"steps": 10}"#, &["no budget"]),
+        (r#"{"epsilon": 0.1, "steps": 0}"#, &["steps must be >= 1"]),
+        (r#"{"epsilon": 0.1, "restarts": 0}"#, &["restarts must be >= 1"]),
+    ]);
+    assert_param_errors::<Fgsm>(&[
+        (r#"{"budget": "linf", "epsilon": -0.1}"#, &["epsilon must be a finite number >= 0, got -0.1"]),
+        (r#"{"snr_db": 10, "step_size": -1}"#, &["step_size must be a finite number > 0"]),
+    ]);
 }

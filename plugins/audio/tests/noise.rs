@@ -1,6 +1,6 @@
 mod common;
 
-use common::{RATE, TanhNet, assert_valid_audio, batch, clips, dense, snr_db};
+use common::{RATE, TanhNet, assert_param_errors, assert_valid_audio, batch, clips, dense, snr_db};
 use tempered_audio::Noise;
 use tempered_plugin::testing::run;
 
@@ -103,15 +103,10 @@ fn silent_rows_stay_silent_and_a_lone_row_still_gets_background_noise() {
 
 #[test]
 fn bad_params_are_clear_errors() {
-    let model = TanhNet::new(W, 4, 3, 1);
-    let b = batch(clips(1, W, 1), W, vec![0], 0);
-    let err = |p: &str| run::<Noise>(p, &b, &model).unwrap_err().0;
-    let e = err(r#"{"kind": "white"}"#);
-    assert!(e.contains("missing field `snr_db`"), "{e}");
-    let e = err(r#"{"kind": "purple", "snr_db": 10}"#);
-    assert!(e.contains("unknown variant `purple`") && e.contains("pink"), "{e}");
-    let e = err(r#"{"snr_db": 10, "snr": 3}"#);
-    assert!(e.contains("unknown field `snr`"), "{e}");
-    let e = err(r#"{"snr_db": "loud"}"#);
-    assert!(e.contains("bad params for attack `noise`"), "{e}");
+    assert_param_errors::<Noise>(&[
+        (r#"{"kind": "white"}"#, &["missing field `snr_db`"]),
+        (r#"{"kind": "purple", "snr_db": 10}"#, &["unknown variant `purple`", "pink"]),
+        (r#"{"snr_db": 10, "snr": 3}"#, &["unknown field `snr`"]),
+        (r#"{"snr_db": "loud"}"#, &["bad params for attack `noise`"]),
+    ]);
 }

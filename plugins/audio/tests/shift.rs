@@ -1,6 +1,6 @@
 mod common;
 
-use common::{RATE, TanhNet, assert_valid_audio, batch, clips, dense};
+use common::{RATE, TanhNet, assert_param_errors, assert_valid_audio, batch, clips, dense};
 use tempered_audio::Shift;
 use tempered_plugin::testing::run;
 
@@ -72,13 +72,13 @@ fn stretch_changes_the_pitch_by_the_drawn_factor() {
 
 #[test]
 fn bad_params_are_clear_errors() {
-    let model = TanhNet::new(W, 4, 3, 1);
-    let b = batch(clips(1, W, 1), W, vec![0], 0);
-    let err = |p: &str| run::<Shift>(p, &b, &model).unwrap_err().0;
-    assert!(err(r#"{"max_shift": -0.1}"#).contains("max_shift must be >= 0"));
-    assert!(err(r#"{"max_stretch": 1.5}"#).contains("max_stretch must be in [0, 1)"));
-    assert!(err(r#"{"max_shfit": 0.1}"#).contains("unknown field `max_shfit`"));
-    let mut no_rate = b.clone();
+    assert_param_errors::<Shift>(&[
+        (r#"{"max_shift": -0.1}"#, &["max_shift must be >= 0"]),
+        (r#"{"max_stretch": 1.5}"#, &["max_stretch must be in [0, 1)"]),
+        (r#"{"max_shfit": 0.1}"#, &["unknown field `max_shfit`"]),
+    ]);
+    let mut no_rate = batch(clips(1, W, 1), W, vec![0], 0);
     no_rate.sample_rate = 0;
+    let model = TanhNet::new(W, 4, 3, 1);
     assert!(run::<Shift>("{}", &no_rate, &model).unwrap_err().0.contains("no sample rate"));
 }

@@ -2,8 +2,8 @@
 
 #![allow(dead_code)]
 
-use tempered_plugin::testing::{TestBatch, TestModel};
-use tempered_plugin::{Input, Modality, Perturbed, Rng};
+use tempered_plugin::testing::{TestBatch, TestModel, run};
+use tempered_plugin::{Attack, Input, Modality, Perturbed, Rng};
 
 pub const RATE: u32 = 8000;
 
@@ -147,4 +147,15 @@ pub fn assert_valid_audio(out: &[f32], len: usize) {
 
 pub fn mean(v: &[f32]) -> f64 {
     v.iter().map(|&v| f64::from(v)).sum::<f64>() / v.len() as f64
+}
+
+/// Checks that `A` refuses each params JSON of `cases` with an error that says every one of
+/// the words given with it.
+pub fn assert_param_errors<A: Attack>(cases: &[(&str, &[&str])]) {
+    const W: usize = 400;
+    let (b, model) = (batch(clips(1, W, 1), W, vec![0], 0), TanhNet::new(W, 4, 3, 1));
+    for (params, words) in cases {
+        let e = run::<A>(params, &b, &model).err().unwrap_or_else(|| panic!("{params} was accepted")).0;
+        assert!(words.iter().all(|w| e.contains(w)), "{params}: {e}");
+    }
 }
