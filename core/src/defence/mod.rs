@@ -33,6 +33,7 @@ macro_rules! same_model_as_inner {
 }
 
 mod audio;
+pub mod judging;
 mod noise;
 pub mod phase;
 mod tabular;

@@ -24,7 +24,7 @@ use candle_nn::VarMap;
 use tempered_plugin::judge::osa_within;
 use tempered_plugin::words::word_spans;
 
-use super::phase::{Attack, Judging, failed, log_outcome, rates};
+use super::judging::{Attack, Judging, failed, log_outcome, rates};
 use crate::data::{Examples, ExamplesRef, Labelled};
 use crate::evaluate::{self, Decision};
 use crate::modality;

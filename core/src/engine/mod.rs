@@ -138,9 +138,11 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
     }
 
     if !pipeline.spec.defences().is_empty() {
-        use crate::defence::phase;
-        let mut slots: Vec<_> =
-            attacks.iter_mut().map(|l| phase::Attack { config: &l.config, handle: &mut l.handle }).collect();
+        use crate::defence::{judging, phase};
+        let mut slots: Vec<_> = attacks
+            .iter_mut()
+            .map(|l| judging::Attack { config: &l.config, handle: &mut l.handle })
+            .collect();
         let (at, decision) = (final_phase, final_decision);
         metrics.defences = clock
             .time("defences", || phase::run(pipeline, task, &mut slots, split, at, decision, &metrics))?;
