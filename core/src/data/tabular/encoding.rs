@@ -447,6 +447,39 @@ mod tests {
         assert_eq!(serde_json::from_str::<FeatureInfo>(&js).unwrap(), f);
     }
 
+    /// `encoding.json` is read back by `--resume` and `tempered score`: the form of a
+    /// feature in it must not change with the types behind it.
+    #[test]
+    fn a_feature_is_written_in_one_fixed_json_form() {
+        let f = FeatureInfo {
+            name: "amount".into(),
+            kind: FeatureKind::Integer,
+            mutable: false,
+            lower: f32::NEG_INFINITY,
+            upper: 12.5,
+            cost: 0.25,
+            group: Some(3),
+            mean: 2.0,
+            std: 1.5,
+            direction: Direction::Up,
+        };
+        let js = serde_json::to_string(&f).unwrap();
+        assert_eq!(
+            js,
+            r#"{"name":"amount","kind":"integer","mutable":false,"lower":"-inf","upper":12.5,"cost":0.25,"group":3,"mean":2.0,"std":1.5,"direction":"up"}"#
+        );
+        assert_eq!(serde_json::from_str::<FeatureInfo>(&js).unwrap(), f);
+        let any = FeatureInfo { group: None, direction: Direction::Any, ..f };
+        let js = serde_json::to_string(&any).unwrap();
+        assert_eq!(
+            js,
+            r#"{"name":"amount","kind":"integer","mutable":false,"lower":"-inf","upper":12.5,"cost":0.25,"group":null,"mean":2.0,"std":1.5}"#
+        );
+        // Written before `direction` existed, or without it: either way.
+        let old = js.replace(r#""group":null,"#, "");
+        assert_eq!(serde_json::from_str::<FeatureInfo>(&old).unwrap(), any);
+    }
+
     #[test]
     fn medians_stay_values_the_column_can_hold() {
         assert_eq!(median(&mut [3.0, 1.0, 2.0, 10.0], false), Some(2.5));
