@@ -111,25 +111,30 @@ pub struct TextBatch<'a> {
     pub query_budget: Option<u64>,
 }
 
-/// Row `i` of `width`-wide rows.
-fn dense_row(data: &[f32], width: usize, i: usize) -> &[f32] {
-    &data[i * width..(i + 1) * width]
+/// `len`, `is_empty` and `row` of a batch of `width`-wide rows (tables, waveforms).
+macro_rules! dense_rows {
+    ($batch:ident, $row:literal) => {
+        impl<'a> $batch<'a> {
+            pub fn len(&self) -> usize {
+                self.labels.len()
+            }
+
+            pub fn is_empty(&self) -> bool {
+                self.labels.is_empty()
+            }
+
+            #[doc = $row]
+            pub fn row(&self, i: usize) -> &'a [f32] {
+                &self.data[i * self.width..(i + 1) * self.width]
+            }
+        }
+    };
 }
 
-impl<'a> TableBatch<'a> {
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
+dense_rows!(TableBatch, "Row `i`.");
+dense_rows!(AudioBatch, "Waveform `i`.");
 
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// Row `i`.
-    pub fn row(&self, i: usize) -> &'a [f32] {
-        dense_row(self.data, self.width, i)
-    }
-
+impl TableBatch<'_> {
     /// Makes `row`, a perturbed version of row `i`, keep every rule the host checks on a
     /// table row: [`project_row`] (immutable columns, bounds, integers, binaries, one-hot
     /// groups), then the pipeline's directions and relations.
@@ -137,21 +142,6 @@ impl<'a> TableBatch<'a> {
         let original = self.row(i);
         project_row(&self.features, original, row);
         self.constraints.apply(original, row);
-    }
-}
-
-impl<'a> AudioBatch<'a> {
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// Waveform `i`.
-    pub fn row(&self, i: usize) -> &'a [f32] {
-        dense_row(self.data, self.width, i)
     }
 }
 

@@ -51,18 +51,17 @@ fn ledger_batch() -> TestBatch {
     use FeatureKind::*;
     let channel = |name: &str| Column { name: name.into(), cost: 1.0, ..one_hot_column(0) };
     let features = vec![
-        Column { name: "balance_before".into(), mutable: false, scale: 500.0, ..Column::continuous("") },
-        Column { name: "amount".into(), lower: 0.0, cost: 0.01, scale: 100.0, ..Column::continuous("") },
+        Column { mutable: false, scale: 500.0, ..Column::continuous("balance_before") },
+        Column { lower: 0.0, cost: 0.01, scale: 100.0, ..Column::continuous("amount") },
         // Derived: the engine hands it over immutable; it moves only with its terms.
-        Column { name: "balance_after".into(), mutable: false, scale: 500.0, ..Column::continuous("") },
+        Column { mutable: false, scale: 500.0, ..Column::continuous("balance_after") },
         Column {
-            name: "hour".into(),
             kind: Integer,
             lower: 0.0,
             upper: 23.0,
             cost: 0.1,
             scale: 6.0,
-            ..Column::continuous("")
+            ..Column::continuous("hour")
         },
         channel("pos"),
         channel("online"),
