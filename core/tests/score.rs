@@ -109,7 +109,7 @@ fn engine_test_probabilities(run: &Run, which: &str) -> Vec<f32> {
     let (p, d) = data(run);
     let Spec::Tabular(s) = &p.spec else { unreachable!() };
     let mean: Vec<f32> = d.features.iter().map(|f| f.mean).collect();
-    let std: Vec<f32> = d.features.iter().map(|f| f.std).collect();
+    let std: Vec<f32> = d.features.iter().map(|f| f.std()).collect();
     let mlp = Mlp::new(&s.model, &mean, &std, d.n_classes, p.seed(), &Device::Cpu).unwrap();
     model::load(&mlp, &run.dir.join(format!("checkpoints/{which}.safetensors"))).unwrap();
     let x = Examples::Dense { data: d.test.values().unwrap().into_owned(), width: d.width() };

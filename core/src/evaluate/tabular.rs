@@ -2,35 +2,18 @@
 //! pipeline's directions and relations, then the declared `linf_std`, `l2_std` and `cost`)
 //! on the pipeline's columns. The perturbation is the attacker's cost.
 
-use tempered_plugin::{Budget, Feature, Modality, TabularConstraints, judge};
+use tempered_plugin::{Budget, Column, Modality, TabularConstraints, judge};
 
 use super::{Judge, Measure};
 use crate::data::Examples;
-use crate::data::tabular::{FeatureInfo, FeatureKind};
 
 pub struct TabularJudge {
-    pub features: Vec<FeatureInfo>,
+    /// The pipeline's columns as the judge checks them: as configured, `scale` the
+    /// standardisation's std. (Plugins see a derived column as immutable; the judge
+    /// checks it through its relation instead.)
+    pub columns: Vec<Column>,
     /// The pipeline's directions and relations.
     pub constraints: TabularConstraints,
-}
-
-/// A column as the plugin saw it (`scale` is the standardisation's std).
-fn feature(f: &FeatureInfo) -> Feature<'_> {
-    Feature {
-        name: &f.name,
-        kind: match f.kind {
-            FeatureKind::Continuous => tempered_plugin::FeatureKind::Continuous,
-            FeatureKind::Integer => tempered_plugin::FeatureKind::Integer,
-            FeatureKind::Binary => tempered_plugin::FeatureKind::Binary,
-            FeatureKind::Categorical => tempered_plugin::FeatureKind::Categorical,
-        },
-        mutable: f.mutable,
-        lower: f.lower,
-        upper: f.upper,
-        cost: f.cost,
-        scale: f.std,
-        group: f.group,
-    }
 }
 
 impl Judge for TabularJudge {
@@ -55,8 +38,7 @@ impl Judge for TabularJudge {
                 ..Default::default()
             };
         }
-        let features: Vec<Feature<'_>> = self.features.iter().map(feature).collect();
         let (x, z) = (&a[i * width..(i + 1) * width], &b[i * width..(i + 1) * width]);
-        judge::tabular(&features, &self.constraints, x, z, budgets)
+        judge::tabular(&self.columns, &self.constraints, x, z, budgets)
     }
 }

@@ -2,8 +2,7 @@
 
 use std::path::Path;
 
-use tempered_plugin::abi::{FeatureSpec, StrRef};
-use tempered_plugin::{Modality, TabularConstraints};
+use tempered_plugin::{Column, Modality, TabularConstraints};
 
 use super::{Parts, Prepare, Setup, Task, dataset, dense, sanitize};
 use crate::Result;
@@ -51,13 +50,13 @@ impl Prepare for Tabular {
             dataset.test.len()
         );
         let mean: Vec<f32> = data.features.iter().map(|f| f.mean).collect();
-        let std: Vec<f32> = data.features.iter().map(|f| f.std).collect();
+        let std: Vec<f32> = data.features.iter().map(|f| f.scale).collect();
         let model = Mlp::new(&spec.model, &mean, &std, data.n_classes, pipeline.seed(), setup.device)?;
         let parts = Parts {
             dataset,
             model: Box::new(model),
             judge: Box::new(TabularJudge {
-                features: data.features.clone(),
+                columns: data.features.iter().map(|f| f.column.clone()).collect(),
                 constraints: data.constraints.clone(),
             }),
         };
@@ -84,12 +83,12 @@ impl Task for Tabular {
 
     /// `samples/<label>.csv`: one line per changed cell.
     fn save_samples(&self, dir: &Path, label: &str, samples: &[Sample]) -> Result<()> {
-        let names = self.schema.names();
+        let columns = self.schema.columns();
         let mut csv = String::from("example,class,p_class_before,p_class_after,column,before,after\n");
         for s in samples {
             let Some((a, b)) = dense(s) else { continue };
             for (j, (x, z)) in a.iter().zip(b).enumerate().filter(|(_, (x, z))| x != z) {
-                let name = names.get(j).map_or("?", String::as_str);
+                let name = columns.get(j).map_or("?", |c| c.name.as_str());
                 csv.push_str(&format!(
                     "{},{},{},{},{name},{x},{z}\n",
                     s.index, s.label, s.original_prob, s.adversarial_prob
@@ -102,7 +101,7 @@ impl Task for Tabular {
 
     /// A table per example: only the cells the attack changed.
     fn render_samples(&self, _label: &str, samples: &[Sample]) -> String {
-        let names = self.schema.names();
+        let columns = self.schema.columns();
         let mut s = String::from(
             "| example | class | p(class) before → after | changed cells (before → after) |\n|---|---|---|---|\n",
         );
@@ -114,7 +113,7 @@ impl Task for Tabular {
                 .enumerate()
                 .filter(|(_, (x, z))| x != z)
                 .map(|(j, (x, z))| {
-                    format!("{}: {} → {}", names.get(j).map_or("?", String::as_str), fmt(*x), fmt(*z))
+                    format!("{}: {} → {}", columns.get(j).map_or("?", |c| c.name.as_str()), fmt(*x), fmt(*z))
                 })
                 .collect();
             s.push_str(&format!(
@@ -137,26 +136,12 @@ impl Task for Tabular {
 /// The columns as plugins see them: raw units, with the standardisation scale. A column
 /// that follows from others is immutable to the attacker: it moves only with its terms.
 pub fn schema(features: &[tabular::FeatureInfo], constraints: &TabularConstraints) -> Schema {
-    Schema::new(
-        features
-            .iter()
-            .enumerate()
-            .map(|(j, f)| {
-                let spec = FeatureSpec {
-                    name: StrRef::empty(),
-                    kind: f.kind as u32,
-                    mutable: (f.mutable && !constraints.is_derived(j)) as u8,
-                    lower: f.lower,
-                    upper: f.upper,
-                    cost: f.cost,
-                    scale: f.std,
-                    group: f.group.map_or(-1, |g| g as i32),
-                };
-                (f.name.clone(), spec)
-            })
-            .collect(),
-        constraints,
-    )
+    let columns = features
+        .iter()
+        .enumerate()
+        .map(|(j, f)| Column { mutable: f.mutable && !constraints.is_derived(j), ..f.column.clone() })
+        .collect();
+    Schema::new(columns, constraints)
 }
 
 /// The run folder, which holds `checkpoints/`; anything else (`tempered bench`'s scratch

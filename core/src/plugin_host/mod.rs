@@ -22,12 +22,12 @@ use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use tempered_plugin::ThreatModel;
 use tempered_plugin::abi::{
     self, ABI_VERSION, AttackDecl, BatchOut, BatchView, CreateFn, CreateInFn, ENTRY_SYMBOL, EntryFn,
     FeatureSpec, Modality, PerturbFn, PluginDecl, ReleaseFn, ReleaseOutputFn, StrRef, ThreatModelFn,
     abi_major, abi_minor, v1_0,
 };
+use tempered_plugin::{Column, ThreatModel};
 
 use crate::data::Examples;
 use crate::model::Classifier;
@@ -299,42 +299,38 @@ impl Drop for AttackHandle {
     }
 }
 
-/// Owned tabular column descriptions in ABI form, with the table's constraints.
+/// A table's columns, with their ABI form (derived from them) and the table's constraints.
 pub struct Schema {
-    names: Vec<String>,
+    columns: Vec<Column>,
+    /// `columns` as [`FeatureSpec`]s, whose names point into `columns`.
     specs: Vec<FeatureSpec>,
     /// `TabularConstraints` as JSON; empty for none.
     constraints: String,
 }
 
 impl Schema {
-    pub fn new(
-        columns: Vec<(String, FeatureSpec)>,
-        constraints: &tempered_plugin::TabularConstraints,
-    ) -> Self {
-        let (names, mut specs): (Vec<String>, Vec<FeatureSpec>) = columns.into_iter().unzip();
-        for (s, n) in specs.iter_mut().zip(&names) {
-            s.name = StrRef::new(n);
-        }
+    pub fn new(columns: Vec<Column>, constraints: &tempered_plugin::TabularConstraints) -> Self {
+        let specs = columns.iter().map(Column::spec).collect();
         let constraints = if constraints.is_empty() {
             String::new()
         } else {
             // Indices, floats and enums: serializing cannot fail.
             serde_json::to_string(constraints).unwrap_or_default()
         };
-        Self { names, specs, constraints }
+        Self { columns, specs, constraints }
     }
 
     pub fn specs(&self) -> &[FeatureSpec] {
         &self.specs
     }
 
-    pub fn names(&self) -> &[String] {
-        &self.names
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
     }
 }
 
-// SAFETY: the StrRefs point into `names`, owned alongside and never mutated: moving or
+// SAFETY: the specs' names point into the heap buffers of `columns`' names, owned
+// alongside and never mutated (the schema hands out only shared references): moving or
 // sharing the schema moves or shares their target with them.
 unsafe impl Send for Schema {}
 // SAFETY: as for `Send`.

@@ -133,7 +133,7 @@ pub fn score(opts: &Options) -> Result<Scored> {
     }
 
     let mean: Vec<f32> = encoding.features.iter().map(|f| f.mean).collect();
-    let std: Vec<f32> = encoding.features.iter().map(|f| f.std).collect();
+    let std: Vec<f32> = encoding.features.iter().map(|f| f.std()).collect();
     // The seed only initialises weights the checkpoint then replaces, standardisation too.
     let mlp = Mlp::new(&spec.model, &mean, &std, n_classes, 0, &Device::Cpu)?;
     model::load(&mlp, &checkpoint)

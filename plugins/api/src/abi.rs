@@ -157,7 +157,9 @@ impl FeatureKind {
     }
 }
 
-/// One column of a tabular batch, in the units the plugin sees (raw, unstandardised).
+/// One column of a tabular batch, in the units the plugin sees (raw, unstandardised): the
+/// C form of a [`Column`](crate::Column), made by [`Column::spec`](crate::Column::spec) and
+/// read back by [`Column::from_spec`](crate::Column::from_spec).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct FeatureSpec {

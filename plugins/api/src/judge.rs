@@ -12,9 +12,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crate::abi::{FeatureKind, Modality};
+use crate::column::Column;
 use crate::constraints::TabularConstraints;
 use crate::lexicon::Lexicon;
-use crate::safe::Feature;
 use crate::threat::{Budget, SynonymSource};
 
 /// Slack for float round-off in a plugin's tabular projections (relative plus absolute).
@@ -88,7 +88,7 @@ pub fn queries(v: &mut Verdict, asked: u64, budgets: &[Budget]) {
 /// column follows its terms, so its change counts toward no budget. The perturbation is
 /// the cost.
 pub fn tabular(
-    features: &[Feature<'_>],
+    features: &[Column],
     constraints: &TabularConstraints,
     x: &[f32],
     z: &[f32],
@@ -141,7 +141,7 @@ pub fn tabular(
             v.fail(format!("one-hot group {g} holds {ones} ones"));
         }
     }
-    let name = |j: usize| features.get(j).map_or("?", |f| f.name);
+    let name = |j: usize| features.get(j).map_or("?", |f| f.name.as_str());
     if let Some((a, b)) = constraints.forbidden_switch(x, z) {
         v.fail(format!("switched from `{}` to `{}`, which the pipeline does not allow", name(a), name(b)));
     }
@@ -489,18 +489,18 @@ pub fn osa_within(a: &[char], b: &[char], max: usize) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn col(name: &'static str, kind: FeatureKind, scale: f32, cost: f32) -> Feature<'static> {
-        Feature { name, kind, mutable: true, lower: -10.0, upper: 10.0, cost, scale, group: None }
+    fn col(name: &str, kind: FeatureKind, scale: f32, cost: f32) -> Column {
+        Column { kind, lower: -10.0, upper: 10.0, cost, scale, ..Column::continuous(name) }
     }
 
-    fn table() -> Vec<Feature<'static>> {
+    fn table() -> Vec<Column> {
         vec![
             col("amount", FeatureKind::Continuous, 4.0, 2.0),
             col("count", FeatureKind::Integer, 1.0, 1.0),
-            Feature { mutable: false, ..col("age", FeatureKind::Integer, 2.0, 1.0) },
+            Column { mutable: false, ..col("age", FeatureKind::Integer, 2.0, 1.0) },
             col("flag", FeatureKind::Binary, 1.0, 3.0),
-            Feature { group: Some(0), ..col("cat_a", FeatureKind::Categorical, 1.0, 0.5) },
-            Feature { group: Some(0), ..col("cat_b", FeatureKind::Categorical, 1.0, 0.5) },
+            Column { group: Some(0), ..col("cat_a", FeatureKind::Categorical, 1.0, 0.5) },
+            Column { group: Some(0), ..col("cat_b", FeatureKind::Categorical, 1.0, 0.5) },
         ]
     }
 
@@ -563,9 +563,9 @@ mod tests {
         use crate::constraints::{Direction, Relation};
         // before, amount, after = before - amount; after is immutable but derived.
         let features = vec![
-            Feature { mutable: false, ..col("before", FeatureKind::Continuous, 1.0, 1.0) },
-            Feature { lower: 0.0, upper: 1e6, ..col("amount", FeatureKind::Continuous, 10.0, 1.0) },
-            Feature {
+            Column { mutable: false, ..col("before", FeatureKind::Continuous, 1.0, 1.0) },
+            Column { lower: 0.0, upper: 1e6, ..col("amount", FeatureKind::Continuous, 10.0, 1.0) },
+            Column {
                 mutable: false,
                 lower: -1e6,
                 upper: 1e6,

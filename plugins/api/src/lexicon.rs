@@ -356,7 +356,7 @@ impl Lexicon {
     /// as unknown, which is still a legal swap.
     ///
     /// With `base_forms`, the word's own synonyms come first, then what nltk's
-    /// `wordnet.synsets(word)` adds through morphy ([`Self::bases`]), then the re-inflected
+    /// `wordnet.synsets(word)` adds through morphy (`bases`), then the re-inflected
     /// ones; `max_candidates` cuts the whole list.
     pub fn candidates(&self, word: &str) -> Vec<String> {
         let word = lower(word);

@@ -47,6 +47,7 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod abi;
+mod column;
 mod constraints;
 #[doc(hidden)]
 pub mod export;
@@ -61,12 +62,12 @@ mod threat;
 pub mod words;
 
 pub use abi::{ABI_VERSION, FeatureKind, Modality};
+pub use column::{Column, project_row};
 pub use constraints::{Direction, Relation, TabularConstraints, Transitions};
 pub use paths::PipelinePath;
 pub use rng::Rng;
 pub use safe::{
-    Attack, AudioBatch, Batch, Feature, Input, Oracle, Perturbed, PluginError, Result, TableBatch, TextBatch,
-    project_row,
+    Attack, AudioBatch, Batch, Input, Oracle, Perturbed, PluginError, Result, TableBatch, TextBatch,
 };
 pub use threat::{Budget, SynonymSource, ThreatModel};
 

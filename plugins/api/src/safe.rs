@@ -2,7 +2,8 @@
 
 use std::sync::Mutex;
 
-use crate::abi::{self, BatchView, FeatureKind, FeatureSpec, Modality, OracleVTable, StrRef};
+use crate::abi::{self, BatchView, FeatureSpec, Modality, OracleVTable, StrRef};
+use crate::column::{Column, project_row};
 use crate::constraints::TabularConstraints;
 use crate::threat::ThreatModel;
 
@@ -56,41 +57,6 @@ pub trait Attack: Sized + Send + 'static {
     }
 }
 
-/// A tabular column, as the attack sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Feature<'a> {
-    pub name: &'a str,
-    pub kind: FeatureKind,
-    pub mutable: bool,
-    pub lower: f32,
-    pub upper: f32,
-    pub cost: f32,
-    /// Standard deviation of the model's standardisation (raw units per standardised unit).
-    pub scale: f32,
-    /// One-hot group id for categorical columns.
-    pub group: Option<u32>,
-}
-
-impl Feature<'_> {
-    /// Projects `v` onto what this column allows (bounds, then integrality), leaving
-    /// one-hot groups to [`project_row`].
-    pub fn clamp(&self, v: f32) -> f32 {
-        // max/min rather than f32::clamp: a malformed schema must not panic inside a plugin.
-        let v = v.max(self.lower).min(self.upper);
-        match self.kind {
-            FeatureKind::Integer => v.round().max(self.lower.ceil()).min(self.upper.floor()),
-            FeatureKind::Binary => {
-                if v >= 0.5 {
-                    1.0
-                } else {
-                    0.0
-                }
-            }
-            _ => v,
-        }
-    }
-}
-
 /// The examples to attack, typed by modality: an attack takes its own kind with
 /// [`Batch::table`], [`Batch::audio`] or [`Batch::text`] (a plugin declares one modality, so
 /// the host only ever sends that kind), and a text attack has no rows to misread.
@@ -108,7 +74,7 @@ pub struct TableBatch<'a> {
     pub data: &'a [f32],
     pub width: usize,
     /// The columns (`width` of them).
-    pub features: Vec<Feature<'a>>,
+    pub features: Vec<Column>,
     /// Which way each column may move and which columns follow from others. The host
     /// checks them on every row; [`TableBatch::project`] keeps them.
     pub constraints: TabularConstraints,
@@ -145,25 +111,30 @@ pub struct TextBatch<'a> {
     pub query_budget: Option<u64>,
 }
 
-/// Row `i` of `width`-wide rows.
-fn dense_row(data: &[f32], width: usize, i: usize) -> &[f32] {
-    &data[i * width..(i + 1) * width]
+/// `len`, `is_empty` and `row` of a batch of `width`-wide rows (tables, waveforms).
+macro_rules! dense_rows {
+    ($batch:ident, $row:literal) => {
+        impl<'a> $batch<'a> {
+            pub fn len(&self) -> usize {
+                self.labels.len()
+            }
+
+            pub fn is_empty(&self) -> bool {
+                self.labels.is_empty()
+            }
+
+            #[doc = $row]
+            pub fn row(&self, i: usize) -> &'a [f32] {
+                &self.data[i * self.width..(i + 1) * self.width]
+            }
+        }
+    };
 }
 
-impl<'a> TableBatch<'a> {
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
+dense_rows!(TableBatch, "Row `i`.");
+dense_rows!(AudioBatch, "Waveform `i`.");
 
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// Row `i`.
-    pub fn row(&self, i: usize) -> &'a [f32] {
-        dense_row(self.data, self.width, i)
-    }
-
+impl TableBatch<'_> {
     /// Makes `row`, a perturbed version of row `i`, keep every rule the host checks on a
     /// table row: [`project_row`] (immutable columns, bounds, integers, binaries, one-hot
     /// groups), then the pipeline's directions and relations.
@@ -171,21 +142,6 @@ impl<'a> TableBatch<'a> {
         let original = self.row(i);
         project_row(&self.features, original, row);
         self.constraints.apply(original, row);
-    }
-}
-
-impl<'a> AudioBatch<'a> {
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// Waveform `i`.
-    pub fn row(&self, i: usize) -> &'a [f32] {
-        dense_row(self.data, self.width, i)
     }
 }
 
@@ -306,23 +262,14 @@ impl<'a> Batch<'a> {
                 query_budget,
             })),
             Modality::Tabular => {
-                let mut features = Vec::new();
                 // SAFETY: a non-null `features` of a valid view holds `width` columns.
-                for f in unsafe { slice(view.features, if view.features.is_null() { 0 } else { view.width }) }
-                {
-                    features.push(Feature {
-                        // SAFETY: a column name of a valid view is `len` live bytes.
-                        name: std::str::from_utf8(unsafe { f.name.as_bytes() }).unwrap_or("?"),
-                        kind: FeatureKind::from_u32(f.kind)
-                            .ok_or_else(|| PluginError(format!("unknown feature kind {}", f.kind)))?,
-                        mutable: f.mutable != 0,
-                        lower: f.lower,
-                        upper: f.upper,
-                        cost: f.cost,
-                        scale: f.scale,
-                        group: u32::try_from(f.group).ok(),
-                    });
-                }
+                let specs =
+                    unsafe { slice(view.features, if view.features.is_null() { 0 } else { view.width }) };
+                let features = specs
+                    .iter()
+                    // SAFETY: a column name of a valid view is `len` live bytes.
+                    .map(|f| unsafe { Column::from_spec(f) })
+                    .collect::<Result<Vec<_>>>()?;
                 // SAFETY: the string of a valid view is `len` live bytes (or empty).
                 let json = unsafe { view.constraints.as_bytes() };
                 let constraints = if json.is_empty() {
@@ -345,38 +292,6 @@ impl<'a> Batch<'a> {
                     query_budget,
                 }))
             }
-        }
-    }
-}
-
-/// Makes a tabular row satisfy every column constraint: immutable columns restored from
-/// `original`, bounds, integers, binaries, and one-hot groups (the largest value wins).
-/// Directions and relations live in the batch: [`TableBatch::project`] applies those too.
-pub fn project_row(features: &[Feature<'_>], original: &[f32], row: &mut [f32]) {
-    for (j, f) in features.iter().enumerate() {
-        row[j] = if f.mutable && row[j].is_finite() { f.clamp(row[j]) } else { original[j] };
-    }
-    let mut seen: Vec<u32> = Vec::new();
-    for f in features {
-        let Some(g) = f.group else { continue };
-        if seen.contains(&g) {
-            continue;
-        }
-        seen.push(g);
-        let cols: Vec<usize> = (0..features.len()).filter(|&j| features[j].group == Some(g)).collect();
-        if cols.iter().any(|&j| !features[j].mutable) {
-            for &j in &cols {
-                row[j] = original[j];
-            }
-            continue;
-        }
-        let best = cols
-            .iter()
-            .copied()
-            .max_by(|&a, &b| row[a].total_cmp(&row[b]))
-            .expect("a group has at least one column");
-        for &j in &cols {
-            row[j] = if j == best { 1.0 } else { 0.0 };
         }
     }
 }

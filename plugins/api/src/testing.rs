@@ -9,12 +9,13 @@ use std::cell::RefCell;
 use std::ffi::c_void;
 use std::sync::Mutex;
 
-use crate::abi::{self, BatchOut, BatchView, FeatureKind, FeatureSpec, Modality, OracleVTable, StrRef};
+use crate::abi::{self, BatchOut, BatchView, FeatureSpec, Modality, OracleVTable, StrRef};
+use crate::column::Column;
 use crate::constraints::TabularConstraints;
 use crate::export::attack_decl;
 use crate::judge::{self, Verdict, WordLists};
 use crate::ledger::{Ledger, Refused};
-use crate::safe::{Attack, Feature, Input, Perturbed, PluginError};
+use crate::safe::{Attack, Input, Perturbed, PluginError};
 use crate::threat::ThreatModel;
 
 /// A model for tests: probabilities and loss gradients over plain slices.
@@ -36,48 +37,6 @@ pub trait TestModel: Sync {
     }
 }
 
-/// An owned tabular column for [`TestBatch`].
-#[derive(Debug, Clone)]
-pub struct TestFeature {
-    pub name: String,
-    pub kind: FeatureKind,
-    pub mutable: bool,
-    pub lower: f32,
-    pub upper: f32,
-    pub cost: f32,
-    pub scale: f32,
-    pub group: Option<u32>,
-}
-
-impl TestFeature {
-    pub fn continuous(name: &str) -> Self {
-        Self {
-            name: name.to_owned(),
-            kind: FeatureKind::Continuous,
-            mutable: true,
-            lower: f32::NEG_INFINITY,
-            upper: f32::INFINITY,
-            cost: 1.0,
-            scale: 1.0,
-            group: None,
-        }
-    }
-
-    /// The column as an attack sees it: what the host's judge checks a row against.
-    pub fn as_feature(&self) -> Feature<'_> {
-        Feature {
-            name: &self.name,
-            kind: self.kind,
-            mutable: self.mutable,
-            lower: self.lower,
-            upper: self.upper,
-            cost: self.cost,
-            scale: self.scale,
-            group: self.group,
-        }
-    }
-}
-
 /// An owned batch for [`run`].
 #[derive(Debug, Clone)]
 pub struct TestBatch {
@@ -86,7 +45,7 @@ pub struct TestBatch {
     pub data: Vec<f32>,
     pub width: usize,
     pub texts: Vec<String>,
-    pub features: Vec<TestFeature>,
+    pub features: Vec<Column>,
     pub sample_rate: u32,
     pub seed: u64,
     /// The host's cap on oracle rows per example (`None`: none).
@@ -101,7 +60,7 @@ impl TestBatch {
     /// `features` to test real columns.
     pub fn dense(modality: Modality, data: Vec<f32>, width: usize, labels: Vec<u32>) -> Self {
         let features = if modality == Modality::Tabular {
-            (0..width).map(|j| TestFeature::continuous(&format!("x{j}"))).collect()
+            (0..width).map(|j| Column::continuous(&format!("x{j}"))).collect()
         } else {
             Vec::new()
         };
@@ -406,22 +365,8 @@ pub fn run_judged<A: Attack>(
             return Err(e);
         }
     };
-    let names: Vec<String> = batch.features.iter().map(|f| f.name.clone()).collect();
-    let specs: Vec<FeatureSpec> = batch
-        .features
-        .iter()
-        .zip(&names)
-        .map(|(f, name)| FeatureSpec {
-            name: StrRef::new(name),
-            kind: f.kind as u32,
-            mutable: f.mutable as u8,
-            lower: f.lower,
-            upper: f.upper,
-            cost: f.cost,
-            scale: f.scale,
-            group: f.group.map_or(-1, |g| g as i32),
-        })
-        .collect();
+    // Each spec borrows its column's name from `batch`, which outlives the call.
+    let specs: Vec<FeatureSpec> = batch.features.iter().map(Column::spec).collect();
     let text_refs: Vec<StrRef> = batch.texts.iter().map(|s| StrRef::new(s)).collect();
     let constraints = if batch.constraints.is_empty() {
         String::new()
@@ -529,7 +474,6 @@ fn judge_all(
 ) -> Vec<Verdict> {
     let budgets = &threat.budgets;
     let w = batch.width;
-    let features: Vec<Feature<'_>> = batch.features.iter().map(TestFeature::as_feature).collect();
     let lists = WordLists::default();
     let similarity =
         |a: &str, b: &str| model.similarity(a, b).ok_or_else(|| "no sentence encoder".to_owned());
@@ -549,7 +493,7 @@ fn judge_all(
                 ),
                 (Modality::Tabular, Perturbed::Dense(d)) => {
                     let (x, z) = (&batch.data[i * w..(i + 1) * w], &d[i * w..(i + 1) * w]);
-                    judge::tabular(&features, &batch.constraints, x, z, budgets)
+                    judge::tabular(&batch.features, &batch.constraints, x, z, budgets)
                 }
                 _ => {
                     let mut v = Verdict::default();

@@ -58,7 +58,7 @@ impl ThreatModel {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Budget {
     /// Tabular: no continuous or integer column moves by more than `epsilon` standard
-    /// deviations ([`Feature::scale`](crate::Feature::scale) raw units each).
+    /// deviations ([`Column::scale`](crate::Column::scale) raw units each).
     LinfStd { epsilon: f64 },
     /// Tabular: the change over continuous and integer columns, each divided by its
     /// `scale`, has an L2 norm of at most `epsilon`.

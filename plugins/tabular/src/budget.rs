@@ -2,7 +2,7 @@
 //! check here runs in f64 on the very f32 values the host will see (the difference of two
 //! f32s is exact in f64), and rounding can never leave a row a hair outside its ball.
 
-use tempered_plugin::{Direction, Feature, TableBatch};
+use tempered_plugin::{Column, Direction, TableBatch};
 
 use crate::shared::Columns;
 
@@ -22,7 +22,7 @@ pub(crate) fn step_toward(x: f32, t: f32) -> f32 {
 /// The values column `f` may take in a row whose original value is `o`: inside its bounds
 /// and at most `radius` raw units from `o`, exactly; integral ends for an integer column.
 /// An empty set (an original outside its bounds) collapses to `[o, o]`.
-pub(crate) fn interval(f: &Feature<'_>, o: f32, radius: f64, integer: bool) -> [f32; 2] {
+pub(crate) fn interval(f: &Column, o: f32, radius: f64, integer: bool) -> [f32; 2] {
     let r = radius as f32;
     let mut lo = f.lower.max(o - r);
     let mut hi = f.upper.min(o + r);
@@ -81,7 +81,7 @@ pub(crate) fn materialize(cols: &Columns, bx: &[[f32; 2]], z: &[f32], x: &mut [f
 }
 
 /// Standardised L2 distance between rows `x` and `o` over the moving columns, in f64.
-pub(crate) fn l2_std(features: &[Feature<'_>], cols: &Columns, o: &[f32], x: &[f32]) -> f64 {
+pub(crate) fn l2_std(features: &[Column], cols: &Columns, o: &[f32], x: &[f32]) -> f64 {
     let mut sum = 0.0;
     for &j in &cols.moving {
         let d = (x[j] as f64 - o[j] as f64) / features[j].scale as f64;
@@ -95,7 +95,7 @@ pub(crate) fn l2_std(features: &[Feature<'_>], cols: &Columns, o: &[f32], x: &[f
 /// the nearest value can grow the distance, so integers first round toward the original
 /// (which never grows it), then continuous columns shrink toward the original.
 pub(crate) fn fit_l2(
-    features: &[Feature<'_>],
+    features: &[Column],
     cols: &Columns,
     bx: &[[f32; 2]],
     z: &[f32],
@@ -134,19 +134,9 @@ pub(crate) fn fit_l2(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tempered_plugin::FeatureKind;
 
-    fn feature(lower: f32, upper: f32) -> Feature<'static> {
-        Feature {
-            name: "f",
-            kind: FeatureKind::Continuous,
-            mutable: true,
-            lower,
-            upper,
-            cost: 1.0,
-            scale: 1.0,
-            group: None,
-        }
+    fn feature(lower: f32, upper: f32) -> Column {
+        Column { lower, upper, ..Column::continuous("f") }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use serde::Deserialize;
 use tempered_plugin::{
-    Attack, Batch, Budget, Direction, Feature, FeatureKind, Input, Oracle, Perturbed, Result, TableBatch,
+    Attack, Batch, Budget, Column, Direction, FeatureKind, Input, Oracle, Perturbed, Result, TableBatch,
     ThreatModel,
 };
 
@@ -134,7 +134,7 @@ struct Track {
 }
 
 /// `sum_j cost_j * |x_j - o_j|` in f64.
-fn cost(features: &[Feature<'_>], o: &[f32], x: &[f32]) -> f64 {
+fn cost(features: &[Column], o: &[f32], x: &[f32]) -> f64 {
     let mut total = 0.0;
     for (j, f) in features.iter().enumerate() {
         if x[j] != o[j] {
@@ -209,7 +209,7 @@ impl Fraudster {
 
     /// Picks and applies the best affordable move for one row; false when there is none.
     fn step(&self, batch: &TableBatch<'_>, cols: &Columns, t: &mut Track, x: &mut [f32], g: &[f32]) -> bool {
-        let f: &[Feature<'_>] = &batch.features;
+        let f: &[Column] = &batch.features;
         let o = batch.row(t.i);
         let left = self.budget() - t.spent;
         let grad = |j: usize| if g[j].is_finite() { g[j] as f64 } else { 0.0 };

@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 use tempered_plugin::{
-    Attack, Batch, Budget, Feature, Input, Oracle, Perturbed, Result, Rng, TableBatch, ThreatModel,
+    Attack, Batch, Budget, Column, Input, Oracle, Perturbed, Result, Rng, TableBatch, ThreatModel,
 };
 
 use crate::budget::{boxes, clamp, fit_l2, materialize};
@@ -364,7 +364,7 @@ impl<'a, 'b> Run<'a, 'b> {
     fn step(&mut self, k: usize, g: &[f32]) {
         let (m, i) = (self.cols.moving.len(), self.active[k]);
         let o = self.batch.row(i);
-        let f: &[Feature<'_>] = &self.batch.features;
+        let f: &[Column] = &self.batch.features;
         let bx = &self.bx[i * m..(i + 1) * m];
         let z = &mut self.z[k * m..(k + 1) * m];
         let grad = |j: usize| if g[j].is_finite() { g[j] } else { 0.0 };

@@ -1,7 +1,7 @@
 //! What the three attacks share: which columns an attack may move, batch checks, and the
 //! "does the model predict the target yet" question asked of the oracle.
 
-use tempered_plugin::{Feature, FeatureKind, Input, Oracle, PluginError, Result, TableBatch};
+use tempered_plugin::{Column, FeatureKind, Input, Oracle, PluginError, Result, TableBatch};
 
 /// The columns of a schema, sorted by how an attack may change them.
 #[derive(Debug, Clone, Default)]
@@ -22,9 +22,9 @@ pub(crate) struct Columns {
 impl Columns {
     /// `finite_cost`: also leave out columns with an infinite cost (attacks that pay per
     /// change can never afford them).
-    pub fn new(features: &[Feature<'_>], finite_cost: bool) -> Self {
+    pub fn new(features: &[Column], finite_cost: bool) -> Self {
         let mut c = Columns::default();
-        let affordable = |f: &Feature<'_>| !finite_cost || f.cost.is_finite();
+        let affordable = |f: &Column| !finite_cost || f.cost.is_finite();
         for (j, f) in features.iter().enumerate() {
             if !f.mutable || f.group.is_some() || !affordable(f) {
                 continue;
@@ -88,7 +88,7 @@ pub(crate) fn check_batch(batch: &TableBatch<'_>) -> Result<()> {
 }
 
 /// Attacks that pay per change need costs they can add up.
-pub(crate) fn check_costs(attack: &str, features: &[Feature<'_>]) -> Result<()> {
+pub(crate) fn check_costs(attack: &str, features: &[Column]) -> Result<()> {
     match features.iter().find(|f| f.mutable && (f.cost.is_nan() || f.cost < 0.0)) {
         Some(f) => Err(PluginError(format!(
             "{attack}: feature `{}` has cost {}; costs must be >= 0",

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use tempered_plugin::{Direction, FeatureKind};
+use tempered_plugin::{Column, Direction, FeatureKind};
 
 use super::FeatureInfo;
 use super::cells::{ColumnStats, Parsed, Shape, binary_value, empty_cell_message};
@@ -164,21 +164,22 @@ impl ColumnEncoding {
         group: Option<u32>,
         path: &Path,
     ) -> Result<(Self, Vec<FeatureInfo>)> {
-        let feature = |fname: String, kind: FeatureKind, lower: f32, upper: f32| FeatureInfo {
+        let column = |fname: String, kind: FeatureKind, lower: f32, upper: f32| Column {
             name: fname,
             kind,
             mutable: r.mutable,
             lower,
             upper,
             cost: r.cost,
+            scale: 1.0,
             group: None,
-            mean: 0.0,
-            std: 1.0,
-            direction: Direction::Any,
         };
-        let indicator = || FeatureInfo {
-            mutable: false,
-            ..feature(format!("{name}:missing"), FeatureKind::Binary, 0.0, 1.0)
+        let feature = |column: Column| FeatureInfo { column, mean: 0.0, direction: Direction::Any };
+        let indicator = || {
+            feature(Column {
+                mutable: false,
+                ..column(format!("{name}:missing"), FeatureKind::Binary, 0.0, 1.0)
+            })
         };
         let ColumnStats { shape, min, max, mut train_values, counts, days, first_train_day } = stats;
         let impute_value = |seen: &mut Vec<f32>, whole: bool, mode: bool| -> Result<Option<f32>> {
@@ -216,16 +217,15 @@ impl ColumnEncoding {
                 let whole = kind != FeatureKind::Continuous;
                 let impute = impute_value(&mut train_values, whole, kind == FeatureKind::Binary)?;
                 let mut f = vec![FeatureInfo {
-                    group,
                     direction: r.direction,
-                    ..feature(name.to_owned(), kind, lower, upper)
+                    ..feature(Column { group, ..column(name.to_owned(), kind, lower, upper) })
                 }];
                 f.extend(impute.map(|_| indicator()));
                 (Self::Number { column: name.to_owned(), kind, impute }, f)
             }
             Shape::Binary { map, ignore_case } => {
                 let impute = impute_value(&mut train_values, true, true)?;
-                let mut f = vec![feature(name.to_owned(), FeatureKind::Binary, 0.0, 1.0)];
+                let mut f = vec![feature(column(name.to_owned(), FeatureKind::Binary, 0.0, 1.0))];
                 f.extend(impute.map(|_| indicator()));
                 (Self::Binary { column: name.to_owned(), values: map, ignore_case, impute }, f)
             }
@@ -242,10 +242,12 @@ impl ColumnEncoding {
                 names.push(format!("{name}:unseen"));
                 let f = names
                     .into_iter()
-                    .map(|n| FeatureInfo {
-                        group,
-                        cost: r.cost / 2.0,
-                        ..feature(n, FeatureKind::Categorical, 0.0, 1.0)
+                    .map(|n| {
+                        feature(Column {
+                            group,
+                            cost: r.cost / 2.0,
+                            ..column(n, FeatureKind::Categorical, 0.0, 1.0)
+                        })
                     })
                     .collect();
                 (Self::OneHot { column: name.to_owned(), vocabulary, merged, missing }, f)
@@ -258,11 +260,11 @@ impl ColumnEncoding {
                 let (first, last) = days.expect("a row");
                 let (lo, hi) = ((first - reference) as f32, (last - reference) as f32);
                 let f = vec![
-                    feature(format!("{name}:hour"), FeatureKind::Integer, 0.0, 23.0),
-                    feature(format!("{name}:weekday"), FeatureKind::Integer, 0.0, 6.0),
+                    feature(column(format!("{name}:hour"), FeatureKind::Integer, 0.0, 23.0)),
+                    feature(column(format!("{name}:weekday"), FeatureKind::Integer, 0.0, 6.0)),
                     FeatureInfo {
                         direction: r.direction,
-                        ..feature(format!("{name}:day"), FeatureKind::Integer, lo, hi)
+                        ..feature(column(format!("{name}:day"), FeatureKind::Integer, lo, hi))
                     },
                 ];
                 (Self::Datetime { column: name.to_owned(), reference: datetime::format_date(reference) }, f)
@@ -431,20 +433,52 @@ mod tests {
     #[test]
     fn infinite_bounds_survive_encoding_json() {
         let f = FeatureInfo {
-            name: "a".into(),
-            kind: FeatureKind::Continuous,
-            mutable: true,
-            lower: 0.0,
-            upper: f32::INFINITY,
-            cost: 1.0,
-            group: None,
+            column: Column { lower: 0.0, scale: 1.5, ..Column::continuous("a") },
             mean: 2.0,
-            std: 1.5,
             direction: Direction::Any,
         };
         let js = serde_json::to_string(&f).unwrap();
         assert!(js.contains("\"upper\":\"inf\""), "{js}");
         assert_eq!(serde_json::from_str::<FeatureInfo>(&js).unwrap(), f);
+    }
+
+    /// `encoding.json` is read back by `--resume` and `tempered score`: the form of a
+    /// feature in it must not change with the types behind it.
+    #[test]
+    fn a_feature_is_written_in_one_fixed_json_form() {
+        let f = FeatureInfo {
+            column: Column {
+                name: "amount".into(),
+                kind: FeatureKind::Integer,
+                mutable: false,
+                lower: f32::NEG_INFINITY,
+                upper: 12.5,
+                cost: 0.25,
+                scale: 1.5,
+                group: Some(3),
+            },
+            mean: 2.0,
+            direction: Direction::Up,
+        };
+        let js = serde_json::to_string(&f).unwrap();
+        assert_eq!(
+            js,
+            r#"{"name":"amount","kind":"integer","mutable":false,"lower":"-inf","upper":12.5,"cost":0.25,"group":3,"mean":2.0,"std":1.5,"direction":"up"}"#
+        );
+        assert_eq!(serde_json::from_str::<FeatureInfo>(&js).unwrap(), f);
+        let any = FeatureInfo {
+            column: Column { group: None, ..f.column.clone() },
+            direction: Direction::Any,
+            ..f
+        };
+        let js = serde_json::to_string(&any).unwrap();
+        assert_eq!(
+            js,
+            r#"{"name":"amount","kind":"integer","mutable":false,"lower":"-inf","upper":12.5,"cost":0.25,"group":null,"mean":2.0,"std":1.5}"#
+        );
+        // Written before `direction` existed, or without it: either way.
+        let old = js.replace(r#""group":null,"#, "");
+        assert_eq!(serde_json::from_str::<FeatureInfo>(&old).unwrap(), any);
     }
 
     #[test]

@@ -220,7 +220,7 @@ pub fn load_in_chunks(
     for ((f, mean), sq) in features.iter_mut().zip(&mean).zip(&squares) {
         let std = (sq / m).sqrt();
         f.mean = *mean as f32;
-        f.std = if std > 1e-12 && (std as f32) > 0.0 { std as f32 } else { 1.0 };
+        f.column.scale = if std > 1e-12 && (std as f32) > 0.0 { std as f32 } else { 1.0 };
     }
     for (r, held) in relations.iter().zip(&held) {
         // The judge enforces a relation on rows whose original keeps it; say how many do.

@@ -191,11 +191,12 @@ mod split;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 pub use tempered_plugin::FeatureKind;
-use tempered_plugin::{Direction, TabularConstraints};
+use tempered_plugin::{Column, Direction, TabularConstraints};
 
 pub use config::{
     ColumnKind, FeatureConfig, MissingPolicy, RelationConfig, SplitConfig, SplitFiles, TabularDataConfig,
@@ -211,29 +212,84 @@ pub use config::STREAM_ABOVE_BYTES;
 pub use load::{load, load_in, load_in_chunks};
 pub use reading::{Format, Table, format_of};
 
-/// One resolved feature column.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One resolved feature column: the column as plugins and the judge see it (its `scale` is
+/// the standardisation's `std`), and what only the host knows about it. Reads of the
+/// column's fields go through to it (`f.name`, `f.cost`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct FeatureInfo {
-    pub name: String,
-    pub kind: FeatureKind,
-    pub mutable: bool,
+    pub column: Column,
+    /// Standardisation fitted on the train split: `(x - mean) / std`, `std` being the
+    /// column's `scale` (1 for a constant column).
+    pub mean: f32,
+    /// The only way the attacker may move it (`up`, `down`), if not either. Plugins get it
+    /// in the batch's constraints, with the relations, not in the column.
+    pub direction: Direction,
+}
+
+impl FeatureInfo {
+    /// The standardisation's standard deviation: the column's `scale`.
+    pub fn std(&self) -> f32 {
+        self.column.scale
+    }
+}
+
+impl std::ops::Deref for FeatureInfo {
+    type Target = Column;
+
+    fn deref(&self) -> &Column {
+        &self.column
+    }
+}
+
+/// A feature as `encoding.json` writes it (read back by `--resume` and `tempered score`):
+/// this form, field order included, must not change with the types behind it.
+#[derive(Serialize, Deserialize)]
+struct StoredFeature<'a> {
+    name: Cow<'a, str>,
+    kind: FeatureKind,
+    mutable: bool,
     /// Inclusive bounds in raw units (may be ±inf when configured so; JSON writes those as
     /// `"inf"` / `"-inf"`).
     #[serde(with = "bound")]
-    pub lower: f32,
+    lower: f32,
     #[serde(with = "bound")]
-    pub upper: f32,
-    pub cost: f32,
+    upper: f32,
+    cost: f32,
     /// Index of the one-hot group (numbered in order of first appearance), for categorical
     /// columns.
-    pub group: Option<u32>,
-    /// Standardisation fitted on the train split: `(x - mean) / std`; `std` is 1 for a
-    /// constant column.
-    pub mean: f32,
-    pub std: f32,
-    /// The only way the attacker may move it (`up`, `down`), if not either.
+    group: Option<u32>,
+    mean: f32,
+    std: f32,
     #[serde(default, skip_serializing_if = "is_any")]
-    pub direction: Direction,
+    direction: Direction,
+}
+
+impl Serialize for FeatureInfo {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let Column { name, kind, mutable, lower, upper, cost, scale, group } = &self.column;
+        StoredFeature {
+            name: Cow::Borrowed(name),
+            kind: *kind,
+            mutable: *mutable,
+            lower: *lower,
+            upper: *upper,
+            cost: *cost,
+            group: *group,
+            mean: self.mean,
+            std: *scale,
+            direction: self.direction,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for FeatureInfo {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let StoredFeature { name, kind, mutable, lower, upper, cost, group, mean, std, direction } =
+            StoredFeature::deserialize(d)?;
+        let column = Column { name: name.into_owned(), kind, mutable, lower, upper, cost, scale: std, group };
+        Ok(Self { column, mean, direction })
+    }
 }
 
 fn is_any(d: &Direction) -> bool {

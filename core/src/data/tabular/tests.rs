@@ -132,11 +132,11 @@ fn standardisation_is_fitted_on_train_only() {
     let std = (col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / col.len() as f64).sqrt();
     let a = &data.features[0];
     assert!((f64::from(a.mean) - mean).abs() < 1e-4, "{} vs train mean {mean}", a.mean);
-    assert!((f64::from(a.std) - std).abs() < 1e-4);
+    assert!((f64::from(a.scale) - std).abs() < 1e-4);
     // The whole-file mean of a is (0..200)*0.5-3 → 46.75; train's differs.
     assert!((a.mean - 46.75).abs() > 1e-3);
     // Constant column: std 1.
-    assert_eq!((data.features[1].mean, data.features[1].std), (5.0, 1.0));
+    assert_eq!((data.features[1].mean, data.features[1].scale), (5.0, 1.0));
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! crossover and mutation over them, and `settle`, which makes any child a row the host
 //! accepts.
 
-use tempered_plugin::{Budget, Feature, Rng, TableBatch, judge};
+use tempered_plugin::{Budget, Column, Rng, TableBatch, judge};
 
 use super::MoevaParams;
 use crate::budget::{boxes, clamp};
@@ -64,7 +64,7 @@ impl<'a, 'b> Space<'a, 'b> {
         Self { p, batch, cols, bx, options, budgets }
     }
 
-    fn features(&self) -> &[Feature<'b>] {
+    fn features(&self) -> &[Column] {
         &self.batch.features
     }
 

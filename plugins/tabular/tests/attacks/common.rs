@@ -1,7 +1,7 @@
 //! A softmax-linear test model, a mixed schema, and the checks the host makes on every row.
 
-use tempered_plugin::testing::{TestBatch, TestFeature, TestModel, TestOutcome};
-use tempered_plugin::{FeatureKind, Input, Modality, Perturbed, Rng};
+use tempered_plugin::testing::{TestBatch, TestModel, TestOutcome};
+use tempered_plugin::{Column, FeatureKind, Input, Modality, Perturbed, Rng};
 
 /// `logits = w · x + b` on raw rows, one weight row per class.
 pub struct Linear {
@@ -65,28 +65,28 @@ impl TestModel for Linear {
     }
 }
 
-pub fn feature(kind: FeatureKind, mutable: bool, lower: f32, upper: f32, scale: f32) -> TestFeature {
-    TestFeature { kind, mutable, lower, upper, scale, ..TestFeature::continuous("f") }
+pub fn feature(kind: FeatureKind, mutable: bool, lower: f32, upper: f32, scale: f32) -> Column {
+    Column { kind, mutable, lower, upper, scale, ..Column::continuous("f") }
 }
 
 /// A column of one-hot group `group`, in [0, 1].
-pub fn one_hot_column(group: u32) -> TestFeature {
-    TestFeature {
+pub fn one_hot_column(group: u32) -> Column {
+    Column {
         kind: FeatureKind::Categorical,
         lower: 0.0,
         upper: 1.0,
         group: Some(group),
-        ..TestFeature::continuous("c")
+        ..Column::continuous("c")
     }
 }
 
 /// Every kind of column: unbounded and bounded continuous with scales != 1, integers,
 /// an immutable column, binaries, a one-hot group, and a large value whose f32 spacing is
 /// coarse against its budget.
-pub fn mixed_schema() -> Vec<TestFeature> {
+pub fn mixed_schema() -> Vec<Column> {
     use FeatureKind::*;
     let inf = f32::INFINITY;
-    let group = |g| TestFeature { group: Some(g), ..feature(Categorical, true, 0.0, 1.0, 1.0) };
+    let group = |g| Column { group: Some(g), ..feature(Categorical, true, 0.0, 1.0, 1.0) };
     vec![
         feature(Continuous, true, -inf, inf, 2.0),
         feature(Continuous, true, 0.0, 1.0, 0.5),
@@ -159,7 +159,7 @@ pub fn dense(out: &TestOutcome) -> &[f32] {
 }
 
 /// The host's schema check: immutable unchanged, bounds, integers, binaries, one-hot groups.
-pub fn check_row(features: &[TestFeature], o: &[f32], x: &[f32]) -> Result<(), String> {
+pub fn check_row(features: &[Column], o: &[f32], x: &[f32]) -> Result<(), String> {
     assert_eq!(o.len(), x.len());
     for (j, f) in features.iter().enumerate() {
         let v = x[j];
@@ -192,12 +192,12 @@ pub fn check_row(features: &[TestFeature], o: &[f32], x: &[f32]) -> Result<(), S
 }
 
 /// Columns a norm budget covers: mutable continuous and integer columns outside groups.
-fn budgeted(f: &TestFeature) -> bool {
+fn budgeted(f: &Column) -> bool {
     f.mutable && f.group.is_none() && matches!(f.kind, FeatureKind::Continuous | FeatureKind::Integer)
 }
 
 /// Largest standardised change, exact (f64).
-pub fn linf_std(features: &[TestFeature], o: &[f32], x: &[f32]) -> f64 {
+pub fn linf_std(features: &[Column], o: &[f32], x: &[f32]) -> f64 {
     features
         .iter()
         .enumerate()
@@ -207,7 +207,7 @@ pub fn linf_std(features: &[TestFeature], o: &[f32], x: &[f32]) -> f64 {
 }
 
 /// Standardised Euclidean change, exact (f64).
-pub fn l2_std(features: &[TestFeature], o: &[f32], x: &[f32]) -> f64 {
+pub fn l2_std(features: &[Column], o: &[f32], x: &[f32]) -> f64 {
     features
         .iter()
         .enumerate()
@@ -218,20 +218,20 @@ pub fn l2_std(features: &[TestFeature], o: &[f32], x: &[f32]) -> f64 {
 }
 
 /// `sum_j cost_j * |x_j - o_j|`, exact (f64).
-pub fn cost(features: &[TestFeature], o: &[f32], x: &[f32]) -> f64 {
+pub fn cost(features: &[Column], o: &[f32], x: &[f32]) -> f64 {
     features.iter().enumerate().map(|(j, f)| f.cost as f64 * (x[j] as f64 - o[j] as f64).abs()).sum()
 }
 
 /// Continuous unbounded columns with the given costs and scales.
-pub fn plain_schema(costs: &[f32], scales: &[f32]) -> Vec<TestFeature> {
+pub fn plain_schema(costs: &[f32], scales: &[f32]) -> Vec<Column> {
     costs
         .iter()
         .zip(scales)
-        .map(|(&cost, &scale)| TestFeature { cost, scale, ..TestFeature::continuous("f") })
+        .map(|(&cost, &scale)| Column { cost, scale, ..Column::continuous("f") })
         .collect()
 }
 
-pub fn batch(features: Vec<TestFeature>, data: Vec<f32>, labels: Vec<u32>) -> TestBatch {
+pub fn batch(features: Vec<Column>, data: Vec<f32>, labels: Vec<u32>) -> TestBatch {
     let width = features.len();
     let mut b = TestBatch::dense(Modality::Tabular, data, width, labels);
     b.features = features;

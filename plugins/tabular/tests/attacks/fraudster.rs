@@ -1,5 +1,5 @@
-use tempered_plugin::FeatureKind;
-use tempered_plugin::testing::{TestFeature, run};
+use tempered_plugin::testing::run;
+use tempered_plugin::{Column, FeatureKind};
 use tempered_tabular::Fraudster;
 
 use crate::common::*;
@@ -90,10 +90,10 @@ fn uses_a_binary_flip_or_a_category_switch_when_that_is_what_helps() {
     use FeatureKind::*;
     let cat = one_hot_column(3);
     let features = vec![
-        TestFeature { mutable: false, ..TestFeature::continuous("amount") },
-        TestFeature { kind: Binary, lower: 0.0, upper: 1.0, cost: 2.0, ..TestFeature::continuous("night") },
-        TestFeature { cost: 0.5, ..cat.clone() },
-        TestFeature { cost: 0.5, ..cat },
+        Column { mutable: false, ..Column::continuous("amount") },
+        Column { kind: Binary, lower: 0.0, upper: 1.0, cost: 2.0, ..Column::continuous("night") },
+        Column { cost: 0.5, ..cat.clone() },
+        Column { cost: 0.5, ..cat },
     ];
     // Fraud score: amount + 2 * night + 2 * (category 0) - 3.2 = 1.3 for this row.
     let model = Linear::logistic(&[1.0, 2.0, 2.0, 0.0], -3.2);

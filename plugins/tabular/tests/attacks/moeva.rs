@@ -1,9 +1,9 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tempered_plugin::testing::{TestBatch, TestFeature, TestModel, run, run_judged};
+use tempered_plugin::testing::{TestBatch, TestModel, run, run_judged};
 use tempered_plugin::{
-    Budget, Direction, FeatureKind, Input, Relation, TabularConstraints, Transitions, judge,
+    Budget, Column, Direction, FeatureKind, Input, Relation, TabularConstraints, Transitions, judge,
 };
 use tempered_tabular::Moeva;
 
@@ -49,36 +49,19 @@ impl TestModel for Watched {
 /// allowed switch is pos → online.
 fn ledger_batch() -> TestBatch {
     use FeatureKind::*;
-    let channel = |name: &str| TestFeature { name: name.into(), cost: 1.0, ..one_hot_column(0) };
+    let channel = |name: &str| Column { name: name.into(), cost: 1.0, ..one_hot_column(0) };
     let features = vec![
-        TestFeature {
-            name: "balance_before".into(),
-            mutable: false,
-            scale: 500.0,
-            ..TestFeature::continuous("")
-        },
-        TestFeature {
-            name: "amount".into(),
-            lower: 0.0,
-            cost: 0.01,
-            scale: 100.0,
-            ..TestFeature::continuous("")
-        },
+        Column { mutable: false, scale: 500.0, ..Column::continuous("balance_before") },
+        Column { lower: 0.0, cost: 0.01, scale: 100.0, ..Column::continuous("amount") },
         // Derived: the engine hands it over immutable; it moves only with its terms.
-        TestFeature {
-            name: "balance_after".into(),
-            mutable: false,
-            scale: 500.0,
-            ..TestFeature::continuous("")
-        },
-        TestFeature {
-            name: "hour".into(),
+        Column { mutable: false, scale: 500.0, ..Column::continuous("balance_after") },
+        Column {
             kind: Integer,
             lower: 0.0,
             upper: 23.0,
             cost: 0.1,
             scale: 6.0,
-            ..TestFeature::continuous("")
+            ..Column::continuous("hour")
         },
         channel("pos"),
         channel("online"),
@@ -144,14 +127,14 @@ fn no_candidate_that_breaks_a_relation_a_direction_or_a_transition_is_asked_or_r
     let x = dense(&out);
     assert_eq!(model.gradients.load(Ordering::Relaxed), 0, "black box: no gradient asked");
     let asked = model.asked();
-    let features: Vec<_> = b.features.iter().map(TestFeature::as_feature).collect();
+    let features = &b.features;
     assert!(asked.len() > 12 * 20 * 10, "{} rows asked", asked.len());
     // Every row sent to the model is one of the batch's originals made valid: which one,
     // the balance before (immutable) says.
     for row in &asked {
         let i = b.data.chunks(w).position(|o| o[0] == row[0]).expect("an original's balance");
         keeps_constraints(&b.constraints, b.row_of(i), row).unwrap_or_else(|e| panic!("asked {row:?}: {e}"));
-        let v = judge::tabular(&features, &b.constraints, b.row_of(i), row, &out.threat.budgets);
+        let v = judge::tabular(features, &b.constraints, b.row_of(i), row, &out.threat.budgets);
         assert_eq!(v.violations, 0, "asked {row:?}: {:?}", v.notes);
     }
     let (mut fooled, mut switched) = (0, 0);
@@ -271,13 +254,7 @@ fn a_judge_that_would_refuse_a_row_never_sees_one() {
     let w = b.width;
     for row in model.asked() {
         let i = b.data.chunks(w).position(|o| o[0] == row[0]).unwrap();
-        let v = judge::tabular(
-            &b.features.iter().map(TestFeature::as_feature).collect::<Vec<_>>(),
-            &b.constraints,
-            b.row_of(i),
-            &row,
-            &out.threat.budgets,
-        );
+        let v = judge::tabular(&b.features, &b.constraints, b.row_of(i), &row, &out.threat.budgets);
         assert_eq!(v.violations, 0, "asked {row:?}: {:?}", v.notes);
     }
 }

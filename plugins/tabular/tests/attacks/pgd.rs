@@ -1,5 +1,5 @@
-use tempered_plugin::FeatureKind;
-use tempered_plugin::testing::{TestFeature, run};
+use tempered_plugin::testing::run;
+use tempered_plugin::{Column, FeatureKind};
 use tempered_tabular::Pgd;
 
 use crate::common::*;
@@ -128,10 +128,10 @@ fn restarts_keep_the_run_that_fools_the_model() {
 #[test]
 fn discrete_flips_only_what_raises_the_loss_and_what_bounds_allow() {
     use FeatureKind::*;
-    let bin = |lower, upper| TestFeature { kind: Binary, lower, upper, ..TestFeature::continuous("b") };
+    let bin = |lower, upper| Column { kind: Binary, lower, upper, ..Column::continuous("b") };
     let cat = one_hot_column(0);
     let features = vec![
-        TestFeature { mutable: false, ..TestFeature::continuous("x") },
+        Column { mutable: false, ..Column::continuous("x") },
         bin(0.0, 1.0), // helps the attacker: flips
         bin(0.0, 1.0), // would lower the loss: stays
         bin(0.0, 0.0), // helps, but its bounds pin it at 0
