@@ -3,7 +3,7 @@
 //! ([`Column::from_spec`]); nothing else copies a column field by field.
 
 use crate::abi::{FeatureKind, FeatureSpec, StrRef};
-use crate::safe::{PluginError, Result};
+use crate::error::{PluginError, Result};
 
 /// A tabular column, in the units the attack sees (raw, unstandardised).
 ///

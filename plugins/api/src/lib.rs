@@ -49,6 +49,7 @@
 pub mod abi;
 mod column;
 mod constraints;
+mod error;
 #[doc(hidden)]
 pub mod export;
 pub mod judge;

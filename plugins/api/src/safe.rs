@@ -5,33 +5,8 @@ use std::sync::Mutex;
 use crate::abi::{self, BatchView, FeatureSpec, Modality, OracleVTable, StrRef};
 use crate::column::{Column, project_row};
 use crate::constraints::TabularConstraints;
+pub use crate::error::{PluginError, Result};
 use crate::threat::ThreatModel;
-
-/// An error a plugin reports to the engine; the engine shows it with the plugin's name.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PluginError(pub String);
-
-impl std::fmt::Display for PluginError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for PluginError {}
-
-impl From<String> for PluginError {
-    fn from(s: String) -> Self {
-        Self(s)
-    }
-}
-
-impl From<&str> for PluginError {
-    fn from(s: &str) -> Self {
-        Self(s.to_owned())
-    }
-}
-
-pub type Result<T, E = PluginError> = std::result::Result<T, E>;
 
 /// One attack. Implement this and list the type in [`export_plugin!`](crate::export_plugin).
 pub trait Attack: Sized + Send + 'static {

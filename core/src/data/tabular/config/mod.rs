@@ -174,6 +174,14 @@ impl Default for SplitConfig {
     }
 }
 
+/// `Some((lower, upper))` when both are given and lower > upper.
+fn inverted(lower: Option<f32>, upper: Option<f32>) -> Option<(f32, f32)> {
+    match (lower, upper) {
+        (Some(l), Some(u)) if l > u => Some((l, u)),
+        _ => None,
+    }
+}
+
 /// `columns.Amount`, or `columns."odd name"` when the name is not a bare TOML key.
 pub(super) fn column_key(name: &str) -> String {
     let bare = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');

@@ -6,10 +6,9 @@ use std::fmt::Debug;
 
 use tempered_plugin::Direction;
 
-use super::validate::inverted;
 use super::{
-    ColumnKind, FeatureConfig, MissingPolicy, TabularDataConfig, column_key, glob_match, is_pattern,
-    kind_name,
+    ColumnKind, FeatureConfig, MissingPolicy, TabularDataConfig, column_key, glob_match, inverted,
+    is_pattern, kind_name,
 };
 use crate::data::tabular::datetime;
 use crate::error::Invalid;

@@ -4,21 +4,15 @@
 use std::collections::BTreeSet;
 
 use super::resolve::{Resolved, check_groups};
-use super::{ColumnKind, FeatureConfig, SplitConfig, TabularDataConfig, column_key, is_pattern, kind_name};
+use super::{
+    ColumnKind, FeatureConfig, SplitConfig, TabularDataConfig, column_key, inverted, is_pattern, kind_name,
+};
 use crate::data::tabular::datetime;
 use crate::data::tabular::reading::format_of;
 use crate::error::Invalid;
 
 fn check_fraction(key: &str, v: f64) -> std::result::Result<(), Invalid> {
     if v > 0.0 && v < 1.0 { Ok(()) } else { Err(format!("{key} must be in (0, 1) (got {v})").into()) }
-}
-
-/// `Some((lower, upper))` when both are given and lower > upper.
-pub(super) fn inverted(lower: Option<f32>, upper: Option<f32>) -> Option<(f32, f32)> {
-    match (lower, upper) {
-        (Some(l), Some(u)) if l > u => Some((l, u)),
-        _ => None,
-    }
 }
 
 impl FeatureConfig {
