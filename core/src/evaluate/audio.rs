@@ -6,6 +6,7 @@ use tempered_plugin::{Budget, Modality, judge};
 
 use super::{DenseRow, Judge, Measure};
 use crate::data::Examples;
+use crate::error::Invalid;
 
 pub use tempered_plugin::judge::{SNR_CAP_DB, snr_and_linf};
 
@@ -19,8 +20,8 @@ impl Judge for AudioJudge {
         "snr_db"
     }
 
-    fn verifies(&self, budget: &Budget) -> Result<(), String> {
-        judge::verifies(Modality::Audio, budget, false)
+    fn verifies(&self, budget: &Budget) -> Result<(), Invalid> {
+        judge::verifies(Modality::Audio, budget, false).map_err(Invalid::from)
     }
 
     fn measure(&self, original: &Examples, adversarial: &Examples, i: usize, budgets: &[Budget]) -> Measure {

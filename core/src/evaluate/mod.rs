@@ -19,6 +19,7 @@ use tempered_plugin::Budget;
 use crate::Result;
 use crate::data::{Examples, Labelled};
 use crate::error::Context;
+use crate::error::Invalid;
 use crate::model::{Classifier, Mode};
 use crate::pipeline::{AttackConfig, Pipeline};
 use crate::plugin_host::{AttackHandle, BatchContext};
@@ -33,7 +34,7 @@ pub trait Judge: Send + Sync {
     fn unit(&self) -> &'static str;
     /// Whether [`Judge::measure`] checks `budget`; the reason when it cannot (reported as
     /// "not verified by the host"). [`Budget::Queries`] is checked by the evaluation itself.
-    fn verifies(&self, budget: &Budget) -> std::result::Result<(), String>;
+    fn verifies(&self, budget: &Budget) -> std::result::Result<(), Invalid>;
     /// Compares example `i` of `original` with example `i` of `adversarial`: the
     /// modality's own rules, and each budget of `budgets` that [`Judge::verifies`].
     fn measure(&self, original: &Examples, adversarial: &Examples, i: usize, budgets: &[Budget]) -> Measure;
@@ -85,7 +86,9 @@ pub fn tallies(judge: &dyn Judge, budgets: &[Budget]) -> Vec<BudgetTally> {
             let verdict = if matches!(b, Budget::Queries { .. }) { Ok(()) } else { judge.verifies(b) };
             match verdict {
                 Ok(()) => BudgetTally { budget: b.clone(), violations: Some(0), reason: None },
-                Err(why) => BudgetTally { budget: b.clone(), violations: None, reason: Some(why) },
+                Err(why) => {
+                    BudgetTally { budget: b.clone(), violations: None, reason: Some(why.into_message()) }
+                }
             }
         })
         .collect()

@@ -6,6 +6,7 @@ use tempered_plugin::{Budget, Column, Modality, TabularConstraints, judge};
 
 use super::{Judge, Measure};
 use crate::data::Examples;
+use crate::error::Invalid;
 
 pub struct TabularJudge {
     /// The pipeline's columns as the judge checks them: as configured, `scale` the
@@ -21,8 +22,8 @@ impl Judge for TabularJudge {
         "cost"
     }
 
-    fn verifies(&self, budget: &Budget) -> Result<(), String> {
-        judge::verifies(Modality::Tabular, budget, false)
+    fn verifies(&self, budget: &Budget) -> Result<(), Invalid> {
+        judge::verifies(Modality::Tabular, budget, false).map_err(Invalid::from)
     }
 
     fn measure(&self, original: &Examples, adversarial: &Examples, i: usize, budgets: &[Budget]) -> Measure {

@@ -10,6 +10,7 @@ use tempered_plugin::{Budget, Modality};
 
 use super::{Judge, Measure};
 use crate::data::Examples;
+use crate::error::Invalid;
 use crate::model::SentenceEncoder;
 
 #[derive(Default)]
@@ -31,8 +32,8 @@ impl Judge for TextJudge {
         "% words"
     }
 
-    fn verifies(&self, budget: &Budget) -> Result<(), String> {
-        judge::verifies(Modality::Text, budget, self.encoder.is_some())
+    fn verifies(&self, budget: &Budget) -> Result<(), Invalid> {
+        judge::verifies(Modality::Text, budget, self.encoder.is_some()).map_err(Invalid::from)
     }
 
     fn measure(&self, original: &Examples, adversarial: &Examples, i: usize, budgets: &[Budget]) -> Measure {

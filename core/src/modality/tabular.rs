@@ -159,7 +159,7 @@ fn run_folder(checkpoints: &Path) -> Result<&Path> {
 /// that new rows can be encoded the same way.
 fn write_encoding(data: &tabular::TabularData, dir: &Path) -> Result<()> {
     let json = serde_json::to_vec_pretty(&data.encoding)
-        .map_err(|e| crate::Error::msg(format!("cannot write encoding.json: {e}")))?;
+        .map_err(|e| crate::Error::external("cannot write encoding.json", e))?;
     crate::files::write(&dir.join("encoding.json"), &json)
 }
 

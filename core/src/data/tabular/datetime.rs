@@ -1,6 +1,8 @@
 //! ISO 8601 dates and date-times, as day numbers (days since 1970-01-01) and hours: what a
 //! `kind = "datetime"` column needs, without a date library.
 
+use crate::error::Invalid;
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -48,8 +50,8 @@ fn days_in_month(y: i64, m: u32) -> u32 {
 const FORMS: &str = "YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS or YYYY-MM-DD HH:MM:SS";
 
 /// `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SS` or `YYYY-MM-DD HH:MM:SS` → (day number, hour).
-pub fn parse(text: &str) -> Result<(i64, u32), String> {
-    let bad = || format!("{text:?} is not an ISO 8601 date or date-time ({FORMS})");
+pub fn parse(text: &str) -> Result<(i64, u32), Invalid> {
+    let bad = || Invalid::new(format!("{text:?} is not an ISO 8601 date or date-time ({FORMS})"));
     let t = text.trim();
     let b = t.as_bytes();
     let digits = |r: std::ops::Range<usize>| -> Option<u32> {
@@ -67,7 +69,7 @@ pub fn parse(text: &str) -> Result<(i64, u32), String> {
         _ => return Err(bad()),
     };
     if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
-        return Err(format!("{text:?} is not a date in the calendar"));
+        return Err(format!("{text:?} is not a date in the calendar").into());
     }
     let mut hour = 0;
     if b.len() == 19 {
@@ -79,7 +81,9 @@ pub fn parse(text: &str) -> Result<(i64, u32), String> {
             _ => return Err(bad()),
         };
         if h > 23 || mi > 59 || s > 59 {
-            return Err(format!("{text:?} is not a time of day (hours 0–23, minutes and seconds 0–59)"));
+            return Err(
+                format!("{text:?} is not a time of day (hours 0–23, minutes and seconds 0–59)").into()
+            );
         }
         hour = h;
     }

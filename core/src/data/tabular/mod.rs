@@ -463,6 +463,6 @@ fn transitions(
 }
 
 /// Where an ISO date or date-time falls in time, in hours (what `split.by` orders by).
-pub fn datetime_key(text: &str) -> std::result::Result<f64, String> {
+pub fn datetime_key(text: &str) -> std::result::Result<f64, crate::error::Invalid> {
     datetime::parse(text).map(|(day, hour)| day as f64 * 24.0 + f64::from(hour))
 }

@@ -1,6 +1,8 @@
 //! `[[data.relations]]`: a column that follows from others, `column = a·x + b·y + c`,
 //! parsed from the pipeline and turned into feature indices for plugins and the judge.
 
+use crate::error::Invalid;
+
 use tempered_plugin::{FeatureKind, Relation};
 
 use super::FeatureInfo;
@@ -19,7 +21,7 @@ fn parse(expr: &str) -> Result<(Vec<(String, f64)>, f64), String> {
             sign = match rest.chars().next() {
                 Some('+') => 1.0,
                 Some('-') => -1.0,
-                _ => return Err(format!("expected + or - at `{rest}`")),
+                _ => return Err(format!("expected + or - at `{rest}`").into()),
             };
             rest = rest[1..].trim_start();
         }
@@ -49,7 +51,7 @@ fn parse(expr: &str) -> Result<(Vec<(String, f64)>, f64), String> {
                 .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':' || c == '.'))
                 .unwrap_or(after.len());
             if end == 0 {
-                return Err(format!("expected a column name at `{after}`"));
+                return Err(format!("expected a column name at `{after}`").into());
             }
             (after[..end].to_owned(), &after[end..])
         };
@@ -64,15 +66,18 @@ fn parse(expr: &str) -> Result<(Vec<(String, f64)>, f64), String> {
 
 /// The relations of `configs` over `features`, by feature index. Every column named must
 /// be a numeric feature; a derived column may not appear in any relation's terms.
-pub(super) fn resolve(configs: &[RelationConfig], features: &[FeatureInfo]) -> Result<Vec<Relation>, String> {
-    let index = |name: &str, at: &str| -> Result<usize, String> {
+pub(super) fn resolve(
+    configs: &[RelationConfig],
+    features: &[FeatureInfo],
+) -> Result<Vec<Relation>, Invalid> {
+    let index = |name: &str, at: &str| -> Result<usize, Invalid> {
         let j = features
             .iter()
             .position(|f| f.name == name)
-            .ok_or_else(|| format!("{at} names `{name}`, which is not a feature column"))?;
+            .ok_or_else(|| Invalid::new(format!("{at} names `{name}`, which is not a feature column")))?;
         match features[j].kind {
             FeatureKind::Continuous | FeatureKind::Integer => Ok(j),
-            _ => Err(format!("{at} names `{name}`, which is not a numeric column")),
+            _ => Err(Invalid::new(format!("{at} names `{name}`, which is not a numeric column"))),
         }
     };
     let mut out: Vec<Relation> = Vec::with_capacity(configs.len());
@@ -84,12 +89,12 @@ pub(super) fn resolve(configs: &[RelationConfig], features: &[FeatureInfo]) -> R
         for (name, coef) in terms {
             let j = index(&name, &at)?;
             if j == column {
-                return Err(format!("{at}: `{name}` cannot follow from itself"));
+                return Err(format!("{at}: `{name}` cannot follow from itself").into());
             }
             resolved.push((j, coef));
         }
         if out.iter().any(|r| r.column == column) {
-            return Err(format!("{at}: `{}` already follows from another relation", c.column));
+            return Err(format!("{at}: `{}` already follows from another relation", c.column).into());
         }
         out.push(Relation { column, terms: resolved, constant });
     }
@@ -98,7 +103,7 @@ pub(super) fn resolve(configs: &[RelationConfig], features: &[FeatureInfo]) -> R
             return Err(format!(
                 "[[data.relations]]: `{}` follows from `{}`, which itself follows from others; write it from the free columns",
                 features[r.column].name, features[j].name
-            ));
+            ).into());
         }
     }
     Ok(out)
