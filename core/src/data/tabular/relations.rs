@@ -21,7 +21,7 @@ fn parse(expr: &str) -> Result<(Vec<(String, f64)>, f64), String> {
             sign = match rest.chars().next() {
                 Some('+') => 1.0,
                 Some('-') => -1.0,
-                _ => return Err(format!("expected + or - at `{rest}`").into()),
+                _ => return Err(format!("expected + or - at `{rest}`")),
             };
             rest = rest[1..].trim_start();
         }
@@ -51,7 +51,7 @@ fn parse(expr: &str) -> Result<(Vec<(String, f64)>, f64), String> {
                 .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':' || c == '.'))
                 .unwrap_or(after.len());
             if end == 0 {
-                return Err(format!("expected a column name at `{after}`").into());
+                return Err(format!("expected a column name at `{after}`"));
             }
             (after[..end].to_owned(), &after[end..])
         };
