@@ -2,7 +2,7 @@
 //! machine cannot hold is refused before anything is trained.
 
 use super::Spec;
-use super::validate::{AtKey, keys};
+use super::span::{AtKey, keys};
 use crate::model::audio::AudioModelConfig;
 use crate::model::mlp::TabularModelKind;
 use crate::model::text::{TextModelConfig, TextModelKind};

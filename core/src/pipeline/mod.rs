@@ -33,14 +33,14 @@ use tempered_plugin::Modality;
 use crate::data;
 use crate::{Error, Result};
 use span::Key;
-use validate::keys;
+use span::keys;
 
 pub use attack::{AttackConfig, OnError};
 pub use evaluate::{EvaluateConfig, OperatingPoint, SplitName, SweepConfig, Target};
 pub use harden::{EarlyStopping, HardenConfig, Strategy};
+pub use span::AtKey;
 pub use spec::{DeviceKind, PipelineSection, PluginsConfig, ReportConfig, Spec, SpecOf};
 pub use train::{ClassWeight, Sampling, TrainConfig, WeightMode};
-pub use validate::AtKey;
 
 /// A pipeline, parsed and validated: only a `Pipeline` can be run.
 #[derive(Debug, Clone)]

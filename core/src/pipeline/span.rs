@@ -65,6 +65,23 @@ pub fn clip_words(msg: &str) -> String {
     out
 }
 
+/// A validation failure: the key path it is about, and what is wrong. Unlike a plain
+/// [`crate::error::Invalid`] it knows its key, so the error can name the line.
+pub struct AtKey {
+    pub path: Vec<Key>,
+    pub msg: String,
+}
+
+impl AtKey {
+    pub fn new(path: Vec<Key>, msg: impl Into<String>) -> Self {
+        Self { path, msg: msg.into() }
+    }
+}
+
+pub(super) fn keys(names: &[&str]) -> Vec<Key> {
+    names.iter().map(|&n| n.into()).collect()
+}
+
 /// A path to a key: table names, then an array index for `[[array]]` tables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key {

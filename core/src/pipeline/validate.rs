@@ -5,28 +5,11 @@ use std::collections::BTreeMap;
 
 use tempered_plugin::Modality;
 
-use super::span::Key;
+use super::span::{AtKey, Key, keys};
 use super::{ClassWeight, DeviceKind, EarlyStopping, Sampling, Spec, Strategy, defence, footprint, tradeoff};
 use crate::data;
 use crate::model::mlp::TabularModelKind;
 use crate::model::text::TextModelKind;
-
-/// A validation failure: the key path it is about, and what is wrong. Unlike a plain
-/// [`crate::error::Invalid`] it knows its key, so the error can name the line.
-pub struct AtKey {
-    pub path: Vec<Key>,
-    pub msg: String,
-}
-
-impl AtKey {
-    pub fn new(path: Vec<Key>, msg: impl Into<String>) -> Self {
-        Self { path, msg: msg.into() }
-    }
-}
-
-pub(super) fn keys(names: &[&str]) -> Vec<Key> {
-    names.iter().map(|&n| n.into()).collect()
-}
 
 /// Everything that can be checked before the data is read.
 pub(super) fn validate(spec: &Spec) -> std::result::Result<(), AtKey> {
