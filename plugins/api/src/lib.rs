@@ -52,6 +52,7 @@ mod constraints;
 mod error;
 #[doc(hidden)]
 pub mod export;
+pub mod host;
 pub mod judge;
 pub mod ledger;
 pub mod lexicon;
