@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use tempered_plugin::Input;
 use tempered_plugin::abi::OracleVTable;
-use tempered_plugin::host::{self, OracleHost, OutBuf, Query, Refusal};
+use tempered_plugin::host::{self, Answer, OracleHost, OutBuf, Query, Refusal, copy_answer};
 use tempered_plugin::ledger::Ledger;
 
 use crate::data::ExamplesRef;
@@ -43,12 +43,12 @@ impl<'m> Oracle<'m> {
 
     /// Counts one query per row against the example it names, with the ledger the plugin
     /// test harness uses too: a call past the budget is refused whole and counts nothing.
-    fn charge(&self, q: &Query<'_>) -> Result<(), Refusal> {
+    fn charge(&self, q: &Query<'_>) -> Answer {
         Ok(self.ledger.lock().expect("query counts").charge(q.n, q.example_ids)?)
     }
 
     /// Refuses a label this model has no class for.
-    fn check_labels(&self, labels: &[u32]) -> Result<(), Refusal> {
+    fn check_labels(&self, labels: &[u32]) -> Answer {
         let classes = self.model.n_classes() as u32;
         match labels.iter().find(|&&l| l >= classes) {
             Some(l) => Err(Refusal::error(format!("label {l} is not a class of this {classes}-class model"))),
@@ -57,12 +57,7 @@ impl<'m> Oracle<'m> {
     }
 
     /// Text: per-row loss (from `predict`) and the model's per-word saliency.
-    fn text_saliency(
-        &self,
-        q: &Query<'_>,
-        loss: OutBuf<'_, f32>,
-        grad: OutBuf<'_, f32>,
-    ) -> Result<(), Refusal> {
+    fn text_saliency(&self, q: &Query<'_>, loss: OutBuf<'_, f32>, grad: OutBuf<'_, f32>) -> Answer {
         let ExamplesRef::Text(texts) = examples(q)? else { unreachable!("text query") };
         let width = texts.iter().map(|t| t.split_whitespace().count()).max().unwrap_or(0);
         let want = q.n * width;
@@ -76,6 +71,7 @@ impl<'m> Oracle<'m> {
         let labels = q.labels;
         self.check_labels(labels)?;
         let saliency = self.model.word_saliency(&texts, labels)?;
+        // Checked before any loss is written: a refused call writes nothing.
         if saliency.len() != grad.len() {
             return Err(Refusal::error(format!(
                 "the model gave {} saliencies, wanted {}",
@@ -116,7 +112,7 @@ impl OracleHost for Oracle<'_> {
         self.model.n_classes()
     }
 
-    fn predict(&self, q: &Query<'_>, out: &mut [f32]) -> Result<(), Refusal> {
+    fn predict(&self, q: &Query<'_>, out: &mut [f32]) -> Answer {
         self.charge(q)?;
         let x = examples(q)?;
         let probs = probabilities(self.model, &x)?;
@@ -124,7 +120,7 @@ impl OracleHost for Oracle<'_> {
         Ok(())
     }
 
-    fn loss_grad(&self, q: &Query<'_>, loss: OutBuf<'_, f32>, grad: OutBuf<'_, f32>) -> Result<(), Refusal> {
+    fn loss_grad(&self, q: &Query<'_>, loss: OutBuf<'_, f32>, grad: OutBuf<'_, f32>) -> Answer {
         if q.is_text() {
             return self.text_saliency(q, loss, grad);
         }
@@ -153,7 +149,7 @@ impl OracleHost for Oracle<'_> {
         Ok(())
     }
 
-    fn similarity(&self, a: &[&str], b: &[&str], out: &mut [f32]) -> Result<(), Refusal> {
+    fn similarity(&self, a: &[&str], b: &[&str], out: &mut [f32]) -> Answer {
         let encoder = self.encoder.ok_or_else(|| {
             Refusal::error("this pipeline names no sentence encoder ([model] encoder = \"...\")")
         })?;
@@ -161,33 +157,15 @@ impl OracleHost for Oracle<'_> {
             return Ok(());
         }
         let sims = encoder.similarity(a, b)?;
-        if sims.len() != out.len() {
-            return Err(Refusal::error(format!(
-                "the encoder gave {} similarities for {} pairs",
-                sims.len(),
-                out.len()
-            )));
-        }
-        out.copy_from_slice(&sims);
-        Ok(())
+        copy_answer(out, &sims, |got, n| format!("the encoder gave {got} similarities for {n} pairs"))
     }
 
-    fn known_words(&self, words: &[&str], out: &mut [u8]) -> Result<(), Refusal> {
+    fn known_words(&self, words: &[&str], out: &mut [u8]) -> Answer {
         if words.is_empty() {
             return Ok(());
         }
-        let known = self.model.known_words(words)?;
-        if known.len() != out.len() {
-            return Err(Refusal::error(format!(
-                "the model answered for {} of {} words",
-                known.len(),
-                out.len()
-            )));
-        }
-        for (o, k) in out.iter_mut().zip(known) {
-            *o = u8::from(k);
-        }
-        Ok(())
+        let known: Vec<u8> = self.model.known_words(words)?.into_iter().map(u8::from).collect();
+        copy_answer(out, &known, |got, n| format!("the model answered for {got} of {n} words"))
     }
 }
 

@@ -65,6 +65,23 @@ impl From<Refused> for Refusal {
     }
 }
 
+/// What a host's answer to one call comes to: done, or refused.
+pub type Answer = Result<(), Refusal>;
+
+/// Copies a model's `values` to `out`, refusing (with `wrong(got, wanted)` as the message)
+/// an answer of another length, which would otherwise be a panic or a short write.
+pub fn copy_answer<T: Copy>(
+    out: &mut [T],
+    values: &[T],
+    wrong: impl FnOnce(usize, usize) -> String,
+) -> Answer {
+    if values.len() != out.len() {
+        return Err(Refusal::error(wrong(values.len(), out.len())));
+    }
+    out.copy_from_slice(values);
+    Ok(())
+}
+
 /// The batch of a `predict` or `loss_grad` call, read from the plugin's [`BatchView`].
 #[derive(Debug)]
 pub struct Query<'a> {
@@ -147,20 +164,20 @@ pub trait OracleHost: Sync {
     fn n_classes(&self) -> usize;
 
     /// Writes `q.n * n_classes` probabilities to `out`, which has exactly that many.
-    fn predict(&self, q: &Query<'_>, out: &mut [f32]) -> Result<(), Refusal>;
+    fn predict(&self, q: &Query<'_>, out: &mut [f32]) -> Answer;
 
     /// Per-row losses against `q.labels` (`loss` is declared `q.n` long) and the input
     /// gradient or word saliency (`grad`, as long as the plugin declared): see
     /// [`OracleVTable::loss_grad`]. The host checks both against the sizes it will write.
-    fn loss_grad(&self, q: &Query<'_>, loss: OutBuf<'_, f32>, grad: OutBuf<'_, f32>) -> Result<(), Refusal>;
+    fn loss_grad(&self, q: &Query<'_>, loss: OutBuf<'_, f32>, grad: OutBuf<'_, f32>) -> Answer;
 
     /// Sentence similarity of `a[i]` and `b[i]` into `out[i]`, all of one length.
-    fn similarity(&self, _a: &[&str], _b: &[&str], _out: &mut [f32]) -> Result<(), Refusal> {
+    fn similarity(&self, _a: &[&str], _b: &[&str], _out: &mut [f32]) -> Answer {
         Err(Refusal::error("no sentence encoder"))
     }
 
     /// For each word, 1 when the model reads it as itself, else 0; `out` as long as `words`.
-    fn known_words(&self, _words: &[&str], _out: &mut [u8]) -> Result<(), Refusal> {
+    fn known_words(&self, _words: &[&str], _out: &mut [u8]) -> Answer {
         Err(Refusal::error("this model has no word vocabulary"))
     }
 }
@@ -189,7 +206,7 @@ thread_local! {
 ///
 /// # Safety
 /// `ctx` must be the context of a [`vtable`] whose host is alive.
-unsafe fn guarded<H: OracleHost>(ctx: *mut c_void, f: impl FnOnce(&H) -> Result<(), Refusal>) -> Status {
+unsafe fn guarded<H: OracleHost>(ctx: *mut c_void, f: impl FnOnce(&H) -> Answer) -> Status {
     // SAFETY: the caller promises a live `H`; it is only shared (`H: Sync`).
     let host = unsafe { &*ctx.cast_const().cast::<H>() };
     let refusal = match catch_unwind(AssertUnwindSafe(|| f(host))) {
@@ -215,7 +232,7 @@ unsafe fn guarded<H: OracleHost>(ctx: *mut c_void, f: impl FnOnce(&H) -> Result<
 unsafe fn guarded_query<H: OracleHost>(
     ctx: *mut c_void,
     input: *const BatchView,
-    f: impl FnOnce(&H, &Query<'_>) -> Result<(), Refusal>,
+    f: impl FnOnce(&H, &Query<'_>) -> Answer,
 ) -> Status {
     let answer = |host: &H| {
         // SAFETY: the caller's promise for `input`.
@@ -263,10 +280,7 @@ unsafe fn strs<'a>(
 ///
 /// # Safety
 /// `input` must be null or a batch valid for the call, as documented on [`BatchView`].
-unsafe fn with_query(
-    input: *const BatchView,
-    f: impl FnOnce(&Query<'_>) -> Result<(), Refusal>,
-) -> Result<(), Refusal> {
+unsafe fn with_query(input: *const BatchView, f: impl FnOnce(&Query<'_>) -> Answer) -> Answer {
     // SAFETY: null or a batch valid for the call, as the caller promises.
     let view = unsafe { input.as_ref() }.ok_or_else(|| Refusal::error("null batch"))?;
     let (n, width) = (view.n, view.width);
@@ -416,16 +430,11 @@ mod tests {
             2
         }
 
-        fn predict(&self, _q: &Query<'_>, _out: &mut [f32]) -> Result<(), Refusal> {
+        fn predict(&self, _q: &Query<'_>, _out: &mut [f32]) -> Answer {
             panic!("the model fell over")
         }
 
-        fn loss_grad(
-            &self,
-            q: &Query<'_>,
-            loss: OutBuf<'_, f32>,
-            grad: OutBuf<'_, f32>,
-        ) -> Result<(), Refusal> {
+        fn loss_grad(&self, q: &Query<'_>, loss: OutBuf<'_, f32>, grad: OutBuf<'_, f32>) -> Answer {
             let want = q.n * q.width;
             let (Some(loss), Some(grad)) = (loss.exactly(q.n), grad.exactly(want)) else {
                 return Err(Refusal::error(format!("needs {want} gradient values")));
@@ -436,10 +445,12 @@ mod tests {
         }
     }
 
-    /// This thread's last error, as a plugin reads it.
-    fn message(v: &OracleVTable) -> String {
+    /// Checks that a call answered `status` was refused with `msg`, read back as a plugin
+    /// reads it.
+    fn refused(v: &OracleVTable, status: Status, msg: &str) {
         // SAFETY: the table's own context; the message is copied before the next call.
-        unsafe { (v.last_error)(v.ctx).to_string_lossy() }
+        let got = unsafe { (v.last_error)(v.ctx).to_string_lossy() };
+        assert_eq!((status, got.as_str()), (abi::STATUS_ERROR, msg));
     }
 
     fn dense(data: &[f32], width: usize, labels: &[u32]) -> BatchView {
@@ -461,74 +472,59 @@ mod tests {
 
     #[test]
     fn a_panicking_host_answers_with_an_error_status_and_does_not_unwind() {
-        let host = Fragile;
-        let v = vtable(&host);
-        let (data, labels) = ([0.5f32, 0.5], [1u32]);
-        let view = dense(&data, 2, &labels);
-        let mut out = [0f32; 2];
-        // SAFETY: `host` outlives the call; the batch and `out` (2 values) are live.
-        let status = unsafe { (v.predict)(v.ctx, &view, out.as_mut_ptr(), out.len()) };
-        assert_eq!(
-            (status, message(&v)),
-            (abi::STATUS_ERROR, "the host panicked while answering".to_owned())
-        );
+        let v = vtable(&Fragile);
+        let (data, labels, mut out) = ([0.5f32, 0.5], [1u32], [0f32; 2]);
+        // SAFETY: the host is a constant that outlives the call; the batch and `out` (2
+        // values) are live.
+        let status = unsafe { (v.predict)(v.ctx, &dense(&data, 2, &labels), out.as_mut_ptr(), 2) };
+        refused(&v, status, "the host panicked while answering");
     }
 
     #[test]
     fn null_and_short_buffers_are_errors_and_nothing_is_written() {
-        let host = Fragile;
-        let v = vtable(&host);
+        let v = vtable(&Fragile);
         let (data, labels) = ([0.5f32, 0.5, 0.1, 0.2], [1u32, 0]);
         let view = dense(&data, 2, &labels);
-        let mut out = [0f32; 4];
-        // SAFETY: `host` outlives the calls; `out` holds the 3 values it is said to hold.
-        let short = unsafe { (v.predict)(v.ctx, &view, out.as_mut_ptr(), 3) };
-        assert_eq!(
-            (short, message(&v)),
-            (abi::STATUS_ERROR, "predict needs an output of 4 values, got 3".to_owned())
-        );
-        // SAFETY: a null output is refused before anything is written.
-        let null = unsafe { (v.predict)(v.ctx, &view, std::ptr::null_mut(), 4) };
-        assert_eq!(null, abi::STATUS_ERROR);
-        // SAFETY: a null batch is refused before anything is read.
-        let no_batch = unsafe { (v.predict)(v.ctx, std::ptr::null(), out.as_mut_ptr(), 4) };
-        assert_eq!((no_batch, message(&v)), (abi::STATUS_ERROR, "null batch".to_owned()));
-
-        let (mut loss, mut grad) = ([0f32; 2], [0f32; 4]);
-        // SAFETY: `loss` holds n = 2 values and `grad` the 3 it is said to hold.
-        let short = unsafe { (v.loss_grad)(v.ctx, &view, loss.as_mut_ptr(), grad.as_mut_ptr(), 3) };
-        assert_eq!((short, message(&v)), (abi::STATUS_ERROR, "needs 4 gradient values".to_owned()));
-        assert_eq!((loss, grad), ([0.0; 2], [0.0; 4]), "nothing written");
-        // SAFETY: as above; a null gradient is refused by the host's size check.
-        let null = unsafe { (v.loss_grad)(v.ctx, &view, loss.as_mut_ptr(), std::ptr::null_mut(), 4) };
-        assert_eq!(null, abi::STATUS_ERROR);
+        let (mut out, mut loss, mut grad) = ([0f32; 4], [0f32; 2], [0f32; 4]);
+        // SAFETY: the host outlives this call and those below, and every non-null buffer
+        // holds as many values as it is said to: `out` 3 or 4, `loss` n = 2, `grad` 3 or 4.
+        let status = unsafe { (v.predict)(v.ctx, &view, out.as_mut_ptr(), 3) };
+        refused(&v, status, "predict needs an output of 4 values, got 3");
+        // SAFETY: as above.
+        let status = unsafe { (v.predict)(v.ctx, &view, std::ptr::null_mut(), 4) };
+        refused(&v, status, "predict needs an output of 4 values, got 4");
+        // SAFETY: as above.
+        let status = unsafe { (v.predict)(v.ctx, std::ptr::null(), out.as_mut_ptr(), 4) };
+        refused(&v, status, "null batch");
+        // SAFETY: as above.
+        let status = unsafe { (v.loss_grad)(v.ctx, &view, loss.as_mut_ptr(), grad.as_mut_ptr(), 3) };
+        refused(&v, status, "needs 4 gradient values");
+        // SAFETY: as above.
+        let status = unsafe { (v.loss_grad)(v.ctx, &view, loss.as_mut_ptr(), std::ptr::null_mut(), 4) };
+        refused(&v, status, "needs 4 gradient values");
         let no_labels = BatchView { labels: std::ptr::null(), ..view };
-        // SAFETY: as above, at the full size.
+        // SAFETY: as above.
         let status = unsafe { (v.loss_grad)(v.ctx, &no_labels, loss.as_mut_ptr(), grad.as_mut_ptr(), 4) };
-        assert_eq!((status, message(&v)), (abi::STATUS_ERROR, "loss_grad needs labels".to_owned()));
-        // SAFETY: as above, at the full size.
-        let ok = unsafe { (v.loss_grad)(v.ctx, &view, loss.as_mut_ptr(), grad.as_mut_ptr(), 4) };
-        assert_eq!((ok, loss, grad), (abi::STATUS_OK, [1.0; 2], [2.0; 4]));
+        refused(&v, status, "loss_grad needs labels");
+        // SAFETY: as above.
+        let status = unsafe { (v.known_words)(v.ctx, std::ptr::null(), 2, std::ptr::null_mut()) };
+        refused(&v, status, "known_words called with a null pointer");
+        assert_eq!((out, loss, grad), ([0.0; 4], [0.0; 2], [0.0; 4]), "nothing written");
 
-        // SAFETY: null lists of words are refused before anything is read.
-        let words = unsafe { (v.known_words)(v.ctx, std::ptr::null(), 2, std::ptr::null_mut()) };
-        assert_eq!(
-            (words, message(&v)),
-            (abi::STATUS_ERROR, "known_words called with a null pointer".to_owned())
-        );
+        // SAFETY: as above, at the full sizes.
+        let status = unsafe { (v.loss_grad)(v.ctx, &view, loss.as_mut_ptr(), grad.as_mut_ptr(), 4) };
+        assert_eq!((status, loss, grad), (abi::STATUS_OK, [1.0; 2], [2.0; 4]));
     }
 
     #[test]
     fn text_that_is_not_utf8_is_refused_with_the_place_it_was_found() {
-        let host = Fragile;
-        let v = vtable(&host);
+        let v = vtable(&Fragile);
         let bad = [b'o', 0xff];
         let (a, b) = ([StrRef { ptr: bad.as_ptr(), len: bad.len() }], [StrRef::from_static("ok")]);
         let mut out = [0f32; 1];
-        // SAFETY: `host` outlives the call; one string in each list (`len` live bytes) and
+        // SAFETY: the host outlives the call; one string in each list (`len` live bytes) and
         // one output value.
         let status = unsafe { (v.similarity)(v.ctx, a.as_ptr(), b.as_ptr(), 1, out.as_mut_ptr()) };
-        assert_eq!(status, abi::STATUS_ERROR);
-        assert!(message(&v).starts_with("a sentence: invalid utf-8"), "{}", message(&v));
+        refused(&v, status, "a sentence: invalid utf-8 sequence of 1 bytes from index 1");
     }
 }

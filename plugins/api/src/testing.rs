@@ -12,7 +12,7 @@ use crate::abi::{self, BatchOut, BatchView, FeatureSpec, Modality, StrRef};
 use crate::column::Column;
 use crate::constraints::TabularConstraints;
 use crate::export::attack_decl;
-use crate::host::{self, OracleHost, OutBuf, Query, Refusal};
+use crate::host::{self, Answer, OracleHost, OutBuf, Query, Refusal, copy_answer};
 use crate::judge::{self, Verdict, WordLists};
 use crate::ledger::Ledger;
 use crate::safe::{Attack, Input, Perturbed, PluginError, slice};
@@ -124,7 +124,7 @@ struct Host<'m> {
 
 impl Host<'_> {
     /// Counts the call's rows per example with the host's own ledger.
-    fn charge(&self, q: &Query<'_>) -> Result<(), Refusal> {
+    fn charge(&self, q: &Query<'_>) -> Answer {
         Ok(self.queries.lock().unwrap_or_else(|e| e.into_inner()).charge(q.n, q.example_ids)?)
     }
 }
@@ -134,21 +134,13 @@ impl OracleHost for Host<'_> {
         self.model.n_classes()
     }
 
-    fn predict(&self, q: &Query<'_>, out: &mut [f32]) -> Result<(), Refusal> {
+    fn predict(&self, q: &Query<'_>, out: &mut [f32]) -> Answer {
         self.charge(q)?;
         let probs = self.model.predict(q.input()?);
-        if probs.len() != out.len() {
-            return Err(Refusal::error(format!(
-                "test model gave {} probabilities, wanted {}",
-                probs.len(),
-                out.len()
-            )));
-        }
-        out.copy_from_slice(&probs);
-        Ok(())
+        copy_answer(out, &probs, |got, want| format!("test model gave {got} probabilities, wanted {want}"))
     }
 
-    fn loss_grad(&self, q: &Query<'_>, loss: OutBuf<'_, f32>, grad: OutBuf<'_, f32>) -> Result<(), Refusal> {
+    fn loss_grad(&self, q: &Query<'_>, loss: OutBuf<'_, f32>, grad: OutBuf<'_, f32>) -> Answer {
         self.charge(q)?;
         let (l, g) = self.model.loss_grad(q.input()?, q.labels);
         let (Some(loss), Some(grad)) =
@@ -165,14 +157,14 @@ impl OracleHost for Host<'_> {
         Ok(())
     }
 
-    fn similarity(&self, a: &[&str], b: &[&str], out: &mut [f32]) -> Result<(), Refusal> {
+    fn similarity(&self, a: &[&str], b: &[&str], out: &mut [f32]) -> Answer {
         for ((a, b), o) in a.iter().zip(b).zip(out) {
             *o = self.model.similarity(a, b).ok_or_else(|| Refusal::error("no sentence encoder"))?;
         }
         Ok(())
     }
 
-    fn known_words(&self, words: &[&str], out: &mut [u8]) -> Result<(), Refusal> {
+    fn known_words(&self, words: &[&str], out: &mut [u8]) -> Answer {
         for (w, o) in words.iter().zip(out) {
             let known =
                 self.model.knows(w).ok_or_else(|| Refusal::error("this model has no word vocabulary"))?;
