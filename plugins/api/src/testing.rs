@@ -1,9 +1,11 @@
 //! Test an attack without the engine: [`run`] drives it through the same `extern "C"`
 //! entry points the engine calls (params as JSON bytes, `catch_unwind`, the oracle vtable),
-//! against a model you write in plain Rust, counts queries per example the way the host
-//! does (cap included), refuses output of the wrong shape or with non-finite values as
-//! the host does, and judges every returned example with the host's own rules
-//! ([`crate::judge`]) against the threat model the attack declares.
+//! against a model you write in plain Rust. The oracle's C side is the engine's own
+//! ([`crate::host`]), so a malformed call is refused as the engine refuses it. Queries are
+//! counted per example the way the host counts them (cap included), output of the wrong
+//! shape or with non-finite values is refused as the host refuses it, and every returned
+//! example is judged with the host's own rules ([`crate::judge`]) against the threat model
+//! the attack declares.
 
 use std::ffi::c_void;
 use std::sync::Mutex;
