@@ -42,7 +42,8 @@
 //! }
 //! ```
 //!
-//! The C ABI underneath lives in [`abi`]; nothing in a plugin needs to touch it.
+//! The C ABI underneath lives in [`abi`]; nothing in a plugin needs to touch it. Hosts (the
+//! engine, and the test harness in [`testing`]) answer the oracle through [`host`].
 
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
@@ -52,6 +53,7 @@ mod constraints;
 mod error;
 #[doc(hidden)]
 pub mod export;
+pub mod host;
 pub mod judge;
 pub mod ledger;
 pub mod lexicon;

@@ -496,9 +496,12 @@ impl<'a> Oracle<'a> {
     }
 }
 
+/// `len` values at `ptr`; none for a null or empty one (`from_raw_parts` wants a non-null
+/// pointer even for zero values).
+///
 /// # Safety
 /// `ptr` must be null or point to `len` valid `T`s for `'a`.
-unsafe fn slice<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
+pub(crate) unsafe fn slice<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
     if ptr.is_null() || len == 0 {
         &[]
     } else {

@@ -1,21 +1,23 @@
 //! Test an attack without the engine: [`run`] drives it through the same `extern "C"`
 //! entry points the engine calls (params as JSON bytes, `catch_unwind`, the oracle vtable),
-//! against a model you write in plain Rust, counts queries per example the way the host
-//! does (cap included), refuses output of the wrong shape or with non-finite values as
-//! the host does, and judges every returned example with the host's own rules
-//! ([`crate::judge`]) against the threat model the attack declares.
+//! against a model you write in plain Rust. The oracle's C side is the engine's own
+//! ([`crate::host`]), so a malformed call is refused as the engine refuses it. Queries are
+//! counted per example the way the host counts them (cap included), output of the wrong
+//! shape or with non-finite values is refused as the host refuses it, and every returned
+//! example is judged with the host's own rules ([`crate::judge`]) against the threat model
+//! the attack declares.
 
-use std::cell::RefCell;
 use std::ffi::c_void;
 use std::sync::Mutex;
 
-use crate::abi::{self, BatchOut, BatchView, FeatureSpec, Modality, OracleVTable, StrRef};
+use crate::abi::{self, BatchOut, BatchView, FeatureSpec, Modality, StrRef};
 use crate::column::Column;
 use crate::constraints::TabularConstraints;
 use crate::export::attack_decl;
+use crate::host::{self, Answer, OracleHost, OutBuf, Query, Refusal, copy_answer};
 use crate::judge::{self, Verdict, WordLists};
-use crate::ledger::{Ledger, Refused};
-use crate::safe::{Attack, Input, Perturbed, PluginError};
+use crate::ledger::Ledger;
+use crate::safe::{Attack, Input, Perturbed, PluginError, slice};
 use crate::threat::ThreatModel;
 
 /// A model for tests: probabilities and loss gradients over plain slices.
@@ -116,200 +118,62 @@ impl TestOutcome {
     }
 }
 
-struct Ctx<'m> {
+/// The harness's side of the oracle: `model`, with the host's query ledger.
+struct Host<'m> {
     model: &'m dyn TestModel,
     queries: Mutex<Ledger>,
 }
 
-thread_local! {
-    /// The message of this thread's last failed call: per thread, as the ABI promises.
-    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
-}
-
-fn set_error(msg: String) {
-    LAST_ERROR.with(|e| *e.borrow_mut() = msg);
-}
-
-/// `len` values at `ptr`, or none for a null or empty one (`from_raw_parts` wants a
-/// non-null pointer even for zero values).
-///
-/// # Safety
-/// A non-null `ptr` must point to `len` valid values for `'a`.
-unsafe fn slice<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
-    if ptr.is_null() || len == 0 {
-        &[]
-    } else {
-        // SAFETY: non-null, and the caller promises `len` values.
-        unsafe { std::slice::from_raw_parts(ptr, len) }
+impl Host<'_> {
+    /// Counts the call's rows per example with the host's own ledger.
+    fn charge(&self, q: &Query<'_>) -> Answer {
+        Ok(self.queries.lock().unwrap_or_else(|e| e.into_inner()).charge(q.n, q.example_ids)?)
     }
 }
 
-/// # Safety
-/// A non-null `ptr` must point to `len` writable values for `'a`.
-unsafe fn slice_mut<'a, T>(ptr: *mut T, len: usize) -> &'a mut [T] {
-    if ptr.is_null() || len == 0 {
-        &mut []
-    } else {
-        // SAFETY: non-null, and the caller promises `len` writable values.
-        unsafe { std::slice::from_raw_parts_mut(ptr, len) }
+impl OracleHost for Host<'_> {
+    fn n_classes(&self) -> usize {
+        self.model.n_classes()
     }
-}
 
-/// # Safety
-/// `view` must be a valid [`BatchView`].
-unsafe fn input_of<'a>(view: &'a BatchView, texts: &'a mut Vec<&'a str>) -> Input<'a> {
-    if view.modality == Modality::Text as u32 {
-        // SAFETY: a valid text view holds `n` strings.
-        for r in unsafe { slice(view.texts, view.n) } {
-            // SAFETY: each string of a valid view is `len` live bytes.
-            texts.push(std::str::from_utf8(unsafe { r.as_bytes() }).unwrap_or(""));
+    fn predict(&self, q: &Query<'_>, out: &mut [f32]) -> Answer {
+        self.charge(q)?;
+        let probs = self.model.predict(q.input()?);
+        copy_answer(out, &probs, |got, want| format!("test model gave {got} probabilities, wanted {want}"))
+    }
+
+    fn loss_grad(&self, q: &Query<'_>, loss: OutBuf<'_, f32>, grad: OutBuf<'_, f32>) -> Answer {
+        self.charge(q)?;
+        let (l, g) = self.model.loss_grad(q.input()?, q.labels);
+        let (Some(loss), Some(grad)) =
+            (loss.exactly(l.len()).filter(|_| l.len() == q.n), grad.exactly(g.len()))
+        else {
+            return Err(Refusal::error(format!(
+                "test model gave {} losses / {} gradients",
+                l.len(),
+                g.len()
+            )));
+        };
+        loss.copy_from_slice(&l);
+        grad.copy_from_slice(&g);
+        Ok(())
+    }
+
+    fn similarity(&self, a: &[&str], b: &[&str], out: &mut [f32]) -> Answer {
+        for ((a, b), o) in a.iter().zip(b).zip(out) {
+            *o = self.model.similarity(a, b).ok_or_else(|| Refusal::error("no sentence encoder"))?;
         }
-        Input::Text(texts)
-    } else {
-        // SAFETY: a valid dense view holds `n * width` values.
-        let data = unsafe { slice(view.data, view.n * view.width) };
-        Input::Dense { data, width: view.width }
+        Ok(())
     }
-}
 
-/// Counts the call's rows per example with the host's own ledger.
-///
-/// # Safety
-/// `view` must be a valid [`BatchView`].
-unsafe fn count(ctx: &Ctx<'_>, view: &BatchView) -> Result<(), abi::Status> {
-    // SAFETY: a non-null `example_ids` of a valid view holds `n` ids.
-    let ids = unsafe { slice(view.example_ids, view.n) };
-    ctx.queries.lock().unwrap_or_else(|e| e.into_inner()).charge(view.n, ids).map_err(|e| {
-        set_error(e.to_string());
-        match e {
-            Refused::Budget(_) => abi::STATUS_QUERY_BUDGET,
-            Refused::BadId(_) => abi::STATUS_ERROR,
+    fn known_words(&self, words: &[&str], out: &mut [u8]) -> Answer {
+        for (w, o) in words.iter().zip(out) {
+            let known =
+                self.model.knows(w).ok_or_else(|| Refusal::error("this model has no word vocabulary"))?;
+            *o = u8::from(known);
         }
-    })
-}
-
-/// # Safety
-/// The ABI's `predict`, with `ctx` a `Ctx` from [`run`].
-unsafe extern "C" fn predict(
-    ctx: *mut c_void,
-    input: *const BatchView,
-    out: *mut f32,
-    out_len: usize,
-) -> abi::Status {
-    // SAFETY: `run` passes its own live `Ctx`.
-    let ctx = unsafe { &*ctx.cast::<Ctx<'_>>() };
-    // SAFETY: the plugin passes a batch valid for the call.
-    let view = unsafe { &*input };
-    // SAFETY: as above.
-    if let Err(status) = unsafe { count(ctx, view) } {
-        return status;
+        Ok(())
     }
-    let mut texts = Vec::new();
-    // SAFETY: as above.
-    let probs = ctx.model.predict(unsafe { input_of(view, &mut texts) });
-    if probs.len() != out_len || probs.len() != view.n * ctx.model.n_classes() {
-        set_error(format!("test model gave {} probabilities, wanted {out_len}", probs.len()));
-        return abi::STATUS_ERROR;
-    }
-    // SAFETY: the plugin gives `out_len` writable values.
-    unsafe { slice_mut(out, out_len) }.copy_from_slice(&probs);
-    abi::STATUS_OK
-}
-
-/// # Safety
-/// The ABI's `loss_grad`, with `ctx` a `Ctx` from [`run`].
-unsafe extern "C" fn loss_grad(
-    ctx: *mut c_void,
-    input: *const BatchView,
-    loss: *mut f32,
-    grad: *mut f32,
-    grad_len: usize,
-) -> abi::Status {
-    // SAFETY: `run` passes its own live `Ctx`.
-    let ctx = unsafe { &*ctx.cast::<Ctx<'_>>() };
-    // SAFETY: the plugin passes a batch valid for the call.
-    let view = unsafe { &*input };
-    // SAFETY: as above.
-    if let Err(status) = unsafe { count(ctx, view) } {
-        return status;
-    }
-    // SAFETY: as above: `n` labels.
-    let labels = unsafe { slice(view.labels, view.n) };
-    let mut texts = Vec::new();
-    // SAFETY: as above.
-    let (l, g) = ctx.model.loss_grad(unsafe { input_of(view, &mut texts) }, labels);
-    if l.len() != view.n || g.len() != grad_len {
-        set_error(format!("test model gave {} losses / {} gradients", l.len(), g.len()));
-        return abi::STATUS_ERROR;
-    }
-    // SAFETY: the plugin gives `n` losses and `grad_len` gradient values, writable.
-    unsafe { slice_mut(loss, view.n) }.copy_from_slice(&l);
-    // SAFETY: as above.
-    unsafe { slice_mut(grad, grad_len) }.copy_from_slice(&g);
-    abi::STATUS_OK
-}
-
-/// # Safety
-/// The ABI's `similarity`, with `ctx` a `Ctx` from [`run`].
-unsafe extern "C" fn similarity(
-    ctx: *mut c_void,
-    a: *const StrRef,
-    b: *const StrRef,
-    n: usize,
-    out: *mut f32,
-) -> abi::Status {
-    // SAFETY: `run` passes its own live `Ctx`.
-    let ctx = unsafe { &*ctx.cast::<Ctx<'_>>() };
-    // SAFETY: the plugin passes `n` strings in each list and `n` writable outputs.
-    let (a, b, out) = unsafe { (slice(a, n), slice(b, n), slice_mut(out, n)) };
-    for i in 0..n {
-        // SAFETY: each string is `len` live bytes.
-        let (sa, sb) = unsafe { (a[i].to_string_lossy(), b[i].to_string_lossy()) };
-        match ctx.model.similarity(&sa, &sb) {
-            Some(s) => out[i] = s,
-            None => {
-                set_error("no sentence encoder".into());
-                return abi::STATUS_ERROR;
-            }
-        }
-    }
-    abi::STATUS_OK
-}
-
-/// # Safety
-/// The ABI's `known_words`, with `ctx` a `Ctx` from [`run`].
-unsafe extern "C" fn known_words(
-    ctx: *mut c_void,
-    words: *const StrRef,
-    n: usize,
-    out: *mut u8,
-) -> abi::Status {
-    // SAFETY: `run` passes its own live `Ctx`.
-    let ctx = unsafe { &*ctx.cast::<Ctx<'_>>() };
-    // SAFETY: the plugin passes `n` strings and `n` writable outputs.
-    let (words, out) = unsafe { (slice(words, n), slice_mut(out, n)) };
-    for (w, o) in words.iter().zip(out) {
-        // SAFETY: each string is `len` live bytes.
-        match ctx.model.knows(&unsafe { w.to_string_lossy() }) {
-            Some(k) => *o = u8::from(k),
-            None => {
-                set_error("this model has no word vocabulary".into());
-                return abi::STATUS_ERROR;
-            }
-        }
-    }
-    abi::STATUS_OK
-}
-
-/// # Safety
-/// None beyond the ABI's: the context is not touched (the message is per thread).
-unsafe extern "C" fn last_error(_ctx: *mut c_void) -> StrRef {
-    // The String lives in this thread's slot and is replaced only by the next failing call
-    // on this thread, after the plugin has copied it.
-    LAST_ERROR.with(|e| {
-        let e = e.borrow();
-        StrRef { ptr: e.as_ptr(), len: e.len() }
-    })
 }
 
 /// Creates attack `A` from JSON `params` and perturbs `batch` against `model`, through the
@@ -388,24 +252,16 @@ pub fn run_judged<A: Attack>(
         query_budget: batch.query_budget.unwrap_or(abi::NO_QUERY_BUDGET),
         constraints: StrRef::new(&constraints),
     };
-    let ctx = Ctx { model, queries: Mutex::new(Ledger::new(batch.labels.len(), batch.query_budget)) };
-    let oracle = OracleVTable {
-        ctx: (&ctx as *const Ctx<'_>).cast_mut().cast(),
-        n_classes: model.n_classes(),
-        predict,
-        loss_grad,
-        similarity,
-        last_error,
-        known_words,
-    };
+    let host = Host { model, queries: Mutex::new(Ledger::new(batch.labels.len(), batch.query_budget)) };
+    let oracle = host::vtable(&host);
     let mut out = BatchOut::empty();
-    // SAFETY: the state is live; the batch, the oracle (and its `Ctx`) and `out` outlive the
+    // SAFETY: the state is live; the batch, the oracle (and its `host`) and `out` outlive the
     // call.
     let status = unsafe { (decl.perturb)(state, &view, &oracle, &mut out) };
     let result = if status == abi::STATUS_OK {
         // SAFETY: a successful `perturb` wrote these, alive until released.
         unsafe { read_output(batch, &out) }.map(|perturbed| {
-            let queries = ctx.queries.into_inner().unwrap_or_else(|e| e.into_inner()).into_counts();
+            let queries = host.queries.into_inner().unwrap_or_else(|e| e.into_inner()).into_counts();
             let verdicts = judge_all(batch, &perturbed, &queries, &threat, model);
             TestOutcome { perturbed, queries, threat, verdicts }
         })
