@@ -216,7 +216,7 @@ fn bad_rows_are_errors_naming_the_row() {
     let at = bytes.windows(2).position(|w| w == "é".as_bytes()).unwrap();
     bytes.splice(at..at + 2, [0xE9]);
     let e = data_err("text-utf8", &bytes);
-    assert!(e.contains("row 9 (line 10): column `text` is not valid UTF-8"), "{e}");
+    assert!(e.contains("row 9 (line 10), column \"text\": not valid UTF-8"), "{e}");
 }
 
 #[test]

@@ -3,11 +3,11 @@
 
 pub mod audio;
 pub mod stratify;
+pub mod table;
 pub mod tabular;
 pub mod text;
 
 use std::fs::{File, FileType, Metadata};
-use std::io::Read;
 use std::path::Path;
 
 #[cfg(test)]
@@ -15,7 +15,7 @@ pub(crate) use tempered_nn::examples::stored;
 pub use tempered_nn::examples::{Dataset, Examples, ExamplesRef, Labelled};
 pub use tempered_nn::rows::{self, RowFile, RowWriter};
 
-use crate::{Error, Result};
+use crate::Error;
 
 /// What kind of file system entry `t` is, for "not a regular file (a FIFO)".
 pub fn file_kind(t: &FileType) -> &'static str {
@@ -97,14 +97,6 @@ pub fn shown(text: &str) -> String {
     }
     let head: String = text.chars().take(SHOWN_CHARS).collect();
     format!("{head:?}… ({n} characters)")
-}
-
-pub fn read_regular_file(path: &Path) -> Result<Vec<u8>> {
-    let (mut file, meta) = open_regular(path).map_err(|e| e.at(path))?;
-    // The size is only a hint: the file may change between the two calls.
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).min(1 << 30));
-    file.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
-    Ok(bytes)
 }
 
 #[cfg(all(test, unix))]

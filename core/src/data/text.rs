@@ -5,7 +5,7 @@
 //!
 //! ```toml
 //! [data]
-//! path = "data/mr/mr.csv"        # .csv (comma) or .tsv (tab), by extension; relative to the repository
+//! path = "data/mr/mr.csv"        # .csv (comma), .tsv (tab) or .parquet; relative to the repository
 //! label = "label"                # the label column (default "label")
 //! text = "text"                  # the text column (default "text")
 //! classes = ["0", "1"]           # label values, in class order (default: the values found, sorted)
@@ -15,13 +15,15 @@
 //!
 //! # Reading
 //!
-//! The file is RFC 4180: a header row, one record per line (LF or CRLF), a field may be
-//! double-quoted and then holds separators, quotes (written `""`) and line breaks. It must
-//! be UTF-8, and a regular file. Every row must have as many fields as the header, and the
-//! label and text columns must each be named once. A row whose text is empty (or only
-//! whitespace), whose label is empty or not one of `classes`, or that is not valid UTF-8 is
-//! an error naming the file, the data row (row 1 is the first row after the header) and its
-//! line. The text is kept as it is; models and attacks split it into words at whitespace.
+//! A `.parquet` file is read as such; anything else is CSV, read like every CSV file the
+//! engine reads (see [`crate::data::table`]): RFC 4180, a header row, one record per line (LF
+//! or CRLF), a field may be double-quoted and then holds separators, quotes (written `""`) and
+//! line breaks; a `"` inside an unquoted field is refused. It must be UTF-8 and a regular
+//! file; every row has as many fields as the header, and no two columns share a name. A blank
+//! line holds no row. A row whose text is empty (or only whitespace), or whose label is empty
+//! or not one of `classes`, is an error naming the file, the data row (row 1 is the first row
+//! after the header) and its line. The text is kept as it is; models and attacks split it into
+//! words at whitespace.
 //!
 //! # Split
 //!
@@ -44,6 +46,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::stratify;
+use super::table::{Format, Table, format_of};
 use crate::error::Invalid;
 use crate::{Error, Result};
 
@@ -51,7 +54,7 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TextDataConfig {
-    /// A `.csv` or `.tsv` file, relative to the pipeline's base dir.
+    /// A `.csv`, `.tsv` or `.parquet` file, relative to the pipeline's base dir.
     pub path: PathBuf,
     /// The label column.
     #[serde(default = "defaults::label")]
@@ -182,85 +185,6 @@ pub struct TextData {
     pub test: Split,
 }
 
-/// One record of the file: its fields and the line it starts on.
-struct Record {
-    fields: Vec<Vec<u8>>,
-    line: usize,
-}
-
-/// Splits RFC 4180 bytes into records. Errors name the line.
-///
-/// Not polars, as tables are read: polars has no line of a record to name (a quoted field
-/// may hold line breaks), reads a blank line as a row of nulls, fills a short row with
-/// nulls instead of refusing it, refuses a `"` inside an unquoted field and a byte that is
-/// not UTF-8 in any column, and `tabular::Table` reads neither TSV nor another delimiter.
-fn records(bytes: &[u8], delim: u8) -> std::result::Result<Vec<Record>, Invalid> {
-    let mut out = Vec::new();
-    let (mut i, mut line) = (0usize, 1usize);
-    let n = bytes.len();
-    while i < n {
-        let start_line = line;
-        let mut fields = Vec::new();
-        loop {
-            let mut field = Vec::new();
-            if i < n && bytes[i] == b'"' {
-                i += 1;
-                loop {
-                    if i >= n {
-                        return Err(format!("line {start_line}: a quoted field is never closed").into());
-                    }
-                    match bytes[i] {
-                        b'"' if bytes.get(i + 1) == Some(&b'"') => {
-                            field.push(b'"');
-                            i += 2;
-                        }
-                        b'"' => {
-                            i += 1;
-                            break;
-                        }
-                        b => {
-                            if b == b'\n' {
-                                line += 1;
-                            }
-                            field.push(b);
-                            i += 1;
-                        }
-                    }
-                }
-                if i < n && !matches!(bytes[i], b'\n' | b'\r') && bytes[i] != delim {
-                    return Err(format!("line {line}: unexpected text after a closing quote").into());
-                }
-            } else {
-                while i < n && bytes[i] != delim && bytes[i] != b'\n' {
-                    field.push(bytes[i]);
-                    i += 1;
-                }
-                if field.last() == Some(&b'\r') && (i >= n || bytes[i] == b'\n') {
-                    field.pop();
-                }
-            }
-            fields.push(field);
-            if i < n && bytes[i] == delim {
-                i += 1;
-                continue;
-            }
-            if i < n && bytes[i] == b'\r' {
-                i += 1;
-            }
-            if i < n && bytes[i] == b'\n' {
-                i += 1;
-                line += 1;
-            }
-            break;
-        }
-        // A blank line (one empty field) is not a record.
-        if !(fields.len() == 1 && fields[0].is_empty()) {
-            out.push(Record { fields, line: start_line });
-        }
-    }
-    Ok(out)
-}
-
 /// Integers sort as numbers, anything else as text.
 fn sort_labels(labels: &mut [String]) {
     if labels.iter().all(|l| l.parse::<i64>().is_ok()) {
@@ -270,67 +194,51 @@ fn sort_labels(labels: &mut [String]) {
     }
 }
 
+/// The file as a table: Parquet by its extension, else CSV with the configured delimiter.
+fn read_table(cfg: &TextDataConfig, path: &Path) -> Result<Table> {
+    match format_of(path) {
+        Some(Format::Parquet) => Table::read(path),
+        _ => Table::read_csv(path, cfg.delimiter_byte()),
+    }
+}
+
 /// Reads and splits the data set. `seed` makes the split reproducible.
 pub fn load(cfg: &TextDataConfig, base_dir: &Path, seed: u64) -> Result<TextData> {
     let path = if cfg.path.is_absolute() { cfg.path.clone() } else { base_dir.join(&cfg.path) };
-    let bytes = super::read_regular_file(&path)?;
     let bad = |msg: String| Error::data(&path, msg);
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-    let mut recs = records(bytes, cfg.delimiter_byte()).map_err(|e| bad(e.into()))?.into_iter();
-    let header = recs.next().ok_or_else(|| bad("the file is empty (no header row)".into()))?;
-    let names: Vec<String> =
-        header.fields.iter().map(|f| String::from_utf8_lossy(f).trim().to_owned()).collect();
+    let table = read_table(cfg, &path)?;
+    let names = table.column_names();
+    // Names are matched trimmed: a header written `label, text` names `text`.
     let col = |name: &str| {
-        names.iter().position(|n| n == name).ok_or_else(|| {
+        let mut found = names.iter().enumerate().filter(|(_, n)| n.trim() == name);
+        let (first, column) = found.next().ok_or_else(|| {
             bad(format!(
                 "no column `{name}`; the header has {}",
-                names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                names.iter().map(|n| format!("`{}`", n.trim())).collect::<Vec<_>>().join(", ")
             ))
-        })
-    };
-    let (label_col, text_col) = (col(&cfg.label)?, col(&cfg.text)?);
-    // A second column of the same name would be silently ignored.
-    for (name, first) in [(&cfg.label, label_col), (&cfg.text, text_col)] {
-        if let Some(again) = names.iter().skip(first + 1).position(|n| n == name) {
+        })?;
+        if let Some((again, _)) = found.next() {
             return Err(bad(format!(
                 "header (line 1): columns {} and {} are both named `{name}`",
                 first + 1,
-                first + again + 2
+                again + 1
             )));
         }
-    }
+        Ok(column.as_str())
+    };
+    let (labels, texts) = (table.texts(col(&cfg.label)?)?, table.strings(col(&cfg.text)?)?);
 
-    let mut rows: Vec<(String, String, usize, usize)> = Vec::new();
-    for (k, rec) in recs.enumerate() {
-        let row = k + 1;
-        let at = format!("row {row} (line {})", rec.line);
-        if rec.fields.len() != names.len() {
-            return Err(bad(format!(
-                "{at}: {} fields, but the header has {}",
-                rec.fields.len(),
-                names.len()
-            )));
-        }
-        let field = |c: usize, name: &str| {
-            String::from_utf8(rec.fields[c].clone()).map_err(|e| {
-                bad(format!(
-                    "{at}: column `{name}` is not valid UTF-8 (byte {})",
-                    e.utf8_error().valid_up_to()
-                ))
-            })
-        };
-        let label = field(label_col, &cfg.label)?.trim().to_owned();
-        let text = field(text_col, &cfg.text)?;
-        if label.is_empty() {
+    // (label, text, data row, where it is: `row 3 (line 4)`)
+    let mut rows: Vec<(String, String, usize, String)> = Vec::with_capacity(texts.len());
+    for (i, (label, text)) in labels.into_iter().zip(texts).enumerate() {
+        let at = table.at(i);
+        let Some(label) = label else {
             return Err(bad(format!("{at}: the label (`{}`) is empty", cfg.label)));
-        }
-        if text.trim().is_empty() {
+        };
+        let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
             return Err(bad(format!("{at}: the text (`{}`) is missing", cfg.text)));
-        }
-        rows.push((label, text, row, rec.line));
-    }
-    if rows.is_empty() {
-        return Err(bad("the file has a header but no rows".into()));
+        };
+        rows.push((label, text, i + 1, at));
     }
 
     let classes = match &cfg.classes {
@@ -347,10 +255,10 @@ pub fn load(cfg: &TextDataConfig, base_dir: &Path, seed: u64) -> Result<TextData
     }
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes.len()];
     let mut y_all = Vec::with_capacity(rows.len());
-    for (i, (label, _, row, line)) in rows.iter().enumerate() {
+    for (i, (label, _, _, at)) in rows.iter().enumerate() {
         let c = classes.iter().position(|c| c == label).ok_or_else(|| {
             bad(format!(
-                "row {row} (line {line}): unknown label `{label}` in column `{}` (classes: {})",
+                "{at}: unknown label `{label}` in column `{}` (classes: {})",
                 cfg.label,
                 classes.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
             ))
@@ -469,14 +377,60 @@ mod tests {
         e
     }
 
+    /// Every row's text, in file order.
+    fn all_texts(d: &TextData) -> Vec<String> {
+        let mut rows: Vec<(usize, &String)> = [&d.train, &d.validation, &d.test]
+            .into_iter()
+            .flat_map(|s| s.rows.iter().copied().zip(&s.texts))
+            .collect();
+        rows.sort();
+        rows.into_iter().map(|(_, t)| t.clone()).collect()
+    }
+
     #[test]
-    fn quoted_fields_crlf_and_tsv_are_read() {
-        let recs = records(b"a,b\r\n1,\"x, \"\"y\"\"\nz\"\r\n\n2,w\n", b',').unwrap();
-        assert_eq!(recs.len(), 3);
-        assert_eq!(recs[1].fields, [b"1".to_vec(), b"x, \"y\"\nz".to_vec()]);
-        assert_eq!((recs[1].line, recs[2].line), (2, 5));
-        let recs = records(b"label\ttext\n1\ta , b\n", b'\t').unwrap();
-        assert_eq!(recs[1].fields[1], b"a , b");
+    fn quoted_fields_crlf_tsv_and_parquet_are_read() {
+        // Three rows a class: one each for train, validation and test.
+        let small = |p: &Path| TextDataConfig {
+            split: TextSplit { validation: 0.34, test: 0.34, test_last_per_class: None },
+            ..cfg(p)
+        };
+        let d = dir("quoted");
+        let p = d.join("d.csv");
+        std::fs::write(&p, b"label,text\r\n1,\"x, \"\"y\"\"\nz\"\r\n\n0,w\n1,v\n0,u\n1,t\n0,s\n").unwrap();
+        let a = load(&small(&p), Path::new("/"), 1).unwrap();
+        assert_eq!(all_texts(&a), ["x, \"y\"\nz", "w", "v", "u", "t", "s"], "quotes, a line break, CRLF");
+        assert_eq!(
+            a.test.rows.len() + a.validation.rows.len() + a.train.rows.len(),
+            6,
+            "a blank line is no row"
+        );
+        let p = d.join("d.tsv");
+        std::fs::write(&p, "label\ttext\n1\ta , b\n0\t c \n1\td\n0\te\n1\tf\n0\tg\n").unwrap();
+        let a = load(&small(&p), Path::new("/"), 1).unwrap();
+        assert_eq!(
+            all_texts(&a),
+            ["a , b", " c ", "d", "e", "f", "g"],
+            "a tab file by its extension; text as written"
+        );
+        let e = err("tsv-quote", b"label\ttext\n1\tsay \"hi\"\n0\tb\n", |c| c.delimiter = Some("\t".into()));
+        assert!(e.contains("row 1 (line 2), column \"text\": a quote inside an unquoted field"), "{e}");
+
+        let p = d.join("d.parquet");
+        let mut df =
+            polars::df!("label" => [1i64, 0, 1, 0, 1, 0], "text" => ["a b", "c", "d", "e f", "g", "h"])
+                .unwrap();
+        polars::prelude::ParquetWriter::new(std::fs::File::create(&p).unwrap()).finish(&mut df).unwrap();
+        let a = load(&small(&p), Path::new("/"), 1).unwrap();
+        assert_eq!(a.classes, ["0", "1"]);
+        assert_eq!(all_texts(&a), ["a b", "c", "d", "e f", "g", "h"]);
+    }
+
+    #[test]
+    fn lines_are_counted_through_quoted_line_breaks() {
+        let e = err("lines", b"label,text\n0,\"two\nlines\"\n1,fine\n2,bad\n", |c| {
+            c.classes = Some(vec!["0".into(), "1".into()])
+        });
+        assert!(e.contains("row 3 (line 5): unknown label `2`"), "{e}");
     }
 
     #[test]
@@ -524,26 +478,20 @@ mod tests {
         });
         assert!(e.contains("row 3 (line 4)") || e.contains("row 3"), "{e}");
         assert!(e.contains("unknown label `2`"), "{e}");
-        let cases: [(&str, &[u8], &str); 11] = [
+        let cases: [(&str, &[u8], &str); 13] = [
             ("missing", b"label,text\n0,fine\n1,\n", "row 2 (line 3): the text (`text`) is missing"),
             ("blank", b"label,text\n0,fine\n1,\"  \"\n", "row 2 (line 3)"),
-            (
-                "utf8",
-                b"label,text\n0,fine\n1,caf\xe9 au lait\n",
-                "row 2 (line 3): column `text` is not valid UTF-8",
-            ),
+            ("utf8", b"label,text\n0,fine\n1,caf\xe9\n", "row 2 (line 3), column \"text\": not valid UTF-8"),
+            ("short", b"label,text\n0,fine\n1\n", "row 2 (line 3): 1 fields, but the header has 2"),
             ("fields", b"label,text\n0,fine\n1,a,b\n", "row 2 (line 3): 3 fields, but the header has 2"),
             ("nolabel", b"label,text\n0,fine\n,text\n", "row 2 (line 3): the label (`label`) is empty"),
-            (
-                "twice",
-                b"label,text,text\n0,fine,other\n",
-                "header (line 1): columns 2 and 3 are both named `text`",
-            ),
+            ("twice", b"label,text,text\n0,a,b\n", "(line 1): columns 2 and 3 are both named \"text\""),
+            ("trimmed", b"label,text, text\n0,fine,other\n", "columns 2 and 3 are both named `text`"),
             ("column", b"y,sentence\n0,fine\n", "no column `label`; the header has `y`, `sentence`"),
-            ("quote", b"label,text\n0,\"never closed\n", "line 2: a quoted field is never closed"),
+            ("quote", b"label,text\n0,\"open\n", "row 1 (line 2), column \"text\": a quoted field is never"),
             ("one-class", b"label,text\n0,a\n0,b\n", "two classes"),
             ("empty", b"", "empty"),
-            ("header-only", b"label,text\n", "a header but no rows"),
+            ("header-only", b"label,text\n", "no data rows (only a header with columns label, text)"),
         ];
         for (name, body, want) in cases {
             let e = err(name, body, |_| {});

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use polars::prelude::{Column, DataType};
-use tempered_core::data::tabular::{ColumnEncoding, Encoding, Table};
+use tempered_core::data::table::Table;
+use tempered_core::data::tabular::{ColumnEncoding, Encoding};
 use tempered_core::error::Context;
 use tempered_core::{Error, Result};
 

@@ -22,8 +22,9 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use polars::prelude::{Column, DataFrame, IntoColumn, NamedFrom, Series};
 use tempered_core::data::Examples;
-use tempered_core::data::tabular::chunks::{CHUNK_ROWS, Reader};
-use tempered_core::data::tabular::{ColumnEncoding, Format};
+use tempered_core::data::table::Format;
+use tempered_core::data::table::chunks::{CHUNK_ROWS, Reader};
+use tempered_core::data::tabular::ColumnEncoding;
 use tempered_core::model::{self, Mlp};
 use tempered_core::pipeline::{Pipeline, Spec};
 use tempered_core::progress::Progress;
@@ -73,7 +74,7 @@ pub struct Scored {
 }
 
 fn format_of(path: &Path, what: &str) -> Result<Format> {
-    tempered_core::data::tabular::format_of(path)
+    tempered_core::data::table::format_of(path)
         .ok_or_else(|| Error::data(path, format!("unsupported {what} file type; expected .csv or .parquet")))
 }
 

@@ -220,7 +220,7 @@ fn wav_files(dir: &Path) -> Result<Vec<String>> {
 /// The manifest, read like any table (CSV, or Parquet): columns `file` and `label` (any
 /// case), and an optional `split`; errors name the cell's row and line.
 fn read_manifest(path: &Path) -> Result<Vec<Entry>> {
-    let table = crate::data::tabular::Table::read(path)?;
+    let table = crate::data::table::Table::read(path)?;
     let names = table.column_names();
     let col = |name: &str| names.iter().find(|h| h.trim().eq_ignore_ascii_case(name)).map(String::as_str);
     let (Some(fc), Some(lc)) = (col("file"), col("label")) else {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::config::{ColumnKind, MissingPolicy, Resolved, kind_name};
 use super::datetime;
-use super::reading::{Table, parse_cell};
+use crate::data::table::{Table, parse_cell};
 use crate::{Error, Result};
 
 /// The pairs a binary string column may hold without `values`, (0, 1), any case.

@@ -13,7 +13,7 @@ use super::FeatureInfo;
 use super::cells::{ColumnStats, Parsed, Shape, binary_value, empty_cell_message};
 use super::config::{ColumnKind, MissingPolicy, Resolved};
 use super::datetime;
-use super::reading::parse_cell;
+use crate::data::table::parse_cell;
 use crate::{Error, Result};
 
 /// Format version of `encoding.json`.

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use super::reading::Table;
+use crate::data::table::Table;
 use crate::{Error, Result};
 
 /// Labels as classes 0..K-1, gathered chunk by chunk.

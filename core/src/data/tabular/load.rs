@@ -11,11 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use tempered_plugin::{Direction, TabularConstraints};
 
 use super::cells::{self, ColumnStats, Parsed};
-use super::chunks::CHUNK_ROWS;
 use super::config::{MissingPolicy, Resolved, STREAM_ABOVE_BYTES, check_groups, column_key};
 use super::encoding::ColumnEncoding;
 use super::labels::Labels;
-use super::reading::Table;
 use super::source::Source;
 use super::split::{SPLIT_NAMES, TRAIN, split_by_time, split_classes};
 use super::{
@@ -24,6 +22,8 @@ use super::{
 };
 use crate::data::rows::{RowFile, RowWriter};
 use crate::data::stratify;
+use crate::data::table::Table;
+use crate::data::table::chunks::CHUNK_ROWS;
 use crate::{Error, Result};
 
 /// A row in no split (left out by `limit`).

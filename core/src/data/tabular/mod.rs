@@ -168,23 +168,20 @@
 //!
 //! # Modules
 //!
-//! `load` (the three passes over the rows), `source` (the files read whole or `chunks` of rows
-//! at a time; `record`: one CSV record), `config` (the `[data]` types, patterns, which setting
-//! wins), `reading` (CSV / Parquet into cells, with the errors that name them), `labels`,
+//! `load` (the three passes over the rows), `source` (the files read whole or a chunk of rows
+//! at a time, through [`crate::data::table`]), `config` (the `[data]` types, patterns, which
+//! setting wins), `labels`,
 //! `cells` (each column's cells read by kind, and the statistics fitting needs), `encoding`
 //! (fitting and writing of features; [`Encoding`]), `datetime` (ISO dates as day numbers),
 //! `split` (the stratified and out-of-time splits), `relations`, `partitions`.
 
 mod cells;
-pub mod chunks;
 mod config;
 mod datetime;
 mod encoding;
 mod labels;
 mod load;
 pub mod partitions;
-mod reading;
-mod record;
 mod relations;
 mod source;
 mod split;
@@ -210,7 +207,6 @@ use config::{Resolved, column_key};
 
 pub use config::STREAM_ABOVE_BYTES;
 pub use load::{load, load_in, load_in_chunks};
-pub use reading::{Format, Table, format_of};
 
 /// One resolved feature column: the column as plugins and the judge see it (its `scale` is
 /// the standardisation's `std`), and what only the host knows about it. Reads of the

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::config::glob_match;
-use super::reading::format_of;
+use crate::data::table::{Format, format_of};
 use crate::{Error, Result};
 
 /// Whether the file name of `path` is a glob pattern (`*`, `?`).
@@ -45,7 +45,7 @@ pub fn expand(path: &Path) -> Result<Vec<PathBuf>> {
         None => format!("{} holds no .csv or .parquet file", dir.display()),
     };
     let Some(first) = files.first() else { return Err(Error::data(path, what)) };
-    let kind = |p: &Path| format_of(p).map(|f| f == super::reading::Format::Csv);
+    let kind = |p: &Path| format_of(p).map(|f| f == Format::Csv);
     if let Some(other) = files.iter().find(|p| kind(p) != kind(first)) {
         return Err(Error::data(
             path,

@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::chunks::Reader;
-use super::reading::{Table, check_csv_header};
+use crate::data::table::Table;
+use crate::data::table::chunks::Reader;
 use crate::progress::Progress;
 use crate::{Error, Result};
 
@@ -40,12 +40,7 @@ impl Source {
         };
         let source = if let Some(chunk_rows) = chunked {
             for path in files {
-                let reader = Reader::open(path, 1)?;
-                if let Reader::Csv(_) = reader {
-                    let (mut file, _) = crate::data::open_regular(path).map_err(|e| e.at(path))?;
-                    check_csv_header(path, &mut file)?;
-                }
-                check(path, reader.columns().to_vec())?;
+                check(path, Reader::open(path, 1)?.columns().to_vec())?;
             }
             Self::Chunked { files: files.to_vec(), chunk_rows }
         } else {

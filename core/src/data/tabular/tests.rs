@@ -403,7 +403,17 @@ fn empty_files_are_errors() {
 #[test]
 fn rows_polars_cannot_split_are_named_without_its_reader_options() {
     let e = load_err("a,y\n1,0\n\n2,1,5\n3,0\n4,1\n", |p| cfg(p, "y"));
-    assert!(e.ends_with(": row 3 (line 4): 3 fields, but the header has 2"), "a blank line is a row: {e}");
+    assert!(
+        e.ends_with(": row 2 (line 4): 3 fields, but the header has 2"),
+        "a blank line holds no row: {e}"
+    );
+    let e = load_err("a,y\n1,0\n2\n3,0\n4,1\n", |p| cfg(p, "y"));
+    assert!(e.ends_with(": row 2 (line 3): 1 fields, but the header has 2"), "a short row: {e}");
+    let e = load_err("a,y\n\"1\n\",0\n2,1\n3,0\nx,1\n", |p| cfg(p, "y"));
+    assert!(
+        e.contains("column \"a\", row 4 (line 6): \"x\" is not a number"),
+        "lines after a quoted line break: {e}"
+    );
     let e = load_err("a,y\n1,0\n2,1\r\n3,0\n4,1,\n", |p| cfg(p, "y"));
     assert!(e.ends_with(": row 4 (line 5): 3 fields, but the header has 2"), "{e}");
     let e = load_err("a,y\n1,0\na\"b,1\n3,0\n4,1\n", |p| cfg(p, "y"));

@@ -7,8 +7,8 @@ use super::resolve::{Resolved, check_groups};
 use super::{
     ColumnKind, FeatureConfig, SplitConfig, TabularDataConfig, column_key, inverted, is_pattern, kind_name,
 };
+use crate::data::table::format_of;
 use crate::data::tabular::datetime;
-use crate::data::tabular::reading::format_of;
 use crate::error::Invalid;
 
 fn check_fraction(key: &str, v: f64) -> std::result::Result<(), Invalid> {

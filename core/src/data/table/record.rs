@@ -1,5 +1,5 @@
-//! One CSV record at a time, with its quoting checked as polars and the training reader
-//! take it, so that a chunk always holds whole records.
+//! One CSV record at a time, with its quoting checked as polars takes it, so that polars is
+//! only ever handed whole, well-formed records and every record knows its line.
 
 use std::io::BufRead;
 
@@ -11,15 +11,15 @@ pub(super) struct Record {
     /// Lines it spans: 0 at the end of the file.
     pub(super) lines: usize,
     pub(super) fields: usize,
-    /// The first field polars would not split as the training reader does, and why.
+    /// The first field polars would not split as written, and why.
     pub(super) malformed: Option<(usize, &'static str)>,
 }
 
 /// Appends one CSV record (through its line break, or to the end of the file) to `out`.
-/// Quoting as polars and the training reader take it: `"` opens a quoted field only at the
-/// start of a field, `""` inside one is a quote, and a line break inside one continues the
-/// record.
-pub(super) fn read_record(r: &mut impl BufRead, out: &mut Vec<u8>) -> std::io::Result<Record> {
+/// Quoting as polars takes it: `"` opens a quoted field only at the start of a field, `""`
+/// inside one is a quote, and a line break inside one continues the record. `delimiter`
+/// separates fields (`,` or tab).
+pub(super) fn read_record(r: &mut impl BufRead, out: &mut Vec<u8>, delimiter: u8) -> std::io::Result<Record> {
     let mut rec = Record { lines: 0, fields: 1, malformed: None };
     let (mut quoted, mut at_start, mut closed) = (false, true, false);
     while rec.lines < MAX_RECORD_LINES {
@@ -42,7 +42,7 @@ pub(super) fn read_record(r: &mut impl BufRead, out: &mut Vec<u8>) -> std::io::R
             }
             match c {
                 b'"' if at_start => quoted = true,
-                b',' => {
+                c if c == delimiter => {
                     rec.fields += 1;
                     (at_start, closed) = (true, false);
                     continue;
@@ -75,8 +75,8 @@ pub(super) fn read_record(r: &mut impl BufRead, out: &mut Vec<u8>) -> std::io::R
     Ok(rec)
 }
 
-/// The fields of one record, unquoted.
-pub(super) fn fields(record: &[u8]) -> Vec<Vec<u8>> {
+/// The fields of one well-formed record, unquoted.
+pub(super) fn fields(record: &[u8], delimiter: u8) -> Vec<Vec<u8>> {
     let record = record.strip_suffix(b"\n").unwrap_or(record);
     let record = record.strip_suffix(b"\r").unwrap_or(record);
     let (mut out, mut field, mut quoted) = (Vec::new(), Vec::new(), false);
@@ -89,7 +89,7 @@ pub(super) fn fields(record: &[u8]) -> Vec<Vec<u8>> {
                 i += 1;
             }
             b'"' => quoted = !quoted,
-            b',' if !quoted => out.push(std::mem::take(&mut field)),
+            c if c == delimiter && !quoted => out.push(std::mem::take(&mut field)),
             _ => field.push(c),
         }
         i += 1;
