@@ -46,6 +46,9 @@ pub enum Error {
     Diverged { section: &'static str, msg: String },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// Something that cannot happen did: a bug in Tempered, not in the input.
+    #[error("internal error (a bug in Tempered; please report it): {0}")]
+    Internal(&'static str),
     #[error("{0}")]
     Msg(String),
 }

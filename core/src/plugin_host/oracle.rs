@@ -9,6 +9,7 @@ use tempered_plugin::Input;
 use tempered_plugin::abi::OracleVTable;
 use tempered_plugin::host::{self, Answer, OracleHost, OutBuf, Query, Refusal, copy_answer};
 use tempered_plugin::ledger::Ledger;
+use tempered_plugin::words::word_count;
 
 use crate::data::ExamplesRef;
 use crate::model::{Classifier, Mode, SentenceEncoder, input_loss_grad_autograd};
@@ -59,7 +60,7 @@ impl<'m> Oracle<'m> {
     /// Text: per-row loss (from `predict`) and the model's per-word saliency.
     fn text_saliency(&self, q: &Query<'_>, loss: OutBuf<'_, f32>, grad: OutBuf<'_, f32>) -> Answer {
         let ExamplesRef::Text(texts) = examples(q)? else { unreachable!("text query") };
-        let width = texts.iter().map(|t| t.split_whitespace().count()).max().unwrap_or(0);
+        let width = texts.iter().map(|t| word_count(t)).max().unwrap_or(0);
         let want = q.n * width;
         let (Some(loss), Some(grad)) = (loss.exactly(q.n), grad.exactly(want)) else {
             return Err(Refusal::error(format!("loss_grad needs a saliency buffer of {want} values")));

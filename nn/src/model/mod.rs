@@ -128,7 +128,7 @@ pub fn input_loss_grad_autograd(
     let per_row =
         candle_nn::ops::log_softmax(&logits, D::Minus1)?.gather(&y.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
     let grads = per_row.sum_all()?.backward()?;
-    let g = grads.get(input.as_tensor()).ok_or_else(|| Error::msg("no gradient reached the input"))?;
+    let g = grads.get(input.as_tensor()).ok_or_else(|| Error::Internal("no gradient reached the input"))?;
     Ok((per_row.to_vec1::<f32>()?, g.flatten_all()?.to_vec1::<f32>()?))
 }
 

@@ -529,7 +529,7 @@ impl Classifier for WordCnn {
         let grads = loss.backward()?;
         let g = grads
             .get(embedded.as_tensor())
-            .ok_or_else(|| Error::msg("no gradient reached the embeddings"))?;
+            .ok_or_else(|| Error::Internal("no gradient reached the embeddings"))?;
         let norms = g.sqr()?.sum(1)?.sqrt()?.to_vec1::<f32>()?;
         let mut out = vec![0.0f32; n * width];
         for i in 0..n {

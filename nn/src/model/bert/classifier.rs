@@ -194,7 +194,7 @@ impl Classifier for BertClassifier {
             let grads = loss.backward()?;
             let g = grads
                 .get(word.as_tensor())
-                .ok_or_else(|| Error::msg("no gradient reached the embeddings"))?;
+                .ok_or_else(|| Error::Internal("no gradient reached the embeddings"))?;
             let norms = g.sqr()?.sum(D::Minus1)?.sqrt()?.to_vec2::<f32>()?;
             for (k, (text, enc)) in part.iter().zip(&encodings).enumerate() {
                 let spans = word_spans(text);
