@@ -32,6 +32,9 @@
 //!   last 533 sentences of each class). Without it, `test` (default 0.1) is the seeded
 //!   share of each class.
 //! - `validation` (default 0.1): the seeded share of each class's remaining rows.
+//!   `validation_last_per_class = N` instead makes the last `N` of them, in file order, the
+//!   validation set: when the test rows are a fixed tail of the file, a validation set drawn
+//!   the same way is the one that predicts test (a random share predicts the training rows).
 //! - The rest is train. Shuffles use ChaCha8 seeded by the pipeline seed; each split lists
 //!   its rows in file order, and class shares are kept within one row.
 //! - `limit`: keeps a seeded subsample of each split (stratified by class), for small test
@@ -86,11 +89,15 @@ pub struct TextSplit {
     /// A fixed test split: the last `N` rows of each class, in file order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_last_per_class: Option<usize>,
+    /// A fixed validation split: the last `N` non-test rows of each class, in file order
+    /// (replaces the seeded `validation` share).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_last_per_class: Option<usize>,
 }
 
 impl Default for TextSplit {
     fn default() -> Self {
-        Self { validation: 0.1, test: 0.1, test_last_per_class: None }
+        Self { validation: 0.1, test: 0.1, test_last_per_class: None, validation_last_per_class: None }
     }
 }
 
@@ -128,6 +135,9 @@ impl TextDataConfig {
         }
         if s.test_last_per_class == Some(0) {
             return Err("split.test_last_per_class must be at least 1".into());
+        }
+        if s.validation_last_per_class == Some(0) {
+            return Err("split.validation_last_per_class must be at least 1".into());
         }
         if self.label == self.text {
             return Err(format!("label and text name the same column `{}`", self.label).into());
@@ -293,10 +303,25 @@ pub fn load(cfg: &TextDataConfig, base_dir: &Path, seed: u64) -> Result<TextData
             }
         };
         let mut rest = rest;
-        rest.shuffle(&mut rng);
-        let nv =
-            ((rest.len() as f64 * cfg.split.validation).round() as usize).min(rest.len().saturating_sub(1));
-        let validation = rest.split_off(rest.len() - nv);
+        let validation = match cfg.split.validation_last_per_class {
+            Some(k) => {
+                if k >= rest.len() {
+                    return Err(bad(format!(
+                        "split.validation_last_per_class = {k}, but class `{}` has only {} non-test rows",
+                        classes[c],
+                        rest.len()
+                    )));
+                }
+                rest.sort_unstable();
+                rest.split_off(rest.len() - k)
+            }
+            None => {
+                rest.shuffle(&mut rng);
+                let nv = ((rest.len() as f64 * cfg.split.validation).round() as usize)
+                    .min(rest.len().saturating_sub(1));
+                rest.split_off(rest.len() - nv)
+            }
+        };
         if rest.is_empty() {
             return Err(bad(format!("class `{}` has no rows left for train", classes[c])));
         }
@@ -391,7 +416,12 @@ mod tests {
     fn quoted_fields_crlf_tsv_and_parquet_are_read() {
         // Three rows a class: one each for train, validation and test.
         let small = |p: &Path| TextDataConfig {
-            split: TextSplit { validation: 0.34, test: 0.34, test_last_per_class: None },
+            split: TextSplit {
+                validation: 0.34,
+                test: 0.34,
+                test_last_per_class: None,
+                ..Default::default()
+            },
             ..cfg(p)
         };
         let d = dir("quoted");
@@ -444,7 +474,8 @@ mod tests {
         }
         std::fs::write(&p, s).unwrap();
         let mut c = cfg(&p);
-        c.split = TextSplit { validation: 0.25, test: 0.0, test_last_per_class: Some(5) };
+        c.split =
+            TextSplit { validation: 0.25, test: 0.0, test_last_per_class: Some(5), ..Default::default() };
         let a = load(&c, Path::new("/"), 1).unwrap();
         assert_eq!(a.classes, ["0", "1"]);
         assert_eq!(a.test.rows, [16, 17, 18, 19, 20, 36, 37, 38, 39, 40]);
@@ -458,6 +489,49 @@ mod tests {
         let l = load(&c, Path::new("/"), 1).unwrap();
         assert_eq!((l.train.y.iter().filter(|&&y| y == 1).count(), l.train.y.len()), (3, 6));
         assert_eq!(l.test.y, [0, 0, 1, 1]);
+    }
+
+    #[test]
+    fn fixed_validation_split_is_the_rows_before_the_test_rows() {
+        let d = dir("fixed-val");
+        let p = d.join("d.csv");
+        let mut s = String::from("text,label\n");
+        for r in 0..40 {
+            s += &format!("row {r},{}\n", r / 20);
+        }
+        std::fs::write(&p, s).unwrap();
+        let mut c = cfg(&p);
+        c.split = TextSplit {
+            test_last_per_class: Some(5),
+            validation_last_per_class: Some(3),
+            ..Default::default()
+        };
+        let a = load(&c, Path::new("/"), 1).unwrap();
+        assert_eq!(a.validation.rows, [13, 14, 15, 33, 34, 35]);
+        assert_eq!(a.test.rows, [16, 17, 18, 19, 20, 36, 37, 38, 39, 40]);
+        assert_eq!(a.train.texts.len(), 24);
+        assert_eq!(load(&c, Path::new("/"), 2).unwrap().validation, a.validation, "fixed: not seeded");
+        // With a seeded test share, the validation rows are the last non-test rows in file order.
+        c.split = TextSplit { test: 0.25, validation_last_per_class: Some(2), ..Default::default() };
+        let b = load(&c, Path::new("/"), 1).unwrap();
+        let last_kept = |class: u32| {
+            let split_rows =
+                |s: &Split| s.rows.iter().zip(&s.y).filter(|r| *r.1 == class).map(|r| *r.0).max();
+            (split_rows(&b.train).unwrap(), split_rows(&b.validation).unwrap())
+        };
+        assert!(
+            (0..2).all(|k| {
+                let (t, v) = last_kept(k);
+                t < v
+            }),
+            "validation is the tail"
+        );
+        assert_eq!(b.validation.rows.len(), 4);
+        c.split.validation_last_per_class = Some(15);
+        let e = load(&c, Path::new("/"), 1).unwrap_err().to_string();
+        assert!(e.contains("validation_last_per_class = 15, but class `0` has only 15 non-test rows"), "{e}");
+        c.split.validation_last_per_class = Some(0);
+        assert!(c.validate().is_err());
     }
 
     #[test]
@@ -505,7 +579,7 @@ mod tests {
         assert!(c.validate().is_ok());
         c.split.validation = 1.5;
         assert!(c.validate().unwrap_err().contains("split.validation"));
-        c.split = TextSplit { validation: 0.5, test: 0.5, test_last_per_class: None };
+        c.split = TextSplit { validation: 0.5, test: 0.5, test_last_per_class: None, ..Default::default() };
         assert!(c.validate().is_err());
         c.split = TextSplit::default();
         c.classes = Some(vec!["a".into(), "a".into()]);
