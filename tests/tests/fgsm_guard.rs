@@ -2,8 +2,13 @@
 //! plugins: FGSM examples the model learns to beat after one epoch while the PGD probe's still
 //! win. The guard switches to PGD for the epochs left; without it FGSM training goes on.
 //!
+//! Provoked on the full fraud pipeline: FGSM at three times the evaluated radius, which the
+//! model learns to beat on nearly every validation fraud while PGD at a third of that radius
+//! still wins as often as against the clean model (catastrophic overfitting's signature).
+//!
 //! The constructed collapse and escalation (and their resume) are tested in `train::tests`;
-//! no real pipeline tried collapsed (BENCHMARKS.md, "FGSM collapse on a real pipeline").
+//! no real pipeline tried collapsed all the way (BENCHMARKS.md, "FGSM collapse on a real
+//! pipeline").
 
 use std::path::PathBuf;
 
@@ -121,4 +126,42 @@ fn beaten_fgsm_examples_switch_fraud_hardening_to_pgd() {
 #[ignore = "11 minutes in the test profile; run with --ignored"]
 fn beaten_fgsm_examples_switch_speech_hardening_to_pgd() {
     check_escalation("speech-fgsm", &repo_pipeline("speech-small-fgsm.toml"), 3, 0.1);
+}
+
+/// `pipelines/fraud.toml` hardened with FGSM at ε = 3 (the evaluated `pgd` has ε = 1) for 12
+/// epochs. Unguarded, the model beats its FGSM examples on over 90 % of the validation frauds
+/// and is no more robust against the evaluated PGD than the clean model; guarded, the switch
+/// to PGD comes within the first half and buys at least 10 points. Seconds in release, about
+/// a minute in the test profile.
+#[test]
+fn fgsm_at_three_times_the_radius_is_caught_on_the_fraud_pipeline() {
+    let src = repo_pipeline("fraud.toml");
+    let (start, end) = (src.find("[harden]\n").unwrap(), src.find("[evaluate]\n").unwrap());
+    let harden = "[harden]\nstrategy = \"fgsm\"\nattack = \"pgd\"\nparams = { epsilon = 3.0 }\n\
+                  epochs = 12\nlr = 1e-3\npatience = 12\n\n";
+    let guarded_src = format!("{}{harden}{}", &src[..start], &src[end..]);
+    assert!(!guarded_src.contains("\n[tradeoff]\n"), "the variant hardens one model");
+    let guarded = run("fraud-fgsm-3eps-guarded", &guarded_src);
+    let unguarded =
+        run("fraud-fgsm-3eps-unguarded", &guarded_src.replace("[harden]\n", "[harden]\nguard = false\n"));
+
+    let u = &unguarded.log;
+    assert_eq!((u.epochs_done, u.escalated_at, u.collapsed_at), (12, None, None), "{:?}", curve(u));
+    let fgsm_last = u.log.last().and_then(|e| e.robust_accuracy).unwrap();
+    let fgsm_first = u.log[0].robust_accuracy.unwrap();
+    assert!(fgsm_first < 0.5 && fgsm_last >= 0.9, "FGSM validation accuracy {:?}", curve(u));
+    let before = pgd(&unguarded.metrics, "before");
+    let unguarded_after = pgd(&unguarded.metrics, "after");
+    assert!(unguarded_after <= before, "unguarded: PGD robust accuracy {before} → {unguarded_after}");
+
+    let g = &guarded.log;
+    let switched = g.escalated_at.unwrap_or_else(|| panic!("no switch: {:?}", curve(g)));
+    assert!(switched <= 6 && g.epochs_done == 12 && g.collapsed_at.is_none(), "{:?}", curve(g));
+    let guarded_after = pgd(&guarded.metrics, "after");
+    assert_eq!(pgd(&guarded.metrics, "before"), before, "the same clean model");
+    assert!(
+        guarded_after >= unguarded_after + 0.1,
+        "PGD robust accuracy: guarded {guarded_after}, unguarded {unguarded_after} (clean model {before})"
+    );
+    let _ = (std::fs::remove_dir_all(guarded.out), std::fs::remove_dir_all(unguarded.out));
 }
