@@ -5,16 +5,22 @@
 # and [tradeoff] removed. See BENCHMARKS.md, "Fast FGSM hardening and its guard".
 #
 #   cargo build --release && benches/fgsm-seeds.sh 1 2 3 4 5 6 7 8 9 10
+#
+# EPOCHS, PATIENCE and STOP (default 15, 5 and objective, fraud.toml's) set both strategies'
+# hardening epochs, early-stopping patience and `early_stopping`.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/target/release/tempered"
+epochs=${EPOCHS:-15}
+patience=${PATIENCE:-5}
+stop=${STOP:-objective}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 variant() { # strategy seed
-    awk -v strategy="$1" -v seed="$2" -v root="$root" '
+    awk -v strategy="$1" -v seed="$2" -v root="$root" -v epochs="$epochs" -v patience="$patience" -v stop="$stop" '
         /^\[harden\]/ {
-            print "[harden]\nstrategy = \"" strategy "\"\nattack = \"pgd\"\nepochs = 15\nlr = 1e-3\npatience = 5\n"
+            print "[harden]\nstrategy = \"" strategy "\"\nattack = \"pgd\"\nepochs = " epochs "\nlr = 1e-3\npatience = " patience "\n"
             skip = 1; next
         }
         /^\[tradeoff\]/ { skip = 1; next }
@@ -25,11 +31,15 @@ variant() { # strategy seed
     ' "$root/pipelines/fraud.toml"
 }
 
+kept() { # out dir: the hardening epoch kept, of those run
+    awk -F'|' '/^\| hardened/ { n = $3 + 0; if ($3 ~ /kept/) k = n } END { print k " of " n }' "$1/report.md"
+}
+
 robust() { # log
     grep "pgd (after)" "$1" | grep -o "robust accuracy [0-9.]*%" | grep -o "[0-9.]*%"
 }
 
-echo "| seed | PGD-AT | FGSM, guard on | gap (points) |"
+echo "| seed | PGD-AT (epoch kept) | FGSM, guard on (epoch kept) | gap (points) |"
 echo "|---|---|---|---|"
 for seed in "${@:-42}"; do
     for strategy in pgd fgsm; do
@@ -39,5 +49,5 @@ for seed in "${@:-42}"; do
     pgd=$(robust "$work/pgd-$seed.log")
     fgsm=$(robust "$work/fgsm-$seed.log")
     gap=$(awk -v a="${pgd%\%}" -v b="${fgsm%\%}" 'BEGIN { printf "%.1f", a - b }')
-    echo "| $seed | $pgd | $fgsm | $gap |"
+    echo "| $seed | $pgd ($(kept "$work/out-pgd-$seed")) | $fgsm ($(kept "$work/out-fgsm-$seed")) | $gap |"
 done

@@ -28,7 +28,8 @@ pub enum EarlyStopping {
     /// The clean and adversarial validation losses, mixed as in training.
     #[default]
     Objective,
-    /// Accuracy on the attacked validation examples (Rice et al. 2020).
+    /// Accuracy on the attacked validation examples (Rice et al. 2020); under the guard's
+    /// probe while one watches FGSM training (Wong et al. 2020).
     RobustAccuracy,
 }
 
@@ -54,6 +55,7 @@ pub struct HardenConfig {
     pub beta: f64,
     /// Which epoch is kept: the best `objective` (default), or the best
     /// `robust-accuracy` on the attacked validation examples, against robust overfitting.
+    /// Guarded `fgsm` counts accuracy under its PGD probe, not under FGSM.
     pub early_stopping: EarlyStopping,
     /// Share of each epoch's training examples that are attacked (attack-in-the-loop).
     pub share: f64,

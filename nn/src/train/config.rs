@@ -22,7 +22,8 @@ pub struct Fit {
     /// prediction rather than the label.
     pub trades_beta: Option<f64>,
     /// Keep the epoch with the best accuracy on the attacked validation examples rather
-    /// than the best loss objective (adversarial epochs only).
+    /// than the best loss objective (adversarial epochs only): under the probe attack when
+    /// the adversary has one, else under the training attack.
     pub stop_on_robust_accuracy: bool,
 }
 

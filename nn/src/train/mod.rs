@@ -436,10 +436,6 @@ fn fit_with(
             }
             _ => val_loss,
         };
-        let objective = match robust_accuracy {
-            Some(acc) if fit.stop_on_robust_accuracy => 1.0 - acc,
-            _ => objective,
-        };
         let mut probe_accuracy = None;
         if let Some(adv) = adversary.as_deref_mut().filter(|_| adversarial && !val_adv.is_empty()) {
             let part = data.validation.select(&val_adv)?;
@@ -449,6 +445,12 @@ fn fit_with(
                 probe_accuracy = accuracy_at(model, &probed, &attacked_rows(adv, &probed.y), &what)?;
             }
         }
+        // Watched by a probe, robust accuracy is accuracy under it: the training attack's own
+        // is what catastrophic overfitting inflates (Wong et al. stop on PGD's, not FGSM's).
+        let objective = match probe_accuracy.or(robust_accuracy) {
+            Some(acc) if fit.stop_on_robust_accuracy => 1.0 - acc,
+            _ => objective,
+        };
         let entry = EpochLog {
             epoch,
             train_loss: total / batches.max(1) as f64,

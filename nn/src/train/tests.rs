@@ -664,6 +664,58 @@ fn robust_and_probe_accuracies_count_only_the_attacked_class() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Trains on the clean rows; its probe mirrors one row in ten, which the model then gets
+/// wrong, and from the third call on three in ten: robust accuracy that falls under the
+/// probe, by less than a collapse, while the training attack's does not.
+struct Fading {
+    probes: usize,
+}
+
+impl Adversary for Fading {
+    fn generate(&mut self, _m: &dyn Classifier, x: &Examples, _y: &[u32], _s: u64) -> Result<Examples> {
+        Ok(x.clone())
+    }
+    fn probe(&mut self, _m: &dyn Classifier, x: &Examples, _y: &[u32], _s: u64) -> Option<Result<Examples>> {
+        self.probes += 1;
+        let Examples::Dense { data, width } = x else { unreachable!("dense") };
+        let mut out = data.clone();
+        for row in out.chunks_mut(*width).step_by(10) {
+            row.iter_mut().for_each(|v| *v = -*v);
+        }
+        if self.probes >= 3 {
+            for row in out.chunks_mut(*width).skip(1).step_by(5) {
+                row.iter_mut().for_each(|v| *v = -*v);
+            }
+        }
+        Some(Ok(Examples::Dense { data: out, width: *width }))
+    }
+}
+
+#[test]
+fn robust_accuracy_early_stopping_follows_the_probe_when_there_is_one() {
+    let dir = scratch("probe-stop");
+    let ck = Checkpoints { dir: dir.clone(), phase: "hardened".into() };
+    let cfg = Fit {
+        lr: 0.05,
+        adversarial_weight: 0.5,
+        validation_attack_examples: 50,
+        stop_on_robust_accuracy: true,
+        ..fit_cfg(6)
+    };
+    let state = fit(&model(), &data(), &cfg, Some(&mut Fading { probes: 0 }), 9, &ck).unwrap();
+    let probe: Vec<f64> = state.log.iter().map(|e| e.probe_accuracy.unwrap()).collect();
+    let robust: Vec<f64> = state.log.iter().map(|e| e.robust_accuracy.unwrap()).collect();
+    assert_eq!((state.collapsed_at, state.epochs_done), (None, 6), "a fall, not a collapse: {probe:?}");
+    assert!(probe[2..].iter().all(|&p| p < probe[1]), "the probe falls from epoch 3: {probe:?}");
+    assert!(state.best_epoch <= 2, "kept epoch {}: probe {probe:?}", state.best_epoch);
+    // The objective is the probe's error, not the training attack's.
+    let kept = &state.log[state.best_epoch - 1];
+    assert_eq!(kept.objective, 1.0 - probe[state.best_epoch - 1]);
+    assert!(robust[state.best_epoch - 1] > probe[state.best_epoch - 1], "robust {robust:?}");
+    assert!(robust[2..].iter().all(|&r| r >= robust[1] - 0.021), "no fall under FGSM: {robust:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Hands back the rows unchanged (so the model "beats" its examples) while its probe
 /// mirrors them (so the probe always wins): FGSM-style robustness that is not real.
 #[derive(Default)]
