@@ -463,17 +463,20 @@ mod tests {
         assert!(e.contains("row 3 (line 5): unknown label `2`"), "{e}");
     }
 
-    #[test]
-    fn fixed_test_split_is_the_last_rows_of_each_class() {
-        let d = dir("fixed");
-        let p = d.join("d.csv");
-        // 20 negatives then 20 positives, like MR's file order.
+    /// 20 negatives then 20 positives, like MR's file order.
+    fn two_blocks(name: &str) -> TextDataConfig {
+        let p = dir(name).join("d.csv");
         let mut s = String::from("text,label\n");
         for r in 0..40 {
             s += &format!("row {r},{}\n", r / 20);
         }
         std::fs::write(&p, s).unwrap();
-        let mut c = cfg(&p);
+        cfg(&p)
+    }
+
+    #[test]
+    fn fixed_test_split_is_the_last_rows_of_each_class() {
+        let mut c = two_blocks("fixed");
         c.split =
             TextSplit { validation: 0.25, test: 0.0, test_last_per_class: Some(5), ..Default::default() };
         let a = load(&c, Path::new("/"), 1).unwrap();
@@ -493,14 +496,7 @@ mod tests {
 
     #[test]
     fn fixed_validation_split_is_the_rows_before_the_test_rows() {
-        let d = dir("fixed-val");
-        let p = d.join("d.csv");
-        let mut s = String::from("text,label\n");
-        for r in 0..40 {
-            s += &format!("row {r},{}\n", r / 20);
-        }
-        std::fs::write(&p, s).unwrap();
-        let mut c = cfg(&p);
+        let mut c = two_blocks("fixed-val");
         c.split = TextSplit {
             test_last_per_class: Some(5),
             validation_last_per_class: Some(3),
