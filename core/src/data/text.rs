@@ -510,18 +510,13 @@ mod tests {
         // With a seeded test share, the validation rows are the last non-test rows in file order.
         c.split = TextSplit { test: 0.25, validation_last_per_class: Some(2), ..Default::default() };
         let b = load(&c, Path::new("/"), 1).unwrap();
-        let last_kept = |class: u32| {
-            let split_rows =
-                |s: &Split| s.rows.iter().zip(&s.y).filter(|r| *r.1 == class).map(|r| *r.0).max();
-            (split_rows(&b.train).unwrap(), split_rows(&b.validation).unwrap())
-        };
-        assert!(
-            (0..2).all(|k| {
-                let (t, v) = last_kept(k);
-                t < v
-            }),
-            "validation is the tail"
-        );
+        for class in 0..2 {
+            let of = |s: &Split| -> Vec<usize> {
+                s.rows.iter().zip(&s.y).filter(|r| *r.1 == class).map(|r| *r.0).collect()
+            };
+            let (train, validation) = (of(&b.train), of(&b.validation));
+            assert!(train.iter().max() < validation.iter().min(), "class {class}: {train:?}, {validation:?}");
+        }
         assert_eq!(b.validation.rows.len(), 4);
         c.split.validation_last_per_class = Some(15);
         let e = load(&c, Path::new("/"), 1).unwrap_err().to_string();
