@@ -2139,6 +2139,16 @@ fn cases() -> Vec<Case> {
         Case::run("text-label-missing", &edit(TEXT, &[("label = \"label\"", "label = \"sentiment\"")]))
             .err(has(&["mr.csv", "sentiment"])),
     );
+    let tail_validation = |n: &str| {
+        let split = format!("split = {{ test_last_per_class = 533, validation_last_per_class = {n} }}");
+        edit(TEXT, &[("split = { test_last_per_class = 533, validation = 0.1 }", &split)])
+    };
+    c.push(Case::validate("text-validation-tail-zero", &tail_validation("0")).err(toml()));
+    c.push(Case::run("text-validation-tail-too-long", &tail_validation("4798")).err(has(&[
+        "mr.csv",
+        "validation_last_per_class = 4798",
+        "4798 non-test rows",
+    ])));
     c.push(Case::validate("text-limit-zero", &edit(TEXT, &[("train = 800", "train = 0")])).err(toml()));
     c.push(
         Case::validate("text-limit-negative", &edit(TEXT, &[("train = 800", "train = -800")])).err(toml()),
