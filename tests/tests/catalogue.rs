@@ -2149,6 +2149,41 @@ fn cases() -> Vec<Case> {
         "validation_last_per_class = 4798",
         "4798 non-test rows",
     ])));
+    let encoding = |settings: &str| {
+        edit(TEXT, &[("max_words = 32", &format!("max_words = 32\nsynonym_encoding = {{ {settings} }}"))])
+    };
+    c.push(
+        Case::run("text-synonym-encoding-missing-list", &encoding("synonyms = \"data/nope.tsv\""))
+            .err(has(&["synonym_encoding", "nope.tsv"])),
+    );
+    c.push(
+        Case::validate(
+            "text-synonym-encoding-zero-candidates",
+            &encoding("synonyms = \"data/wordnet-synonyms/wordnet-synonyms.tsv\", max_candidates = 0"),
+        )
+        .err(toml()),
+    );
+    c.push(
+        Case::validate(
+            "text-synonym-encoding-unknown-key",
+            &encoding("synonyms = \"data/wordnet-synonyms/wordnet-synonyms.tsv\", synonym = \"x\""),
+        )
+        .err(toml()),
+    );
+    c.push(
+        Case::validate(
+            "text-synonym-encoding-bert",
+            &edit(
+                TEXT,
+                &[(
+                    "kind = \"word-cnn\"\nembedding_dim = 16\nfilters = 8\nwidths = [3]\nmax_words = 32",
+                    "kind = \"bert\"\nbert = { path = \"models/nope\" }\nsynonym_encoding = { synonyms = \
+                     \"data/wordnet-synonyms/wordnet-synonyms.tsv\" }",
+                )],
+            ),
+        )
+        .err(toml()),
+    );
     c.push(Case::validate("text-limit-zero", &edit(TEXT, &[("train = 800", "train = 0")])).err(toml()));
     c.push(
         Case::validate("text-limit-negative", &edit(TEXT, &[("train = 800", "train = -800")])).err(toml()),

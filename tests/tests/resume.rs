@@ -129,6 +129,28 @@ fn sentiment_small_resumes_exactly() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// sentiment-small with a synonym encoding: the aliases are not saved with the vocabulary,
+/// so a resumed run rebuilds them from the word lists, and ends with the numbers of the run
+/// that was never interrupted.
+#[test]
+fn a_synonym_encoded_model_resumes_exactly() {
+    let base = tempered_tests::repo_pipeline("sentiment-small.toml");
+    let src = base.replacen(
+        "max_words = 64\n",
+        "max_words = 64\nsynonym_encoding = { synonyms = \"data/wordnet-synonyms/wordnet-synonyms.tsv\", \
+         stopwords = \"data/stopwords/english.txt\" }\n",
+        1,
+    );
+    assert_ne!(src, base, "sentiment-small's [model] changed: update this test");
+    let file = tempered_tests::pipeline_file("resume-encoded", &src);
+    let name = file.to_str().expect("a UTF-8 path");
+    let dir = scratch("resume-encoded");
+    let want = uninterrupted(name, &dir);
+    assert!(want["synonym_encoding"]["aliases"].as_u64().unwrap() > 0, "{}", want["synonym_encoding"]);
+    kill_chain(name, &dir, "chain", &["clean:2:5", "hardened:1:3"], &want);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// fraud-small hardened against two attacks at once: the counters of each travel with the
 /// commits, and a kill mid-hardening resumes to the same metrics.
 #[test]

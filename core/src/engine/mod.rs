@@ -87,6 +87,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<Finished> {
         hardening: None,
         tradeoff: None,
         defences: Vec::new(),
+        synonym_encoding: None,
     };
     let mut samples = Samples::new();
     clock.time("attack_before", || {

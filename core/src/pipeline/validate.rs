@@ -189,6 +189,17 @@ fn check_model(spec: &Spec) -> std::result::Result<(), AtKey> {
             }
         }
         Spec::Text(s) => {
+            if let Some(e) = &s.model.synonym_encoding {
+                let at = keys(&["model", "synonym_encoding"]);
+                if s.model.kind != TextModelKind::WordCnn {
+                    return Err(AtKey::new(
+                        at,
+                        "model.synonym_encoding is a word-CNN setting: a BERT model reads sub-words, which \
+                         a word-level encoding cannot reach",
+                    ));
+                }
+                e.check().map_err(|m| AtKey::new(at, m))?;
+            }
             if s.model.kind == TextModelKind::WordCnn {
                 s.model.check_word_cnn().map_err(|m| AtKey::new(keys(&["model"]), m))?;
             }

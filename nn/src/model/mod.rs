@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod cpu;
 pub mod mlp;
 pub mod params;
+pub mod synonym_encoding;
 pub mod text;
 pub mod word_cnn;
 

@@ -11,6 +11,8 @@
 //! word_dropout = 0.0       # share of words read as [UNK] while training
 //! max_words = 64           # longer texts are cut (MR: at most 59 words)
 //! min_count = 1            # train-split words seen fewer times are [UNK]
+//! # synonym_encoding = { synonyms = "data/wordnet-synonyms/wordnet-synonyms.tsv" }
+//! #                        # synonyms read as one word (see super::synonym_encoding)
 //! # encoder = "models/all-MiniLM-L6-v2"   # a local HF sentence encoder offered to attacks
 //! ```
 
@@ -19,6 +21,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::bert::BertConfig;
+use super::synonym_encoding::SynonymEncodingConfig;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -44,6 +47,9 @@ pub struct TextModelConfig {
     pub word_dropout: f64,
     pub max_words: usize,
     pub min_count: usize,
+    /// Word-CNN: synonyms of the listed word lists are read as one word.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synonym_encoding: Option<SynonymEncodingConfig>,
     /// Settings of `kind = "bert"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bert: Option<BertConfig>,
@@ -64,6 +70,7 @@ impl Default for TextModelConfig {
             word_dropout: 0.0,
             max_words: 64,
             min_count: 1,
+            synonym_encoding: None,
             bert: None,
             encoder: None,
         }
@@ -90,6 +97,9 @@ impl TextModelConfig {
         }
         if self.min_count == 0 {
             return Err("model.min_count must be at least 1".into());
+        }
+        if let Some(e) = &self.synonym_encoding {
+            e.check()?;
         }
         Ok(())
     }

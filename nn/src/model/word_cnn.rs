@@ -60,7 +60,10 @@ const MASKED: f32 = -1e30;
 /// word → id table (the same ids the tokenizer gives: a test checks it).
 pub struct Vocab {
     tokenizer: Tokenizer,
+    /// The tokenizer's words and, after them, any [aliases](Self::alias).
     ids: HashMap<String, u32>,
+    /// Rows of the embedding table: the tokenizer's words, aliases not counted.
+    size: usize,
 }
 
 fn tk_err(what: &str, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
@@ -100,7 +103,8 @@ impl Vocab {
         if ids.get("[PAD]") != Some(&PAD) || ids.get("[UNK]") != Some(&UNK) {
             return Err(Error::invalid("a word-CNN vocabulary needs [PAD] = 0 and [UNK] = 1"));
         }
-        Ok(Self { tokenizer, ids })
+        let size = ids.len();
+        Ok(Self { tokenizer, ids, size })
     }
 
     pub fn load(path: &Path) -> Result<Self> {
@@ -114,24 +118,39 @@ impl Vocab {
         crate::files::write(path, json.as_bytes())
     }
 
+    /// Distinct ids: the rows of the embedding table.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.size
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.size == 0
+    }
+
+    /// Reads `word` as `to` from now on (a [synonym encoding](super::synonym_encoding)):
+    /// whether it took, which it does only when `to` is in the vocabulary and `word` is not.
+    /// Aliases are not saved with the tokenizer; they are rebuilt from the same word lists.
+    pub fn alias(&mut self, word: &str, to: &str) -> bool {
+        match (self.ids.get(word), self.ids.get(to)) {
+            (None, Some(&id)) if id != PAD && id != UNK => {
+                self.ids.insert(word.to_owned(), id);
+                true
+            }
+            _ => false,
+        }
     }
 
     pub fn id(&self, word: &str) -> u32 {
         self.ids.get(word).copied().unwrap_or(UNK)
     }
 
-    /// Every word but `[PAD]` and `[UNK]`, in id order: most frequent first, as built.
+    /// Every word but `[PAD]` and `[UNK]`, in id order: most frequent first, as built
+    /// (aliases not listed: each id once).
     pub fn words(&self) -> Vec<String> {
-        let mut by_id: Vec<(&String, u32)> =
-            self.ids.iter().filter(|&(_, &id)| id != PAD && id != UNK).map(|(w, &id)| (w, id)).collect();
+        let mut by_id: Vec<(String, u32)> = self.tokenizer.get_vocab(true).into_iter().collect();
+        by_id.retain(|&(_, id)| id != PAD && id != UNK);
         by_id.sort_unstable_by_key(|&(_, id)| id);
-        by_id.into_iter().map(|(w, _)| w.clone()).collect()
+        by_id.into_iter().map(|(w, _)| w).collect()
     }
 
     /// The ids through the `tokenizers` pipeline itself (slow; for tests).
@@ -598,6 +617,25 @@ mod tests {
             "year",
         ];
         assert_eq!(words, want);
+    }
+
+    #[test]
+    fn an_alias_reads_as_its_word_and_adds_no_row() {
+        let mut vocab = Vocab::build(TEXTS.iter(), 1).unwrap();
+        assert!(vocab.alias("riveting", "gripping"));
+        // Neither a word already known nor one aimed at an unknown word or [UNK] takes.
+        assert!(!vocab.alias("dull", "tedious"));
+        assert!(!vocab.alias("boring", "unseen"));
+        assert!(!vocab.alias("boring", "[UNK]"));
+        assert_eq!(vocab.id("riveting"), vocab.id("gripping"));
+        assert_eq!(vocab.len(), 2 + 13, "an alias is no new embedding row");
+        assert!(!vocab.words().contains(&"riveting".to_owned()));
+        let cfg = TextModelConfig { embedding_dim: 8, filters: 4, ..Default::default() };
+        let m = WordCnn::new(&cfg, vocab, 2, 3, &Device::Cpu).unwrap();
+        assert_eq!(m.known_words(&["riveting", "boring"]).unwrap(), [true, false]);
+        let swapped = logits(&m, &["a riveting , funny film", "a boring , funny film"], Mode::EVAL);
+        assert_eq!(swapped[0], logits(&m, &[TEXTS[0]], Mode::EVAL)[0]);
+        assert_ne!(swapped[1], swapped[0], "a word that is no alias still reads as [UNK]");
     }
 
     #[test]

@@ -68,6 +68,20 @@ pub struct Metrics {
     /// `[[defence]]`: each preprocessing defence against the plain and the adaptive attacks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub defences: Vec<defences::DefenceMetrics>,
+    /// `[model] synonym_encoding`: what the model reads as one word.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synonym_encoding: Option<SynonymEncodingStats>,
+}
+
+/// The word-CNN's synonym clusters.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SynonymEncodingStats {
+    /// Representatives in the vocabulary.
+    pub clusters: usize,
+    /// Words outside the vocabulary read as a representative.
+    pub aliases: usize,
+    /// The vocabulary, `[PAD]` and `[UNK]` included: rows of the embedding table.
+    pub vocabulary: usize,
 }
 
 /// An attack run that failed and was skipped instead of failing the whole run.
@@ -396,6 +410,7 @@ pub(crate) mod tests {
         })
         .collect();
         Metrics {
+            synonym_encoding: None,
             pipeline: "fraud-mlp".into(),
             modality: Modality::Tabular,
             seed: 42,
