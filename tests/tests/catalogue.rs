@@ -2157,6 +2157,11 @@ fn cases() -> Vec<Case> {
             .err(has(&["synonym_encoding", "nope.tsv"])),
     );
     c.push(
+        Case::run("text-synonym-encoding-fifo", &encoding("synonyms = \"in/s.tsv\""))
+            .file("in/s.tsv", Fifo)
+            .err(has(&["synonym_encoding", "s.tsv", "not a regular file"])),
+    );
+    c.push(
         Case::validate(
             "text-synonym-encoding-zero-candidates",
             &encoding("synonyms = \"data/wordnet-synonyms/wordnet-synonyms.tsv\", max_candidates = 0"),

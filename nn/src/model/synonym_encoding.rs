@@ -113,7 +113,21 @@ impl SynonymEncoding {
         train: &[S],
     ) -> Result<Self, Invalid> {
         cfg.check()?;
-        let lexicon = Lexicon::load(&cfg.files(base_dir)).map_err(|e| Invalid::new(e.to_string()))?;
+        let files = cfg.files(base_dir);
+        let named = files.ppdb_synonyms.iter().chain(&files.antonyms).chain(&files.stopwords);
+        for p in std::iter::once(&files.synonyms).chain(named) {
+            // A FIFO or a device would block the read, and the run with it, forever.
+            if let Ok(m) = std::fs::metadata(p)
+                && !m.is_file()
+            {
+                return Err(Invalid::new(format!(
+                    "model.synonym_encoding: {} is not a regular file; give a word list",
+                    p.display()
+                )));
+            }
+        }
+        let lexicon =
+            Lexicon::load(&files).map_err(|e| Invalid::new(format!("model.synonym_encoding: {e}")))?;
         Ok(Self::cluster(&lexicon, train, cfg.clusters))
     }
 
@@ -246,11 +260,14 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_list_is_named_and_zero_candidates_refused() {
+    fn a_missing_list_or_a_folder_is_named_and_zero_candidates_refused() {
         let (dir, cfg) = lists("missing");
         let gone = SynonymEncodingConfig { synonyms: dir.join("nope.tsv"), ..cfg.clone() };
         let e = SynonymEncoding::build(&gone, &dir, &["good"]).unwrap_err();
-        assert!(e.contains("nope.tsv"), "{e}");
+        assert!(e.contains("model.synonym_encoding") && e.contains("nope.tsv"), "{e}");
+        let folder = SynonymEncodingConfig { stopwords: Some(dir.clone()), ..cfg.clone() };
+        let e = SynonymEncoding::build(&folder, &dir, &["good"]).unwrap_err();
+        assert!(e.contains("is not a regular file"), "{e}");
         let zero = SynonymEncodingConfig { max_candidates: Some(0), ..cfg };
         assert!(SynonymEncoding::build(&zero, &dir, &["good"]).unwrap_err().contains("max_candidates"));
         std::fs::remove_dir_all(dir).unwrap();
