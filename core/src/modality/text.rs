@@ -93,7 +93,7 @@ impl Prepare for Text {
                     let clusters = e.representatives().filter(|r| !matches!(vocab.id(r), PAD | UNK)).count();
                     tracing::info!(
                         "synonym encoding: {clusters} clusters in the vocabulary; {aliases} more words read as \
-                         one of them"
+                         their representative"
                     );
                     encoding_stats =
                         Some(SynonymEncodingStats { clusters, aliases, vocabulary: vocab.len() });
@@ -169,9 +169,10 @@ impl Task for Text {
                 "Synonym encoding",
                 format!(
                     "The word-CNN reads the words of each synonym cluster as one word (`[model] \
-                     synonym_encoding`): {} clusters in its vocabulary of {} words, and {} more words \
-                     read as a member of one. A swap inside a cluster changes nothing the model sees; \
-                     the attacks above queried the model with the encoding inside.\n",
+                     synonym_encoding`): {} clusters have their representative in its vocabulary of {} \
+                     words, and {} more words read as their cluster's representative. A swap inside a \
+                     cluster changes nothing the model sees; the attacks above queried the model with \
+                     the encoding inside.\n",
                     e.clusters,
                     e.vocabulary - 2,
                     e.aliases
