@@ -186,7 +186,8 @@ fn degenerate(m: &Metrics) -> Vec<Check> {
 fn hardening_violations(m: &Metrics) -> Option<Check> {
     let h = m.hardening.filter(|h| h.violations > 0)?;
     Some(warn(format!(
-        "{} of the {} hardening examples broke the attack's rules or budgets: the host trained on          their originals instead.",
+        "{} of the {} hardening examples broke the attack's rules or budgets: the host trained on \
+         their originals instead.",
         h.violations, h.examples
     )))
 }

@@ -267,7 +267,8 @@ fn check_frozen(model: &dyn Classifier, file: &Reader, frozen: &[String]) -> Res
     let now = Frozen::of(model)?;
     if let Some(name) = frozen.iter().find(|n| !now.contains(n)) {
         return Err(bad(format!(
-            "tensor `{name}` was frozen when this commit was written and is trained now:              the model's trainable layers changed; start a new run"
+            "tensor `{name}` was frozen when this commit was written and is trained now: \
+             the model's trainable layers changed; start a new run"
         )));
     }
     let values: Vec<(String, Tensor)> =
@@ -275,7 +276,9 @@ fn check_frozen(model: &dyn Classifier, file: &Reader, frozen: &[String]) -> Res
     let want = file.meta("frozen_hash").ok_or_else(|| bad("frozen tensors but no frozen_hash".into()))?;
     if checkpoint::hash_tensors(&values)? != want {
         return Err(bad(format!(
-            "the {} frozen tensors this commit left out (they come from where the model is              built: its pretrained folder or [train] init) have other values than when it was              written: the model files changed since the run started; restore them or start a new run",
+            "the {} frozen tensors this commit left out (they come from where the model is \
+             built: its pretrained folder or [train] init) have other values than when it was \
+             written: the model files changed since the run started; restore them or start a new run",
             frozen.len()
         )));
     }
@@ -308,7 +311,8 @@ fn read_best(model: &dyn Classifier, file: &Reader, frozen: &[String]) -> Result
         return Err(Error::data(
             &path,
             format!(
-                "its tensors are not the best epoch's that {} names (another file, or changed since):                  delete the checkpoints to train again",
+                "its tensors are not the best epoch's that {} names (another file, or changed since): \
+                 delete the checkpoints to train again",
                 file.path().display()
             ),
         ));
