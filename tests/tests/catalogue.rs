@@ -1719,6 +1719,23 @@ fn cases() -> Vec<Case> {
         )
         .err(toml()),
     );
+    for (name, value) in [("one", "1.0"), ("zero", "0.0"), ("nan", "nan")] {
+        let average = format!("epochs = 2\npatience = 0\nweight_average = {value}");
+        c.push(
+            Case::validate(
+                &format!("harden-weight-average-{name}"),
+                &edit(&f, &[("epochs = 2\npatience = 0", &average)]),
+            )
+            .err(toml()),
+        );
+    }
+    c.push(
+        Case::validate(
+            "train-weight-average-negative",
+            &edit(&f, &[("lr = 3e-3", "lr = 3e-3\nweight_average = -0.99")]),
+        )
+        .err(toml()),
+    );
     c.push(
         Case::validate(
             "harden-attack-list-empty",

@@ -143,5 +143,38 @@ fn training_table(clean: &TrainState, harden: Option<&TrainState>) -> String {
             ));
         }
     }
+    for state in std::iter::once(clean).chain(harden) {
+        if let Some(decay) = state.weight_average {
+            s.push_str(&format!(
+                "\n{}: the validation columns and the kept epoch are of an exponential moving \
+                 average of the weights (decay {decay}, about {:.0} steps); the train loss is of \
+                 the weights as trained.\n",
+                state.phase,
+                1.0 / (1.0 - decay)
+            ));
+        }
+    }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_training_table_says_when_an_average_of_the_weights_was_kept() {
+        let clean = TrainState { phase: "clean".into(), ..Default::default() };
+        let plain = TrainState { phase: "hardened".into(), ..Default::default() };
+        assert!(!training_table(&clean, Some(&plain)).contains("moving average"));
+        let averaged = TrainState { weight_average: Some(0.995), ..plain };
+        let table = training_table(&clean, Some(&averaged));
+        assert!(
+            table.contains(
+                "hardened: the validation columns and the kept epoch are of an exponential moving \
+                            average of the weights (decay 0.995, about 200 steps)"
+            ),
+            "{table}"
+        );
+        assert!(!table.contains("clean: the validation"), "{table}");
+    }
 }

@@ -111,6 +111,7 @@ pub(super) fn harden_phase(
         validation_attack_examples: 2048,
         trades_beta: (harden.strategy == Strategy::Trades).then_some(harden.beta),
         stop_on_robust_accuracy: harden.early_stopping == EarlyStopping::RobustAccuracy,
+        weight_average: harden.weight_average,
     };
     let ckpt = Checkpoints { dir: dir.checkpoints(), phase: phase.to_owned() };
     let adv = adversary.as_deref_mut().map(|a| a as &mut dyn Adversary);

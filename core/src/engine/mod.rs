@@ -223,6 +223,7 @@ pub(crate) fn clean_fit(tc: &TrainConfig) -> Fit {
     Fit {
         weight_decay: tc.weight_decay,
         patience: tc.patience,
+        weight_average: tc.weight_average,
         ..Fit::clean(tc.epochs, tc.batch_size, tc.lr)
     }
 }

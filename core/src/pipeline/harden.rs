@@ -67,6 +67,11 @@ pub struct HardenConfig {
     /// model beats while the probe still wins switch the rest of hardening to the probe's
     /// attack. `false` trains with FGSM unwatched (to show what the guard prevents).
     pub guard: bool,
+    /// Validate and keep an exponential moving average of the weights with this decay (in
+    /// (0, 1), e.g. 0.99) instead of the last weights trained (Polyak averaging: flatter,
+    /// against robust overfitting); unset: the weights as trained.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_average: Option<f64>,
 }
 
 impl Default for HardenConfig {
@@ -85,6 +90,7 @@ impl Default for HardenConfig {
             clean_epochs: 0,
             patience: 3,
             guard: true,
+            weight_average: None,
         }
     }
 }

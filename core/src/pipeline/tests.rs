@@ -117,6 +117,29 @@ fn imbalance_settings_are_validated_naming_the_key() {
 }
 
 #[test]
+fn a_weight_average_is_a_decay_in_the_open_unit_interval() {
+    assert_eq!(parse(GOOD).unwrap().spec.harden().weight_average, None, "off unless asked for");
+    let with = |section: &str, value: &str| {
+        let src = match section {
+            "harden" => GOOD.replace("[harden]\n", &format!("[harden]\nweight_average = {value}\n")),
+            _ => format!("{GOOD}\n[train]\nweight_average = {value}\n"),
+        };
+        parse(&src)
+    };
+    assert_eq!(with("harden", "0.995").unwrap().spec.harden().weight_average, Some(0.995));
+    assert_eq!(with("train", "0.9").unwrap().spec.train().weight_average, Some(0.9));
+    for value in ["1.0", "0.0", "-0.5", "1.5"] {
+        let e = with("harden", value).unwrap_err().to_string();
+        assert!(e.starts_with("pipelines/t.toml:20:1: weight_average = "), "{value}: {e}");
+        assert!(e.contains("must be in (0, 1)"), "{value}: {e}");
+        let e = with("train", value).unwrap_err().to_string();
+        assert!(e.starts_with("pipelines/t.toml:23:1: weight_average = "), "{value}: {e}");
+    }
+    let e = with("harden", "nan").unwrap_err().to_string();
+    assert!(e.starts_with("pipelines/t.toml:20:18: harden.weight_average = nan"), "{e}");
+}
+
+#[test]
 fn missing_modality_is_explained() {
     let e = err("[pipeline]\nname = \"x\"\n");
     assert!(e.contains("missing `pipeline.modality`"), "{e}");

@@ -26,6 +26,10 @@ pub struct TrainConfig {
     /// With `epochs = 0` the loaded model is used as it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init: Option<PathBuf>,
+    /// Validate and keep an exponential moving average of the weights with this decay (in
+    /// (0, 1), e.g. 0.99) instead of the last weights trained; unset: the weights as trained.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_average: Option<f64>,
 }
 
 impl Default for TrainConfig {
@@ -39,6 +43,7 @@ impl Default for TrainConfig {
             class_weight: ClassWeight::default(),
             sampling: Sampling::None,
             init: None,
+            weight_average: None,
         }
     }
 }

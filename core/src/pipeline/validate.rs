@@ -72,6 +72,7 @@ pub(super) fn validate(spec: &Spec) -> std::result::Result<(), AtKey> {
     if t.batch_size == 0 || t.lr <= 0.0 || !t.lr.is_finite() {
         return Err(AtKey::new(keys(&["train"]), "train.batch_size must be ≥ 1 and train.lr > 0"));
     }
+    check_weight_average(t.weight_average, "train")?;
     if t.epochs == 0 && t.init.is_none() {
         return Err(AtKey::new(
             keys(&["train", "epochs"]),
@@ -93,6 +94,7 @@ pub(super) fn validate(spec: &Spec) -> std::result::Result<(), AtKey> {
                 "adversarial_weight must be in [0, 1]",
             ));
         }
+        check_weight_average(h.weight_average, "harden")?;
         if !(h.share > 0.0 && h.share <= 1.0) {
             return Err(AtKey::new(keys(&["harden", "share"]), "share must be in (0, 1]"));
         }
@@ -230,6 +232,20 @@ fn check_model(spec: &Spec) -> std::result::Result<(), AtKey> {
 /// The `[train]` and `[evaluate]` settings for imbalanced data, as far as they can be
 /// checked without the data (the class count comes with it: see
 /// [`Pipeline::config_error`](super::Pipeline::config_error)).
+/// `weight_average` of `[train]` or `[harden]`: a decay strictly between 0 and 1.
+fn check_weight_average(decay: Option<f64>, section: &str) -> std::result::Result<(), AtKey> {
+    match decay {
+        Some(d) if !(d > 0.0 && d < 1.0) => Err(AtKey::new(
+            keys(&[section, "weight_average"]),
+            format!(
+                "weight_average = {d}: the decay of the average must be in (0, 1), e.g. 0.99 \
+                 (leave it out to keep the weights as trained)"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn check_imbalance(spec: &Spec) -> std::result::Result<(), AtKey> {
     let t = spec.train();
     if let ClassWeight::Weights(w) = &t.class_weight {

@@ -13,6 +13,9 @@
 //!     model is built (the pretrained folder, the training split, `[train] init`), and a
 //!     resume checks their hash against the one recorded here, so a model folder changed
 //!     under a run is refused instead of mixed in;
+//!   - `average_updates`, with the phase's average of the weights (`weight_average`)
+//!     under `@average/<name>`. The weights such a commit *keeps* (validated, and the
+//!     best epoch's when it is the best) are its weights with those in their place;
 //!   - `best_commit`, `best_hash`, when the best epoch so far is an earlier one: the best
 //!     weights are not copied again into every later commit, they stay in that epoch's own
 //!     commit (which is kept on disk while a newer commit names it), and the hash of its
@@ -42,6 +45,7 @@ use candle_core::Tensor;
 
 use super::TrainState;
 use super::adamw::AdamW;
+use super::average::{self, WeightAverage};
 use super::failpoint::{self, FailPoint, Point};
 use crate::model::checkpoint::{self, Reader};
 use crate::model::{self, Classifier};
@@ -306,7 +310,8 @@ fn read_best(model: &dyn Classifier, file: &Reader, frozen: &[String]) -> Result
             path.display()
         )));
     }
-    let best = read_saved(model, &open(&path)?, "", frozen)?;
+    let named = open(&path)?;
+    let best = kept(&named, read_saved(model, &named, "", frozen)?)?;
     if checkpoint::hash_tensors(&sorted(best.clone()))? != want {
         return Err(Error::data(
             &path,
@@ -320,18 +325,53 @@ fn read_best(model: &dyn Classifier, file: &Reader, frozen: &[String]) -> Result
     Ok(best)
 }
 
+/// The decay and update count of the average `file` saved, if it saved one.
+fn averaged(file: &Reader) -> Result<Option<(f64, usize)>> {
+    let bad = |msg: String| Error::data(file.path(), msg);
+    let (Some(decay), Some(updates)) = (file.meta("average_decay"), file.meta("average_updates")) else {
+        return Ok(None);
+    };
+    let decay = u64::from_str_radix(decay, 16)
+        .map(f64::from_bits)
+        .ok()
+        .filter(|d| *d > 0.0 && *d < 1.0)
+        .ok_or_else(|| bad(format!("average_decay `{decay}`: not a decay")))?;
+    let updates = updates.parse().map_err(|_| bad(format!("average_updates `{updates}`: not a count")))?;
+    Ok(Some((decay, updates)))
+}
+
+/// The weights `file` keeps: `weights`, its own, with the average of the weights it saved
+/// (`@average/<name>`, bias-corrected as [`WeightAverage::swap_in`] reads it) in their place.
+fn kept(file: &Reader, mut weights: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>> {
+    let Some(c) = averaged(file)?.and_then(|(decay, updates)| average::correction(decay, updates)) else {
+        return Ok(weights);
+    };
+    for (name, t) in &mut weights {
+        let key = format!("{AVERAGE}{name}");
+        if file.has(&key) {
+            *t = file.tensor(&key, &checkpoint::Expected::of(t), t.device())?.affine(c, 0.0)?;
+        }
+    }
+    Ok(weights)
+}
+
+/// Where an epoch commit keeps the average of the weights.
+const AVERAGE: &str = "@average/";
+
 fn sorted(mut t: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
     t.sort_by(|a, b| a.0.cmp(&b.0));
     t
 }
 
-/// Everything a commit of `file` holds for `model` and `opt` (`None`: the final commit),
-/// checked before anything is loaded, so a damaged file leaves the model as it was.
+/// Everything a commit of `file` holds for `model`, `opt` and `average` (`None`, `None`:
+/// the final commit), checked before anything is loaded, so a damaged file leaves the
+/// model as it was.
 pub(super) fn load(
     file: &Reader,
     phase: &str,
     model: &dyn Classifier,
     opt: Option<&mut AdamW>,
+    average: Option<&mut WeightAverage>,
 ) -> Result<Resumed> {
     let bad = |msg: String| Error::data(file.path(), msg);
     let state = state_of(file)?;
@@ -343,7 +383,36 @@ pub(super) fn load(
     check_frozen(model, file, &frozen)?;
     let best = match opt {
         Some(_) if state.best_epoch != state.epochs_done => read_best(model, file, &frozen)?,
-        _ => weights.clone(),
+        _ => kept(file, weights.clone())?,
+    };
+    let averaged = match (&average, averaged(file)?) {
+        (Some(avg), Some((decay, _))) if decay != avg.decay() => {
+            return Err(bad(format!(
+                "written with weight_average = {decay}, and this phase averages with {}: start a new run",
+                avg.decay()
+            )));
+        }
+        (Some(avg), Some((_, updates))) => {
+            let device = model.device();
+            let tensors = avg
+                .tensors()
+                .map(|(name, t)| {
+                    file.tensor(&format!("{AVERAGE}{name}"), &checkpoint::Expected::of(t), device)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Some((updates, tensors))
+        }
+        (Some(_), None) => {
+            return Err(bad("written without an average of the weights, which this phase now keeps \
+                 (weight_average): start a new run"
+                .into()));
+        }
+        (None, Some(_)) if opt.is_some() => {
+            return Err(bad("written with an average of the weights (weight_average), which this \
+                 phase no longer keeps: start a new run"
+                .into()));
+        }
+        (None, _) => None,
     };
     let rng = match file.meta("model_rng") {
         Some(hex) => Some(checkpoint::from_hex(hex).ok_or_else(|| bad("model_rng: not hex".into()))?),
@@ -389,6 +458,9 @@ pub(super) fn load(
     if let (Some(opt), Some((step, moments))) = (opt, moments) {
         opt.restore(step, &moments)?;
     }
+    if let (Some(avg), Some((updates, tensors))) = (average, averaged) {
+        avg.restore(updates, tensors)?;
+    }
     Ok(Resumed { state, best, adversary })
 }
 
@@ -403,6 +475,8 @@ pub(super) struct Commit<'a> {
     pub best: Option<&'a [(String, Tensor)]>,
     /// What an epoch commit leaves out (`None`: every tensor is written).
     pub frozen: Option<&'a Frozen>,
+    /// The phase's average of the weights, for an epoch commit.
+    pub average: Option<&'a WeightAverage>,
     pub adversary: Option<serde_json::Value>,
 }
 
@@ -451,6 +525,12 @@ pub(super) fn write(ck: &Checkpoints, c: &Commit<'_>, epoch: usize, fail: Option
             tensors.push((format!("@adamw/m/{i}"), m));
             tensors.push((format!("@adamw/v/{i}"), v));
         }
+    }
+    if let Some(avg) = c.average.filter(|_| !c.state.finished) {
+        let (decay, updates, tensors_of) = avg.saved();
+        meta.insert("average_decay".into(), format!("{:016x}", decay.to_bits()));
+        meta.insert("average_updates".into(), updates.to_string());
+        tensors.extend(tensors_of.map(|(name, t)| (format!("{AVERAGE}{name}"), t.clone())));
     }
     if let Some(rng) = c.model.rng_state() {
         meta.insert("model_rng".into(), checkpoint::to_hex(&rng));
@@ -823,7 +903,7 @@ mod tests {
             frozen: &'a Frozen,
         ) -> Commit<'a> {
             let frozen = if s.finished { None } else { Some(frozen) };
-            Commit { model, state: s, opt, best, frozen, adversary: None }
+            Commit { model, state: s, opt, best, frozen, average: None, adversary: None }
         }
         let (s1, s2, done) = (state(1, false), state(2, false), state(2, true));
         let better_secs =

@@ -25,6 +25,10 @@ pub struct Fit {
     /// than the best loss objective (adversarial epochs only): under the probe attack when
     /// the adversary has one, else under the training attack.
     pub stop_on_robust_accuracy: bool,
+    /// Validate and keep an exponential moving average of the weights with this decay
+    /// (`average.rs`) instead of the optimiser's last weights; `None`: the weights as
+    /// trained.
+    pub weight_average: Option<f64>,
 }
 
 impl Fit {
@@ -43,6 +47,7 @@ impl Fit {
             validation_attack_examples: 0,
             trades_beta: None,
             stop_on_robust_accuracy: false,
+            weight_average: None,
         }
     }
 }

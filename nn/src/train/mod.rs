@@ -24,11 +24,13 @@ use crate::progress::Progress;
 use crate::{Error, Result};
 
 mod adamw;
+mod average;
 mod commit;
 mod config;
 mod failpoint;
 mod step;
 pub use adamw::AdamW;
+use average::WeightAverage;
 pub use commit::Checkpoints;
 pub use config::{Balance, Fit};
 pub use failpoint::unit_done;
@@ -120,6 +122,10 @@ pub struct TrainState {
     /// trained-with examples were beaten while the probe's still won.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalated_at: Option<usize>,
+    /// The decay of the average of the weights that was validated and kept, if the phase
+    /// kept one (`train_loss` is still the optimiser's own weights').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_average: Option<f64>,
 }
 
 /// Fast FGSM training whose own examples the model beats by this much more often than the
@@ -281,7 +287,7 @@ fn fit_with(
     let phase = checkpoints.phase.as_str();
     let latest = checkpoints.latest()?;
     if let Some(commit::Latest::Finished(file)) = &latest {
-        let done = commit::load(file, phase, model, None)?;
+        let done = commit::load(file, phase, model, None, None)?;
         checkpoints.remove_commits_before(file.path())?;
         if let (Some(adv), Some(state)) = (adversary.as_deref_mut(), &done.adversary) {
             adv.restore(state)?;
@@ -293,17 +299,21 @@ fn fit_with(
     let trainable = model.trainable();
     // One gradient buffer per parameter, reused by every hand-written step.
     let mut grads: Vec<Vec<f32>> = vec![Vec::new(); trainable.len()];
+    let mut average = fit.weight_average.map(|d| WeightAverage::new(model, d)).transpose()?;
     let mut opt = AdamW::new(trainable, params)?;
     let (mut state, mut best) = match &latest {
         Some(commit::Latest::Epoch(file)) => {
-            let resumed = commit::load(file, phase, model, Some(&mut opt))?;
+            let resumed = commit::load(file, phase, model, Some(&mut opt), average.as_mut())?;
             if let (Some(adv), Some(state)) = (adversary.as_deref_mut(), &resumed.adversary) {
                 adv.restore(state)?;
             }
             tracing::info!("{phase}: resuming after epoch {}", resumed.state.epochs_done);
             (resumed.state, Some(resumed.best))
         }
-        _ => (TrainState { phase: phase.to_owned(), ..Default::default() }, None),
+        _ => (
+            TrainState { phase: phase.to_owned(), weight_average: fit.weight_average, ..Default::default() },
+            None,
+        ),
     };
     drop(latest);
     // A resumed phase that had switched attacks goes on with the one it switched to.
@@ -381,11 +391,18 @@ fn fit_with(
                     ),
                 });
             }
+            if let Some(average) = average.as_mut() {
+                average.update()?;
+            }
             total += loss as f64;
             progress.inc(1);
             failpoint::reached(fail, phase, epoch, Point::Batch(b + 1))?;
         }
         let seconds = progress.finish().as_secs_f64();
+        // Validated, attacked, probed and (if best) kept: the average, when there is one.
+        if let Some(average) = average.as_mut() {
+            average.swap_in()?;
+        }
         let what = format!("{phase} epoch {epoch} validation");
         let (val_loss, val_acc) = validation_loss(model, &data.validation, weights, &what)?;
         if !val_loss.is_finite() {
@@ -498,6 +515,10 @@ fn fit_with(
         } else {
             state.bad_epochs += 1;
         }
+        // Training goes on from the optimiser's weights.
+        if let Some(average) = average.as_mut() {
+            average.swap_out()?;
+        }
         if lagging && adversary.as_deref_mut().is_some_and(|a| a.escalate()) {
             tracing::warn!(
                 "{phase} epoch {epoch}: the model beats the training examples ({:.1}%) far more often than the probe attack's ({:.1}%): training with the probe attack from now on",
@@ -523,6 +544,7 @@ fn fit_with(
             opt: Some(&opt),
             best: if improved { None } else { best.as_deref() },
             frozen: Some(&frozen),
+            average: average.as_ref(),
             adversary: adversary.as_deref().map(|a| a.state()),
         };
         commit::write(checkpoints, &commit, epoch, fail)?;
@@ -538,6 +560,7 @@ fn fit_with(
         opt: None,
         best: None,
         frozen: None,
+        average: None,
         adversary: adversary.as_deref().map(|a| a.state()),
     };
     commit::write(checkpoints, &commit, state.epochs_done, fail)?;

@@ -259,6 +259,77 @@ fn training_learns_and_resumes_exactly_from_any_point() {
     assert!(full.best_epoch < full.epochs_done, "a worse last epoch: {:?}", full.log);
 }
 
+/// An average of the weights changes what is validated and kept, never how training
+/// goes: the optimiser's steps (the training losses) are the plain run's, bit for bit, and
+/// the kept model is the one whose validation numbers the log shows for its epoch.
+#[test]
+fn averaging_changes_what_is_validated_and_kept_not_how_training_goes() {
+    let root = scratch("averaged");
+    let data = data();
+    let plain_cfg = Fit { lr: 0.3, ..fit_cfg(4) };
+    let run = |cfg: &Fit, name: &str| {
+        std::fs::create_dir_all(root.join(name)).unwrap();
+        let ck = Checkpoints { dir: root.join(name), phase: "clean".into() };
+        let m = model();
+        let state = fit(&m, &data, cfg, None, 9, &ck).unwrap();
+        (state, m)
+    };
+    let (plain, plain_model) = run(&plain_cfg, "plain");
+    let (avg, avg_model) = run(&Fit { weight_average: Some(0.9), ..plain_cfg.clone() }, "average");
+    let losses = |s: &TrainState| s.log.iter().map(|e| e.train_loss.to_bits()).collect::<Vec<_>>();
+    assert_eq!(losses(&avg), losses(&plain), "averaging must not move the optimiser");
+    let validated = |s: &TrainState| s.log.iter().map(|e| e.validation_loss.to_bits()).collect::<Vec<_>>();
+    assert_ne!(validated(&avg), validated(&plain), "the average is what is validated");
+    assert!(weights(&avg_model) != weights(&plain_model), "the average is what is kept");
+    for (state, m) in [(&plain, &plain_model), (&avg, &avg_model)] {
+        let kept = &state.log[state.best_epoch - 1];
+        let (loss, acc) = evaluate_loss(m, &data.validation, 1024).unwrap();
+        assert_eq!((loss.to_bits(), acc), (kept.validation_loss.to_bits(), kept.validation_accuracy));
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The average is in every epoch commit: a killed averaging phase resumes to the
+/// uninterrupted one's log and kept weights from any point, also when the best epoch's
+/// average lies in an earlier commit than the newest.
+#[test]
+fn an_averaging_phase_resumes_exactly_from_any_point() {
+    let cfg = Fit { lr: 0.6, weight_average: Some(0.9), ..fit_cfg(5) };
+    let mut points = Vec::new();
+    for epoch in 1..=5 {
+        points.extend([(epoch, Point::Batch(2)), (epoch, Point::Tmp), (epoch, Point::End)]);
+    }
+    let full = resumes_exactly(model, &data(), &cfg, &points, "mlp-averaged");
+    assert!(full.best_epoch < full.epochs_done, "a worse last epoch: {:?}", full.log);
+}
+
+/// A commit written with an average cannot be resumed without one, nor the other way
+/// round: the two would keep different models.
+#[test]
+fn a_commit_is_resumed_only_with_the_averaging_it_was_written_with() {
+    let data = data();
+    let averaged = Fit { weight_average: Some(0.9), ..fit_cfg(3) };
+    let other = Fit { weight_average: Some(0.99), ..fit_cfg(3) };
+    for (written, resumed) in [(&averaged, &fit_cfg(3)), (&fit_cfg(3), &averaged), (&averaged, &other)] {
+        let dir = scratch("averaging-changed");
+        let ck = Checkpoints { dir: dir.clone(), phase: "clean".into() };
+        let killed = fit_with(
+            &model(),
+            &data,
+            written,
+            &Balance::default(),
+            None,
+            9,
+            &ck,
+            Some(&killer(1, Point::End)),
+        );
+        assert!(killed.is_err());
+        let e = fit(&model(), &data, resumed, None, 9, &ck).unwrap_err().to_string();
+        assert!(e.contains("clean-epoch-0001.safetensors") && e.contains("weight_average"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 /// Labels of `data()` turned into a rare class: one row in ten is class 1.
 fn rare(mut d: Dataset) -> Dataset {
     for split in [&mut d.train, &mut d.validation, &mut d.test] {
