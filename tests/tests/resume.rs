@@ -171,6 +171,25 @@ fn several_hardening_attacks_resume_exactly() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// fraud-small keeping an average of the weights in both phases: the average travels with
+/// the commits, and kills mid-epoch and at a commit resume to the same metrics.
+#[test]
+fn an_averaged_run_resumes_exactly() {
+    let base = tempered_tests::repo_pipeline("fraud-small.toml");
+    let src = base
+        .replacen("lr = 3e-3\npatience = 0\n", "lr = 3e-3\npatience = 0\nweight_average = 0.95\n", 1)
+        .replacen("epochs = 2\npatience = 0\n", "epochs = 2\npatience = 0\nweight_average = 0.9\n", 1);
+    assert_eq!(src.matches("weight_average").count(), 2, "fraud-small's [train] or [harden] changed");
+    let file = tempered_tests::pipeline_file("resume-averaged", &src);
+    let name = file.to_str().expect("a UTF-8 path");
+    let dir = scratch("resume-averaged");
+    let want = uninterrupted(name, &dir);
+    let plain = uninterrupted("fraud-small.toml", &dir.join("plain"));
+    assert_ne!(want["clean"], plain["clean"], "the average is the model kept");
+    kill_chain(name, &dir, "chain", &["clean:3:2", "clean:4:end", "hardened:2:1"], &want);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// transactions-small read a chunk at a time, its rows on disk: a kill mid-epoch (the batch
 /// prefetch thread running) and at a commit resumes to the metrics of the run that was never
 /// interrupted, which are those of the same table read whole.
