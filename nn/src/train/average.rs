@@ -63,7 +63,9 @@ impl WeightAverage {
         debug_assert!(self.live.is_none(), "the average is updated from the optimiser's weights");
         let d = self.decay;
         for (sum, var) in self.sum.iter_mut().zip(&self.vars) {
-            *sum = (sum.affine(d, 0.0)? + var.as_tensor().affine(1.0 - d, 0.0)?)?;
+            // Detached: an op on a var records its inputs for backprop, and each sum would
+            // hold on to the one before it, every step's copy of the weights kept alive.
+            *sum = (sum.affine(d, 0.0)? + var.as_tensor().detach().affine(1.0 - d, 0.0)?)?;
         }
         self.updates += 1;
         Ok(())
@@ -73,7 +75,11 @@ impl WeightAverage {
     /// weights aside. Before any update the average is the weights themselves.
     pub fn swap_in(&mut self) -> Result<()> {
         debug_assert!(self.live.is_none(), "swapped in twice");
-        let live = self.vars.iter().map(|v| v.as_tensor().copy()).collect::<candle_core::Result<Vec<_>>>()?;
+        let live = self
+            .vars
+            .iter()
+            .map(|v| v.as_tensor().detach().copy())
+            .collect::<candle_core::Result<Vec<_>>>()?;
         if let Some(c) = correction(self.decay, self.updates) {
             for (sum, var) in self.sum.iter().zip(&self.vars) {
                 var.set(&sum.affine(c, 0.0)?)?;
@@ -185,6 +191,7 @@ mod tests {
         avg.swap_out().unwrap();
         assert_eq!(values(var.as_tensor()), [3.0, 2.0], "the optimiser's weights come back to the bit");
         assert_eq!(avg.saved().1, 2);
+        assert!(!avg.sum[0].track_op(), "the average must not chain every step's weights for backprop");
         // A long run forgets where it started: the average settles on a constant weight.
         for _ in 0..60 {
             avg.update().unwrap();
