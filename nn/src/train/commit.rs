@@ -13,9 +13,10 @@
 //!     model is built (the pretrained folder, the training split, `[train] init`), and a
 //!     resume checks their hash against the one recorded here, so a model folder changed
 //!     under a run is refused instead of mixed in;
-//!   - `average_updates`, with the phase's average of the weights (`weight_average`)
-//!     under `@average/<name>`. The weights such a commit *keeps* (validated, and the
-//!     best epoch's when it is the best) are its weights with those in their place;
+//!   - `average_decay`, `average_updates`, with the running sum of the phase's average of
+//!     the weights (`weight_average`, `average.rs`) under `@average/<name>`. The weights
+//!     such a commit *keeps* (validated, and the best epoch's when it is the best) are its
+//!     own with the bias-corrected average in their place;
 //!   - `best_commit`, `best_hash`, when the best epoch so far is an earlier one: the best
 //!     weights are not copied again into every later commit, they stay in that epoch's own
 //!     commit (which is kept on disk while a newer commit names it), and the hash of its

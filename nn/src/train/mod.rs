@@ -4,8 +4,10 @@
 //! examples come from an [`Adversary`] (an attack plugin through the oracle) and w = 0
 //! for clean epochs. AdamW; early stopping on the validation objective (the same mix, so
 //! hardening is not stopped for losing a little clean loss); the best epoch's weights are
-//! restored at the end. Every epoch ends in one atomic commit (`commit.rs`) from which an
-//! interrupted run resumes to the numbers it would have given uninterrupted.
+//! restored at the end; with `weight_average`, what is validated and kept is a moving
+//! average of the weights (`average.rs`). Every epoch ends in one atomic commit
+//! (`commit.rs`) from which an interrupted run resumes to the numbers it would have given
+//! uninterrupted.
 //! The losses and their optimiser steps are in `step.rs`, the optimiser in `adamw.rs`.
 
 use std::sync::Arc;
@@ -123,7 +125,7 @@ pub struct TrainState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalated_at: Option<usize>,
     /// The decay of the average of the weights that was validated and kept, if the phase
-    /// kept one (`train_loss` is still the optimiser's own weights').
+    /// kept one (the train losses are still those of the weights as trained).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight_average: Option<f64>,
 }
